@@ -1,0 +1,35 @@
+# Two entry points for a fresh clone: `make run` (set up + serve the app) and `make test` (set up + run the tests).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+# Offline machines of this project keep the real data beside the checkout; elsewhere data comes from TANAS_DATA_DIR,
+# $TANAS_HOME/data or torchvision's download.
+SHARED_DATA := $(abspath ../shared/datasets)
+ifeq ($(TANAS_DATA_DIR),)
+ifneq ($(wildcard $(SHARED_DATA)/mnist.npz),)
+export TANAS_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: setup run test bench-zoo clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false
+
+test: setup
+	$(VENV)/bin/python -m pytest -q -rs tests
+
+bench-zoo: setup
+	$(VENV)/bin/python -m tanas_core bench zoo --suite ld8 --seeds 1 --preset demo
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,65 @@
+"""TA-NAS Studio home page: the method in three steps, the datasets and where they come from, the workspace."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from tanas_core.data import check_datasets, default_data_dir
+from tanas_core.store import Workspace
+from tanas_core.zoo import zoo_table
+
+st.set_page_config(page_title="TA-NAS Studio", layout="wide")
+st.title("TA-NAS Studio")
+st.caption("Task-aware neural architecture search: compare tasks by the Fisher information of networks trained on "
+           "them, search architectures only where related tasks found good ones.")
+
+steps = st.columns(3)
+with steps[0]:
+    st.subheader("1. Task similarity")
+    st.markdown("Train an ε-approximation network per learned task; compare tasks by the Fisher information of those "
+                "networks on the target data.")
+    st.latex(r"d[b,t]=\left|\tfrac{1}{n}\log\det(F_{b,t}+\sigma^2 I)-\tfrac{1}{m}\log\det(F_{t,t}+\sigma^2 I)\right|")
+with steps[1]:
+    st.subheader("2. Related search space")
+    st.markdown("The closest learned task(s) define a small cell-based search space: their operations, skeleton and "
+                "mutations of their best cells.")
+    st.latex(r"d_f[b,t]=\tfrac{1}{\sqrt2}\,\mathrm{tr}\!\left(F_{b,t}+F_{t,t}-2(F_{b,t}F_{t,t})^{1/2}\right)^{1/2}")
+with steps[2]:
+    st.subheader("3. FUSE")
+    st.markdown("Mix the candidates' outputs with softmax(α) weights, train weights and α alternately, keep "
+                "argmax α.")
+    st.latex(r"\bar c(X)=\sum_{c\in C}\frac{e^{\alpha_c}}{\sum_{c'}e^{\alpha_{c'}}}\,c(X)")
+
+
+@st.cache_data(ttl=60, show_spinner="Checking datasets...")
+def dataset_rows(data_dir: str) -> list[dict]:
+    return check_datasets(data_dir, download=False)
+
+
+st.header("Datasets")
+data_dir = str(default_data_dir())
+st.caption(f"Data directory: `{data_dir}` (set `TANAS_DATA_DIR` to change it)")
+rows = dataset_rows(data_dir)
+st.dataframe(pd.DataFrame([{k: r[k] for k in ("dataset", "title", "available", "classes", "train", "test", "image",
+                                              "source")} for r in rows]), hide_index=True, width="stretch")
+for row in rows:
+    if not row["available"]:
+        st.info(row["reason"])
+
+st.header("Workspace")
+try:
+    workspace = Workspace()
+except ValueError as error:
+    st.error(str(error))
+    st.stop()
+st.caption(f"`{workspace.root}` (set `TANAS_HOME` to change it)")
+networks = workspace.list_networks()
+custom_tasks = workspace.load_tasks()
+cols = st.columns(2)
+cols[0].metric("Trained networks", len(networks))
+cols[1].metric("Custom tasks", len(custom_tasks))
+if networks:
+    st.dataframe(pd.DataFrame(zoo_table(networks)), hide_index=True, width="stretch")
+else:
+    st.write("No networks yet. Train the demo zoo from a terminal: "
+             "`python -m tanas_core zoo train --suite ld8 --seeds 1 --preset demo`.")

@@ -1,0 +1,421 @@
+"""Tasks: a dataset plus ordered groups of classes (+ an optional "anything else" output), and the suites of the
+source document built from them.
+
+A task's output ``k`` is its ``k``-th group; with ``other`` set, one last output collects every remaining class (or
+only ``other_classes`` when given, e.g. the other nine of ten Quick, Draw! categories). ``TaskSplits`` draws
+deterministic, class-balanced train / validation / test selections: train and validation come from the dataset's
+training images and change with the seed, test comes from its test images and is the same for every seed. Search
+uses validation; test is for final reporting only.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cifar100_classes import SUPERCLASSES
+from .data import DATASETS, RawDataset, dataset_class_names, load_dataset, to_model_input
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_TEST_SELECTION_SEED = 7
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification task over one dataset.
+
+    Attributes:
+        name: short identifier (letters, digits, ``_ . -``), unique within its suite.
+        dataset: a name from ``data.DATASETS``.
+        groups: ordered groups of class names; group ``k`` is output ``k``.
+        other: add a last output, "anything else", for the classes in no group.
+        other_classes: restrict "anything else" to these classes (default: every class in no group).
+        labels: display names of the group outputs (default: the classes joined by ``+``).
+        description: one line for people.
+    """
+
+    name: str
+    dataset: str
+    groups: tuple[tuple[str, ...], ...]
+    other: bool = False
+    other_classes: tuple[str, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    description: str = ""
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.groups) + int(self.other)
+
+    @property
+    def output_names(self) -> list[str]:
+        names = list(self.labels) if self.labels else ["+".join(group) for group in self.groups]
+        return names + (["anything else"] if self.other else [])
+
+    def to_dict(self) -> dict:
+        """JSON-ready form; ``Task.from_dict`` inverts it."""
+        return dict(name=self.name, dataset=self.dataset, groups=[list(g) for g in self.groups], other=self.other,
+                    other_classes=list(self.other_classes) if self.other_classes is not None else None,
+                    labels=list(self.labels) if self.labels else None, description=self.description)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> Task:
+        """Rebuild and validate a task from ``to_dict`` output (or user JSON); bad input raises ``ValueError``."""
+        if not isinstance(payload, dict):
+            raise ValueError(f"a task must be a JSON object, got {type(payload).__name__}")
+        unknown = set(payload) - {"name", "dataset", "groups", "other", "other_classes", "labels", "description"}
+        if unknown:
+            raise ValueError(f"unknown task field(s) {sorted(unknown)}")
+        for key in ("name", "dataset", "groups"):
+            if key not in payload:
+                raise ValueError(f"a task needs a {key!r} field")
+        return make_task(payload["name"], payload["dataset"], payload["groups"], other=payload.get("other", False),
+                         other_classes=payload.get("other_classes"), labels=payload.get("labels"),
+                         description=payload.get("description", ""))
+
+    def fingerprint(self) -> str:
+        """Canonical JSON of the definition (the description excluded): equal fingerprints mean equal tasks."""
+        payload = self.to_dict()
+        payload.pop("description")
+        return json.dumps(payload, sort_keys=True)
+
+    def label_map(self, class_names: tuple[str, ...]) -> np.ndarray:
+        """``[num_dataset_classes]`` int64: the output of each dataset class, -1 for classes the task leaves out."""
+        index = {name: i for i, name in enumerate(class_names)}
+        mapping = np.full(len(class_names), -1, dtype=np.int64)
+        for output, group in enumerate(self.groups):
+            mapping[[index[c] for c in group]] = output
+        if self.other:
+            pool = self.other_classes if self.other_classes is not None else [
+                c for c in class_names if mapping[index[c]] == -1]
+            mapping[[index[c] for c in pool]] = len(self.groups)
+        return mapping
+
+
+def make_task(name: str, dataset: str, groups, other: bool = False, other_classes=None, labels=None,
+              description: str = "") -> Task:
+    """Validated ``Task``. Classes may be given by name or by integer label.
+
+    Raises ``ValueError`` when: the name is not a short identifier, the dataset is unknown, a group is empty, a class
+    does not exist or appears twice, "anything else" would be empty, or the task has fewer than 2 outputs.
+    """
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise ValueError(f"task name {name!r} must be 1-64 characters of letters, digits, '_', '.', '-', starting "
+                         "with a letter or digit")
+    if dataset not in DATASETS:
+        raise ValueError(f"task {name!r}: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    class_names = dataset_class_names(dataset)
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, (list, tuple)) or not groups:
+        raise ValueError(f"task {name!r}: groups must be a non-empty list of lists of classes")
+    resolved: list[tuple[str, ...]] = []
+    seen: dict[str, int] = {}
+    for number, group in enumerate(groups):
+        if isinstance(group, (str, int)):
+            group = [group]
+        if not isinstance(group, (list, tuple)) or not group:
+            raise ValueError(f"task {name!r}: group {number + 1} is empty; every output needs at least one class")
+        members = tuple(_resolve_class(name, dataset, class_names, c) for c in group)
+        for member in members:
+            if member in seen:
+                where = "twice in group" if seen[member] == number else f"in groups {seen[member] + 1} and"
+                raise ValueError(f"task {name!r}: class {member!r} appears {where} {number + 1}; groups must be "
+                                 "disjoint")
+            seen[member] = number
+        resolved.append(members)
+    if not isinstance(other, bool):
+        raise ValueError(f"task {name!r}: 'other' must be true or false")
+    rest = None
+    if other_classes is not None:
+        if not other:
+            raise ValueError(f"task {name!r}: other_classes is given but 'other' (anything else) is off")
+        rest = tuple(_resolve_class(name, dataset, class_names, c) for c in other_classes)
+        clash = sorted(set(rest) & set(seen))
+        if clash:
+            raise ValueError(f"task {name!r}: {clash} are in a group and in 'anything else'")
+        if len(set(rest)) != len(rest):
+            raise ValueError(f"task {name!r}: other_classes lists a class twice")
+    if other and not (rest if rest is not None else [c for c in class_names if c not in seen]):
+        raise ValueError(f"task {name!r}: 'anything else' would be empty: every class of {dataset} is in a group")
+    outputs = len(resolved) + int(other)
+    if outputs < 2:
+        raise ValueError(f"task {name!r} has {outputs} output; a task needs at least 2 (add a group, or turn on "
+                         "'anything else')")
+    if labels is not None:
+        labels = tuple(str(label) for label in labels)
+        if len(labels) != len(resolved):
+            raise ValueError(f"task {name!r}: {len(labels)} labels for {len(resolved)} groups")
+    return Task(name, dataset, tuple(resolved), other, rest, labels, str(description))
+
+
+def _resolve_class(task: str, dataset: str, class_names: tuple[str, ...], value) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if 0 <= int(value) < len(class_names):
+            return class_names[int(value)]
+        raise ValueError(f"task {task!r}: class label {value} does not exist in {dataset} (labels 0..{len(class_names) - 1})")
+    if isinstance(value, str) and value in class_names:
+        return value
+    shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+    raise ValueError(f"task {task!r}: class {value!r} does not exist in {dataset} (classes: {shown})")
+
+
+# ---------------------------------------------------------------------------------------------------- splits
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """Upper bounds on the number of images per split for a whole task (``None``: use every available image).
+
+    A bounded split is class-balanced: each output gets ``size // num_outputs`` images (fewer when the scarcest
+    output has fewer, so balance holds), spread evenly over the output's source classes. An unbounded split takes
+    everything (validation then takes ``val_fraction`` of each class's training images).
+    """
+
+    train: int | None
+    val: int | None
+    test: int | None
+    val_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the networks of a suite consume: ``channels`` x ``size`` x ``size`` images."""
+
+    channels: int
+    size: int = 32
+
+
+@dataclass
+class TaskSplits:
+    """The data of one task for one seed: index selections into the raw dataset and lazily built tensors.
+
+    ``indices[split]`` holds positions into the dataset's train images (``"train"``, ``"val"``) or test images
+    (``"test"``); ``labels[split]`` the task outputs ``[N]`` (int64). ``tensors(split)`` gives
+    ``(images [N, C, size, size] float32, labels [N] int64)``.
+    """
+
+    task: Task
+    dataset: RawDataset
+    spec: InputSpec
+    seed: int
+    indices: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if split not in self.indices:
+            raise ValueError(f"unknown split {split!r}: choose train, val or test")
+        if split not in self._cache:
+            pool = self.dataset.x_test if split == "test" else self.dataset.x_train
+            images = to_model_input(pool[self.indices[split]], self.dataset, self.spec.channels, self.spec.size)
+            self._cache[split] = images, torch.from_numpy(self.labels[split])
+        return self._cache[split]
+
+    def counts(self) -> dict[str, list[int]]:
+        """Images per output ``{split: [num_outputs]}``."""
+        return {s: np.bincount(y, minlength=self.task.num_outputs).tolist() for s, y in self.labels.items()}
+
+
+def make_splits(task: Task, sizes: SplitSizes, seed: int, spec: InputSpec | None = None,
+                dataset: RawDataset | None = None) -> TaskSplits:
+    """Deterministic class-balanced splits of ``task`` for ``seed``.
+
+    Raises ``ValueError`` when a split would hold no image of some output.
+    """
+    dataset = dataset if dataset is not None else load_dataset(task.dataset)
+    spec = spec or InputSpec(channels=dataset.channels)
+    mapping = task.label_map(dataset.class_names)
+    rng = np.random.default_rng(seed)
+    train_pool = _members(dataset.y_train, mapping, task.num_outputs, rng)
+    test_pool = _members(dataset.y_test, mapping, task.num_outputs, np.random.default_rng(_TEST_SELECTION_SEED))
+
+    indices, labels = {}, {}
+    nothing_used = [[0] * len(output) for output in train_pool]
+    if sizes.val is None:
+        val_take = [[int(round(len(c) * sizes.val_fraction)) for c in output] for output in train_pool]
+        train_take = (_all_remaining(train_pool, val_take) if sizes.train is None
+                      else _balanced_take(train_pool, sizes.train, val_take))
+    elif sizes.train is None:
+        val_take = _balanced_take(train_pool, sizes.val, nothing_used)
+        train_take = _all_remaining(train_pool, val_take)
+    else:
+        # Scarce data: shrink train and validation together, keeping their ratio, rather than starving train.
+        outputs = len(train_pool)
+        per_output = min(sizes.train // outputs + sizes.val // outputs, *(sum(map(len, o)) for o in train_pool))
+        val_per_output = max(1, int(round(per_output * sizes.val / (sizes.train + sizes.val))))
+        val_take = _balanced_take(train_pool, val_per_output * outputs, nothing_used)
+        train_take = _balanced_take(train_pool, (per_output - val_per_output) * outputs, val_take)
+    test_take = ([[len(c) for c in output] for output in test_pool] if sizes.test is None
+                 else _balanced_take(test_pool, sizes.test, [[0] * len(o) for o in test_pool]))
+    for split, pool, take, offset in (("val", train_pool, val_take, None), ("train", train_pool, train_take, val_take),
+                                      ("test", test_pool, test_take, None)):
+        chosen, outs = [], []
+        for output, (classes, counts) in enumerate(zip(pool, take)):
+            for c, (members, count) in enumerate(zip(classes, counts)):
+                start = offset[output][c] if offset else 0
+                chosen.append(members[start:start + count])
+                outs.append(np.full(count, output, dtype=np.int64))
+        order = rng.permutation(sum(len(c) for c in chosen))
+        indices[split] = np.concatenate(chosen)[order]
+        labels[split] = np.concatenate(outs)[order]
+        missing = [task.output_names[o] for o in range(task.num_outputs) if not (labels[split] == o).any()]
+        if missing:
+            raise ValueError(f"task {task.name!r}: the {split} split has no image of output(s) {missing}; "
+                             "the dataset or the size preset is too small for this task")
+    return TaskSplits(task, dataset, spec, seed, indices, labels)
+
+
+def _members(labels: np.ndarray, mapping: np.ndarray, outputs: int, rng) -> list[list[np.ndarray]]:
+    """Per output, per source class (label order): that class's positions, shuffled by ``rng``."""
+    pool = []
+    for output in range(outputs):
+        classes = np.flatnonzero(mapping == output)
+        pool.append([rng.permutation(np.flatnonzero(labels == c)) for c in classes])
+    return pool
+
+
+def _balanced_take(pool, total: int, used) -> list[list[int]]:
+    """Per output and class, how many images to take so every output gets the same count (<= total // outputs)."""
+    if total < len(pool):
+        raise ValueError(f"a split of {total} images cannot hold one image of each of {len(pool)} outputs")
+    capacity = [[len(m) - u for m, u in zip(classes, used_c)] for classes, used_c in zip(pool, used)]
+    per_output = min(total // len(pool), *(sum(c) for c in capacity))
+    return [_spread(per_output, caps) for caps in capacity]
+
+
+def _spread(count: int, capacities: list[int]) -> list[int]:
+    """Split ``count`` over classes as evenly as their ``capacities`` allow (water-filling)."""
+    take = [0] * len(capacities)
+    remaining = count
+    open_classes = [i for i, c in enumerate(capacities) if c > 0]
+    while remaining > 0 and open_classes:
+        share, extra = divmod(remaining, len(open_classes))
+        for rank, i in enumerate(list(open_classes)):
+            add = min(share + (1 if rank < extra else 0), capacities[i] - take[i])
+            take[i] += add
+            remaining -= add
+        open_classes = [i for i in open_classes if take[i] < capacities[i]]
+    return take
+
+
+def _all_remaining(pool, used) -> list[list[int]]:
+    return [[len(m) - u for m, u in zip(classes, used_c)] for classes, used_c in zip(pool, used)]
+
+
+# ---------------------------------------------------------------------------------------------------- suites
+
+@dataclass(frozen=True)
+class Suite:
+    """A named set of tasks from the source document; ``spec`` is the input all its networks share."""
+
+    name: str
+    title: str
+    tasks: tuple[Task, ...]
+    note: str = ""
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({t.dataset for t in self.tasks})
+
+    @property
+    def spec(self) -> InputSpec:
+        # One dataset keeps its channels; a mix goes to RGB 32x32, as the source does to run VGG on MNIST.
+        datasets = self.datasets
+        channels = DATASETS[datasets[0]].channels if len(datasets) == 1 else 3
+        return InputSpec(channels=channels, size=32)
+
+    def task(self, name: str) -> Task:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise ValueError(f"suite {self.name!r} has no task {name!r}; its tasks: {', '.join(t.name for t in self.tasks)}")
+
+
+def _cifar100_fine(*superclasses: str) -> list[str]:
+    return [fine for name in superclasses for fine in SUPERCLASSES[name]]
+
+
+def _builtin_suites() -> dict[str, Suite]:
+    t = make_task
+    digit0 = t("mnist-digit0", "mnist", [["0"]], other=True, labels=["digit 0"], description="detect digit 0")
+    digit6 = t("mnist-digit6", "mnist", [["6"]], other=True, labels=["digit 6"], description="detect digit 6")
+    odd_even = t("mnist-odd-even", "mnist", [["1", "3", "5", "7", "9"], ["0", "2", "4", "6", "8"]],
+                 labels=["odd", "even"], description="odd vs even digits")
+    mnist10 = t("mnist-10class", "mnist", [[str(d)] for d in range(10)], description="10-class MNIST")
+    mnist5 = t("mnist-0123-else", "mnist", [["0"], ["1"], ["2"], ["3"]], other=True,
+               description="5-class: digits 0, 1, 2, 3 and anything else")
+    car_cat_ship = t("cifar10-car-cat-ship", "cifar10", [["automobile", "cat", "ship"]], other=True,
+                     labels=["car/cat/ship"], description="detect (car, cat, ship)")
+    cat_ship_truck = t("cifar10-cat-ship-truck", "cifar10", [["cat", "ship", "truck"]], other=True,
+                       labels=["cat/ship/truck"], description="detect (cat, ship, truck)")
+    bfh = t("cifar10-bird-frog-horse-else", "cifar10", [["bird"], ["frog"], ["horse"]], other=True,
+            description="4-class: bird, frog, horse and anything else")
+    cifar10 = t("cifar10-10class", "cifar10", [[c] for c in DATASETS["cifar10"].class_names],
+                description="10-class CIFAR-10")
+    suites = [
+        Suite("ld8", "Log-determinant distance: 8 tasks on MNIST and CIFAR-10",
+              (digit0, digit6, odd_even, mnist10, car_cat_ship, cat_ship_truck, bfh, cifar10),
+              "Tasks 0-7 of the source document; MNIST becomes 3-channel 32x32 to share the networks."),
+        Suite("mnist4", "Frechet distance: 4 tasks on MNIST", (digit0, digit6, mnist5, mnist10)),
+        Suite("cifar10_4", "Frechet distance: 4 tasks on CIFAR-10", (car_cat_ship, cat_ship_truck, bfh, cifar10)),
+    ]
+    vehicles = _cifar100_fine("vehicles_1", "vehicles_2")
+    household = _cifar100_fine("household_electrical_devices", "household_furniture")
+    suites.append(Suite("cifar100_4", "Frechet distance: 4 tasks on CIFAR-100 superclasses", (
+        t("cifar100-vehicles", "cifar100", [vehicles], other=True, labels=["vehicles 1 & 2"],
+          description="detect vehicles 1 & 2"),
+        t("cifar100-household", "cifar100", [household], other=True, labels=["household devices & furniture"],
+          description="detect household electrical devices & furniture"),
+        t("cifar100-vehicles-11class", "cifar100", [[c] for c in vehicles], other=True,
+          description="11-class: the 10 vehicles and anything else"),
+        t("cifar100-vehicles-household-21class", "cifar100", [[c] for c in vehicles + household], other=True,
+          description="21-class: vehicles, household devices & furniture, and anything else"),
+    ), "Needs CIFAR-100 (download or a data directory with cifar-100-python/)."))
+    return {suite.name: suite for suite in suites}
+
+
+QUICKDRAW_CATEGORIES = ("moon", "cat", "apple", "bicycle", "star", "tree", "house", "fish", "sun", "car")
+
+
+def _quickdraw_suite() -> Suite:
+    moon = make_task("quickdraw-moon", "quickdraw", [["moon"]], other=True, other_classes=QUICKDRAW_CATEGORIES[1:],
+                     labels=["moon"], description="detect moon among 10 Quick, Draw! categories")
+    return Suite("quickdraw", "Moon indicator on Quick, Draw! with MNIST / Fashion-MNIST baselines", (
+        moon,
+        make_task("mnist-digit0", "mnist", [["0"]], other=True, labels=["digit 0"], description="detect digit 0"),
+        make_task("fashion-trouser", "fashion_mnist", [["Trouser"]], other=True, labels=["trouser"],
+                  description="detect trouser"),
+        make_task("mnist-digit3", "mnist", [["3"]], other=True, labels=["digit 3"], description="detect digit 3"),
+    ), "Target: quickdraw-moon; baselines: digit 0, trouser and digit 3 indicators.")
+
+
+SUITE_NAMES = ("ld8", "mnist4", "cifar10_4", "cifar100_4", "quickdraw")
+
+
+def get_suite(name: str) -> Suite:
+    """The built-in suite ``name`` (one of ``SUITE_NAMES``); ``ValueError`` for an unknown name.
+
+    The quickdraw suite reads its category names from the data, so it raises ``DatasetUnavailableError`` when the
+    Quick, Draw! pack is missing.
+    """
+    if name == "quickdraw":
+        return _quickdraw_suite()
+    suites = _builtin_suites()
+    if name not in suites:
+        raise ValueError(f"unknown suite {name!r}: choose one of {', '.join(SUITE_NAMES)}")
+    return suites[name]
+
+
+def suite_availability(name: str, data_dir: str | Path | None = None) -> tuple[bool, str]:
+    """``(True, "")`` when every dataset of the suite loads, else ``(False, reason)``."""
+    from .data import DatasetUnavailableError
+
+    try:
+        suite = get_suite(name)
+        for dataset in suite.datasets:
+            load_dataset(dataset, data_dir, download=False)
+    except DatasetUnavailableError as error:
+        return False, str(error)
+    return True, ""

@@ -1,0 +1,55 @@
+"""Shared fixtures: the real offline data pack, a throw-away workspace, a tiny training preset."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tanas_core.store import Workspace
+from tanas_core.tasks import SplitSizes
+from tanas_core.training import Preset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _find_real_data() -> Path | None:
+    for candidate in (os.environ.get("TANAS_DATA_DIR"), REPO.parent / "shared" / "datasets"):
+        if candidate and (Path(candidate) / "mnist.npz").is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+REAL_DATA = _find_real_data()
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own TANAS_HOME; the real data directory (when present) stays visible."""
+    monkeypatch.setenv("TANAS_HOME", str(tmp_path / "home"))
+    if REAL_DATA is not None:
+        monkeypatch.setenv("TANAS_DATA_DIR", str(REAL_DATA))
+    else:
+        monkeypatch.delenv("TANAS_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The offline data pack (CI always has it); tests that need it skip elsewhere, saying why."""
+    if REAL_DATA is None:
+        pytest.skip("real data pack not found: set TANAS_DATA_DIR to a directory holding mnist.npz etc. "
+                    "(CI uses ../shared/datasets)")
+    return REAL_DATA
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Workspace:
+    return Workspace(tmp_path / "workspace")
+
+
+@pytest.fixture
+def tiny_preset() -> Preset:
+    """A preset that trains in about a second: 200 training images, narrow networks, one epoch."""
+    return Preset(name="tiny", sizes=SplitSizes(train=200, val=60, test=100),
+                  widths={"vgg16": 0.0625, "resnet18": 0.0625, "densenet121": 0.0625}, epochs=1, batch_size=32,
+                  lr=0.01, weight_decay=0.01, epsilon=0.5, description="tests only")

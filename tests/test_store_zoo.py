@@ -1,0 +1,141 @@
+"""Workspace store and zoo: reuse, atomic writes, crash between file and row, corrupt checkpoints."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import torch
+
+from tanas_core import zoo as zoo_module
+from tanas_core.store import CorruptArtifactError, Workspace
+from tanas_core.tasks import get_suite
+from tanas_core.zoo import ensure_network, load_network, network_key, train_zoo, verify_checkpoint
+
+
+@pytest.fixture
+def mnist4(real_data):
+    return get_suite("mnist4")
+
+
+def test_workspace_is_sqlite_in_wal_mode(workspace):
+    with sqlite3.connect(workspace.db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"tasks", "networks", "meta"} <= tables
+
+
+def test_workspace_path_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "not-a-dir"
+    target.write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        Workspace(target)
+
+
+def test_same_configuration_is_reused_not_retrained(workspace, mnist4, tiny_preset, monkeypatch):
+    task = mnist4.task("mnist-digit0")
+    first, status = ensure_network(workspace, mnist4, task, "vgg16", tiny_preset, seed=0, device="cpu")
+    assert status == "trained" and (workspace.root / first.checkpoint).is_file()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stored network was trained again")
+
+    monkeypatch.setattr(zoo_module, "train_network", no_training)
+    again, status = ensure_network(workspace, mnist4, task, "vgg16", tiny_preset, seed=0, device="cpu")
+    assert status == "reused" and again.key == first.key and again.sha256 == first.sha256
+    # A different seed is a different network.
+    assert network_key(mnist4, task, "vgg16", tiny_preset, 1) != first.key
+
+
+def test_crash_between_file_and_row_leaves_nothing_trusted(workspace, mnist4, tiny_preset, monkeypatch):
+    task = mnist4.task("mnist-digit6")
+
+    def crash(record):
+        raise KeyboardInterrupt("killed after the checkpoint was written, before its row")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(workspace, "record_network", crash)
+        with pytest.raises(KeyboardInterrupt):
+            ensure_network(workspace, mnist4, task, "resnet18", tiny_preset, seed=0, device="cpu")
+    key = network_key(mnist4, task, "resnet18", tiny_preset, 0)
+    assert workspace.artifact_path("networks", key).is_file()  # the file made it ...
+    assert workspace.find_network(key) is None  # ... but without a row it is not trusted
+    assert workspace.list_networks() == []
+    record, status = ensure_network(workspace, mnist4, task, "resnet18", tiny_preset, seed=0, device="cpu")
+    assert status == "trained" and workspace.find_network(key) == record
+    assert not list(workspace.artifact_path("networks", key).parent.glob("*.tmp"))  # no temp files left behind
+
+
+def test_failed_write_leaves_no_partial_file(workspace, monkeypatch):
+    import tanas_core.store as store
+
+    def failing_save(tensors, path, metadata=None):
+        with open(path, "wb") as handle:
+            handle.write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "save_file", failing_save)
+    with pytest.raises(ValueError, match="No space left on device.*earlier results are untouched"):
+        workspace.write_tensors("networks", "abc", {"w": torch.zeros(3)})
+    assert not any(workspace.artifact_path("networks", "abc").parent.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_corrupt_checkpoint_detected_reported_and_rebuilt(workspace, mnist4, tiny_preset, damage):
+    task = mnist4.task("mnist-digit0")
+    record, _ = ensure_network(workspace, mnist4, task, "vgg16", tiny_preset, seed=0, device="cpu")
+    path = workspace.root / record.checkpoint
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":
+        raw[len(raw) - 10] ^= 0xFF
+        path.write_bytes(raw)
+    else:
+        path.unlink()
+    with pytest.raises(CorruptArtifactError, match="Fix: `python -m tanas_core zoo train --suite mnist4"):
+        load_network(workspace, record)
+    rebuilt, status = ensure_network(workspace, mnist4, task, "vgg16", tiny_preset, seed=0, device="cpu")
+    assert status == "rebuilt-corrupt"
+    verify_checkpoint(workspace, rebuilt)  # intact again
+    assert load_network(workspace, rebuilt).head.out_features == 2
+
+
+def test_checkpoint_of_another_architecture_is_refused(workspace, mnist4, tiny_preset):
+    record, _ = ensure_network(workspace, mnist4, mnist4.task("mnist-digit0"), "vgg16", tiny_preset, 0, "cpu")
+    record.arch = "resnet18"
+    with pytest.raises(ValueError, match="does not fit a resnet18"):
+        load_network(workspace, record)
+
+
+def test_not_a_safetensors_file_is_refused(workspace):
+    ref = workspace.write_tensors("networks", "real", {"w": torch.ones(2)})
+    path = workspace.root / ref.path
+    import pickle
+    path.write_bytes(pickle.dumps({"w": [1.0, 1.0]}))
+    from tanas_core.store import ArtifactRef, sha256_file
+    with pytest.raises(CorruptArtifactError, match="not a valid safetensors"):
+        workspace.read_tensors(ArtifactRef(ref.path, sha256_file(path)))
+
+
+def test_loaded_network_reproduces_trained_accuracy(workspace, mnist4, tiny_preset):
+    from tanas_core.tasks import make_splits
+    from tanas_core.training import evaluate
+
+    task = mnist4.task("mnist-digit0")
+    record, _ = ensure_network(workspace, mnist4, task, "resnet18", tiny_preset, 0, "cpu")
+    model = load_network(workspace, record)
+    splits = make_splits(task, tiny_preset.sizes, 0, mnist4.spec)
+    assert evaluate(model, *splits.tensors("test"), device="cpu") == pytest.approx(record.test_accuracy)
+
+
+def test_train_zoo_covers_tasks_archs_seeds_and_reports_events(workspace, mnist4, tiny_preset):
+    events = []
+    records = train_zoo(workspace, mnist4, ["vgg16", "densenet121"], [0, 1], tiny_preset, device="cpu",
+                        tasks=["mnist-digit0"], on_event=events.append)
+    assert {(r.arch, r.seed) for r in records} == {("vgg16", 0), ("vgg16", 1), ("densenet121", 0),
+                                                   ("densenet121", 1)}
+    assert [e.status for e in events if e.status != "training"] == ["trained"] * 4
+    assert any(e.progress is not None and e.progress.fraction == 1.0 for e in events)
+    assert len(workspace.list_networks(suite="mnist4")) == 4
+    with pytest.raises(ValueError, match="unknown architecture"):
+        train_zoo(workspace, mnist4, ["vgg17"], [0], tiny_preset)
