@@ -112,7 +112,7 @@ def cmd_zoo_train(args) -> int:
     started = time.perf_counter()
     try:
         records = train_zoo(workspace, suite, parse_archs(args.archs), list(range(args.seeds)), args.preset,
-                            device=args.device, tasks=tasks, on_event=on_event)
+                            device=args.device, tasks=tasks, on_event=on_event, workers=args.workers)
     finally:
         bar.close()
     print(f"{len(records)} networks in {time.perf_counter() - started:.1f} s; workspace {workspace.root}")
@@ -140,14 +140,15 @@ def cmd_bench_zoo(args) -> int:
         started = time.perf_counter()
         try:
             records = train_zoo(workspace, suite, parse_archs(args.archs), list(range(args.seeds)), preset,
-                                device=args.device, on_event=on_event)
+                                device=args.device, on_event=on_event, workers=args.workers)
         finally:
             bar.close()
         total = time.perf_counter() - started
     rows = [dict(task=r.task, arch=r.arch, seed=r.seed, test_acc=f"{r.test_accuracy:.4f}",
                  eps_ok="yes" if r.is_epsilon_approximation else "NO", params=f"{r.params:,}",
                  seconds=f"{r.seconds:.1f}", device=r.device) for r in records]
-    print(f"\nzoo benchmark: suite {suite.name}, preset {preset.name}, {len(records)} networks")
+    print(f"\nzoo benchmark: suite {suite.name}, preset {preset.name}, {len(records)} networks, "
+          f"{args.workers} worker(s), device {records[0].device if records else args.device}")
     _print_table(rows)
     per_arch = pd.DataFrame([dict(arch=r.arch, seconds=r.seconds) for r in records]).groupby("arch")["seconds"]
     print("\nper architecture: " + ", ".join(f"{a} median {s.median():.1f} s (sum {s.sum():.1f} s)"
@@ -189,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--seeds", type=int, default=1, help="K: train seeds 0..K-1")
         sub.add_argument("--preset", default="demo", choices=list(PRESETS))
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+        sub.add_argument("--workers", type=int, default=1,
+                         help="networks trained at once in separate processes (CPU only; 2 suits a 2-core machine)")
 
     train = zoo.add_parser("train", help="train (or reuse) a network per task x architecture x seed")
     zoo_options(train)

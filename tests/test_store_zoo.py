@@ -139,3 +139,14 @@ def test_train_zoo_covers_tasks_archs_seeds_and_reports_events(workspace, mnist4
     assert len(workspace.list_networks(suite="mnist4")) == 4
     with pytest.raises(ValueError, match="unknown architecture"):
         train_zoo(workspace, mnist4, ["vgg17"], [0], tiny_preset)
+
+
+def test_parallel_workers_store_every_network_once(workspace, mnist4, tiny_preset):
+    records = train_zoo(workspace, mnist4, ["vgg16", "resnet18"], [0], tiny_preset, device="cpu",
+                        tasks=["mnist-digit0", "mnist-digit6"], workers=2)
+    assert [(r.task, r.arch) for r in records] == [("mnist-digit0", "vgg16"), ("mnist-digit0", "resnet18"),
+                                                  ("mnist-digit6", "vgg16"), ("mnist-digit6", "resnet18")]
+    stored = workspace.list_networks()
+    assert len(stored) == 4 and {r.key for r in stored} == {r.key for r in records}
+    for record in stored:
+        verify_checkpoint(workspace, record)

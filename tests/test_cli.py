@@ -1,0 +1,59 @@
+"""The command line, run as a user runs it: ``python -m tanas_core ...`` in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def run_cli(*args: str, home) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TANAS_HOME=str(home))
+    return subprocess.run([sys.executable, "-m", "tanas_core", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.parametrize("command", [[], ["data", "check"], ["tasks", "list"], ["tasks", "add"], ["zoo", "train"],
+                                     ["zoo", "list"], ["bench", "zoo"]])
+def test_help_for_every_command(command, tmp_path):
+    result = run_cli(*command, "--help", home=tmp_path)
+    assert result.returncode == 0 and "usage: python -m tanas_core" in result.stdout
+
+
+def test_data_check_and_tasks_list(real_data, tmp_path):
+    result = run_cli("data", "check", home=tmp_path)
+    assert result.returncode == 0
+    assert "mnist             ok" in result.stdout and "train  60000" in result.stdout
+    assert "cifar100          MISSING" in result.stdout or "cifar100          ok" in result.stdout
+    listing = run_cli("tasks", "list", "--suite", "ld8", home=tmp_path)
+    assert listing.returncode == 0 and "cifar10-bird-frog-horse-else" in listing.stdout
+
+
+def test_custom_task_add_and_bad_json(tmp_path):
+    ok = run_cli("tasks", "add", "--json", '{"name": "fives", "dataset": "mnist", "groups": [["5"]], "other": true}',
+                 home=tmp_path)
+    assert ok.returncode == 0 and "saved custom task 'fives'" in ok.stdout
+    assert "fives" in run_cli("tasks", "list", "--suite", "custom", home=tmp_path).stdout
+    bad = run_cli("tasks", "add", "--json", '{"name": "x", "dataset": "mnist", "groups": [["5"], ["5"]]}',
+                  home=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: task 'x': class '5' appears in groups 1 and 2")
+    assert "Traceback" not in bad.stderr
+    garbage = run_cli("tasks", "add", "--json", "{not json", home=tmp_path)
+    assert garbage.returncode == 2 and "neither a file nor valid JSON" in garbage.stderr
+
+
+def test_zoo_train_then_reuse_then_list(real_data, tmp_path):
+    args = ["zoo", "train", "--suite", "mnist4", "--archs", "vgg16", "--tasks", "mnist-digit0", "--seeds", "1",
+            "--preset", "demo", "--device", "cpu"]
+    first = run_cli(*args, home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "mnist-digit0 vgg16 s0" in first.stdout and "trained" in first.stdout
+    second = run_cli(*args, home=tmp_path)
+    assert second.returncode == 0 and "reused" in second.stdout
+    listing = run_cli("zoo", "list", "--verify", home=tmp_path)
+    assert listing.returncode == 0 and "mnist-digit0" in listing.stdout and " ok" in listing.stdout
+    bad = run_cli("zoo", "train", "--suite", "mnist4", "--archs", "vgg99", home=tmp_path)
+    assert bad.returncode == 2 and "unknown architecture" in bad.stderr
