@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import data as data_module
 from .networks import ARCHITECTURES
@@ -158,6 +159,118 @@ def cmd_bench_zoo(args) -> int:
     return 0
 
 
+def _distance_result(args, workspace, arch: str):
+    from .task_distances import FisherConfig, distance_matrices
+
+    suite = resolve_suite(args.suite, workspace)
+    config = FisherConfig(samples=args.samples, head_samples=max(args.samples, args.head_samples), head=args.head,
+                          projection_dim=args.projection_dim)
+    bar, on_event = _progress_printer()
+    state = {"last": ""}
+
+    def on_progress(message: str, fraction: float) -> None:
+        if message != state["last"]:
+            bar.set_description(f"{arch} {message}")
+            state["last"] = message
+
+    try:
+        return distance_matrices(workspace, suite, arch, args.metric, list(range(args.seeds)), args.preset,
+                                 sigma=args.sigma, config=config, device=args.device, on_progress=on_progress,
+                                 workers=args.workers)
+    finally:
+        bar.close()
+
+
+def _matrix_frame(result, values) -> pd.DataFrame:
+    frame = pd.DataFrame(values, index=result.tasks, columns=result.tasks)
+    frame.index.name = "baseline \\ target"
+    return frame
+
+
+def cmd_distance(args) -> int:
+    from .task_distances import across_architectures
+
+    workspace = Workspace(args.workspace) if args.workspace else Workspace()
+    results = [_distance_result(args, workspace, arch) for arch in parse_archs(args.arch)]
+    if len(results) > 1:
+        results.append(across_architectures(results))
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 4):
+        for result in results:
+            origin = "read from the workspace" if result.cached else f"computed in {result.seconds:.1f} s"
+            print(f"\n{result.suite} / {result.arch} / {result.metric}"
+                  + (f" (sigma {result.sigma:g})" if result.metric == "logdet" else "")
+                  + f" / {len(result.seeds)} seed(s), {origin}")
+            print("mean d[b, t] (row = baseline b, column = target t):")
+            print(_matrix_frame(result, result.mean))
+            if len(result.seeds) > 1:
+                print("standard deviation over seeds:")
+                print(_matrix_frame(result, result.std))
+            print("column means (average distance to target t): "
+                  + ", ".join(f"{name} {value:.4f}" for name, value in zip(
+                      result.tasks, result.mean.sum(0) / max(1, len(result.tasks) - 1))))
+            if len(result.seeds) > 1:
+                print("noise floor (same task, different seeds, same data): "
+                      + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.noise_floor)))
+            for target in result.tasks:
+                best = result.closest(target, 1)[0]
+                print(f"  closest to {target}: {best['baseline']} ({best['distance']:.4f} ± {best['std']:.4f})")
+            stem = f"{result.suite}_{result.arch}_{result.metric}".replace("+", "-")
+            path = out_dir / f"{stem}.csv"
+            rows = [dict(seed=seed, baseline=b, target=t, distance=result.matrices[k, i, j])
+                    for k, seed in enumerate(result.seeds) for i, b in enumerate(result.tasks)
+                    for j, t in enumerate(result.tasks)]
+            pd.DataFrame(rows).to_csv(path, index=False)
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_closest(args) -> int:
+    workspace = Workspace(args.workspace) if args.workspace else Workspace()
+    for arch in parse_archs(args.arch):
+        result = _distance_result(args, workspace, arch)
+        print(f"closest baselines to {args.target} ({arch}, {args.metric}, {len(result.seeds)} seed(s)):")
+        for rank, row in enumerate(result.closest(args.target, args.top), 1):
+            print(f"  {rank}. {row['baseline']:<34} {row['distance']:.4f} ± {row['std']:.4f}  "
+                  f"per seed {', '.join(f'{v:.4f}' for v in row['per_seed'])}")
+    return 0
+
+
+def cmd_bench_fisher(args) -> int:
+    from .bench import bench_fisher
+    from .tasks import make_splits, get_suite
+    from .training import resolve_device
+    from .zoo import ensure_network, load_network
+
+    device = resolve_device(args.device)
+    preset = get_preset("demo")
+    suite = get_suite("ld8")
+    task = suite.task("cifar10-10class")
+    with tempfile.TemporaryDirectory(prefix="tanas-bench-") as scratch:
+        workspace = Workspace(scratch)
+        record, _ = ensure_network(workspace, suite, task, "vgg16", preset, 0, device=str(device))
+        model = load_network(workspace, record, device)
+    splits = make_splits(task, preset.sizes, 0, suite.spec)
+    images, labels = splits.tensors("train")
+    inputs, targets = images[: args.samples].to(device), labels[: args.samples].to(device)
+    other = torch.roll(targets, 1)
+    n = sum(p.numel() for name, p in model.named_parameters() if name.startswith("backbone."))
+    print(f"Fisher benchmark: demo VGG-16 ({record.params:,} parameters, {n:,} in the backbone), M = {len(targets)} "
+          f"real CIFAR-10 images, device {device}, torch threads {torch.get_num_threads()}")
+    rows = bench_fisher(model, inputs, targets, other, repeats=args.repeats)
+    table = pd.DataFrame(rows)[["path", "median_s", "x_floor", "peak_extra_MiB", "runs"]]
+    with pd.option_context("display.width", 200, "display.precision", 3):
+        print(table.to_string(index=False))
+    by_name = {row["path"][:3]: row for row in rows}
+    diag, loop, low = by_name["(c)"], by_name["(b)"], by_name["(d)"]
+    print(f"goals: (c) <= 2x floor: {diag['x_floor']:.2f}x {'met' if diag['x_floor'] <= 2 else 'NOT met'}; "
+          f"(c) >= 5x faster than (b): {loop['median_s'] / diag['median_s']:.1f}x "
+          f"{'met' if loop['median_s'] / diag['median_s'] >= 5 else 'NOT met'}; "
+          f"(d) <= 4x floor: {low['x_floor']:.2f}x {'met' if low['x_floor'] <= 4 else 'NOT met'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tanas_core", description="TA-NAS Studio command line")
     parser.add_argument("--workspace", help="workspace directory (default: $TANAS_HOME or ~/.tanas)")
@@ -203,7 +316,39 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_list.add_argument("--verify", action="store_true", help="check every checkpoint's sha256")
     zoo_list.set_defaults(func=cmd_zoo_list)
 
+    def distance_options(sub):
+        sub.add_argument("--suite", required=True, choices=list(SUITE_NAMES) + [CUSTOM_SUITE])
+        sub.add_argument("--arch", default="vgg16", help="architecture(s), comma-separated")
+        sub.add_argument("--metric", default="logdet", choices=["logdet", "frechet", "frechet-full"])
+        sub.add_argument("--seeds", type=int, default=1, help="K: networks of seeds 0..K-1")
+        sub.add_argument("--sigma", type=float, default=1e-3, help="sigma of the log-det distance")
+        sub.add_argument("--preset", default="demo", choices=list(PRESETS))
+        sub.add_argument("--samples", type=int, default=256, help="M: target images per Fisher")
+        sub.add_argument("--head-samples", type=int, default=512, help="images the refitted head is trained on")
+        sub.add_argument("--head", default="refit", choices=["refit", "own"],
+                         help="refit a linear head on the target (empirical Fisher) or keep the baseline's head "
+                              "(model Fisher)")
+        sub.add_argument("--projection-dim", type=int, default=None,
+                         help="CountSketch width for frechet-full when M x n does not fit in memory")
+        sub.add_argument("--device", default="auto")
+        sub.add_argument("--workers", type=int, default=1, help="processes for training missing zoo networks")
+
+    distance = commands.add_parser("distance", help="task distance matrices d[b, t] (prints them, writes CSV)")
+    distance_options(distance)
+    distance.add_argument("--out", default=".", help="directory for the CSV files")
+    distance.set_defaults(func=cmd_distance)
+    closest = commands.add_parser("closest", help="the baselines closest to a target task")
+    distance_options(closest)
+    closest.add_argument("--target", required=True, help="target task name")
+    closest.add_argument("--top", type=int, default=3)
+    closest.set_defaults(func=cmd_closest)
+
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="action", required=True)
+    bench_fisher_parser = bench.add_parser("fisher", help="time the Fisher paths against a batched backward pass")
+    bench_fisher_parser.add_argument("--samples", type=int, default=256)
+    bench_fisher_parser.add_argument("--repeats", type=int, default=5)
+    bench_fisher_parser.add_argument("--device", default="auto")
+    bench_fisher_parser.set_defaults(func=cmd_bench_fisher)
     bench_zoo = bench.add_parser("zoo", help="train a zoo from scratch (throw-away workspace) and time it")
     zoo_options(bench_zoo, default_suite="ld8")
     bench_zoo.set_defaults(func=cmd_bench_zoo)

@@ -63,6 +63,15 @@ CREATE TABLE IF NOT EXISTS networks (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS networks_by_task ON networks (suite, task, arch, seed);
+CREATE TABLE IF NOT EXISTS results (
+    kind TEXT NOT NULL,                -- "fisher", "distances", ...
+    key TEXT NOT NULL,                 -- hash of the configuration that produced it
+    payload TEXT NOT NULL,             -- JSON: the result itself or its description
+    artifact TEXT,                     -- optional safetensors file, relative to the workspace
+    sha256 TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (kind, key)
+);
 """
 
 
@@ -252,6 +261,33 @@ class Workspace:
         """Drop a network's row (its file is overwritten by the next training of the same configuration)."""
         with self.connect() as conn:
             conn.execute("DELETE FROM networks WHERE key = ?", (key,))
+
+
+    # ------------------------------------------------------------------------------------------ other results
+
+    def put_result(self, kind: str, key: str, payload: dict, artifact: ArtifactRef | None = None) -> None:
+        """Index a result (JSON ``payload``, optionally with an already written artifact); the row comes last."""
+        with self.connect() as conn:
+            conn.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
+                         (kind, key, json.dumps(payload), artifact.path if artifact else None,
+                          artifact.sha256 if artifact else None, time.time()))
+
+    def get_result(self, kind: str, key: str) -> tuple[dict, ArtifactRef | None] | None:
+        """``(payload, artifact ref or None)`` of a stored result, or ``None``."""
+        with self.connect() as conn:
+            row = conn.execute("SELECT payload, artifact, sha256 FROM results WHERE kind = ? AND key = ?",
+                               (kind, key)).fetchone()
+        if row is None:
+            return None
+        ref = ArtifactRef(row["artifact"], row["sha256"]) if row["artifact"] else None
+        return json.loads(row["payload"]), ref
+
+    def list_results(self, kind: str) -> list[dict]:
+        """Payloads of every stored result of ``kind``, newest first."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT payload FROM results WHERE kind = ? ORDER BY created_at DESC",
+                                (kind,)).fetchall()
+        return [json.loads(row["payload"]) for row in rows]
 
 
 def _network_from_row(row: sqlite3.Row) -> NetworkRecord:

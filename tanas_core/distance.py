@@ -1,0 +1,104 @@
+"""The two asymmetric task distances of the source document, on diagonal or full Fisher matrices.
+
+Each argument is either a diagonal ``[n]`` (``diagonal_fisher``) or a factor ``G`` ``[M, n]`` with ``F = G^T G / M``
+(``fisher_factor``, possibly a compressed ``FisherFactor``). Full matrices are never formed: everything goes through
+``M x M`` Gram matrices, in float64.
+
+* ``logdet_distance`` (equation 5): ``| logdet(F_b + s^2 I_n)/n - logdet(F_t + s^2 I_m)/m |``, valid for ``n != m``.
+  For a factor, ``logdet(G^T G / M + s^2 I) = (n - M) log s^2 + sum_i log(mu_i + s^2)`` with ``mu`` the eigenvalues
+  of ``G G^T / M``.
+* ``frechet_distance`` (equations 7 and 8): both matrices normalised to unit trace, so the result lies in [0, 1]:
+  ``d = sqrt(1 - tr((F_b F_t)^(1/2)))``. For factors, ``tr((F_b F_t)^(1/2))`` is the nuclear norm of
+  ``G_b G_t^T / M``; for diagonals it is ``sum_i sqrt(f_b,i f_t,i)``, which gives equation 8's
+  ``||sqrt(f_b) - sqrt(f_t)|| / sqrt(2)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .fisher import FisherFactor
+
+FisherLike = torch.Tensor | FisherFactor
+
+
+def _as_float64(value: FisherLike, name: str) -> tuple[torch.Tensor, int, str, int | None]:
+    """``(matrix or vector in float64, n, "diagonal" | "factor", sketch seed)``; ``ValueError`` on bad input."""
+    if isinstance(value, FisherFactor):
+        tensor, n, seed = value.matrix, value.num_params, value.sketch_seed
+    elif isinstance(value, torch.Tensor):
+        tensor, n, seed = value, value.shape[-1] if value.ndim else 0, None
+    else:
+        raise ValueError(f"{name} must be a Fisher diagonal [n] or factor [M, n] tensor, got {type(value).__name__}")
+    if tensor.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D (diagonal) or 2-D (factor M x n), got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0 or n == 0:
+        raise ValueError(f"{name} is empty: it was computed from no samples or no parameters")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} contains NaN or Inf: the network or its data produced non-finite gradients")
+    if tensor.ndim == 1 and (tensor < 0).any():
+        raise ValueError(f"{name} has negative entries; a Fisher diagonal is a mean of squares")
+    kind = "diagonal" if tensor.ndim == 1 else "factor"
+    return tensor.detach().to("cpu", torch.float64), int(n), kind, seed
+
+
+def logdet_per_parameter(fisher: FisherLike, sigma: float) -> float:
+    """``logdet(F + sigma^2 I) / n`` for a diagonal ``[n]`` or a factor ``[M, n]`` (exact, float64)."""
+    if not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
+    tensor, n, kind, _ = _as_float64(fisher, "fisher")
+    shift = float(sigma) ** 2
+    if kind == "diagonal":
+        return float(torch.log(tensor + shift).mean())
+    samples = tensor.shape[0]
+    if samples <= tensor.shape[1]:
+        gram = tensor @ tensor.T / samples  # [M, M]: the nonzero spectrum of G^T G / M
+        eigenvalues = torch.linalg.eigvalsh(gram).clamp_min(0.0)
+        return float(((n - samples) * math.log(shift) + torch.log(eigenvalues + shift).sum()) / n)
+    # More samples than (sketched) columns: the k x k matrix is the smaller one.
+    eigenvalues = torch.linalg.eigvalsh(tensor.T @ tensor / samples).clamp_min(0.0)
+    return float(((n - tensor.shape[1]) * math.log(shift) + torch.log(eigenvalues + shift).sum()) / n)
+
+
+def logdet_distance(fisher_b: FisherLike, fisher_t: FisherLike, sigma: float) -> float:
+    """Equation 5: ``d[b, t] = |logdet(F_b,t + s^2 I)/n - logdet(F_t,t + s^2 I)/m|`` (>= 0; n and m may differ)."""
+    return abs(logdet_per_parameter(fisher_b, sigma) - logdet_per_parameter(fisher_t, sigma))
+
+
+def frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike) -> float:
+    """Equations 7 / 8 on unit-trace Fisher matrices: ``sqrt(1 - tr((F_b F_t)^(1/2)))`` in [0, 1].
+
+    Two diagonals give equation 8; two factors give equation 7 exactly (through the nuclear norm of
+    ``G_b G_t^T / M``); a diagonal and a factor give equation 7 with the diagonal as a diagonal matrix.
+    """
+    b, n_b, kind_b, seed_b = _as_float64(fisher_b, "fisher_b")
+    t, n_t, kind_t, seed_t = _as_float64(fisher_t, "fisher_t")
+    if n_b != n_t:
+        raise ValueError(f"the Frechet distance needs both Fisher matrices over the same parameters, got n = {n_b} "
+                         f"and n = {n_t}: compute both with the same architecture (and the same `params`)")
+    if kind_b == kind_t == "factor" and seed_b != seed_t:
+        raise ValueError("the two Fisher factors were compressed with different sketches (seeds "
+                         f"{seed_b} and {seed_t}); compute both with the same seed")
+    if (kind_b == "factor" and seed_b is not None and kind_t == "diagonal") or (
+            kind_t == "factor" and seed_t is not None and kind_b == "diagonal"):
+        raise ValueError("a compressed Fisher factor cannot be paired with a diagonal; use uncompressed factors")
+    trace_b = _trace(b, kind_b)
+    trace_t = _trace(t, kind_t)
+    if trace_b <= 0 or trace_t <= 0:
+        raise ValueError("a Fisher matrix with zero trace (all gradients zero) has no unit-trace normalisation")
+    if kind_b == kind_t == "diagonal":
+        fidelity = torch.sqrt(b * t).sum()
+    elif kind_b == kind_t == "factor":
+        cross = b @ t.T / math.sqrt(b.shape[0] * t.shape[0])  # G_b G_t^T / sqrt(M_b M_t)
+        fidelity = torch.linalg.matrix_norm(cross, ord="nuc")
+    else:
+        diagonal, factor = (b, t) if kind_b == "diagonal" else (t, b)
+        # tr((D F)^(1/2)) = || G D^(1/2) ||_* / sqrt(M)
+        fidelity = torch.linalg.matrix_norm(factor * diagonal.sqrt(), ord="nuc") / math.sqrt(factor.shape[0])
+    similarity = float(fidelity) / math.sqrt(trace_b * trace_t)
+    return math.sqrt(max(0.0, 1.0 - min(1.0, similarity)))
+
+
+def _trace(tensor: torch.Tensor, kind: str) -> float:
+    return float(tensor.sum()) if kind == "diagonal" else float(tensor.pow(2).sum() / tensor.shape[0])

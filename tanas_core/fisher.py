@@ -1,0 +1,323 @@
+"""Fisher information of a network on data, exactly, from per-sample gradients (source document, equations 1-4).
+
+The empirical Fisher of equation 4 is ``F = (1/M) sum_i g_i g_i^T`` with ``g_i`` the gradient of ``-log p(y_i | x_i)``
+for sample ``i`` alone. Squaring the gradient of a whole mini-batch (what many implementations do) gives
+``(sum_i g_i)^2``, a different quantity. Here ``g_i`` is computed for every sample:
+
+* one forward and one backward pass per chunk of samples, with BatchNorm in eval mode so samples stay independent;
+* the parameters themselves do not require grad, so the backward pass only propagates activation gradients;
+* hooks on every ``Conv2d``, ``Linear`` and ``BatchNorm2d`` rebuild each sample's parameter gradient from the layer's
+  input and output gradient (a batched matrix product per layer: the same arithmetic a normal backward spends on
+  weight gradients, without summing over samples), then square-and-sum it (diagonal) or store it (factor).
+
+``per_sample_gradients_loop`` is the brute-force reference: one backward pass per sample.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_SUPPORTED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
+
+
+@dataclass
+class FisherFactor:
+    """A Fisher matrix ``F = G^T G / M`` given by a (possibly compressed) factor.
+
+    Attributes:
+        matrix: ``[M, k]`` float32. Uncompressed, ``k == num_params`` and row ``i`` is sample ``i``'s gradient.
+            Compressed, ``matrix = G S`` for a seeded CountSketch ``S`` (``num_params x k``): Gram matrices and
+            traces are preserved in expectation, with relative error of order ``1/sqrt(k)`` (see
+            ``sketch_error_bound``).
+        num_params: ``n``, the number of parameters the Fisher is over (its size is ``n x n``).
+        sketch_seed: the CountSketch seed, or ``None`` when uncompressed. Two factors can be compared only when they
+            share it.
+    """
+
+    matrix: torch.Tensor
+    num_params: int
+    sketch_seed: int | None = None
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.matrix.shape[0])
+
+
+def select_parameters(model: nn.Module, params: str = "backbone") -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` pairs in ``named_parameters()`` order: ``"backbone"`` (names starting ``backbone.``)
+    or ``"all"``."""
+    if params not in ("backbone", "all"):
+        raise ValueError(f"params must be 'backbone' or 'all', got {params!r}")
+    chosen = [(name, p) for name, p in model.named_parameters() if params == "all" or name.startswith("backbone.")]
+    if not chosen:
+        raise ValueError(f"the model has no {params} parameters (a backbone needs a `backbone` submodule)")
+    return chosen
+
+
+def diagonal_fisher(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None, *,
+                    kind: str = "empirical", params: str = "backbone", batch_size: int = 64,
+                    seed: int = 0) -> torch.Tensor:
+    """Diagonal of the Fisher: ``[n]`` float32, the mean over samples of each squared per-sample gradient.
+
+    Args:
+        model: evaluated in eval mode (BatchNorm uses running statistics); its mode is restored afterwards.
+        inputs: ``[M, C, H, W]`` on any device (moved to the model's device chunk by chunk).
+        targets: ``[M]`` int64 labels; required for ``kind="empirical"`` (equation 4).
+        kind: ``"empirical"`` uses ``targets``; ``"model"`` samples each label from the model's own softmax with a
+            generator seeded by ``seed`` (the true Fisher of equation 3, estimated by sampling).
+        params: ``"backbone"`` (default: the head is task-specific) or ``"all"``.
+        batch_size: samples per chunk; memory grows with ``batch_size x`` the largest layer.
+    Returns:
+        ``[n]`` with ``n`` the number of selected parameters, in ``named_parameters()`` order.
+    """
+    selected = select_parameters(model, params)
+    total = sum(p.numel() for _, p in selected)
+    diagonal = torch.zeros(total, dtype=torch.float64)
+    count = 0
+    for chunk_grads, rows in _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
+                                                 want="square-sum"):
+        diagonal += chunk_grads
+        count += rows
+    return (diagonal / count).float()
+
+
+def fisher_factor(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None, *,
+                  kind: str = "empirical", params: str = "backbone", projection_dim: int | None = None,
+                  batch_size: int = 64, seed: int = 0) -> torch.Tensor | FisherFactor:
+    """Per-sample gradient matrix ``G`` with ``F = G^T G / M``.
+
+    Returns ``[M, n]`` float32 (row ``i``: sample ``i``'s gradient over the selected parameters, in
+    ``named_parameters()`` order) when ``projection_dim`` is ``None``. When ``M x n`` would not fit in memory, pass
+    ``projection_dim=k``: the result is a ``FisherFactor`` holding ``G S`` (``[M, k]``) for a CountSketch ``S``
+    seeded by ``seed``, built without ever forming ``G``; the distances accept it in place of ``G``.
+    Arguments otherwise as ``diagonal_fisher``.
+    """
+    selected = select_parameters(model, params)
+    total = sum(p.numel() for _, p in selected)
+    if projection_dim is not None and projection_dim < 1:
+        raise ValueError(f"projection_dim must be a positive integer, got {projection_dim}")
+    want = "rows" if projection_dim is None else ("sketch", projection_dim)
+    rows = [chunk for chunk, _ in _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
+                                                     want=want)]
+    matrix = torch.cat(rows).float()
+    return matrix if projection_dim is None else FisherFactor(matrix, total, seed)
+
+
+def per_sample_gradients_loop(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
+                              params: str = "backbone") -> torch.Tensor:
+    """Brute-force reference: ``[M, n]`` per-sample gradients of ``-log p(y|x)``, one backward pass per sample."""
+    selected = [p for _, p in select_parameters(model, params)]
+    was_training = model.training
+    model.eval()
+    device = selected[0].device
+    rows = []
+    try:
+        for x, y in zip(inputs, targets):
+            loss = F.cross_entropy(model(x[None].to(device)), y[None].to(device), reduction="sum")
+            grads = torch.autograd.grad(loss, selected)
+            rows.append(torch.cat([g.reshape(-1) for g in grads]).cpu())
+    finally:
+        model.train(was_training)
+    return torch.stack(rows)
+
+
+# ------------------------------------------------------------------------------------------------- engine
+
+def _check_inputs(inputs: torch.Tensor, targets: torch.Tensor | None, kind: str) -> None:
+    if kind not in ("empirical", "model"):
+        raise ValueError(f"kind must be 'empirical' or 'model', got {kind!r}")
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2:
+        raise ValueError("inputs must be a tensor [M, ...] of samples")
+    if inputs.shape[0] == 0:
+        raise ValueError("cannot compute a Fisher matrix from 0 samples: the data split is empty")
+    if not torch.isfinite(inputs).all():
+        raise ValueError("inputs contain NaN or Inf values; clean the data before computing the Fisher")
+    if kind == "empirical":
+        if targets is None:
+            raise ValueError("kind='empirical' needs targets (labels); use kind='model' to sample them instead")
+        if targets.shape[0] != inputs.shape[0]:
+            raise ValueError(f"{inputs.shape[0]} inputs but {targets.shape[0]} targets")
+
+
+@contextlib.contextmanager
+def _fisher_mode(model: nn.Module, selected: list[tuple[str, nn.Parameter]]):
+    """Eval mode, no in-place ReLUs (hooks need the tensors they saw), parameters not requiring grad."""
+    was_training = model.training
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU) and m.inplace]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for m in relus:
+        m.inplace = False
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        for m in relus:
+            m.inplace = True
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _layer_slots(model: nn.Module, selected) -> list[tuple[nn.Module, dict[str, tuple[int, int]]]]:
+    """For each layer owning selected parameters: ``{"weight"/"bias": (offset, numel)}`` into the flat vector."""
+    offsets, position = {}, 0
+    for name, p in selected:
+        offsets[name] = (position, p.numel())
+        position += p.numel()
+    slots, covered = [], set()
+    for module_name, module in model.named_modules():
+        own = {local: f"{module_name}.{local}" if module_name else local
+               for local, _ in module.named_parameters(recurse=False)}
+        chosen = {local: offsets[full] for local, full in own.items() if full in offsets}
+        if not chosen:
+            continue
+        if not isinstance(module, _SUPPORTED) or (isinstance(module, nn.BatchNorm2d)
+                                                  and not module.track_running_stats):
+            raise ValueError(f"per-sample gradients are not implemented for layer {module_name!r} "
+                             f"({type(module).__name__}); supported: Conv2d, Linear, BatchNorm2d with running stats")
+        slots.append((module, chosen))
+        covered.update(own[local] for local in chosen)
+    missing = set(offsets) - covered
+    if missing:
+        raise ValueError(f"parameters {sorted(missing)[:3]} belong to no supported layer")
+    return slots
+
+
+def _per_sample_grad(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each sample's gradient of the module's parameters: ``{"weight": [B, *w.shape], "bias": [B, *b.shape]}``."""
+    batch = x.shape[0]
+    if isinstance(module, nn.Linear):
+        out = {"weight": grad_out.unsqueeze(2) * x.unsqueeze(1)}
+        if module.bias is not None:
+            out["bias"] = grad_out
+        return out
+    if isinstance(module, nn.Conv2d):
+        padding = module.padding
+        if module.padding_mode != "zeros" or isinstance(padding, str):
+            raise ValueError("per-sample gradients support Conv2d with zero padding given as numbers only")
+        columns = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding, stride=module.stride)
+        groups = module.groups
+        g = grad_out.reshape(batch, groups, module.out_channels // groups, -1)
+        columns = columns.reshape(batch, groups, -1, g.shape[-1])
+        weight = torch.einsum("bgol,bgil->bgoi", g, columns).reshape(batch, *module.weight.shape)
+        out = {"weight": weight}
+        if module.bias is not None:
+            out["bias"] = grad_out.sum(dim=(2, 3))
+        return out
+    # BatchNorm2d in eval mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.
+    normalised = (x - module.running_mean.view(1, -1, 1, 1)) * torch.rsqrt(module.running_var.view(1, -1, 1, 1)
+                                                                           + module.eps)
+    out = {}
+    if module.weight is not None:
+        out["weight"] = (grad_out * normalised).sum(dim=(2, 3))
+    if module.bias is not None:
+        out["bias"] = grad_out.sum(dim=(2, 3))
+    return out
+
+
+def _sketch_tables(total: int, k: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    buckets = torch.randint(0, k, (total,), generator=generator)
+    signs = torch.randint(0, 2, (total,), generator=generator).float() * 2 - 1
+    return buckets.to(device), signs.to(device)
+
+
+def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
+                       want) -> Iterator[tuple[torch.Tensor, int]]:
+    """Yield per chunk: ``want="square-sum"`` -> ``([n] float64 sum of squares, rows)``; ``"rows"`` ->
+    ``([B, n], rows)``; ``("sketch", k)`` -> ``([B, k] = G_chunk S, rows)``."""
+    _check_inputs(inputs, targets, kind)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    slots = _layer_slots(model, selected)
+    total = sum(p.numel() for _, p in selected)
+    device = selected[0][1].device
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    sketch = _sketch_tables(total, want[1], seed, device) if isinstance(want, tuple) else None
+
+    with _fisher_mode(model, selected):
+        for start in range(0, inputs.shape[0], batch_size):
+            x = inputs[start:start + batch_size].to(device)
+            rows = x.shape[0]
+            if want == "square-sum":
+                result = torch.zeros(total, dtype=torch.float64, device=device)
+            elif want == "rows":
+                result = torch.zeros(rows, total, dtype=torch.float32, device=device)
+            else:
+                result = torch.zeros(rows, want[1], dtype=torch.float32, device=device)
+            handles = []
+
+            def forward_hook(module, args, output, slot_map=None):
+                layer_input = args[0].detach()
+
+                def on_grad(grad_out, module=module, layer_input=layer_input, slot_map=slot_map):
+                    grads = _per_sample_grad(module, layer_input, grad_out.detach())
+                    for local, (offset, numel) in slot_map.items():
+                        flat = grads[local].reshape(rows, numel)
+                        if want == "square-sum":
+                            # float32 squares summed over one chunk, accumulated across chunks in float64
+                            result[offset:offset + numel] += flat.pow(2).sum(0)
+                        elif want == "rows":
+                            result[:, offset:offset + numel] += flat
+                        else:
+                            buckets, signs = sketch
+                            result.index_add_(1, buckets[offset:offset + numel],
+                                              flat * signs[offset:offset + numel])
+
+                output.register_hook(on_grad)
+
+            for module, slot_map in slots:
+                handles.append(module.register_forward_hook(
+                    lambda m, a, o, slot_map=slot_map: forward_hook(m, a, o, slot_map)))
+            try:
+                x.requires_grad_(True)
+                logits = model(x)
+                if kind == "model":
+                    y = _draw_labels(logits, generator)
+                else:
+                    y = targets[start:start + batch_size].to(device)
+                F.cross_entropy(logits, y, reduction="sum").backward()
+            finally:
+                for handle in handles:
+                    handle.remove()
+            yield result.cpu(), rows
+
+
+def sample_model_labels(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 64, seed: int = 0) -> torch.Tensor:
+    """The labels ``kind="model"`` draws: ``[M]`` int64, each from the model's softmax, seeded by ``seed``.
+
+    Drawn chunk by chunk exactly as the Fisher computation draws them, so a brute-force check can reuse them.
+    """
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    labels = []
+    try:
+        with torch.no_grad():
+            for start in range(0, inputs.shape[0], batch_size):
+                logits = model(inputs[start:start + batch_size].to(device))
+                labels.append(_draw_labels(logits, generator))
+    finally:
+        model.train(was_training)
+    return torch.cat(labels).cpu()
+
+
+def _draw_labels(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    probabilities = torch.softmax(logits.detach().double().cpu(), dim=1)
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(1).to(logits.device)
+
+
+def sketch_error_bound(norm_a: float, norm_b: float, inner: float, k: int, failure: float = 0.01) -> float:
+    """Chebyshev bound on ``|<Sa, Sb> - <a, b>|`` for a CountSketch of width ``k``, holding with probability
+    ``>= 1 - failure``: ``sqrt((|a|^2 |b|^2 + <a,b>^2) / (k * failure))`` (the estimator is unbiased with variance at
+    most ``(|a|^2 |b|^2 + <a,b>^2) / k``)."""
+    return math.sqrt((norm_a ** 2 * norm_b ** 2 + inner ** 2) / (k * failure))

@@ -1,0 +1,273 @@
+"""Distance matrices between the tasks of a suite, per architecture and seed, with their noise floor.
+
+``d[b, t]`` (row = baseline ``b``, column = target ``t``, as in the source document) compares ``F[b, t]``, the Fisher
+of the baseline network ``N_b`` on the target data ``X_t``, with ``F[t, t]``. ``N_b``'s head predicts task ``b``'s
+classes, so by default (``head="refit"``) a fresh linear head is fitted on ``X_t``'s training images with ``N_b``'s
+backbone frozen, and the empirical Fisher uses task ``t``'s labels; ``head="own"`` keeps ``N_b``'s head and uses the
+model Fisher (labels drawn from its own softmax). The same procedure gives ``F[t, t]``, so ``d[t, t] = 0``.
+
+``X_t`` is the same for every network seed (the target's seed-0 training split), so seed-to-seed differences come from
+the networks only; the distance between two seeds' networks of the same task on the same data is the noise floor
+(the source document's Theorem 1 says it tends to 0).
+
+Fisher results and whole matrices are cached in the workspace; asking again is a store read.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .distance import frechet_distance, logdet_distance
+from .fisher import FisherFactor, diagonal_fisher, fisher_factor
+from .networks import BackboneHeadNet
+from .store import NetworkRecord, Workspace, config_key
+from .tasks import Suite, Task, make_splits
+from .training import Preset, get_preset, resolve_device
+from .zoo import load_network, network_key, train_zoo
+
+METRICS = ("logdet", "frechet", "frechet-full")
+
+
+@dataclass(frozen=True)
+class FisherConfig:
+    """How each ``F[b, t]`` is computed.
+
+    ``samples``: M, images of ``X_t`` the Fisher averages over; ``head_samples``: images the refitted head is trained
+    on (the first ``samples`` of them are the Fisher's); ``head``: ``"refit"`` or ``"own"``; ``params``:
+    ``"backbone"`` or ``"all"``; ``projection_dim``: CountSketch width for full-matrix metrics (``None``: exact).
+    """
+
+    samples: int = 256
+    head_samples: int = 512
+    head: str = "refit"
+    params: str = "backbone"
+    projection_dim: int | None = None
+    batch_size: int = 64
+
+    def validate(self) -> None:
+        if self.samples < 2:
+            raise ValueError(f"the Fisher needs at least 2 samples, got {self.samples}")
+        if self.head_samples < self.samples:
+            raise ValueError("head_samples must be >= samples (the Fisher uses the head's training images)")
+        if self.head not in ("refit", "own"):
+            raise ValueError(f"head must be 'refit' or 'own', got {self.head!r}")
+
+
+def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+               weight_decay: float = 1e-4, steps: int = 100) -> BackboneHeadNet:
+    """A copy of ``model`` with a new linear head for ``num_classes`` fitted on frozen backbone ``features [N, d]``.
+
+    Full-batch L-BFGS on the L2-regularised cross-entropy: deterministic, and it converges in well under a second
+    on demo feature sizes.
+    """
+    torch.manual_seed(0)
+    head = torch.nn.Linear(features.shape[1], num_classes).to(features.device)
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(head(features), labels) + weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    refitted = copy.deepcopy(model)
+    refitted.head = head.requires_grad_(True)
+    return refitted.eval()
+
+
+def target_fisher(workspace: Workspace, record: NetworkRecord, suite: Suite, target: Task, preset: Preset,
+                  representation: str, config: FisherConfig, device: str = "auto") -> torch.Tensor | FisherFactor:
+    """``F[b, t]`` for network ``record`` (N_b) on target task ``target``: a diagonal ``[n]`` (``"diagonal"``) or a
+    factor ``[M, n]`` (``"factor"``). Cached in the workspace under a hash of every input."""
+    config.validate()
+    key = config_key(dict(network=record.key, sha=record.sha256, target=target.fingerprint(),
+                          spec=vars(suite.spec), sizes=vars(preset.sizes), representation=representation,
+                          config=vars(config)))
+    stored = workspace.get_result("fisher", key)
+    if stored is not None:
+        payload, ref = stored
+        tensors = workspace.read_tensors(ref)
+        if representation == "diagonal":
+            return tensors["fisher"]
+        matrix = tensors["fisher"]
+        return matrix if payload["sketch_seed"] is None else FisherFactor(matrix, payload["n"], payload["sketch_seed"])
+
+    started = time.perf_counter()
+    target_device = resolve_device(device)
+    model = load_network(workspace, record, target_device)
+    splits = make_splits(target, preset.sizes, seed=0, spec=suite.spec)
+    images, labels = splits.tensors("train")
+    images, labels = images[: config.head_samples], labels[: config.head_samples]
+    if len(labels) < config.samples:
+        raise ValueError(f"task {target.name!r} has {len(labels)} training images; the Fisher needs {config.samples}")
+    if config.head == "refit":
+        with torch.no_grad():
+            features = torch.cat([model.features(images[i:i + 256].to(target_device))
+                                  for i in range(0, len(images), 256)])
+        model = refit_head(model, features, labels.to(target_device), target.num_outputs)
+        kind, targets = "empirical", labels[: config.samples]
+    else:
+        kind, targets = "model", None
+    inputs = images[: config.samples]
+    if representation == "diagonal":
+        result = diagonal_fisher(model, inputs, targets, kind=kind, params=config.params,
+                                 batch_size=config.batch_size)
+        n, sketch_seed = result.numel(), None
+    elif representation == "factor":
+        result = fisher_factor(model, inputs, targets, kind=kind, params=config.params,
+                               projection_dim=config.projection_dim, batch_size=config.batch_size)
+        n = result.num_params if isinstance(result, FisherFactor) else result.shape[1]
+        sketch_seed = result.sketch_seed if isinstance(result, FisherFactor) else None
+    else:
+        raise ValueError(f"representation must be 'diagonal' or 'factor', got {representation!r}")
+    matrix = result.matrix if isinstance(result, FisherFactor) else result
+    ref = workspace.write_tensors("fisher", key, {"fisher": matrix})
+    workspace.put_result("fisher", key, dict(network=record.key, arch=record.arch, baseline=record.task,
+                                             target=target.name, seed=record.seed, representation=representation,
+                                             n=n, sketch_seed=sketch_seed, seconds=time.perf_counter() - started),
+                         ref)
+    return result
+
+
+def _pair_distance(metric: str, fisher_b, fisher_t, sigma: float) -> float:
+    if metric == "logdet":
+        return logdet_distance(fisher_b, fisher_t, sigma)
+    return frechet_distance(fisher_b, fisher_t)
+
+
+@dataclass
+class DistanceResult:
+    """Distance matrices of one suite x architecture x metric.
+
+    Attributes:
+        tasks: task names; ``matrices[k, b, t]`` is seed ``k``'s ``d[b, t]`` (row baseline, column target).
+        mean, std: over seeds, ``[T, T]``.
+        noise_floor: per task, the mean distance between networks of different seeds on the task's own data
+            (``nan`` with one seed).
+    """
+
+    suite: str
+    arch: str
+    metric: str
+    sigma: float
+    seeds: list
+    tasks: list
+    matrices: np.ndarray
+    noise_floor: np.ndarray
+    seconds: float
+    cached: bool = False
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.matrices.mean(axis=0)
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.matrices.std(axis=0)
+
+    def closest(self, target: str, k: int = 3) -> list[dict]:
+        """The ``k`` baselines closest to ``target`` (column ``target``, excluding itself), nearest first, with the
+        mean and standard deviation over seeds."""
+        if target not in self.tasks:
+            raise ValueError(f"task {target!r} is not in suite {self.suite!r}: {', '.join(self.tasks)}")
+        column = self.tasks.index(target)
+        rows = [dict(baseline=name, distance=float(self.mean[b, column]), std=float(self.std[b, column]),
+                     per_seed=[float(v) for v in self.matrices[:, b, column]])
+                for b, name in enumerate(self.tasks) if b != column]
+        return sorted(rows, key=lambda row: row["distance"])[:k]
+
+    def to_payload(self) -> dict:
+        return dict(suite=self.suite, arch=self.arch, metric=self.metric, sigma=self.sigma, seeds=self.seeds,
+                    tasks=self.tasks, matrices=self.matrices.tolist(), noise_floor=self.noise_floor.tolist(),
+                    seconds=self.seconds)
+
+    @classmethod
+    def from_payload(cls, payload: dict, cached: bool = False) -> DistanceResult:
+        return cls(payload["suite"], payload["arch"], payload["metric"], payload["sigma"], payload["seeds"],
+                   payload["tasks"], np.asarray(payload["matrices"]), np.asarray(payload["noise_floor"]),
+                   payload["seconds"], cached)
+
+
+def distance_matrices(workspace: Workspace, suite: Suite, arch: str, metric: str, seeds: list[int],
+                      preset: Preset | str = "demo", sigma: float = 1e-3, config: FisherConfig = FisherConfig(),
+                      device: str = "auto", on_progress: Callable[[str, float], None] | None = None,
+                      workers: int = 1) -> DistanceResult:
+    """The ``d[b, t]`` matrices of ``suite`` for ``arch`` and each seed (zoo networks are trained when missing).
+
+    ``metric``: ``"logdet"`` (equation 5 on diagonals), ``"frechet"`` (equation 8, diagonals) or
+    ``"frechet-full"`` (equation 7 on full matrices, exact through factors). ``sigma`` only matters for logdet.
+    ``on_progress(message, fraction)`` reports progress. A repeated request is read from the store.
+    """
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
+    if metric == "logdet" and (not isinstance(sigma, (int, float)) or not sigma > 0):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    config.validate()
+    tasks = list(suite.tasks)
+    key = config_key(dict(kind="distances", networks=[network_key(suite, t, arch, preset, s) for s in seeds
+                                                      for t in tasks],
+                          metric=metric, sigma=sigma if metric == "logdet" else None, config=vars(config)))
+    stored = workspace.get_result("distances", key)
+    if stored is not None:
+        return DistanceResult.from_payload(stored[0], cached=True)
+
+    started = time.perf_counter()
+    report = on_progress or (lambda message, fraction: None)
+    report(f"ensuring {len(tasks) * len(seeds)} {arch} networks", 0.0)
+    records = train_zoo(workspace, suite, [arch], list(seeds), preset, device=device, workers=workers)
+    by_task_seed = {(r.task, r.seed): r for r in records}
+    representation = "factor" if metric == "frechet-full" else "diagonal"
+    count = len(seeds) * len(tasks) * len(tasks)
+    done = 0
+
+    def fisher(baseline: Task, target: Task, seed: int):
+        return target_fisher(workspace, by_task_seed[(baseline.name, seed)], suite, target, preset, representation,
+                             config, device)
+
+    matrices = np.zeros((len(seeds), len(tasks), len(tasks)))
+    for k, seed in enumerate(seeds):
+        for t, target in enumerate(tasks):
+            own = fisher(target, target, seed)
+            for b, baseline in enumerate(tasks):
+                report(f"seed {seed}: F[{baseline.name}, {target.name}]", done / count)
+                matrices[k, b, t] = 0.0 if b == t else _pair_distance(metric, fisher(baseline, target, seed), own,
+                                                                      sigma)
+                done += 1
+    noise = np.full(len(tasks), np.nan)
+    if len(seeds) > 1:
+        for t, target in enumerate(tasks):
+            pairs = [_pair_distance(metric, fisher(target, target, i), fisher(target, target, j), sigma)
+                     for i, j in itertools.combinations(seeds, 2)]
+            noise[t] = float(np.mean(pairs))
+    result = DistanceResult(suite.name, arch, metric, float(sigma), list(seeds), [t.name for t in tasks], matrices,
+                            noise, time.perf_counter() - started)
+    workspace.put_result("distances", key, result.to_payload())
+    report("done", 1.0)
+    return result
+
+
+def across_architectures(results: list[DistanceResult]) -> DistanceResult:
+    """One result whose matrices are every architecture's per-seed matrices together (mean/std over both)."""
+    if not results:
+        raise ValueError("no per-architecture results to combine")
+    first = results[0]
+    for other in results[1:]:
+        if other.tasks != first.tasks or other.metric != first.metric:
+            raise ValueError("combine results of the same suite and metric only")
+    return DistanceResult(first.suite, "+".join(r.arch for r in results), first.metric, first.sigma,
+                          [f"{r.arch}:{s}" for r in results for s in r.seeds], first.tasks,
+                          np.concatenate([r.matrices for r in results]),
+                          np.nanmean(np.stack([r.noise_floor for r in results]), axis=0)
+                          if len(first.seeds) > 1 else first.noise_floor,
+                          sum(r.seconds for r in results))
