@@ -213,6 +213,10 @@ def cmd_distance(args) -> int:
             if len(result.seeds) > 1:
                 print("noise floor (same task, different seeds, same data): "
                       + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.noise_floor)))
+            datasets = {t.name: t.dataset for t in resolve_suite(args.suite, workspace).tasks}
+            if len(set(datasets.values())) > 1:
+                same, across = result.dataset_contrast(datasets)
+                print(f"mean off-diagonal distance: same-dataset pairs {same:.4f}, cross-dataset pairs {across:.4f}")
             for target in result.tasks:
                 best = result.closest(target, 1)[0]
                 print(f"  closest to {target}: {best['baseline']} ({best['distance']:.4f} ± {best['std']:.4f})")

@@ -184,6 +184,16 @@ class DistanceResult:
                 for b, name in enumerate(self.tasks) if b != column]
         return sorted(rows, key=lambda row: row["distance"])[:k]
 
+    def dataset_contrast(self, datasets: dict[str, str]) -> tuple[float, float]:
+        """Mean of the seed-averaged ``d[b, t]`` over pairs from the same dataset and over pairs across datasets
+        (``datasets``: task name -> dataset; diagonal excluded)."""
+        same, across = [], []
+        for b, baseline in enumerate(self.tasks):
+            for t, target in enumerate(self.tasks):
+                if b != t:
+                    (same if datasets[baseline] == datasets[target] else across).append(self.mean[b, t])
+        return float(np.mean(same)) if same else float("nan"), float(np.mean(across)) if across else float("nan")
+
     def to_payload(self) -> dict:
         return dict(suite=self.suite, arch=self.arch, metric=self.metric, sigma=self.sigma, seeds=self.seeds,
                     tasks=self.tasks, matrices=self.matrices.tolist(), noise_floor=self.noise_floor.tolist(),

@@ -57,3 +57,19 @@ def test_zoo_train_then_reuse_then_list(real_data, tmp_path):
     assert listing.returncode == 0 and "mnist-digit0" in listing.stdout and " ok" in listing.stdout
     bad = run_cli("zoo", "train", "--suite", "mnist4", "--archs", "vgg99", home=tmp_path)
     assert bad.returncode == 2 and "unknown architecture" in bad.stderr
+
+
+def test_distance_and_closest_commands_compute_then_read_the_store(real_data, tmp_path):
+    common = ["--suite", "mnist4", "--arch", "vgg16", "--seeds", "1", "--metric", "frechet", "--samples", "16",
+              "--head-samples", "32", "--device", "cpu"]
+    first = run_cli("distance", *common, "--out", str(tmp_path / "csv"), home=tmp_path / "home")
+    assert first.returncode == 0, first.stderr
+    assert "mean d[b, t] (row = baseline b, column = target t)" in first.stdout and "computed in" in first.stdout
+    csv = (tmp_path / "csv" / "mnist4_vgg16_frechet.csv").read_text().splitlines()
+    assert csv[0] == "seed,baseline,target,distance" and len(csv) == 1 + 16
+    again = run_cli("distance", *common, "--out", str(tmp_path / "csv"), home=tmp_path / "home")
+    assert "read from the workspace" in again.stdout
+    closest = run_cli("closest", *common, "--target", "mnist-10class", "--top", "2", home=tmp_path / "home")
+    assert closest.returncode == 0 and "1. mnist-" in closest.stdout and "3. " not in closest.stdout
+    bad = run_cli("distance", "--suite", "mnist4", "--metric", "logdet", "--sigma", "0", home=tmp_path / "home")
+    assert bad.returncode == 2 and "sigma must be a positive" in bad.stderr

@@ -150,3 +150,25 @@ def test_parallel_workers_store_every_network_once(workspace, mnist4, tiny_prese
     assert len(stored) == 4 and {r.key for r in stored} == {r.key for r in records}
     for record in stored:
         verify_checkpoint(workspace, record)
+
+
+def test_distance_matrices_cached_asymmetric_with_noise_floor(workspace, mnist4, tiny_preset):
+    from tanas_core.task_distances import FisherConfig, across_architectures, distance_matrices
+
+    config = FisherConfig(samples=16, head_samples=32)
+    result = distance_matrices(workspace, mnist4, "vgg16", "frechet", [0, 1], tiny_preset, config=config,
+                               device="cpu")
+    assert result.matrices.shape == (2, 4, 4) and not result.cached
+    assert (result.matrices[:, range(4), range(4)] == 0).all()
+    assert ((result.matrices >= 0) & (result.matrices <= 1)).all()
+    assert not (abs(result.mean - result.mean.T) < 1e-9).all()  # asymmetric on real tasks
+    assert result.noise_floor.shape == (4,) and (result.noise_floor > 0).all()
+    ranked = result.closest("mnist-10class", 3)
+    assert [r["distance"] for r in ranked] == sorted(r["distance"] for r in ranked)
+    again = distance_matrices(workspace, mnist4, "vgg16", "frechet", [0, 1], tiny_preset, config=config,
+                              device="cpu")
+    assert again.cached and (again.matrices == result.matrices).all()
+    combined = across_architectures([result, again])
+    assert combined.matrices.shape == (4, 4, 4)
+    with pytest.raises(ValueError, match="unknown metric"):
+        distance_matrices(workspace, mnist4, "vgg16", "euclid", [0], tiny_preset)
