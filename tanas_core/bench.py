@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .distance import frechet_distance, logdet_distance
+from .distance import frechet_distance
 from .fisher import diagonal_fisher, fisher_factor, per_sample_gradients_loop, select_parameters
 
 
@@ -86,27 +86,34 @@ def bench_fisher(model, inputs, targets, other_targets, repeats: int = 5, loop_r
     """Time the Fisher paths on ``model`` / ``inputs [M, ...]`` and return table rows with ratios to the floor.
 
     (a) floor: one batched forward + backward over the M samples; (b) brute-force per-sample loop; (c)
-    ``diagonal_fisher``; (c') plain ``torch.func`` vmap; (d) ``fisher_factor`` plus both full-matrix distances
-    against a second factor (``other_targets``' Fisher, computed beforehand).
+    ``diagonal_fisher``; (c') plain ``torch.func`` vmap; (d) the low-rank path for one baseline against a target
+    whose own factor was computed beforehand (as in a distance matrix, where each target's factor serves every
+    baseline): ``fisher_factor`` + its log-det term + the full Frechet distance, and each part alone.
     """
+    from .distance import logdet_per_parameter
+
     model.eval()
 
     def floor():
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(inputs), targets, reduction="sum").backward()
 
-    second = fisher_factor(model, inputs, other_targets)
+    target_factor = fisher_factor(model, inputs, other_targets)
+    factor = fisher_factor(model, inputs, targets)
 
     def low_rank():
-        factor = fisher_factor(model, inputs, targets)
-        return logdet_distance(factor, second, 1e-3), frechet_distance(factor, second)
+        own = fisher_factor(model, inputs, targets)
+        return logdet_per_parameter(own, 1e-3), frechet_distance(own, target_factor)
 
     cases = [("(a) batched forward+backward (floor)", floor, repeats),
              ("(b) per-sample loop", lambda: per_sample_gradients_loop(model, inputs, targets), loop_repeats),
              ("(c) diagonal_fisher", lambda: diagonal_fisher(model, inputs, targets), repeats),
              ("(c') torch.func vmap(grad), for comparison", lambda: vmap_per_sample_squares(model, inputs, targets),
               repeats),
-             ("(d) fisher_factor + log-det + full Frechet", low_rank, repeats)]
+             ("(d) fisher_factor + log-det + full Frechet", low_rank, repeats),
+             ("(d1)   fisher_factor alone", lambda: fisher_factor(model, inputs, targets), repeats),
+             ("(d2)   log-det term of a factor (M x M Gram)", lambda: logdet_per_parameter(factor, 1e-3), repeats),
+             ("(d3)   full Frechet of two factors", lambda: frechet_distance(factor, target_factor), repeats)]
     rows = []
     for name, function, count in cases:
         seconds, memory = measure(function, count)

@@ -266,8 +266,10 @@ def cmd_bench_fisher(args) -> int:
     table = pd.DataFrame(rows)[["path", "median_s", "x_floor", "peak_extra_MiB", "runs"]]
     with pd.option_context("display.width", 200, "display.precision", 3):
         print(table.to_string(index=False))
-    by_name = {row["path"][:3]: row for row in rows}
+    by_name = {row["path"].split()[0]: row for row in rows}
     diag, loop, low = by_name["(c)"], by_name["(b)"], by_name["(d)"]
+    gram_flops = 2 * len(targets) ** 2 * n
+    print(f"each M x M Gram of a factor is {gram_flops / 1e9:.1f} GFLOP in float64 (M^2 n); (d) needs two")
     print(f"goals: (c) <= 2x floor: {diag['x_floor']:.2f}x {'met' if diag['x_floor'] <= 2 else 'NOT met'}; "
           f"(c) >= 5x faster than (b): {loop['median_s'] / diag['median_s']:.1f}x "
           f"{'met' if loop['median_s'] / diag['median_s'] >= 5 else 'NOT met'}; "

@@ -252,6 +252,31 @@ def _sketch_tables(total: int, k: int, seed: int, device) -> tuple[torch.Tensor,
     return buckets.to(device), signs.to(device)
 
 
+class _ChunkSink:
+    """Receives one chunk's per-sample gradients, layer by layer, in the form the caller wants."""
+
+    def __init__(self, want, rows: int, total: int, sketch, device):
+        self.want, self.sketch = want, sketch
+        if want == "square-sum":
+            self.result = torch.zeros(total, dtype=torch.float64, device=device)
+        elif want == "rows":
+            self.result = torch.zeros(rows, total, dtype=torch.float32, device=device)
+        else:
+            self.result = torch.zeros(rows, want[1], dtype=torch.float32, device=device)
+
+    def add(self, offset: int, flat: torch.Tensor) -> None:
+        """``flat``: ``[B, numel]`` gradients of the parameters stored at ``offset`` in the flat vector."""
+        span = slice(offset, offset + flat.shape[1])
+        if self.want == "square-sum":
+            # float32 squares summed over one chunk, accumulated across chunks in float64
+            self.result[span] += flat.pow(2).sum(0)
+        elif self.want == "rows":
+            self.result[:, span] += flat
+        else:
+            buckets, signs = self.sketch
+            self.result.index_add_(1, buckets[span], flat * signs[span])
+
+
 def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
                        want) -> Iterator[tuple[torch.Tensor, int]]:
     """Yield per chunk: ``want="square-sum"`` -> ``([n] float64 sum of squares, rows)``; ``"rows"`` ->
@@ -259,58 +284,36 @@ def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
     _check_inputs(inputs, targets, kind)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    slots = _layer_slots(model, selected)
+    slots = dict(_layer_slots(model, selected))
     total = sum(p.numel() for _, p in selected)
     device = selected[0][1].device
     generator = torch.Generator(device="cpu").manual_seed(seed)
     sketch = _sketch_tables(total, want[1], seed, device) if isinstance(want, tuple) else None
+    current: dict[str, _ChunkSink] = {}
 
-    with _fisher_mode(model, selected):
-        for start in range(0, inputs.shape[0], batch_size):
-            x = inputs[start:start + batch_size].to(device)
-            rows = x.shape[0]
-            if want == "square-sum":
-                result = torch.zeros(total, dtype=torch.float64, device=device)
-            elif want == "rows":
-                result = torch.zeros(rows, total, dtype=torch.float32, device=device)
-            else:
-                result = torch.zeros(rows, want[1], dtype=torch.float32, device=device)
-            handles = []
+    def forward_hook(module, args, output):
+        layer_input = args[0].detach()
 
-            def forward_hook(module, args, output, slot_map=None):
-                layer_input = args[0].detach()
+        def on_output_grad(grad_out):
+            grads = _per_sample_grad(module, layer_input, grad_out.detach())
+            for local, (offset, numel) in slots[module].items():
+                current["sink"].add(offset, grads[local].reshape(layer_input.shape[0], numel))
 
-                def on_grad(grad_out, module=module, layer_input=layer_input, slot_map=slot_map):
-                    grads = _per_sample_grad(module, layer_input, grad_out.detach())
-                    for local, (offset, numel) in slot_map.items():
-                        flat = grads[local].reshape(rows, numel)
-                        if want == "square-sum":
-                            # float32 squares summed over one chunk, accumulated across chunks in float64
-                            result[offset:offset + numel] += flat.pow(2).sum(0)
-                        elif want == "rows":
-                            result[:, offset:offset + numel] += flat
-                        else:
-                            buckets, signs = sketch
-                            result.index_add_(1, buckets[offset:offset + numel],
-                                              flat * signs[offset:offset + numel])
+        output.register_hook(on_output_grad)
 
-                output.register_hook(on_grad)
-
-            for module, slot_map in slots:
-                handles.append(module.register_forward_hook(
-                    lambda m, a, o, slot_map=slot_map: forward_hook(m, a, o, slot_map)))
-            try:
-                x.requires_grad_(True)
+    handles = [module.register_forward_hook(forward_hook) for module in slots]
+    try:
+        with _fisher_mode(model, selected):
+            for start in range(0, inputs.shape[0], batch_size):
+                x = inputs[start:start + batch_size].to(device).requires_grad_(True)
+                current["sink"] = _ChunkSink(want, x.shape[0], total, sketch, device)
                 logits = model(x)
-                if kind == "model":
-                    y = _draw_labels(logits, generator)
-                else:
-                    y = targets[start:start + batch_size].to(device)
+                y = _draw_labels(logits, generator) if kind == "model" else targets[start:start + batch_size].to(device)
                 F.cross_entropy(logits, y, reduction="sum").backward()
-            finally:
-                for handle in handles:
-                    handle.remove()
-            yield result.cpu(), rows
+                yield current["sink"].result.cpu(), x.shape[0]
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def sample_model_labels(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 64, seed: int = 0) -> torch.Tensor:
