@@ -1,6 +1,8 @@
 """TA-NAS Studio home page: the method in three steps, the datasets and where they come from, the workspace."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -13,6 +15,9 @@ st.title("TA-NAS Studio")
 st.caption("Task-aware neural architecture search: compare tasks by the Fisher information of networks trained on "
            "them, search architectures only where related tasks found good ones.")
 
+st.image(str(Path(__file__).parent / "assets" / "pipeline.svg"),
+         caption="The pipeline, one tanas_core module per stage (blue: the zoo of learned tasks; red: task "
+                 "similarity; green: architecture search)")
 steps = st.columns(3)
 with steps[0]:
     st.subheader("1. Task similarity")

@@ -182,6 +182,22 @@ def check_datasets(data_dir: str | Path | None = None, download: bool = False) -
     return rows
 
 
+def sample_grid(dataset: RawDataset, per_class: int = 8, classes: list[int] | None = None, seed: int = 0) -> np.ndarray:
+    """A contact sheet for people: uint8 ``[rows * H, per_class * W, C]``, one row per class (label order unless
+    ``classes`` is given), ``per_class`` random training images each (fewer if the class has fewer)."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    rng = np.random.default_rng(seed)
+    labels = list(range(len(dataset.class_names))) if classes is None else list(classes)
+    height, width, channels = dataset.x_train.shape[1:]
+    sheet = np.zeros((len(labels) * height, per_class * width, channels), dtype=np.uint8)
+    for row, label in enumerate(labels):
+        members = np.flatnonzero(dataset.y_train == label)
+        for column, index in enumerate(rng.choice(members, size=min(per_class, len(members)), replace=False)):
+            sheet[row * height:(row + 1) * height, column * width:(column + 1) * width] = dataset.x_train[index]
+    return sheet
+
+
 # ----------------------------------------------------------------------------------------------- model input
 
 def to_model_input(images: np.ndarray, dataset: RawDataset, channels: int, size: int) -> torch.Tensor:

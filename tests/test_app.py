@@ -14,6 +14,7 @@ def test_home_page_renders_datasets_and_empty_workspace(real_data):
     assert set(datasets["dataset"]) >= {"mnist", "cifar10", "cifar100", "quickdraw"}
     assert bool(datasets.set_index("dataset").loc["mnist", "available"])
     assert [m.value for m in app.metric] == ["0", "0"]
+    assert len(app.image) == 1  # the pipeline diagram from assets/
 
 
 def test_home_page_lists_trained_networks(real_data, tiny_preset):
@@ -27,3 +28,25 @@ def test_home_page_lists_trained_networks(real_data, tiny_preset):
     assert not app.exception
     assert app.metric[0].value == "1"
     assert list(app.dataframe[1].value["task"]) == ["mnist-digit0"]
+
+
+def test_tasks_page_shows_sample_grid_and_suites(real_data):
+    app = AppTest.from_file(str(REPO / "pages" / "1_Tasks.py"), default_timeout=60).run()
+    assert not app.exception
+    assert app.selectbox[0].value == "mnist"
+    assert len(app.image) == 1
+    expanders = [e.label for e in app.expander]
+    assert any(label.startswith("ld8") for label in expanders)
+    assert any(label.startswith("cifar100_4") and "unavailable" in label for label in expanders) or (
+        real_data / "cifar-100-python").exists()
+
+
+def test_sample_grid_rows_are_classes(real_data):
+    from tanas_core.data import load_dataset, sample_grid
+
+    mnist = load_dataset("mnist")
+    sheet = sample_grid(mnist, per_class=3, classes=[0, 7])
+    assert sheet.shape == (56, 84, 1)
+    zeros, sevens = mnist.x_train[mnist.y_train == 0], mnist.x_train[mnist.y_train == 7]
+    assert (zeros == sheet[None, :28, :28]).all(axis=(1, 2, 3)).any()  # row 0 holds a real digit 0
+    assert (sevens == sheet[None, 28:, 28:56]).all(axis=(1, 2, 3)).any()  # row 1 holds a real digit 7
