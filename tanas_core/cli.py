@@ -43,11 +43,11 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_tasks_list(args) -> int:
-    workspace = Workspace(args.workspace) if args.workspace else None
+    workspace = Workspace(args.workspace)
     names = [args.suite] if args.suite else list(SUITE_NAMES) + [CUSTOM_SUITE]
     for name in names:
         if name == CUSTOM_SUITE:
-            tasks = (workspace or Workspace()).load_tasks()
+            tasks = workspace.load_tasks()
             print(f"[{CUSTOM_SUITE}] custom tasks saved in the workspace: {len(tasks)}")
             _print_tasks(tasks)
             continue
@@ -76,7 +76,7 @@ def cmd_tasks_add(args) -> int:
     except json.JSONDecodeError as error:
         raise ValueError(f"--json is neither a file nor valid JSON ({error.msg} at position {error.pos})") from error
     task = Task.from_dict(payload)
-    workspace = Workspace(args.workspace) if args.workspace else Workspace()
+    workspace = Workspace(args.workspace)
     workspace.save_task(task)
     print(f"saved custom task {task.name!r} ({task.num_outputs} outputs: {', '.join(task.output_names)})")
     return 0
@@ -104,7 +104,7 @@ def _progress_printer():
 
 
 def cmd_zoo_train(args) -> int:
-    workspace = Workspace(args.workspace) if args.workspace else Workspace()
+    workspace = Workspace(args.workspace)
     suite = resolve_suite(args.suite, workspace)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -125,7 +125,7 @@ def cmd_zoo_train(args) -> int:
 
 
 def cmd_zoo_list(args) -> int:
-    workspace = Workspace(args.workspace) if args.workspace else Workspace()
+    workspace = Workspace(args.workspace)
     rows = zoo_table(workspace.list_networks(args.suite, args.preset), workspace if args.verify else None)
     _print_table(rows)
     return 0
@@ -190,10 +190,11 @@ def _matrix_frame(result, values) -> pd.DataFrame:
 def cmd_distance(args) -> int:
     from .task_distances import across_architectures
 
-    workspace = Workspace(args.workspace) if args.workspace else Workspace()
+    workspace = Workspace(args.workspace)
     results = [_distance_result(args, workspace, arch) for arch in parse_archs(args.arch)]
     if len(results) > 1:
         results.append(across_architectures(results))
+    datasets = {t.name: t.dataset for t in resolve_suite(args.suite, workspace).tasks}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 4):
@@ -213,7 +214,6 @@ def cmd_distance(args) -> int:
             if len(result.seeds) > 1:
                 print("noise floor (same task, different seeds, same data): "
                       + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.noise_floor)))
-            datasets = {t.name: t.dataset for t in resolve_suite(args.suite, workspace).tasks}
             if len(set(datasets.values())) > 1:
                 same, across = result.dataset_contrast(datasets)
                 print(f"mean off-diagonal distance: same-dataset pairs {same:.4f}, cross-dataset pairs {across:.4f}")
@@ -231,7 +231,7 @@ def cmd_distance(args) -> int:
 
 
 def cmd_closest(args) -> int:
-    workspace = Workspace(args.workspace) if args.workspace else Workspace()
+    workspace = Workspace(args.workspace)
     for arch in parse_archs(args.arch):
         result = _distance_result(args, workspace, arch)
         print(f"closest baselines to {args.target} ({arch}, {args.metric}, {len(result.seeds)} seed(s)):")
@@ -243,6 +243,7 @@ def cmd_closest(args) -> int:
 
 def cmd_bench_fisher(args) -> int:
     from .bench import bench_fisher
+    from .fisher import select_parameters
     from .tasks import make_splits, get_suite
     from .training import resolve_device
     from .zoo import ensure_network, load_network
@@ -259,7 +260,7 @@ def cmd_bench_fisher(args) -> int:
     images, labels = splits.tensors("train")
     inputs, targets = images[: args.samples].to(device), labels[: args.samples].to(device)
     other = torch.roll(targets, 1)
-    n = sum(p.numel() for name, p in model.named_parameters() if name.startswith("backbone."))
+    n = sum(p.numel() for _, p in select_parameters(model, "backbone"))
     print(f"Fisher benchmark: demo VGG-16 ({record.params:,} parameters, {n:,} in the backbone), M = {len(targets)} "
           f"real CIFAR-10 images, device {device}, torch threads {torch.get_num_threads()}")
     rows = bench_fisher(model, inputs, targets, other, repeats=args.repeats)

@@ -15,6 +15,7 @@ Fisher results and whole matrices are cached in the workspace; asking again is a
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import time
 from dataclasses import dataclass
@@ -103,9 +104,7 @@ def target_fisher(workspace: Workspace, record: NetworkRecord, suite: Suite, tar
     started = time.perf_counter()
     target_device = resolve_device(device)
     model = load_network(workspace, record, target_device)
-    splits = make_splits(target, preset.sizes, seed=0, spec=suite.spec)
-    images, labels = splits.tensors("train")
-    images, labels = images[: config.head_samples], labels[: config.head_samples]
+    images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples)
     if len(labels) < config.samples:
         raise ValueError(f"task {target.name!r} has {len(labels)} training images; the Fisher needs {config.samples}")
     if config.head == "refit":
@@ -135,6 +134,14 @@ def target_fisher(workspace: Workspace, record: NetworkRecord, suite: Suite, tar
                                              n=n, sketch_seed=sketch_seed, seconds=time.perf_counter() - started),
                          ref)
     return result
+
+
+@functools.lru_cache(maxsize=16)
+def _target_examples(target: Task, sizes, spec, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` training images ``[count, C, H, W]`` and labels of ``target``'s seed-0 split: ``X_t`` for
+    every baseline of a column, so it is built once per target rather than once per (baseline, target) pair."""
+    images, labels = make_splits(target, sizes, seed=0, spec=spec).tensors("train")
+    return images[:count], labels[:count]
 
 
 def _pair_distance(metric: str, fisher_b, fisher_t, sigma: float) -> float:

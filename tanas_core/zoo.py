@@ -128,8 +128,8 @@ def train_zoo(workspace: Workspace, suite: Suite, archs: list[str], seeds: list[
 
     Stored networks are reused; each newly trained one is written as soon as it is done, so an interrupted run
     keeps everything it finished. ``workers > 1`` (CPU only) trains that many networks at once in separate
-    processes sharing the cores: small networks use two cores poorly, so this is ~1.4x faster on a 2-core machine,
-    at the price of per-step progress events (only finished networks are reported).
+    processes sharing the cores: small networks use two cores poorly, so this was 1.24x faster for the demo zoo on
+    a 2-core machine, at the price of per-step progress events (only finished networks are reported).
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     archs = parse_archs(archs)
@@ -170,8 +170,7 @@ def _train_parallel(workspace, suite, jobs, preset, workers, emit, should_stop) 
         futures = {}
         for index in order:
             task, arch, seed = jobs[index]
-            futures[pool.submit(ensure_network, Workspace(workspace.root), suite, task, arch, preset, seed,
-                                "cpu")] = index
+            futures[pool.submit(ensure_network, workspace, suite, task, arch, preset, seed, "cpu")] = index
             emit(index, "training")
         try:
             for future in as_completed(futures):
