@@ -278,6 +278,116 @@ def cmd_bench_fisher(args) -> int:
     return 0
 
 
+def parse_budget(text: str | None):
+    """``"candidates=4,rounds=2,max_seconds=600"`` -> ``SearchBudget`` (unnamed fields keep their defaults)."""
+    from dataclasses import fields, replace
+
+    from .fuse import SearchBudget
+
+    budget = SearchBudget()
+    if not text:
+        return budget
+    types = {f.name: f.type for f in fields(SearchBudget)}
+    changes = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in types or not value.strip():
+            raise ValueError(f"--budget: {item!r} is not NAME=VALUE with NAME one of {', '.join(types)}")
+        try:
+            changes[name] = int(value) if types[name] == "int" else float(value)
+        except ValueError:
+            raise ValueError(f"--budget: {name} needs a number, got {value!r}") from None
+    budget = replace(budget, **changes)
+    budget.validate()
+    return budget
+
+
+def _closest_settings(args):
+    from .nas import ClosestSettings
+    from .task_distances import FisherConfig
+
+    return ClosestSettings(metric=args.metric, archs=tuple(parse_archs(args.arch)), seeds=args.seeds,
+                           sigma=args.sigma, fisher=FisherConfig(samples=args.samples,
+                                                                 head_samples=max(args.samples, args.head_samples)),
+                           top=args.top)
+
+
+def _search_printer():
+    def on_event(event: dict) -> None:
+        if event.get("type") == "alpha" and (event["step"] % 5 == 0 or event["step"] == 1):
+            weights = " ".join(f"{w:.3f}" for w in event["weights"])
+            print(f"  round {event['round']} step {event['step']:>3}  softmax(alpha) [{weights}]  "
+                  f"train loss {event['train_loss']:.3f}  val loss {event['val_loss']:.3f}  "
+                  f"{event['elapsed']:6.1f} s", flush=True)
+        elif event.get("type") == "round_done":
+            print(f"  round {event['round']} done after {event['steps']} steps "
+                  f"({'converged' if event['converged'] else 'step limit'}): winner {event['winner']}", flush=True)
+        elif event.get("type") == "candidate":
+            print(f"  candidate {event['step']}: {event['candidates'][0]} val accuracy {event['val_accuracy']:.3f} "
+                  f"({event['seconds']:.1f} s)", flush=True)
+
+    def on_progress(message: str, fraction: float) -> None:
+        print(f"[{message}]", flush=True)
+
+    return on_event, on_progress
+
+
+def cmd_search(args) -> int:
+    from .nas import parse_target, run_search
+
+    workspace = Workspace(args.workspace)
+    suite, target = parse_target(args.target, lambda name: resolve_suite(name, workspace))
+    on_event, on_progress = _search_printer()
+    record = run_search(workspace, suite, target, space=args.space, method=args.method, preset=args.preset,
+                        budget=parse_budget(args.budget), seed=args.seed, device=args.device,
+                        closest=_closest_settings(args), on_event=on_event, on_progress=on_progress)
+    print(f"search {record['run_id']}: {record['status']}")
+    print(f"  space {record['space']['name']} ({record['space']['size']} genotypes"
+          + (f", from {', '.join(record['space']['sources'])}" if record['space']['sources'] else "") + ")")
+    print(f"  winner {record.get('genotype_text')}")
+    if record.get("test_accuracy") is not None:
+        print(f"  test accuracy {record['test_accuracy']:.4f}  val accuracy {record['val_accuracy']:.4f}  "
+              f"params {record['params'] / 1e6:.3f} M  search {record['search_seconds']:.1f} s  "
+              f"training {record['train_seconds']:.1f} s  on {record['device']}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .nas import COMPARISON_COLUMNS, compare, parse_target, write_csv
+
+    workspace = Workspace(args.workspace)
+    suite, target = parse_target(args.target, lambda name: resolve_suite(name, workspace))
+    on_event, on_progress = _search_printer()
+    result = compare(workspace, suite, target, args.preset, parse_budget(args.budget), args.seed, args.device,
+                     _closest_settings(args), on_event=on_event, on_progress=on_progress)
+    print(f"\ncomparison on {suite.name}:{target.name} (preset {args.preset}); closest task: "
+          + ", ".join(f"{row['baseline']} ({row['distance']:.3f})" for row in result["closest"]))
+    _print_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                  for row in result["rows"]], COMPARISON_COLUMNS)
+    out = Path(args.out) / Path(result["csv"]).name
+    write_csv(result["rows"], out, COMPARISON_COLUMNS)
+    print(f"whole comparison: {result['seconds']:.1f} s; CSV: {out}")
+    return 0
+
+
+def cmd_zoo_search(args) -> int:
+    from .nas import zoo_search
+
+    workspace = Workspace(args.workspace)
+    suite = resolve_suite(args.suite, workspace)
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+    _, on_progress = _search_printer()
+    rows = zoo_search(workspace, suite, args.preset, parse_budget(args.budget), args.seed, args.device, tasks,
+                      on_progress=on_progress)
+    _print_table(rows)
+    return 0
+
+
+BUDGET_HELP = ("search budget as NAME=VALUE pairs, comma-separated: candidates, rounds, epochs_per_round, "
+               "random_candidates, random_epochs, final_epochs, alpha_lr, tolerance, window, min_steps, max_seconds")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tanas_core", description="TA-NAS Studio command line")
     parser.add_argument("--workspace", help="workspace directory (default: $TANAS_HOME or ~/.tanas)")
@@ -322,10 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_list.add_argument("--preset")
     zoo_list.add_argument("--verify", action="store_true", help="check every checkpoint's sha256")
     zoo_list.set_defaults(func=cmd_zoo_list)
+    zoo_search_parser = zoo.add_parser("search", help="store each task's best genotype (FUSE, standard space)")
+    zoo_search_parser.add_argument("--suite", required=True, choices=list(SUITE_NAMES) + [CUSTOM_SUITE])
+    zoo_search_parser.add_argument("--tasks", help="comma-separated task names (default: all of the suite)")
+    zoo_search_parser.add_argument("--preset", default="demo", choices=list(PRESETS))
+    zoo_search_parser.add_argument("--budget", help=BUDGET_HELP)
+    zoo_search_parser.add_argument("--seed", type=int, default=0)
+    zoo_search_parser.add_argument("--device", default="auto")
+    zoo_search_parser.set_defaults(func=cmd_zoo_search)
 
-    def distance_options(sub):
-        sub.add_argument("--suite", required=True, choices=list(SUITE_NAMES) + [CUSTOM_SUITE])
-        sub.add_argument("--arch", default="vgg16", help="architecture(s), comma-separated")
+    def distance_options(sub, with_suite=True):
+        if with_suite:
+            sub.add_argument("--suite", required=True, choices=list(SUITE_NAMES) + [CUSTOM_SUITE])
+        sub.add_argument("--arch", default="vgg16" if with_suite else ",".join(ARCHITECTURES),
+                         help="architecture(s), comma-separated")
         sub.add_argument("--metric", default="logdet", choices=["logdet", "frechet", "frechet-full"])
         sub.add_argument("--seeds", type=int, default=1, help="K: networks of seeds 0..K-1")
         sub.add_argument("--sigma", type=float, default=1e-3, help="sigma of the log-det distance")
@@ -349,6 +469,23 @@ def build_parser() -> argparse.ArgumentParser:
     closest.add_argument("--target", required=True, help="target task name")
     closest.add_argument("--top", type=int, default=3)
     closest.set_defaults(func=cmd_closest)
+
+    def search_options(sub):
+        distance_options(sub, with_suite=False)
+        sub.add_argument("--target", required=True, help="SUITE:TASK, e.g. ld8:mnist-10class")
+        sub.add_argument("--top", type=int, default=1, help="k closest tasks that define the related space")
+        sub.add_argument("--budget", help=BUDGET_HELP)
+        sub.add_argument("--seed", type=int, default=0)
+
+    search = commands.add_parser("search", help="search an architecture for a target task")
+    search_options(search)
+    search.add_argument("--space", default="related", choices=["related", "standard"])
+    search.add_argument("--method", default="fuse", choices=["fuse", "random"])
+    search.set_defaults(func=cmd_search)
+    compare = commands.add_parser("compare", help="hand-designed networks vs random search vs FUSE on a target")
+    search_options(compare)
+    compare.add_argument("--out", default=".", help="directory for the CSV file")
+    compare.set_defaults(func=cmd_compare)
 
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="action", required=True)
     bench_fisher_parser = bench.add_parser("fisher", help="time the Fisher paths against a batched backward pass")

@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS results (
     created_at REAL NOT NULL,
     PRIMARY KEY (kind, key)
 );
+CREATE TABLE IF NOT EXISTS events (
+    stream TEXT NOT NULL,              -- e.g. "search:<run id>": one ordered stream per run
+    seq INTEGER NOT NULL,
+    payload TEXT NOT NULL,             -- JSON event
+    created_at REAL NOT NULL,
+    PRIMARY KEY (stream, seq)
+);
 """
 
 
@@ -288,6 +295,29 @@ class Workspace:
             rows = conn.execute("SELECT payload FROM results WHERE kind = ? ORDER BY created_at DESC",
                                 (kind,)).fetchall()
         return [json.loads(row["payload"]) for row in rows]
+
+
+    # ------------------------------------------------------------------------------------------ event streams
+
+    def append_event(self, stream: str, payload: dict) -> int:
+        """Append a JSON event to ``stream``; returns its sequence number (0, 1, ...)."""
+        with self.connect() as conn:
+            # One statement, so two writers appending to one stream cannot pick the same number.
+            cursor = conn.execute("INSERT INTO events SELECT ?, COALESCE(MAX(seq) + 1, 0), ?, ? FROM events "
+                                  "WHERE stream = ?", (stream, json.dumps(payload), time.time(), stream))
+            return conn.execute("SELECT seq FROM events WHERE rowid = ?", (cursor.lastrowid,)).fetchone()[0]
+
+    def read_events(self, stream: str, after: int = -1) -> list[dict]:
+        """Events of ``stream`` with sequence number > ``after``, in order, each with its ``seq``."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT seq, payload FROM events WHERE stream = ? AND seq > ? ORDER BY seq",
+                                (stream, after)).fetchall()
+        return [dict(json.loads(row["payload"]), seq=row["seq"]) for row in rows]
+
+    def clear_events(self, stream: str) -> None:
+        """Drop every event of ``stream`` (before a run is started again from scratch)."""
+        with self.connect() as conn:
+            conn.execute("DELETE FROM events WHERE stream = ?", (stream,))
 
 
 def _network_from_row(row: sqlite3.Row) -> NetworkRecord:

@@ -133,27 +133,56 @@ def train_network(splits: TaskSplits, arch: str, preset: Preset, seed: int = 0, 
     ``seed`` fixes initialisation and batch order, so a run repeats exactly on one device. ``should_stop`` is polled
     every step; when it returns True, ``InterruptedError`` is raised and nothing is returned.
     """
-    epochs = preset.epochs_for(arch)
-    if epochs < 1 or preset.batch_size < 1:
-        raise ValueError(f"preset {preset.name!r} needs epochs >= 1 and batch_size >= 1")
-    target = resolve_device(device)
     torch.manual_seed(seed)
-    model = build_network(arch, splits.task.num_outputs, splits.spec.channels, preset.widths[arch]).to(target)
-    x_train, y_train = splits.tensors("train")
+    model = build_network(arch, splits.task.num_outputs, splits.spec.channels, preset.widths[arch])
+    return train_model(model, splits, preset, preset.epochs_for(arch), seed, device, on_progress, should_stop)
+
+
+def train_model(model: nn.Module, splits: TaskSplits, preset: Preset, epochs: float, seed: int = 0,
+                device: str = "auto", on_progress: Callable[[TrainProgress], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train an already built ``model`` with the preset's optimiser for ``epochs``, then measure val and test accuracy.
+
+    The test split is read here, after training, and nowhere during a search.
+    """
+    started = time.perf_counter()
+    target = resolve_device(device)
+    history = fit(model, *splits.tensors("train"), preset, epochs, seed, target, on_progress, should_stop,
+                  name=f"task {splits.task.name!r}")
+    val_accuracy = evaluate(model, *splits.tensors("val"), device=target)
+    test_accuracy = evaluate(model, *splits.tensors("test"), device=target)
+    seconds = time.perf_counter() - started
+    return TrainResult(model.cpu().eval(), test_accuracy, val_accuracy, count_parameters(model), seconds,
+                       str(target), history)
+
+
+def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: Preset, epochs: float,
+        seed: int = 0, device: str | torch.device = "auto",
+        on_progress: Callable[[TrainProgress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None, name: str = "training") -> list[dict]:
+    """Train ``model`` in place on ``x_train [N, C, H, W]`` / ``y_train [N]``: AdamW + one-cycle schedule, batches
+    of ``preset.batch_size``, ``epochs`` passes (a fraction runs that share of the last pass). Returns the per-epoch
+    history ``[{epoch, loss, train_accuracy}]``. ``should_stop`` is polled every step (``InterruptedError``)."""
+    if epochs <= 0 or preset.batch_size < 1:
+        raise ValueError(f"{name}: needs epochs > 0 and batch_size >= 1, got {epochs} and {preset.batch_size}")
     if len(y_train) < 2:
-        raise ValueError(f"task {splits.task.name!r}: the training split has {len(y_train)} image(s); need at least 2")
+        raise ValueError(f"{name}: the training split has {len(y_train)} image(s); need at least 2")
+    target = resolve_device(device)
+    model.to(target)
     generator = torch.Generator().manual_seed(seed)
     batch = min(preset.batch_size, len(y_train))
-    steps = len(y_train) // batch  # drop the ragged last batch: a batch of 1 breaks BatchNorm
+    steps_per_epoch = len(y_train) // batch  # drop the ragged last batch: a batch of 1 breaks BatchNorm
+    total_steps = max(1, int(round(epochs * steps_per_epoch)))
+    passes = -(-total_steps // steps_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=preset.lr, total_steps=epochs * steps,
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=preset.lr, total_steps=total_steps,
                                                    pct_start=0.25)
-    history = []
-    started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    history, done = [], 0
+    for epoch in range(1, passes + 1):
         model.train()
         order = torch.randperm(len(y_train), generator=generator)
         seen, correct, loss_sum = 0, 0, 0.0
+        steps = min(steps_per_epoch, total_steps - done)
         for step in range(1, steps + 1):
             if should_stop is not None and should_stop():
                 raise InterruptedError("training was stopped")
@@ -169,13 +198,10 @@ def train_network(splits: TaskSplits, arch: str, preset: Preset, seed: int = 0, 
             correct += int((logits.argmax(1) == targets).sum())
             loss_sum += float(loss.detach()) * len(targets)
             if on_progress is not None:
-                on_progress(TrainProgress(epoch, epochs, step, steps, loss_sum / seen, correct / seen))
+                on_progress(TrainProgress(epoch, passes, step, steps_per_epoch, loss_sum / seen, correct / seen))
+        done += steps
         history.append(dict(epoch=epoch, loss=loss_sum / seen, train_accuracy=correct / seen))
-    val_accuracy = evaluate(model, *splits.tensors("val"), device=target)
-    test_accuracy = evaluate(model, *splits.tensors("test"), device=target)
-    seconds = time.perf_counter() - started
-    return TrainResult(model.cpu().eval(), test_accuracy, val_accuracy, count_parameters(model), seconds,
-                       str(target), history)
+    return history
 
 
 @torch.no_grad()

@@ -1,0 +1,270 @@
+"""Search space, genotypes, FUSE, random search, the search runs in the store, and the comparison plumbing."""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from tanas_core import nas
+from tanas_core.fuse import SearchBudget, fuse, random_search
+from tanas_core.networks.cells import cell_network, make_operation
+from tanas_core.search_space import (OPERATIONS, Cell, Genotype, SearchSpace, Skeleton, count_cells, related_space,
+                                     standard_space)
+from tanas_core.tasks import TaskSplits, get_suite, make_splits
+
+TINY = Skeleton(channels=4, cells=2, reductions=(1,), stem_multiplier=1)
+
+
+def uniform_genotype(op: str, skeleton: Skeleton = TINY, nodes: int = 2) -> Genotype:
+    cell = Cell(tuple(((op, i), (op, i + 1)) for i in range(nodes)))
+    return Genotype(cell, cell, skeleton)
+
+
+# ------------------------------------------------------------------------------------------------ genotypes
+
+def test_genotype_json_round_trip_and_hashing():
+    space = standard_space()
+    rng = random.Random(3)
+    genotypes = [space.sample(rng) for _ in range(20)]
+    for genotype in genotypes:
+        again = Genotype.from_json(genotype.to_json())
+        assert again == genotype and hash(again) == hash(genotype) and again.id == genotype.id
+        assert json.loads(genotype.to_json())["skeleton"]["channels"] == space.skeleton.channels
+        assert "normal[" in str(genotype) and "reduce[" in str(genotype)
+    assert len(set(genotypes)) == len({g.to_json() for g in genotypes})
+
+
+def test_edge_order_does_not_change_a_cell():
+    a = Cell(((("sep_conv_3x3", 0), ("skip_connect", 1)),))
+    b = Cell(((("skip_connect", 1), ("sep_conv_3x3", 0)),))
+    assert a == b and hash(a) == hash(b)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not valid JSON"),
+    ('["a"]', "JSON object"),
+    ('{"normal": [[["warp_drive", 0], ["skip_connect", 1]]], "reduce": [[["skip_connect", 0], '
+     '["skip_connect", 1]]]}', "unknown operation 'warp_drive'"),
+    ('{"normal": [[["skip_connect", 0], ["skip_connect", 5]]], "reduce": [[["skip_connect", 0], '
+     '["skip_connect", 1]]]}', "must be an earlier node"),
+    ('{"normal": [[["skip_connect", 0], ["max_pool_3x3", 0]]], "reduce": [[["skip_connect", 0], '
+     '["skip_connect", 1]]]}', "different nodes"),
+    ('{"normal": []}', "lacks reduce"),
+    ('{"normal": [[["skip_connect", 0], ["skip_connect", 1]]], "reduce": [[["skip_connect", 0], '
+     '["skip_connect", 1]]], "skeleton": {"cells": 2, "reductions": [5]}}', "reduction positions"),
+])
+def test_malformed_genotype_json_gets_a_clear_error(text, message):
+    with pytest.raises(ValueError, match=message):
+        Genotype.from_json(text)
+
+
+def test_count_cells_matches_brute_force_enumeration():
+    for operations, nodes in ((2, 1), (2, 2), (3, 2), (2, 3)):
+        ops = OPERATIONS[:operations]
+        per_node = []
+        for i in range(nodes):
+            per_node.append([((a_op, a), (b_op, b)) for a, b in itertools.combinations(range(2 + i), 2)
+                             for a_op in ops for b_op in ops])
+        distinct = {Cell(tuple(choice)) for choice in itertools.product(*per_node)}
+        assert count_cells(operations, nodes) == len(distinct)
+
+
+# ------------------------------------------------------------------------------------------------ networks
+
+@pytest.mark.parametrize("op", OPERATIONS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_operation_keeps_channels_and_the_expected_size(op, stride):
+    x = torch.randn(2, 6, 9, 9)
+    y = make_operation(op, 6, stride)(x)
+    assert y.shape == ((2, 6, 5, 5) if stride == 2 else x.shape)
+
+
+@pytest.mark.parametrize("op", OPERATIONS)
+def test_networks_of_every_operation_on_1_and_3_channels(op):
+    genotype = uniform_genotype(op)
+    for channels, size, classes in ((1, 28, 2), (3, 32, 10), (3, 17, 4)):
+        model = cell_network(genotype, classes, channels)
+        out = model(torch.randn(3, channels, size, size))
+        assert out.shape == (3, classes)
+        assert model.features(torch.randn(2, channels, size, size)).shape == (2, model.feature_dim)
+
+
+def test_default_skeleton_network_shapes():
+    genotype = standard_space().sample(random.Random(0))
+    model = cell_network(genotype, 10, 3)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert cell_network(genotype, 2, 1)(torch.randn(2, 1, 28, 28)).shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------------------------ spaces
+
+def test_related_space_is_a_smaller_subset_of_the_standard_space():
+    standard = standard_space()
+    rng = random.Random(1)
+    best = standard.sample(rng)
+    related = related_space([("some-task", best)])
+    assert set(related.operations) <= set(standard.operations)
+    assert set(related.operations) == set(best.operations) | {"skip_connect"}
+    assert related.size() < standard.size()
+    assert related.contains(best) and standard.contains(best)
+    for _ in range(50):
+        candidate = related.sample(rng)
+        assert candidate.operations <= set(related.operations)
+        assert related.contains(candidate) and standard.contains(candidate)
+        assert candidate.normal.wiring == best.normal.wiring
+    description = related.describe()
+    assert description["sources"] == ["some-task"] and int(description["size"]) == related.size()
+
+
+def test_standard_space_size_and_source_formula():
+    space = standard_space()
+    normal, reduce = space.cell_counts()
+    assert normal == reduce == 180 * 9 ** 8
+    assert space.size() == normal * reduce
+
+
+def test_related_space_needs_a_genotype():
+    with pytest.raises(ValueError, match="at least one closest task"):
+        related_space([])
+
+
+# ------------------------------------------------------------------------------------------------ FUSE
+
+@pytest.fixture
+def odd_even_splits(real_data):
+    suite = get_suite("mnist4")
+    from tanas_core.tasks import SplitSizes
+    return make_splits(suite.task("mnist-0123-else"), SplitSizes(train=384, val=192, test=128), 0, suite.spec)
+
+
+class _Constant(nn.Module):
+    """A crippled candidate: its output ignores the image."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(classes))
+
+    def forward(self, x):
+        return self.bias.expand(len(x), -1)
+
+
+def test_fuse_moves_alpha_away_from_a_crippled_candidate(odd_even_splits, tiny_preset):
+    space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect", "max_pool_3x3"), TINY, nodes=2)
+    crippled = uniform_genotype("skip_connect")
+    good = [uniform_genotype("max_pool_3x3"), uniform_genotype("avg_pool_3x3")]
+    budget = SearchBudget(candidates=3, rounds=1, epochs_per_round=4, tolerance=1e-6, min_steps=1000)
+    classes = odd_even_splits.task.num_outputs
+
+    def build(genotype):
+        return _Constant(classes) if genotype == crippled else cell_network(genotype, classes, 1)
+
+    def run():
+        events = []
+        outcome = fuse(_Planted(space, good), odd_even_splits.tensors("train"), odd_even_splits.tensors("val"),
+                       classes, tiny_preset, budget, seed=5, device="cpu", on_event=events.append,
+                       incumbent=crippled, build=build)
+        return outcome, events
+
+    outcome, events = run()
+    final = outcome.rounds[0]
+    assert final.candidates[0] == crippled
+    assert final.weights[0] < min(final.weights[1:]), final.weights
+    assert outcome.best != crippled
+    alpha_events = [e for e in events if e["type"] == "alpha"]
+    assert len(alpha_events) == final.steps and all(abs(sum(e["weights"]) - 1) < 1e-5 for e in alpha_events)
+    again, _ = run()
+    assert again.rounds[0].alpha == final.alpha  # same seed, same result on CPU
+
+
+class _Planted:
+    """A space whose sampler returns fixed genotypes (to plant candidates in a FUSE round)."""
+
+    def __init__(self, space, genotypes):
+        self.space, self.genotypes = space, list(genotypes)
+
+    def sample_distinct(self, count, rng, exclude=()):
+        return self.genotypes[:count]
+
+
+def test_random_search_picks_the_best_validation_accuracy(odd_even_splits, tiny_preset):
+    space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect", "avg_pool_3x3"), TINY, nodes=2)
+    events = []
+    outcome = random_search(space, odd_even_splits.tensors("train"), odd_even_splits.tensors("val"), 5, tiny_preset,
+                            SearchBudget(random_candidates=3, random_epochs=1), seed=0, device="cpu",
+                            on_event=events.append)
+    assert len(outcome.evaluated) == 3 == len(events)
+    best = max(outcome.evaluated, key=lambda row: row["val_accuracy"])
+    assert outcome.best == Genotype.from_json(best["genotype"])
+    assert events[-1]["best_val_accuracy"] == best["val_accuracy"]
+
+
+def test_bad_budget_and_data_are_refused(odd_even_splits, tiny_preset):
+    space = SearchSpace("tiny", ("skip_connect",), TINY, nodes=2)
+    with pytest.raises(ValueError, match="candidates must be in 2..32"):
+        SearchBudget(candidates=1).validate()
+    with pytest.raises(ValueError, match="final_epochs"):
+        SearchBudget(final_epochs=10 ** 6).validate()
+    x, y = odd_even_splits.tensors("train")
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        fuse(space, (bad, y), odd_even_splits.tensors("val"), 5, tiny_preset, device="cpu")
+
+
+# ------------------------------------------------------------------------------------------------ search runs
+
+def test_search_reads_only_train_and_validation_until_the_winner_is_trained(workspace, real_data, tiny_preset,
+                                                                            monkeypatch):
+    log = []
+    original = TaskSplits.tensors
+
+    def recording(self, split):
+        log.append(("data", split))
+        return original(self, split)
+
+    monkeypatch.setattr(TaskSplits, "tensors", recording)
+    suite = get_suite("mnist4")
+    space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect", "max_pool_3x3"), TINY, nodes=2)
+    record = nas.run_search(workspace, suite, suite.task("mnist-digit0"), space=space, method="fuse",
+                            preset=tiny_preset, budget=SearchBudget(candidates=2, rounds=2, epochs_per_round=1,
+                                                                    final_epochs=1),
+                            device="cpu", on_event=lambda e: log.append(("event", e["type"])))
+    assert record["status"] == "done" and 0 <= record["test_accuracy"] <= 1
+    first_test = log.index(("data", "test"))
+    last_search_event = max(i for i, entry in enumerate(log) if entry[0] == "event" and entry[1] != "finished")
+    assert first_test > last_search_event
+    assert {entry[1] for entry in log[:first_test] if entry[0] == "data"} == {"train", "val"}
+    # the live stream is in the store, and a repeated request is a store read
+    stored = nas.search_events(workspace, record["run_id"])
+    assert [e["type"] for e in stored].count("alpha") == sum(r["steps"] for r in record["rounds"])
+    assert stored[-1]["type"] == "finished"
+    monkeypatch.setattr(nas, "fuse", lambda *a, **k: pytest.fail("a finished search ran again"))
+    assert nas.run_search(workspace, suite, suite.task("mnist-digit0"), space=space, method="fuse",
+                          preset=tiny_preset, budget=SearchBudget(candidates=2, rounds=2, epochs_per_round=1,
+                                                                  final_epochs=1), device="cpu") == record
+
+
+def test_a_stopped_search_keeps_its_partial_history(workspace, real_data, tiny_preset):
+    suite = get_suite("mnist4")
+    space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect"), TINY, nodes=2)
+    seen = []
+    record = nas.run_search(workspace, suite, suite.task("mnist-digit0"), space=space, method="fuse",
+                            preset=tiny_preset, budget=SearchBudget(candidates=2, rounds=3, epochs_per_round=2),
+                            device="cpu", on_event=seen.append, should_stop=lambda: len(seen) >= 4)
+    assert record["status"] == "stopped" and "test_accuracy" not in record
+    stored = nas.search_events(workspace, record["run_id"])
+    assert sum(e["type"] == "alpha" for e in stored) == 4
+    assert workspace.get_result("search", record["run_id"])[0]["status"] == "stopped"
+
+
+def test_parse_target_names_the_problem(real_data):
+    with pytest.raises(ValueError, match="SUITE:TASK"):
+        nas.parse_target("mnist-10class", get_suite)
+    with pytest.raises(ValueError, match="has no task 'nope'"):
+        nas.parse_target("ld8:nope", get_suite)
+    suite, task = nas.parse_target("ld8:mnist-10class", get_suite)
+    assert suite.name == "ld8" and task.name == "mnist-10class"
