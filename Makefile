@@ -1,6 +1,7 @@
 # Two entry points for a fresh clone: `make run` (set up + serve the app) and `make test` (set up + run the tests).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+PORT ?= 8501
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 # Offline machines of this project keep the real data beside the checkout; elsewhere data comes from TANAS_DATA_DIR,
 # $TANAS_HOME/data or torchvision's download.
@@ -23,7 +24,7 @@ $(STAMP): requirements.txt
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false
+	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -rs tests

@@ -6,8 +6,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from tanas_core import ui
 from tanas_core.data import check_datasets, default_data_dir
-from tanas_core.store import Workspace
+from tanas_core.job_kinds import DEMO
+from tanas_core.jobs import list_jobs
 from tanas_core.zoo import zoo_table
 
 st.set_page_config(page_title="TA-NAS Studio", layout="wide")
@@ -36,6 +38,22 @@ with steps[2]:
     st.latex(r"\bar c(X)=\sum_{c\in C}\frac{e^{\alpha_c}}{\sum_{c'}e^{\alpha_{c'}}}\,c(X)")
 
 
+st.header("Run the demo")
+st.markdown(f"Trains the demo zoo for the `{DEMO['suite']}` suite ({', '.join(DEMO['archs'])}, 1 seed), computes its "
+            f"log-det distances, and runs a short FUSE search for `{DEMO['target']}` on the space of its closest "
+            "task: a few minutes on a 2-core CPU, in the background (you can leave this page).")
+workspace = ui.workspace()
+if st.button("Run the demo", type="primary"):
+    ui.submit(workspace, "demo", {})
+ui.job_panel(workspace, "demo", "Demo runs", limit=3)
+demo_runs = list_jobs(workspace, "demo", 1)
+if demo_runs and demo_runs[0].status == "done":
+    links = st.columns(3)
+    links[0].page_link("pages/2_Zoo.py", label="The zoo it trained", icon="🧠")
+    links[1].page_link("pages/3_Distances.py", label="Its distance heatmap", icon="🗺️")
+    links[2].page_link("pages/4_Search.py", label="The FUSE search", icon="🔎")
+
+
 @st.cache_data(ttl=60, show_spinner="Checking datasets...")
 def dataset_rows(data_dir: str) -> list[dict]:
     return check_datasets(data_dir, download=False)
@@ -52,11 +70,6 @@ for row in rows:
         st.info(row["reason"])
 
 st.header("Workspace")
-try:
-    workspace = Workspace()
-except ValueError as error:
-    st.error(str(error))
-    st.stop()
 st.caption(f"`{workspace.root}` (set `TANAS_HOME` to change it)")
 networks = workspace.list_networks()
 custom_tasks = workspace.load_tasks()
@@ -66,5 +79,5 @@ cols[1].metric("Custom tasks", len(custom_tasks))
 if networks:
     st.dataframe(pd.DataFrame(zoo_table(networks)), hide_index=True, width="stretch")
 else:
-    st.write("No networks yet. Train the demo zoo from a terminal: "
+    st.write("No networks yet: press **Run the demo** above, use the Zoo page, or train from a terminal: "
              "`python -m tanas_core zoo train --suite ld8 --seeds 1 --preset demo`.")

@@ -1,11 +1,13 @@
-"""Tasks: browse the datasets with sample images, and the source document's suites with their task definitions."""
+"""Tasks: browse the datasets with sample images, the source document's suites, and define custom tasks."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
 from tanas_core.data import DATASETS, DatasetUnavailableError, check_datasets, load_dataset, sample_grid
-from tanas_core.tasks import SUITE_NAMES, get_suite, suite_availability
+from tanas_core import ui
+from tanas_core.tasks import SUITE_NAMES, get_suite, make_splits, make_task, suite_availability
+from tanas_core.training import PRESETS
 
 st.set_page_config(page_title="Tasks · TA-NAS Studio", layout="wide")
 st.title("Tasks")
@@ -51,3 +53,39 @@ for suite_name in SUITE_NAMES:
         st.dataframe(pd.DataFrame([dict(task=t.name, dataset=t.dataset, outputs=t.num_outputs,
                                         classes=" | ".join(t.output_names), description=t.description)
                                    for t in suite.tasks]), hide_index=True, width="stretch")
+
+st.header("Define a custom task")
+st.caption("Put classes into groups: each group becomes one output. Tick *anything else* to add an output for every "
+           "class left out. Classes by name or label, comma-separated, one group per line.")
+space = ui.workspace()
+with st.form("custom-task"):
+    columns = st.columns([2, 2, 1])
+    task_name = columns[0].text_input("Name", placeholder="e.g. mnist-small-vs-large")
+    task_dataset = columns[1].selectbox("Dataset", available, key="custom-dataset")
+    other = columns[2].checkbox("anything else", value=False)
+    groups_text = st.text_area("Groups (one per line)", placeholder="0, 1, 2, 3, 4\n5, 6, 7, 8, 9")
+    if st.form_submit_button("Save the task"):
+        groups = [[c.strip() for c in line.split(",") if c.strip()] for line in groups_text.splitlines()
+                  if line.strip()]
+        try:
+            task = make_task(task_name.strip(), task_dataset, groups, other=other)
+            make_splits(task, PRESETS["demo"].sizes, 0)  # every output must have images
+            space.save_task(task)
+        except ValueError as error:
+            st.error(str(error))
+        else:
+            st.success(f"Saved {task.name}: {task.num_outputs} outputs ({' | '.join(task.output_names)}).")
+
+saved = space.load_tasks()
+if saved:
+    st.subheader("Custom tasks in the workspace")
+    chosen = st.selectbox("Preview", [t.name for t in saved])
+    task = next(t for t in saved if t.name == chosen)
+    with ui.user_errors():
+        splits = make_splits(task, PRESETS["demo"].sizes, 0)
+    counts = splits.counts()
+    st.dataframe(pd.DataFrame({"output": task.output_names, **{split: counts[split] for split in counts}}),
+                 hide_index=True)
+    sheet = splits.sample_sheet(8)
+    st.image(sheet[..., 0] if sheet.shape[-1] == 1 else sheet, caption="one row per output (training images)",
+             width=min(600, sheet.shape[1] * 3), clamp=True)

@@ -42,7 +42,7 @@ from torch import nn
 from .networks import count_parameters
 from .networks.cells import cell_network
 from .search_space import Genotype, SearchSpace
-from .training import Preset, evaluate, fit, resolve_device
+from .training import Preset, evaluate, fit, one_cycle, resolve_device
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 MIXTURE = "probs"
@@ -177,8 +177,7 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
         alpha = torch.zeros(len(models), device=target, requires_grad=True)
         weight_optimizer = torch.optim.AdamW([p for m in models for p in m.parameters()], lr=preset.lr,
                                              weight_decay=preset.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(weight_optimizer, max_lr=preset.lr, total_steps=step_limit,
-                                                       pct_start=0.25)
+        schedule = one_cycle(weight_optimizer, preset.lr, step_limit)
         alpha_optimizer = torch.optim.SGD([alpha], lr=budget.alpha_lr)
         history, converged, step = [], False, 0
         order = torch.randperm(len(y_train), generator=generator)

@@ -82,6 +82,25 @@ def task_genotype(workspace: Workspace, suite: Suite, task: Task, preset: Preset
     return Genotype.from_json(record["genotype"])
 
 
+def stored_genotype(workspace: Workspace, suite: Suite, task: Task, preset: Preset | str = "demo",
+                    budget: SearchBudget = SearchBudget(), seed: int = 0) -> Genotype | None:
+    """The genotype ``task_genotype`` stored for ``task``, or ``None`` (never searches)."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    key = search_key(suite, task, standard_space(), "fuse", preset, budget, seed, False)
+    stored = workspace.get_result("search", key)
+    if stored is None or stored[0]["status"] != "done":
+        return None
+    return Genotype.from_json(stored[0]["genotype"])
+
+
+def latest_comparison(workspace: Workspace, suite: str, target: str) -> dict | None:
+    """The newest stored comparison table for ``suite:target``, or ``None``."""
+    for payload in workspace.list_results("comparison"):
+        if payload["suite"] == suite and payload["target"] == target:
+            return payload
+    return None
+
+
 def build_space(workspace: Workspace, suite: Suite, target: Task, space: str | SearchSpace, preset: Preset,
                 budget: SearchBudget, closest: ClosestSettings, seed: int = 0, device: str = "auto",
                 on_progress: Callable[[str, float], None] | None = None) -> SearchSpace:

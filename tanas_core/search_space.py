@@ -170,6 +170,22 @@ class Genotype:
         return f"normal[{self.normal}] reduce[{self.reduce}] ({self.skeleton})"
 
 
+def cell_dot(cell: Cell, title: str = "cell") -> str:
+    """Graphviz DOT text of ``cell``: inputs c_{k-2}, c_{k-1}, intermediate nodes, edges labelled by operation, and
+    the concatenated output (``none`` edges drawn dashed)."""
+    lines = [f'digraph "{title}" {{', "rankdir=LR; node [shape=box, style=rounded, fontsize=10]; "
+             "edge [fontsize=9];", 'n0 [label="c_{k-2}"]; n1 [label="c_{k-1}"]; out [label="concat"];']
+    for i, node in enumerate(cell.nodes):
+        index = i + CELL_INPUTS
+        lines.append(f'n{index} [label="{index}", shape=circle];')
+        for op, source in node:
+            style = ", style=dashed" if op == "none" else ""
+            lines.append(f'n{source} -> n{index} [label="{op}"{style}];')
+        lines.append(f"n{index} -> out;")
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def _as_tuples(value):
     if isinstance(value, list):
         return tuple(_as_tuples(v) for v in value)

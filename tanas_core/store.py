@@ -72,6 +72,21 @@ CREATE TABLE IF NOT EXISTS results (
     created_at REAL NOT NULL,
     PRIMARY KEY (kind, key)
 );
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,                -- zoo, distances, search, compare, demo
+    params TEXT NOT NULL,              -- JSON
+    status TEXT NOT NULL,              -- queued, running, done, failed, cancelled, interrupted
+    progress REAL NOT NULL,
+    message TEXT NOT NULL,
+    error TEXT,
+    result TEXT,                       -- JSON
+    info TEXT NOT NULL,                -- JSON, e.g. the search run a job started
+    owner TEXT NOT NULL,               -- host:pid of the process running it
+    cancel INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     stream TEXT NOT NULL,              -- e.g. "search:<run id>": one ordered stream per run
     seq INTEGER NOT NULL,

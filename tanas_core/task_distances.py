@@ -213,6 +213,46 @@ class DistanceResult:
                    payload["seconds"], cached)
 
 
+def _distances_key(suite: Suite, arch: str, metric: str, seeds: list[int], preset: Preset, sigma: float,
+                   config: FisherConfig) -> str:
+    return config_key(dict(kind="distances", networks=[network_key(suite, t, arch, preset, s) for s in seeds
+                                                       for t in suite.tasks],
+                           metric=metric, sigma=sigma if metric == "logdet" else None, config=vars(config)))
+
+
+def stored_distances(workspace: Workspace, suite: Suite, arch: str, metric: str, seeds: list[int],
+                     preset: Preset | str = "demo", sigma: float = 1e-3,
+                     config: FisherConfig = FisherConfig()) -> DistanceResult | None:
+    """The stored result of ``distance_matrices`` with these arguments, or ``None`` (never computes anything)."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    stored = workspace.get_result("distances", _distances_key(suite, arch, metric, list(seeds), preset, sigma,
+                                                              config))
+    return None if stored is None else DistanceResult.from_payload(stored[0], cached=True)
+
+
+def task_atlas(distances: np.ndarray) -> np.ndarray:
+    """2-D coordinates ``[T, 2]`` of T tasks by classical MDS of the symmetrised distances ``(d + d^T) / 2``.
+
+    Classical MDS: double-centre the squared distances, keep the two leading eigenvectors scaled by the square root
+    of their (non-negative) eigenvalues. Asymmetry is averaged away; the atlas is a picture, the matrix the data.
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1] or d.shape[0] < 2:
+        raise ValueError(f"an atlas needs a square matrix of at least 2 tasks, got shape {d.shape}")
+    if not np.isfinite(d).all():
+        raise ValueError("the distance matrix contains NaN or Inf")
+    symmetric = (d + d.T) / 2
+    n = len(d)
+    centring = np.eye(n) - np.ones((n, n)) / n
+    gram = -0.5 * centring @ (symmetric ** 2) @ centring
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:2]
+    coordinates = vectors[:, order] * np.sqrt(np.clip(values[order], 0, None))
+    if coordinates.shape[1] < 2:
+        coordinates = np.pad(coordinates, ((0, 0), (0, 2 - coordinates.shape[1])))
+    return coordinates
+
+
 def distance_matrices(workspace: Workspace, suite: Suite, arch: str, metric: str, seeds: list[int],
                       preset: Preset | str = "demo", sigma: float = 1e-3, config: FisherConfig = FisherConfig(),
                       device: str = "auto", on_progress: Callable[[str, float], None] | None = None,
@@ -232,12 +272,9 @@ def distance_matrices(workspace: Workspace, suite: Suite, arch: str, metric: str
         raise ValueError("at least one seed is needed")
     config.validate()
     tasks = list(suite.tasks)
-    key = config_key(dict(kind="distances", networks=[network_key(suite, t, arch, preset, s) for s in seeds
-                                                      for t in tasks],
-                          metric=metric, sigma=sigma if metric == "logdet" else None, config=vars(config)))
-    stored = workspace.get_result("distances", key)
+    stored = stored_distances(workspace, suite, arch, metric, seeds, preset, sigma, config)
     if stored is not None:
-        return DistanceResult.from_payload(stored[0], cached=True)
+        return stored
 
     started = time.perf_counter()
     report = on_progress or (lambda message, fraction: None)
@@ -269,7 +306,8 @@ def distance_matrices(workspace: Workspace, suite: Suite, arch: str, metric: str
             noise[t] = float(np.mean(pairs))
     result = DistanceResult(suite.name, arch, metric, float(sigma), list(seeds), [t.name for t in tasks], matrices,
                             noise, time.perf_counter() - started)
-    workspace.put_result("distances", key, result.to_payload())
+    workspace.put_result("distances", _distances_key(suite, arch, metric, seeds, preset, sigma, config),
+                         result.to_payload())
     report("done", 1.0)
     return result
 

@@ -213,6 +213,18 @@ class TaskSplits:
             self._cache[split] = images, torch.from_numpy(self.labels[split])
         return self._cache[split]
 
+    def sample_sheet(self, per_output: int = 8) -> np.ndarray:
+        """uint8 contact sheet ``[outputs * H, per_output * W, C]``: one row per task output, the first
+        ``per_output`` training images of that output (raw pixels, as a person sees them)."""
+        height, width, channels = self.dataset.x_train.shape[1:]
+        sheet = np.zeros((self.task.num_outputs * height, per_output * width, channels), dtype=np.uint8)
+        for output in range(self.task.num_outputs):
+            members = self.indices["train"][self.labels["train"] == output][:per_output]
+            for column, index in enumerate(members):
+                sheet[output * height:(output + 1) * height, column * width:(column + 1) * width] = \
+                    self.dataset.x_train[index]
+        return sheet
+
     def counts(self) -> dict[str, list[int]]:
         """Images per output ``{split: [num_outputs]}``."""
         return {s: np.bincount(y, minlength=self.task.num_outputs).tolist() for s, y in self.labels.items()}

@@ -58,6 +58,13 @@ PRESETS: dict[str, Preset] = {
         description="2-core CPU: 1/8-width networks (DenseNet growth 2), 2,000 balanced training images, "
                     "3 epochs (DenseNet 2)",
     ),
+    "smoke": Preset(
+        name="smoke",
+        sizes=SplitSizes(train=300, val=100, test=200),
+        widths={"vgg16": 0.0625, "resnet18": 0.0625, "densenet121": 0.0625},
+        epochs=1, batch_size=64, lr=0.01, weight_decay=0.01, epsilon=0.5,
+        description="seconds, not accuracy: 300 training images, 1/16-width networks, 1 epoch (to try the app)",
+    ),
     "paper": Preset(
         name="paper",
         sizes=SplitSizes(train=None, val=None, test=None),
@@ -156,6 +163,14 @@ def train_model(model: nn.Module, splits: TaskSplits, preset: Preset, epochs: fl
                        str(target), history)
 
 
+def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int):
+    """One-cycle schedule peaking at ``lr`` after a quarter of ``total_steps``; a constant ``lr`` for runs under 8
+    steps, where a warm-up phase would be a fraction of one step (and torch's OneCycleLR divides by zero)."""
+    if total_steps < 8:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.25)
+
+
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: Preset, epochs: float,
         seed: int = 0, device: str | torch.device = "auto",
         on_progress: Callable[[TrainProgress], None] | None = None,
@@ -175,8 +190,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: 
     total_steps = max(1, int(round(epochs * steps_per_epoch)))
     passes = -(-total_steps // steps_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=preset.lr, total_steps=total_steps,
-                                                   pct_start=0.25)
+    schedule = one_cycle(optimizer, preset.lr, total_steps)
     history, done = [], 0
     for epoch in range(1, passes + 1):
         model.train()

@@ -33,7 +33,7 @@ def isolated_home(tmp_path, monkeypatch):
         monkeypatch.delenv("TANAS_DATA_DIR", raising=False)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data() -> Path:
     """The offline data pack (CI always has it); tests that need it skip elsewhere, saying why."""
     if REAL_DATA is None:

@@ -1,0 +1,106 @@
+"""End to end in a real browser: `make run` (the README's quick start) serves the app on 127.0.0.1, Debian's chromium
+driven by Playwright opens every page, launches a tiny FUSE search and waits for the live alpha chart."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, real_data):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    port = free_port()
+    env = dict(os.environ, TANAS_HOME=str(tmp_path / "home"), TANAS_DATA_DIR=str(real_data))
+    log = open(tmp_path / "server.log", "w")
+    process = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=REPO, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the app did not come up: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # make and the streamlit it started, by the process group's PID
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)
+
+        page.goto(server)
+        expect(page.get_by_role("heading", name="TA-NAS Studio")).to_be_visible()
+        expect(page.get_by_role("button", name="Run the demo")).to_be_visible()
+        expect(page.get_by_text("mnist").first).to_be_visible()
+        page.screenshot(path=str(shots / "home.png"), full_page=True)
+
+        for path, heading, content in (("Tasks", "Tasks", "Define a custom task"),
+                                       ("Zoo", "Zoo of learned tasks", "Train in the background"),
+                                       ("Distances", "Task distances", "Compute in the background"),
+                                       ("Search", "Architecture search", "Start the search")):
+            page.goto(f"{server}/{path}")
+            expect(page.get_by_role("heading", name=heading)).to_be_visible()
+            expect(page.get_by_text(content).first).to_be_visible()
+            page.screenshot(path=str(shots / f"{path.lower()}.png"), full_page=True)
+
+        # a tiny FUSE search on the standard space: 2 candidates, a few steps, a short final training
+        page.goto(f"{server}/Search")
+        expect(page.get_by_role("heading", name="Architecture search")).to_be_visible()
+        page.get_by_text("standard", exact=True).click()
+        for label, value in (("FUSE candidates C", "2"), ("FUSE rounds", "1"), ("epochs per round", "0.15"),
+                             ("final training epochs", "0.05")):
+            field = page.get_by_label(label)
+            field.fill(value)
+            field.press("Tab")
+        page.get_by_role("button", name="Start the search").click()
+        chart = page.locator(".js-plotly-plot").filter(has_text="softmax(α) per candidate")
+        expect(chart).to_be_visible(timeout=240_000)
+        expect(chart.locator(".scatterlayer .trace").first).to_be_attached()
+        assert chart.locator(".scatterlayer .trace").count() == 2  # one line per candidate
+        page.screenshot(path=str(shots / "search-live.png"), full_page=True)
+        browser.close()
+    assert {p.name for p in shots.iterdir()} >= {"home.png", "tasks.png", "zoo.png", "distances.png", "search.png",
+                                                 "search-live.png"}
+    assert all(p.stat().st_size > 10_000 for p in shots.iterdir())
