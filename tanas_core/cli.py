@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -384,6 +385,23 @@ def cmd_zoo_search(args) -> int:
     return 0
 
 
+def cmd_bench_pages(args) -> int:
+    from .bench import bench_pages, populate_for_pages
+
+    repo = Path(__file__).resolve().parents[1]
+    if args.workspace is None:
+        home = Path(tempfile.mkdtemp(prefix="tanas-bench-pages-"))
+        os.environ["TANAS_HOME"] = str(home)
+        print(f"populating a throw-away workspace {home} (smoke preset: mnist4 zoo, distances, one FUSE search)")
+        populate_for_pages(Workspace(home))
+    else:
+        os.environ["TANAS_HOME"] = str(Path(args.workspace).resolve())
+    rows = bench_pages(repo, args.repeats)
+    _print_table([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in rows])
+    print(f"medians of {args.repeats} AppTest sessions per page; goal: every render within 2 s")
+    return 0
+
+
 BUDGET_HELP = ("search budget as NAME=VALUE pairs, comma-separated: candidates, rounds, epochs_per_round, "
                "random_candidates, random_epochs, final_epochs, alpha_lr, tolerance, window, min_steps, max_seconds")
 
@@ -493,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_fisher_parser.add_argument("--repeats", type=int, default=5)
     bench_fisher_parser.add_argument("--device", default="auto")
     bench_fisher_parser.set_defaults(func=cmd_bench_fisher)
+    bench_pages_parser = bench.add_parser("pages", help="time every app page on a populated workspace (AppTest)")
+    bench_pages_parser.add_argument("--repeats", type=int, default=5)
+    bench_pages_parser.set_defaults(func=cmd_bench_pages)
     bench_zoo = bench.add_parser("zoo", help="train a zoo from scratch (throw-away workspace) and time it")
     zoo_options(bench_zoo, default_suite="ld8")
     bench_zoo.set_defaults(func=cmd_bench_zoo)

@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 120_000  # a first page view loads datasets and torch: seconds on a 2-core machine
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -71,9 +72,9 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
         page.set_default_timeout(90_000)
 
         page.goto(server)
-        expect(page.get_by_role("heading", name="TA-NAS Studio")).to_be_visible()
-        expect(page.get_by_role("button", name="Run the demo")).to_be_visible()
-        expect(page.get_by_text("mnist").first).to_be_visible()
+        expect(page.get_by_role("heading", name="TA-NAS Studio")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_role("button", name="Run the demo")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("mnist").first).to_be_visible(timeout=WAIT_MS)
         page.screenshot(path=str(shots / "home.png"), full_page=True)
 
         for path, heading, content in (("Tasks", "Tasks", "Define a custom task"),
@@ -81,13 +82,13 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
                                        ("Distances", "Task distances", "Compute in the background"),
                                        ("Search", "Architecture search", "Start the search")):
             page.goto(f"{server}/{path}")
-            expect(page.get_by_role("heading", name=heading)).to_be_visible()
-            expect(page.get_by_text(content).first).to_be_visible()
+            expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text(content).first).to_be_visible(timeout=WAIT_MS)
             page.screenshot(path=str(shots / f"{path.lower()}.png"), full_page=True)
 
         # a tiny FUSE search on the standard space: 2 candidates, a few steps, a short final training
         page.goto(f"{server}/Search")
-        expect(page.get_by_role("heading", name="Architecture search")).to_be_visible()
+        expect(page.get_by_role("heading", name="Architecture search")).to_be_visible(timeout=WAIT_MS)
         page.get_by_text("standard", exact=True).click()
         for label, value in (("FUSE candidates C", "2"), ("FUSE rounds", "1"), ("epochs per round", "0.15"),
                              ("final training epochs", "0.05")):
@@ -97,7 +98,7 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
         page.get_by_role("button", name="Start the search").click()
         chart = page.locator(".js-plotly-plot").filter(has_text="softmax(α) per candidate")
         expect(chart).to_be_visible(timeout=240_000)
-        expect(chart.locator(".scatterlayer .trace").first).to_be_attached()
+        expect(chart.locator(".scatterlayer .trace").first).to_be_attached(timeout=WAIT_MS)
         assert chart.locator(".scatterlayer .trace").count() == 2  # one line per candidate
         page.screenshot(path=str(shots / "search-live.png"), full_page=True)
         browser.close()
