@@ -21,7 +21,8 @@ st.caption("d[b, t]: row = baseline task b, column = target task t. Asymmetric: 
 space = ui.workspace()
 
 columns = st.columns(5)
-suite_name = columns[0].selectbox("Suite", list(SUITE_NAMES) + [CUSTOM_SUITE])
+suite_names = list(SUITE_NAMES) + [CUSTOM_SUITE]
+suite_name = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
 archs = columns[1].multiselect("Architectures", list(ARCHITECTURES), default=["vgg16"])
 seeds = int(columns[2].number_input("Seeds", min_value=1, max_value=20, value=1))
 metric = columns[3].selectbox("Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get)

@@ -8,7 +8,7 @@ from tanas_core import ui
 from tanas_core.fuse import SearchBudget
 from tanas_core.jobs import get_job, list_jobs
 from tanas_core.nas import COMPARISON_COLUMNS, latest_comparison, search_events, stored_genotype
-from tanas_core.search_space import Genotype, cell_dot, related_space, standard_space
+from tanas_core.search_space import Genotype, cell_dot, related_space, source_formula_cells, standard_space
 from tanas_core.task_distances import stored_distances
 from tanas_core.tasks import SUITE_NAMES
 from tanas_core.training import PRESETS
@@ -19,7 +19,8 @@ st.title("Architecture search")
 space = ui.workspace()
 
 columns = st.columns(3)
-suite_name = columns[0].selectbox("Suite", list(SUITE_NAMES) + [CUSTOM_SUITE])
+suite_names = list(SUITE_NAMES) + [CUSTOM_SUITE]
+suite_name = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
 with ui.user_errors():
     suite = resolve_suite(suite_name, space)
 target = columns[1].selectbox("Target task", [t.name for t in suite.tasks],
@@ -30,13 +31,18 @@ st.header("1. Closest learned tasks")
 closest_arch = st.selectbox("Distances from", ["vgg16", "resnet18", "densenet121"], index=0,
                             help="log-det distances of this architecture's zoo networks (1 seed, default Fisher "
                                  "settings); compute them on the Distances page")
+others = [t.name for t in suite.tasks if t.name != target]
+baselines = st.multiselect("Baselines (learned tasks to choose from)", others, default=others)
+if not baselines:
+    st.error("Choose at least one baseline task.")
+    st.stop()
 result = stored_distances(space, suite, closest_arch, "logdet", [0], preset)
 closest = None
 if result is None:
     st.info("No stored log-det distances for this suite, architecture and preset yet: compute them on the "
             "**Distances** page (or launch a related-space search: it computes what is missing).")
 else:
-    ranking = result.closest(target, len(suite.tasks) - 1)
+    ranking = [row for row in result.closest(target, len(suite.tasks) - 1) if row["baseline"] in baselines]
     closest = ranking[0]["baseline"]
     st.dataframe(pd.DataFrame([{k: v for k, v in row.items() if k != "per_seed"} for row in ranking]),
                  hide_index=True, width="stretch")
@@ -45,7 +51,11 @@ st.header("2. Search space")
 standard = standard_space()
 left, right = st.columns(2)
 left.metric("Standard space (genotypes)", f"{standard.size():.3e}")
-left.caption(f"{len(standard.operations)} operations, {standard.nodes} nodes per cell, skeleton {standard.skeleton}")
+normal_cells, _ = standard.cell_counts()
+left.caption(f"{len(standard.operations)} operations, {standard.nodes} nodes per cell, skeleton {standard.skeleton}. "
+             f"Distinct cells: {normal_cells:.3e} per cell type (normal and reduction); the source document's "
+             f"formula m^(n(n−1)/2) for a densely connected {standard.nodes + 2}-node DAG gives "
+             f"{source_formula_cells(len(standard.operations), standard.nodes):.3e}.")
 genotype = stored_genotype(space, suite, suite.task(closest), preset) if closest else None
 if genotype is not None:
     related = related_space([(closest, genotype)])
@@ -75,14 +85,14 @@ with st.form("search"):
                       final_epochs=float(final_epochs))
         ui.submit(space, "search", dict(target=f"{suite.name}:{target}", space=space_name, method=method,
                                         preset=preset, budget=budget,
-                                        closest=dict(archs=[closest_arch], seeds=1)))
+                                        closest=dict(archs=[closest_arch], seeds=1, baselines=baselines)))
 
 st.header("4. Live search")
 
 
 @st.fragment(run_every=1.0)
 def live():
-    jobs = list_jobs(space, "search", 10)
+    jobs = [job for job in list_jobs(space, None, 30) if job.kind in ("search", "demo", "compare")]
     if not jobs:
         st.caption("No search yet.")
         return
@@ -125,7 +135,7 @@ if st.button("Run the comparison in the background",
              help="VGG-16, ResNet-18, DenseNet-121, random search, FUSE standard and related: minutes on the demo "
                   "preset"):
     ui.submit(space, "compare", dict(target=f"{suite.name}:{target}", preset=preset,
-                                     closest=dict(archs=[closest_arch], seeds=1)))
+                                     closest=dict(archs=[closest_arch], seeds=1, baselines=baselines)))
 ui.job_panel(space, "compare", "Comparison jobs", limit=3)
 if comparison is None:
     st.caption("No comparison stored for this target yet.")

@@ -311,7 +311,8 @@ def _closest_settings(args):
     return ClosestSettings(metric=args.metric, archs=tuple(parse_archs(args.arch)), seeds=args.seeds,
                            sigma=args.sigma, fisher=FisherConfig(samples=args.samples,
                                                                  head_samples=max(args.samples, args.head_samples)),
-                           top=args.top)
+                           top=args.top,
+                           baselines=tuple(b.strip() for b in (args.baselines or "").split(",") if b.strip()))
 
 
 def _search_printer():
@@ -492,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         distance_options(sub, with_suite=False)
         sub.add_argument("--target", required=True, help="SUITE:TASK, e.g. ld8:mnist-10class")
         sub.add_argument("--top", type=int, default=1, help="k closest tasks that define the related space")
+        sub.add_argument("--baselines", help="comma-separated learned tasks to choose from (default: all others)")
         sub.add_argument("--budget", help=BUDGET_HELP)
         sub.add_argument("--seed", type=int, default=0)
 

@@ -35,6 +35,8 @@ def closest_from(params: dict | None) -> ClosestSettings:
     fisher = FisherConfig(samples=int(params.pop("samples", 256)), head_samples=int(params.pop("head_samples", 512)))
     if "archs" in params:
         params["archs"] = tuple(parse_archs(params["archs"]))
+    if "baselines" in params:
+        params["baselines"] = tuple(params["baselines"])
     return ClosestSettings(fisher=fisher, **params)
 
 

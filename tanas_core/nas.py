@@ -40,10 +40,11 @@ class ClosestSettings:
     sigma: float = 1e-3
     fisher: FisherConfig = field(default_factory=FisherConfig)
     top: int = 1
+    baselines: tuple = ()  # the learned tasks to choose from (empty: every other task of the suite)
 
     def to_dict(self) -> dict:
         return dict(metric=self.metric, archs=list(self.archs), seeds=self.seeds, sigma=self.sigma,
-                    fisher=vars(self.fisher), top=self.top)
+                    fisher=vars(self.fisher), top=self.top, baselines=list(self.baselines))
 
 
 def parse_target(text: str, resolve: Callable[[str], Suite]) -> tuple[Suite, Task]:
@@ -59,14 +60,23 @@ def closest_tasks(workspace: Workspace, suite: Suite, target: Task, preset: Pres
                   settings: ClosestSettings = ClosestSettings(), device: str = "auto",
                   on_progress: Callable[[str, float], None] | None = None) -> list[dict]:
     """The ``settings.top`` baselines of ``suite`` closest to ``target`` (distance averaged over the architectures
-    and seeds): ``[{baseline, distance, std, per_seed}]``, nearest first. Distances come from the store when cached."""
-    if settings.top < 1 or settings.top >= len(suite.tasks):
-        raise ValueError(f"top must be in 1..{len(suite.tasks) - 1} for suite {suite.name!r}, got {settings.top}")
+    and seeds), among ``settings.baselines`` when given: ``[{baseline, distance, std, per_seed}]``, nearest first.
+    Distances come from the store when cached."""
+    names = [t.name for t in suite.tasks]
+    unknown = [b for b in settings.baselines if b not in names]
+    if unknown:
+        raise ValueError(f"baseline(s) {unknown} are not tasks of suite {suite.name!r}: {', '.join(names)}")
+    allowed = [b for b in (settings.baselines or names) if b != target.name]
+    if not allowed:
+        raise ValueError(f"choose at least one baseline other than the target {target.name!r}")
+    if not 1 <= settings.top <= len(allowed):
+        raise ValueError(f"top must be in 1..{len(allowed)} for {len(allowed)} baseline(s), got {settings.top}")
     results = [distance_matrices(workspace, suite, arch, settings.metric, list(range(settings.seeds)), preset,
                                  sigma=settings.sigma, config=settings.fisher, device=device, on_progress=on_progress)
                for arch in settings.archs]
     combined = results[0] if len(results) == 1 else across_architectures(results)
-    return combined.closest(target.name, settings.top)
+    ranking = combined.closest(target.name, len(names) - 1)
+    return [row for row in ranking if row["baseline"] in allowed][:settings.top]
 
 
 def task_genotype(workspace: Workspace, suite: Suite, task: Task, preset: Preset,

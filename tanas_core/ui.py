@@ -44,6 +44,14 @@ def user_errors():
         st.stop()
 
 
+def suite_index(space: Workspace, names: list[str]) -> int:
+    """Index in ``names`` of the suite of the newest stored distance matrices (so a page opens on what the user
+    computed last, e.g. the demo's suite); 0 when there is none."""
+    newest = space.list_results("distances")
+    suite = newest[0]["suite"] if newest else None
+    return names.index(suite) if suite in names else 0
+
+
 def submit(space: Workspace, kind: str, params: dict) -> str | None:
     """Launch a background job, remember it in the session, and say so; ``st.error`` for bad parameters."""
     try:

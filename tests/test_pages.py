@@ -197,3 +197,23 @@ def test_two_users_jobs_get_separate_results(real_data):
     for run in runs:
         events = workspace.read_events(f"search:{run['run_id']}")
         assert events[-1]["type"] == "finished" and len({e["seq"] for e in events}) == len(events)
+
+
+def test_closest_tasks_respect_the_chosen_baselines(populated):
+    from tanas_core.nas import ClosestSettings, closest_tasks
+    from tanas_core.training import get_preset
+
+    workspace, suite, result = populated
+    target = suite.task("mnist-10class")
+    settings = dict(archs=("vgg16",), fisher=FisherConfig(**SMALL_FISHER))
+    everyone = closest_tasks(workspace, suite, target, get_preset("smoke"), ClosestSettings(**settings, top=3))
+    assert [row["baseline"] for row in everyone] == [row["baseline"] for row in result.closest(target.name, 3)]
+    last = everyone[-1]["baseline"]
+    chosen = closest_tasks(workspace, suite, target, get_preset("smoke"),
+                           ClosestSettings(**settings, baselines=(last,)))
+    assert [row["baseline"] for row in chosen] == [last]
+    with pytest.raises(ValueError, match="not tasks of suite"):
+        closest_tasks(workspace, suite, target, get_preset("smoke"), ClosestSettings(**settings, baselines=("nope",)))
+    with pytest.raises(ValueError, match="other than the target"):
+        closest_tasks(workspace, suite, target, get_preset("smoke"),
+                      ClosestSettings(**settings, baselines=("mnist-10class",)))
