@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from tanas_core import ui
-from tanas_core.data import check_datasets, default_data_dir
+from tanas_core.data import default_data_dir
 from tanas_core.job_kinds import DEMO
 from tanas_core.jobs import list_jobs
 from tanas_core.zoo import zoo_table
@@ -54,20 +54,31 @@ if demo_runs and demo_runs[0].status == "done":
     links[2].page_link("pages/4_Search.py", label="The FUSE search", icon="🔎")
 
 
-@st.cache_data(ttl=60, show_spinner="Checking datasets...")
-def dataset_rows(data_dir: str) -> list[dict]:
-    return check_datasets(data_dir, download=False)
-
-
 st.header("Datasets")
 data_dir = str(default_data_dir())
 st.caption(f"Data directory: `{data_dir}` (set `TANAS_DATA_DIR` to change it)")
-rows = dataset_rows(data_dir)
-st.dataframe(pd.DataFrame([{k: r[k] for k in ("dataset", "title", "available", "classes", "train", "test", "image",
-                                              "source")} for r in rows]), hide_index=True, width="stretch")
-for row in rows:
-    if not row["available"]:
-        st.info(row["reason"])
+
+
+@st.fragment(run_every=1.0)
+def datasets_panel():
+    # Reading every data pack takes seconds on a first visit: a thread does it, the page renders at once.
+    check = ui.dataset_check()
+    if not check["done"]:
+        st.caption("Checking the datasets...")
+        return
+    if check["error"]:
+        st.error(check["error"])
+        return
+    rows = check["value"]
+    st.dataframe(pd.DataFrame([{k: r[k] for k in ("dataset", "title", "available", "classes", "train", "test",
+                                                  "image", "source")} for r in rows]), hide_index=True,
+                 width="stretch")
+    for row in rows:
+        if not row["available"]:
+            st.info(row["reason"])
+
+
+datasets_panel()
 
 st.header("Workspace")
 st.caption(f"`{workspace.root}` (set `TANAS_HOME` to change it)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from tanas_core.data import DATASETS, DatasetUnavailableError, check_datasets, load_dataset, sample_grid
+from tanas_core.data import DATASETS, DatasetUnavailableError, load_dataset, sample_grid
 from tanas_core import ui
 from tanas_core.tasks import SUITE_NAMES, get_suite, make_splits, make_task, suite_availability
 from tanas_core.training import PRESETS
@@ -19,7 +19,7 @@ def dataset(name: str):
 
 
 st.header("Datasets")
-available = [row["dataset"] for row in check_datasets() if row["available"]]
+available = [row["dataset"] for row in ui.dataset_rows() if row["available"]]
 if not available:
     st.error("No dataset is available: set TANAS_DATA_DIR to a directory holding the .npz packs (see README).")
     st.stop()

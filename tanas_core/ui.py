@@ -5,6 +5,9 @@ View code only: every number shown comes from ``tanas_core``'s functions or the 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -42,6 +45,48 @@ def user_errors():
     except ValueError as error:
         st.error(str(error))
         st.stop()
+
+
+@st.cache_resource(ttl=300, show_spinner=False)
+def _background(key: str, _function: Callable[[], object]) -> dict:
+    state = {"value": None, "error": None, "done": False}
+
+    def work():
+        try:
+            state["value"] = _function()
+        except Exception as error:  # shown by the page that asked
+            state["error"] = f"{type(error).__name__}: {error}"
+        state["done"] = True
+
+    threading.Thread(target=work, daemon=True, name=f"tanas-background-{key}").start()
+    return state
+
+
+def background_value(key: str, function: Callable[[], object]) -> dict:
+    """Compute ``function()`` once per ``key`` (for 5 minutes) in a thread, so a page renders at once:
+    ``{"value", "error", "done"}``; a fragment polls it until ``done``."""
+    return _background(key, function)
+
+
+def dataset_check() -> dict:
+    """The background check of every dataset in the data directory (``background_value`` state, rows in ``value``)."""
+    from .data import check_datasets, default_data_dir
+
+    data_dir = str(default_data_dir())
+    return background_value(f"datasets:{data_dir}", lambda: check_datasets(data_dir, download=False))
+
+
+def dataset_rows() -> list[dict]:
+    """``check_datasets`` rows, waiting (with a spinner) for the shared background check on a first visit."""
+    check = dataset_check()
+    if not check["done"]:
+        with st.spinner("Checking the datasets..."):
+            while not check["done"]:
+                time.sleep(0.1)
+    if check["error"]:
+        st.error(check["error"])
+        st.stop()
+    return check["value"]
 
 
 def suite_index(space: Workspace, names: list[str]) -> int:
