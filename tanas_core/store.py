@@ -216,7 +216,10 @@ class Workspace:
 
     def read_tensors(self, ref: ArtifactRef) -> dict[str, torch.Tensor]:
         """Load a safetensors artifact after checking its sha256; ``CorruptArtifactError`` when it does not match."""
-        path = self.root / ref.path
+        path = (self.root / ref.path).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise CorruptArtifactError(f"artifact path {ref.path!r} points outside the workspace {self.root}; the "
+                                       "index was tampered with: refusing to read it")
         if not path.is_file():
             raise CorruptArtifactError(f"artifact {path} is missing; rebuild it (re-run the command that made it)")
         actual = sha256_file(path)

@@ -257,6 +257,9 @@ def make_splits(task: Task, sizes: SplitSizes, seed: int, spec: InputSpec | None
         outputs = len(train_pool)
         per_output = min(sizes.train // outputs + sizes.val // outputs, *(sum(map(len, o)) for o in train_pool))
         val_per_output = max(1, int(round(per_output * sizes.val / (sizes.train + sizes.val))))
+        if per_output - val_per_output < 1:
+            raise ValueError(f"task {task.name!r}: split sizes train={sizes.train}, val={sizes.val} leave fewer than "
+                             f"one training image per output for its {outputs} outputs; use larger split sizes")
         val_take = _balanced_take(train_pool, val_per_output * outputs, nothing_used)
         train_take = _balanced_take(train_pool, (per_output - val_per_output) * outputs, val_take)
     test_take = ([[len(c) for c in output] for output in test_pool] if sizes.test is None
