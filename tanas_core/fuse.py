@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import torch
@@ -96,7 +96,9 @@ class SearchBudget:
                 raise ValueError(f"search budget: {message}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready, floats as floats (so ``epochs_per_round=3`` and ``3.0`` give the same search key)."""
+        return {f.name: float(getattr(self, f.name)) if f.type.startswith("float") and getattr(self, f.name)
+                is not None else getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
