@@ -281,13 +281,12 @@ def cmd_bench_fisher(args) -> int:
 
 def parse_budget(text: str | None):
     """``"candidates=4,rounds=2,max_seconds=600"`` -> ``SearchBudget`` (unnamed fields keep their defaults)."""
-    from dataclasses import fields, replace
+    from dataclasses import fields
 
     from .fuse import SearchBudget
 
-    budget = SearchBudget()
     if not text:
-        return budget
+        return SearchBudget()
     types = {f.name: f.type for f in fields(SearchBudget)}
     changes = {}
     for item in text.split(","):
@@ -299,20 +298,16 @@ def parse_budget(text: str | None):
             changes[name] = int(value) if types[name] == "int" else float(value)
         except ValueError:
             raise ValueError(f"--budget: {name} needs a number, got {value!r}") from None
-    budget = replace(budget, **changes)
-    budget.validate()
-    return budget
+    return SearchBudget.from_dict(changes)
 
 
 def _closest_settings(args):
     from .nas import ClosestSettings
-    from .task_distances import FisherConfig
 
-    return ClosestSettings(metric=args.metric, archs=tuple(parse_archs(args.arch)), seeds=args.seeds,
-                           sigma=args.sigma, fisher=FisherConfig(samples=args.samples,
-                                                                 head_samples=max(args.samples, args.head_samples)),
-                           top=args.top,
-                           baselines=tuple(b.strip() for b in (args.baselines or "").split(",") if b.strip()))
+    return ClosestSettings.from_dict(dict(
+        metric=args.metric, archs=args.arch, seeds=args.seeds, sigma=args.sigma, samples=args.samples,
+        head_samples=max(args.samples, args.head_samples), top=args.top,
+        baselines=[b.strip() for b in (args.baselines or "").split(",") if b.strip()]))
 
 
 def _search_printer():

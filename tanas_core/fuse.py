@@ -29,7 +29,6 @@ search. Every alpha update (FUSE) or trained candidate (random search) is report
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, fields
@@ -42,7 +41,7 @@ from torch import nn
 from .networks import count_parameters
 from .networks.cells import cell_network
 from .search_space import Genotype, SearchSpace
-from .training import Preset, evaluate, fit, one_cycle, resolve_device
+from .training import Preset, evaluate, fit, one_cycle, resolve_device, step_plan
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 MIXTURE = "probs"
@@ -94,6 +93,18 @@ class SearchBudget:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"search budget: {message}")
+
+    @classmethod
+    def from_dict(cls, params: dict | None) -> SearchBudget:
+        """A validated budget from a JSON object (missing fields keep their defaults, unknown ones are refused)."""
+        params = dict(params or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"unknown budget field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        budget = cls(**params)
+        budget.validate()
+        return budget
 
     def to_dict(self) -> dict:
         """JSON-ready, floats as floats (so ``epochs_per_round=3`` and ``3.0`` give the same search key)."""
@@ -162,10 +173,8 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
     emit = on_event or (lambda event: None)
     rng = random.Random(seed)
     generator = torch.Generator().manual_seed(seed)
-    batch = min(preset.batch_size, len(y_train))
+    batch, steps_per_epoch, step_limit = step_plan(len(y_train), preset.batch_size, budget.epochs_per_round)
     val_batch = min(preset.batch_size, len(y_val))
-    steps_per_epoch = len(y_train) // batch
-    step_limit = max(1, int(round(budget.epochs_per_round * steps_per_epoch)))
     warmup_steps = int(budget.warmup * step_limit)
     started = time.perf_counter()
     rounds: list[FuseRound] = []
@@ -308,13 +317,3 @@ def _check_data(x_train, y_train, x_val, y_val) -> None:
                          f"{tuple(x_val.shape[1:])} differ in shape")
     if not (torch.isfinite(x_train).all() and torch.isfinite(x_val).all()):
         raise ValueError("the search data contain NaN or Inf values; clean the inputs")
-
-
-def search_steps(budget: SearchBudget, train_images: int, batch_size: int) -> dict:
-    """The step limits a budget implies for ``train_images`` training images (for the UI and the README)."""
-    steps_per_epoch = max(1, train_images // max(1, min(batch_size, train_images)))
-    return dict(steps_per_epoch=steps_per_epoch,
-                fuse_steps_per_round=max(1, int(round(budget.epochs_per_round * steps_per_epoch))),
-                fuse_candidate_epochs=budget.rounds * budget.candidates * budget.epochs_per_round,
-                random_candidate_epochs=budget.random_candidates * budget.random_epochs,
-                final_steps=max(1, int(math.ceil(budget.final_epochs * steps_per_epoch))))

@@ -4,8 +4,6 @@ Each one only translates parameters and progress; the work itself is the library
 """
 from __future__ import annotations
 
-from dataclasses import fields
-
 from .fuse import SearchBudget
 from .jobs import JobContext, register
 from .nas import ClosestSettings, compare, parse_target, run_search
@@ -17,30 +15,7 @@ DEMO = dict(suite="mnist4", target="mnist-10class", archs=["vgg16"], preset="dem
             budget=dict(candidates=3, rounds=1, epochs_per_round=0.5, final_epochs=1.0))
 
 
-def budget_from(params: dict | None) -> SearchBudget:
-    """A ``SearchBudget`` from a JSON object (unknown names are refused)."""
-    params = dict(params or {})
-    known = {f.name for f in fields(SearchBudget)}
-    unknown = set(params) - known
-    if unknown:
-        raise ValueError(f"unknown budget field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    budget = SearchBudget(**params)
-    budget.validate()
-    return budget
-
-
-def closest_from(params: dict | None) -> ClosestSettings:
-    """``ClosestSettings`` from a JSON object ``{metric, archs, seeds, sigma, samples, head_samples, top}``."""
-    params = dict(params or {})
-    fisher = FisherConfig(samples=int(params.pop("samples", 256)), head_samples=int(params.pop("head_samples", 512)))
-    if "archs" in params:
-        params["archs"] = tuple(parse_archs(params["archs"]))
-    if "baselines" in params:
-        params["baselines"] = tuple(params["baselines"])
-    return ClosestSettings(fisher=fisher, **params)
-
-
-def _search_progress(context: JobContext, budget: SearchBudget, method: str):
+def _search_progress(context: JobContext, budget: SearchBudget):
     announced = []
 
     def on_event(event: dict) -> None:
@@ -102,12 +77,12 @@ def search_job(context: JobContext, params: dict) -> dict:
     """``{target: "SUITE:TASK", space, method, preset, budget: {...}, seed, closest: {...}}`` -> the search record."""
     workspace = context.workspace
     suite, target = parse_target(params["target"], lambda name: resolve_suite(name, workspace))
-    budget = budget_from(params.get("budget"))
+    budget = SearchBudget.from_dict(params.get("budget"))
     record = run_search(workspace, suite, target, space=params.get("space", "related"),
                         method=params.get("method", "fuse"), preset=params.get("preset", "demo"), budget=budget,
                         seed=int(params.get("seed", 0)), device=params.get("device", "auto"),
-                        closest=closest_from(params.get("closest")),
-                        on_event=_search_progress(context, budget, params.get("method", "fuse")),
+                        closest=ClosestSettings.from_dict(params.get("closest")),
+                        on_event=_search_progress(context, budget),
                         should_stop=context.should_stop,
                         on_progress=lambda message, fraction: context.progress(message, 0.0))
     context.info(run_id=record["run_id"])
@@ -121,10 +96,10 @@ def compare_job(context: JobContext, params: dict) -> dict:
     """``{target, preset, budget, seed, closest}`` -> ``{rows, csv}`` (also stored as a ``comparison`` result)."""
     workspace = context.workspace
     suite, target = parse_target(params["target"], lambda name: resolve_suite(name, workspace))
-    budget = budget_from(params.get("budget"))
+    budget = SearchBudget.from_dict(params.get("budget"))
     result = compare(workspace, suite, target, params.get("preset", "demo"), budget, int(params.get("seed", 0)),
-                     params.get("device", "auto"), closest_from(params.get("closest")),
-                     on_event=_search_progress(context, budget, "fuse"),
+                     params.get("device", "auto"), ClosestSettings.from_dict(params.get("closest")),
+                     on_event=_search_progress(context, budget),
                      on_progress=lambda message, fraction: context.progress(message, fraction),
                      should_stop=context.should_stop)
     return dict(rows=result["rows"], csv=result["csv"])
@@ -155,11 +130,11 @@ def demo_job(context: JobContext, params: dict) -> dict:
     combined = results[0] if len(results) == 1 else across_architectures(results)
     closest = combined.closest(settings["target"], 1)
     report = staged(2, "3/3 FUSE")
-    budget = budget_from(settings["budget"])
-    search_events = _search_progress(context, budget, "fuse")
+    budget = SearchBudget.from_dict(settings["budget"])
+    search_progress = _search_progress(context, budget)
 
     def on_event(event: dict) -> None:
-        search_events(event)
+        search_progress(event)
         if event.get("type") == "alpha":
             report(f"round {event['round']} step {event['step']}", 0.5)
 

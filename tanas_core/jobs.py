@@ -23,7 +23,6 @@ from typing import Callable
 from .store import Workspace
 
 ACTIVE = ("queued", "running")
-FINISHED = ("done", "failed", "cancelled", "interrupted")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .store import Workspace, config_key
 from .task_distances import FisherConfig, across_architectures, distance_matrices
 from .tasks import Suite, Task, make_splits
 from .training import Preset, get_preset, resolve_device, train_model
-from .zoo import ensure_network
+from .zoo import ensure_network, parse_archs
 
 METHODS = ("fuse", "random")
 SPACES = ("related", "standard")
@@ -45,6 +45,19 @@ class ClosestSettings:
     def to_dict(self) -> dict:
         return dict(metric=self.metric, archs=list(self.archs), seeds=self.seeds, sigma=self.sigma,
                     fisher=vars(self.fisher), top=self.top, baselines=list(self.baselines))
+
+    @classmethod
+    def from_dict(cls, params: dict | None) -> ClosestSettings:
+        """From a JSON object ``{metric, archs, seeds, sigma, samples, head_samples, top, baselines}`` (``archs``
+        as a list or a comma-separated string); missing fields keep their defaults."""
+        params = dict(params or {})
+        fisher = FisherConfig(samples=int(params.pop("samples", 256)),
+                              head_samples=int(params.pop("head_samples", 512)))
+        if "archs" in params:
+            params["archs"] = tuple(parse_archs(params["archs"]))
+        if "baselines" in params:
+            params["baselines"] = tuple(params["baselines"])
+        return cls(fisher=fisher, **params)
 
 
 def parse_target(text: str, resolve: Callable[[str], Suite]) -> tuple[Suite, Task]:

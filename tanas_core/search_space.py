@@ -15,6 +15,7 @@ candidates are mutations of those genotypes (a few edges get another operation o
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -163,7 +164,6 @@ class Genotype:
     @property
     def id(self) -> str:
         """Short stable identifier (8 hex digits of the JSON's sha256)."""
-        import hashlib
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:8]
 
     def __str__(self) -> str:

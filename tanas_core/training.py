@@ -171,6 +171,14 @@ def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int):
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.25)
 
 
+def step_plan(num_images: int, batch_size: int, epochs: float) -> tuple[int, int, int]:
+    """``(batch, steps_per_epoch, total_steps)`` for ``epochs`` passes over ``num_images`` in batches of
+    ``batch_size``: the ragged last batch is dropped (a batch of 1 breaks BatchNorm); at least one step."""
+    batch = min(batch_size, num_images)
+    steps_per_epoch = num_images // batch
+    return batch, steps_per_epoch, max(1, int(round(epochs * steps_per_epoch)))
+
+
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: Preset, epochs: float,
         seed: int = 0, device: str | torch.device = "auto",
         on_progress: Callable[[TrainProgress], None] | None = None,
@@ -185,9 +193,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: 
     target = resolve_device(device)
     model.to(target)
     generator = torch.Generator().manual_seed(seed)
-    batch = min(preset.batch_size, len(y_train))
-    steps_per_epoch = len(y_train) // batch  # drop the ragged last batch: a batch of 1 breaks BatchNorm
-    total_steps = max(1, int(round(epochs * steps_per_epoch)))
+    batch, steps_per_epoch, total_steps = step_plan(len(y_train), preset.batch_size, epochs)
     passes = -(-total_steps // steps_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     schedule = one_cycle(optimizer, preset.lr, total_steps)
