@@ -43,6 +43,7 @@ st.markdown(f"Trains the demo zoo for the `{DEMO['suite']}` suite ({', '.join(DE
             f"log-det distances, and runs a short FUSE search for `{DEMO['target']}` on the space of its closest "
             "task: a few minutes on a 2-core CPU, in the background (you can leave this page).")
 workspace = ui.workspace()
+ui.backend_settings()
 if st.button("Run the demo", type="primary"):
     ui.submit(workspace, "demo", {})
 ui.job_panel(workspace, "demo", "Demo runs", limit=3)

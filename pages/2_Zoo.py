@@ -15,6 +15,7 @@ st.title("Zoo of learned tasks")
 st.caption("An ε-approximation network per task × architecture × seed: its Fisher information on a target's data "
            "is what task distances compare.")
 space = ui.workspace()
+ui.backend_settings()
 
 with st.form("train"):
     columns = st.columns(4)

@@ -19,6 +19,7 @@ st.title("Task distances")
 st.caption("d[b, t]: row = baseline task b, column = target task t. Asymmetric: d[b, t] ≠ d[t, b]. The star marks "
            "the closest baseline of each target.")
 space = ui.workspace()
+ui.backend_settings()
 
 columns = st.columns(5)
 suite_names = list(SUITE_NAMES) + [CUSTOM_SUITE]

@@ -17,6 +17,7 @@ from tanas_core.zoo import CUSTOM_SUITE, resolve_suite
 st.set_page_config(page_title="Search · TA-NAS Studio", layout="wide")
 st.title("Architecture search")
 space = ui.workspace()
+ui.backend_settings()
 
 columns = st.columns(3)
 suite_names = list(SUITE_NAMES) + [CUSTOM_SUITE]

@@ -19,20 +19,21 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(function: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """``(median seconds, peak extra memory in MiB)`` over ``repeats`` runs.
+def peak_memory(function: Callable[[], object]) -> float:
+    """Peak extra memory of one run of ``function`` in MiB, after a warm-up run.
 
-    Memory is the resident set size sampled every millisecond during the runs, minus the size before them (CUDA:
-    ``torch.cuda.max_memory_allocated`` above the starting allocation); it is approximate on the CPU.
+    CPU: the resident set size sampled every millisecond, minus its size before the run (approximate: PyTorch's
+    allocator keeps and reuses memory). CUDA: ``torch.cuda.max_memory_allocated`` above the starting allocation.
     """
     function()  # warm-up: allocator, kernels, lazy initialisation
-    cuda = torch.cuda.is_available()
-    if cuda:
+    if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    else:
-        base = _rss_bytes()
+        function()
+        torch.cuda.synchronize()
+        return max(0, torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    base = _rss_bytes()
     peak = [base]
     stop = threading.Event()
 
@@ -41,23 +42,30 @@ def measure(function: Callable[[], object], repeats: int) -> tuple[float, float]
             peak[0] = max(peak[0], _rss_bytes())
             time.sleep(0.001)
 
-    sampler = None if cuda else threading.Thread(target=sample, daemon=True)
-    if sampler:
-        sampler.start()
-    times = []
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
-        for _ in range(repeats):
-            started = time.perf_counter()
-            function()
-            if cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - started)
+        function()
     finally:
         stop.set()
-        if sampler:
-            sampler.join()
-    extra = (torch.cuda.max_memory_allocated() if cuda else peak[0]) - base
-    return statistics.median(times), max(0, extra) / 2 ** 20
+        sampler.join()
+    return max(0, peak[0] - base) / 2 ** 20
+
+
+def interleaved_medians(cases: list[tuple[str, Callable[[], object], int]]) -> dict[str, float]:
+    """Median seconds per case, timing the cases round-robin (one run of each per round, ``runs`` rounds for a
+    case) so that a slow spell of a noisy machine lands on every case rather than on one."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+    for round_index in range(max(runs for _, _, runs in cases)):
+        for name, function, runs in cases:
+            if round_index >= runs:
+                continue
+            started = time.perf_counter()
+            function()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def vmap_per_sample_squares(model, inputs, targets, params: str = "backbone", batch_size: int = 64) -> torch.Tensor:
@@ -82,7 +90,7 @@ def vmap_per_sample_squares(model, inputs, targets, params: str = "backbone", ba
     return (total / len(inputs)).float()
 
 
-def bench_fisher(model, inputs, targets, other_targets, repeats: int = 5, loop_repeats: int = 1) -> list[dict]:
+def bench_fisher(model, inputs, targets, other_targets, repeats: int = 5, loop_repeats: int = 3) -> list[dict]:
     """Time the Fisher paths on ``model`` / ``inputs [M, ...]`` and return table rows with ratios to the floor.
 
     (a) floor: one batched forward + backward over the M samples; (b) brute-force per-sample loop; (c)
@@ -114,10 +122,10 @@ def bench_fisher(model, inputs, targets, other_targets, repeats: int = 5, loop_r
              ("(d1)   fisher_factor alone", lambda: fisher_factor(model, inputs, targets), repeats),
              ("(d2)   log-det term of a factor (M x M Gram)", lambda: logdet_per_parameter(factor, 1e-3), repeats),
              ("(d3)   full Frechet of two factors", lambda: frechet_distance(factor, target_factor), repeats)]
-    rows = []
-    for name, function, count in cases:
-        seconds, memory = measure(function, count)
-        rows.append(dict(path=name, median_s=seconds, peak_extra_MiB=memory, runs=count))
+    memory = {name: peak_memory(function) for name, function, _ in cases}  # also the warm-up of every case
+    seconds = interleaved_medians(cases)
+    rows = [dict(path=name, median_s=seconds[name], peak_extra_MiB=memory[name], runs=count)
+            for name, _, count in cases]
     floor_seconds = rows[0]["median_s"]
     for row in rows:
         row["x_floor"] = row["median_s"] / floor_seconds
@@ -173,3 +181,71 @@ def bench_pages(repo, repeats: int = 5) -> list[dict]:
         rows.append(dict(page=page, first_render_s=statistics.median(first), rerun_s=statistics.median(rerun),
                          slowest_s=max(first + rerun), goal_s=2.0, within_goal=max(first + rerun) <= 2.0))
     return rows
+
+
+def bench_backends(suite_name: str = "ld8", seeds: int = 2, archs: tuple[str, ...] = ("vgg16", "resnet18",
+                   "densenet121"), preset: str = "demo", ray_workers: int = 2,
+                   on_event: Callable | None = None) -> list[dict]:
+    """Train the same zoo from scratch twice, each in a throw-away workspace: with the local backend (this process)
+    and on a local Ray of ``ray_workers`` CPUs (one CPU and one torch thread per task). Rows: ``{backend, networks,
+    wall_s, median_network_s, sum_network_s}``; ``ratio`` (local wall / this wall) is added to each."""
+    import tempfile
+
+    from .backends import LocalBackend, RayBackend
+    from .store import Workspace
+    from .tasks import get_suite
+    from .zoo import train_zoo
+
+    suite = get_suite(suite_name)
+    rows = []
+    for backend in (LocalBackend(), RayBackend(num_cpus=ray_workers, cpus_per_task=1)):
+        with tempfile.TemporaryDirectory(prefix="tanas-bench-") as scratch:
+            started = time.perf_counter()
+            records = train_zoo(Workspace(scratch), suite, list(archs), list(range(seeds)), preset,
+                                device="cpu", backend=backend, on_event=on_event)
+            wall = time.perf_counter() - started
+        per_network = [r.seconds for r in records]
+        rows.append(dict(backend=backend.describe(), networks=len(records), wall_s=wall,
+                         median_network_s=statistics.median(per_network), sum_network_s=sum(per_network)))
+    for row in rows:
+        row["ratio"] = rows[0]["wall_s"] / row["wall_s"]
+    return rows
+
+
+def paper_step_seconds(suite_name: str = "ld8", archs: tuple[str, ...] = ("vgg16", "resnet18", "densenet121"),
+                       steps: int = 3) -> list[dict]:
+    """Measured seconds per training step of the ``paper`` preset's full-width networks on this machine (median of
+    ``steps`` steps after a warm-up one, a real batch of the preset's size), and the steps one network of each task
+    needs (every training image, the preset's epochs). For projections; nothing is trained to the end."""
+    from .networks import build_network
+    from .tasks import get_suite
+    from .training import get_preset
+
+    paper = get_preset("paper")
+    suite = get_suite(suite_name)
+    sizes = {task.name: _training_images(task, paper, suite) for task in suite.tasks}
+    rows = []
+    for arch in archs:
+        model = build_network(arch, 10, suite.spec.channels, paper.widths[arch])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=paper.lr, weight_decay=paper.weight_decay)
+        x = torch.randn(paper.batch_size, suite.spec.channels, suite.spec.size, suite.spec.size)
+        y = torch.randint(0, 10, (paper.batch_size,))
+        times = []
+        for index in range(steps + 1):
+            started = time.perf_counter()
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            if index:
+                times.append(time.perf_counter() - started)
+        step = statistics.median(times)
+        network_steps = {name: (count // paper.batch_size) * paper.epochs_for(arch) for name, count in sizes.items()}
+        rows.append(dict(arch=arch, step_s=step, steps_per_network=statistics.median(network_steps.values()),
+                         network_hours=step * statistics.median(network_steps.values()) / 3600))
+    return rows
+
+
+def _training_images(task, preset, suite) -> int:
+    from .tasks import make_splits
+
+    return len(make_splits(task, preset.sizes, 0, suite.spec).tensors("train")[1])

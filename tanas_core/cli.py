@@ -114,7 +114,8 @@ def cmd_zoo_train(args) -> int:
     started = time.perf_counter()
     try:
         records = train_zoo(workspace, suite, parse_archs(args.archs), list(range(args.seeds)), args.preset,
-                            device=args.device, tasks=tasks, on_event=on_event, workers=args.workers)
+                            device=args.device, tasks=tasks, on_event=on_event, workers=args.workers,
+                            backend=_backend(args))
     finally:
         bar.close()
     print(f"{len(records)} networks in {time.perf_counter() - started:.1f} s; workspace {workspace.root}")
@@ -142,7 +143,8 @@ def cmd_bench_zoo(args) -> int:
         started = time.perf_counter()
         try:
             records = train_zoo(workspace, suite, parse_archs(args.archs), list(range(args.seeds)), preset,
-                                device=args.device, on_event=on_event, workers=args.workers)
+                                device=args.device, on_event=on_event, workers=args.workers,
+                                backend=_backend(args))
         finally:
             bar.close()
         total = time.perf_counter() - started
@@ -158,6 +160,13 @@ def cmd_bench_zoo(args) -> int:
     print(f"total wall time (incl. data preparation and evaluation): {total:.1f} s"
           f" — goal 300 s: {'met' if total <= 300 else 'NOT met'}")
     return 0
+
+
+def _backend(args):
+    """``--backend local`` (with ``--workers`` processes for zoo training) or ``--backend ray [--ray-address A]``."""
+    from .backends import make_backend
+
+    return make_backend(args.backend, args.ray_address, workers=args.workers if args.backend == "local" else 1)
 
 
 def _distance_result(args, workspace, arch: str):
@@ -177,7 +186,7 @@ def _distance_result(args, workspace, arch: str):
     try:
         return distance_matrices(workspace, suite, arch, args.metric, list(range(args.seeds)), args.preset,
                                  sigma=args.sigma, config=config, device=args.device, on_progress=on_progress,
-                                 workers=args.workers)
+                                 workers=args.workers, backend=_backend(args))
     finally:
         bar.close()
 
@@ -271,11 +280,52 @@ def cmd_bench_fisher(args) -> int:
     by_name = {row["path"].split()[0]: row for row in rows}
     diag, loop, low = by_name["(c)"], by_name["(b)"], by_name["(d)"]
     gram_flops = 2 * len(targets) ** 2 * n
-    print(f"each M x M Gram of a factor is {gram_flops / 1e9:.1f} GFLOP in float64 (M^2 n); (d) needs two")
+    gram_row = by_name["(d2)"]
+    print(f"each M x M Gram of a factor is {gram_flops / 1e9:.1f} GFLOP in float64 (2 M^2 n), run at "
+          f"{gram_flops / gram_row['median_s'] / 1e9:.1f} GFLOP/s here; (d) needs two, so the Grams alone are "
+          f"{2 * gram_row['x_floor']:.1f}x the floor on this device")
     print(f"goals: (c) <= 2x floor: {diag['x_floor']:.2f}x {'met' if diag['x_floor'] <= 2 else 'NOT met'}; "
           f"(c) >= 5x faster than (b): {loop['median_s'] / diag['median_s']:.1f}x "
           f"{'met' if loop['median_s'] / diag['median_s'] >= 5 else 'NOT met'}; "
           f"(d) <= 4x floor: {low['x_floor']:.2f}x {'met' if low['x_floor'] <= 4 else 'NOT met'}")
+    return 0
+
+
+def cmd_bench_backends(args) -> int:
+    from .bench import bench_backends, paper_step_seconds
+    from .tasks import get_suite
+
+    archs = tuple(parse_archs(args.archs))
+    suite = get_suite(args.suite)
+    bar, on_event = _progress_printer()
+    try:
+        rows = bench_backends(args.suite, args.seeds, archs, args.preset, args.ray_workers, on_event)
+    finally:
+        bar.close()
+    print(f"\nbackend benchmark: suite {args.suite}, {len(archs)} architecture(s), {args.seeds} seed(s), preset "
+          f"{args.preset}, every network trained from scratch in a throw-away workspace, device cpu")
+    _print_table([dict(backend=r["backend"], networks=r["networks"], wall_s=f"{r['wall_s']:.1f}",
+                       median_network_s=f"{r['median_network_s']:.1f}", sum_network_s=f"{r['sum_network_s']:.1f}",
+                       speedup=f"{r['ratio']:.2f}x") for r in rows])
+    speedup = rows[-1]["ratio"]
+    steps = paper_step_seconds(args.suite, archs)
+    print("\npaper preset, measured on this machine: seconds per training step (full width, batch 128) and the "
+          "steps of one network (all training images, 30 epochs)")
+    _print_table([dict(arch=r["arch"], step_s=f"{r['step_s']:.2f}", steps_per_network=int(r["steps_per_network"]),
+                       hours_per_network_here=f"{r['network_hours']:.1f}") for r in steps])
+    networks = len(suite.tasks) * 10
+    hours = sum(r["network_hours"] for r in steps) * networks
+    print(f"\nPROJECTION (not a measurement): the paper zoo of {args.suite} = {len(suite.tasks)} tasks x "
+          f"{len(archs)} architectures x 10 seeds = {networks * len(archs)} networks, {hours:,.0f} machine-hours "
+          f"of one network at a time on a machine like this one. Ray ({args.ray_workers} one-core tasks at once) "
+          f"trained the zoo above {speedup:.2f}x as fast as the local backend; at that rate a Ray cluster of N such "
+          "machines would take about:")
+    for machines in (1, 8, 32):
+        wall = hours / (machines * speedup)
+        print(f"  N = {machines:>2}: {wall:,.0f} h")
+    print("On GPU machines each network is one Ray task asking for one GPU, so N machines with g GPUs train N*g "
+          "networks at once: wall time ~ ceil(networks / (N*g)) x the per-network GPU time, which was not measured "
+          "here (no GPU was lent to this task).")
     return 0
 
 
@@ -338,7 +388,8 @@ def cmd_search(args) -> int:
     on_event, on_progress = _search_printer()
     record = run_search(workspace, suite, target, space=args.space, method=args.method, preset=args.preset,
                         budget=parse_budget(args.budget), seed=args.seed, device=args.device,
-                        closest=_closest_settings(args), on_event=on_event, on_progress=on_progress)
+                        closest=_closest_settings(args), on_event=on_event, on_progress=on_progress,
+                        backend=_backend(args))
     print(f"search {record['run_id']}: {record['status']}")
     print(f"  space {record['space']['name']} ({record['space']['size']} genotypes"
           + (f", from {', '.join(record['space']['sources'])}" if record['space']['sources'] else "") + ")")
@@ -357,7 +408,7 @@ def cmd_compare(args) -> int:
     suite, target = parse_target(args.target, lambda name: resolve_suite(name, workspace))
     on_event, on_progress = _search_printer()
     result = compare(workspace, suite, target, args.preset, parse_budget(args.budget), args.seed, args.device,
-                     _closest_settings(args), on_event=on_event, on_progress=on_progress)
+                     _closest_settings(args), on_event=on_event, on_progress=on_progress, backend=_backend(args))
     print(f"\ncomparison on {suite.name}:{target.name} (preset {args.preset}); closest task: "
           + ", ".join(f"{row['baseline']} ({row['distance']:.3f})" for row in result["closest"]))
     _print_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
@@ -427,6 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     zoo = commands.add_parser("zoo", help="the epsilon-approximation networks").add_subparsers(dest="action",
                                                                                               required=True)
 
+    def backend_options(sub):
+        sub.add_argument("--backend", default="local", choices=["local", "ray"],
+                         help="where networks, Fishers and random-search candidates run: here (default) or as Ray "
+                              "tasks")
+        sub.add_argument("--ray-address", default=None,
+                         help="a running Ray cluster (e.g. ray://head:10001); default: start a local Ray")
+
     def zoo_options(sub, default_suite=None):
         sub.add_argument("--suite", required=default_suite is None, default=default_suite,
                          choices=list(SUITE_NAMES) + [CUSTOM_SUITE])
@@ -436,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
         sub.add_argument("--workers", type=int, default=1,
                          help="networks trained at once in separate processes (CPU only; 2 suits a 2-core machine)")
+        backend_options(sub)
 
     train = zoo.add_parser("train", help="train (or reuse) a network per task x architecture x seed")
     zoo_options(train)
@@ -473,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="CountSketch width for frechet-full when M x n does not fit in memory")
         sub.add_argument("--device", default="auto")
         sub.add_argument("--workers", type=int, default=1, help="processes for training missing zoo networks")
+        backend_options(sub)
 
     distance = commands.add_parser("distance", help="task distance matrices d[b, t] (prints them, writes CSV)")
     distance_options(distance)
@@ -514,6 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_zoo = bench.add_parser("zoo", help="train a zoo from scratch (throw-away workspace) and time it")
     zoo_options(bench_zoo, default_suite="ld8")
     bench_zoo.set_defaults(func=cmd_bench_zoo)
+    bench_backends = bench.add_parser("backends", help="the same zoo trained locally and on a local Ray, timed")
+    bench_backends.add_argument("--suite", default="ld8", choices=list(SUITE_NAMES))
+    bench_backends.add_argument("--archs", default=",".join(ARCHITECTURES), help="comma-separated architectures")
+    bench_backends.add_argument("--seeds", type=int, default=2)
+    bench_backends.add_argument("--preset", default="demo", choices=list(PRESETS))
+    bench_backends.add_argument("--ray-workers", type=int, default=2, help="CPUs of the local Ray (one per task)")
+    bench_backends.set_defaults(func=cmd_bench_backends)
     return parser
 
 

@@ -51,8 +51,10 @@ def _as_float64(value: FisherLike, name: str) -> tuple[torch.Tensor, int, str, i
         raise ValueError(f"{name} must be 1-D (diagonal) or 2-D (factor M x n), got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0 or n == 0:
         raise ValueError(f"{name} is empty: it was computed from no samples or no parameters")
-    if not torch.isfinite(tensor).all():
-        raise ValueError(f"{name} contains NaN or Inf: the network or its data produced non-finite gradients")
+    # A factor is checked through its trace or Gram matrix instead (non-finite exactly when the factor has a NaN or
+    # an Inf), which saves a whole pass over M x n values.
+    if tensor.ndim == 1 and not torch.isfinite(tensor).all():
+        raise ValueError(_non_finite(name))
     if tensor.ndim == 1 and (tensor < 0).any():
         raise ValueError(f"{name} has negative entries; a Fisher diagonal is a mean of squares")
     kind = "diagonal" if tensor.ndim == 1 else "factor"
@@ -74,6 +76,8 @@ def logdet_per_parameter(fisher: FisherLike, sigma: float) -> float:
         small = gram(tensor, tensor) / samples  # [M, M]: the nonzero spectrum of G^T G / M
     else:  # more samples than (sketched) columns: the k x k matrix is the smaller one
         small = gram(tensor.T, tensor.T) / samples
+    if not torch.isfinite(small).all():
+        raise ValueError(_non_finite("fisher"))
     eigenvalues = torch.linalg.eigvalsh(small).clamp_min(0.0)
     return float(((n - small.shape[0]) * math.log(shift) + torch.log(eigenvalues + shift).sum()) / n)
 
@@ -102,6 +106,9 @@ def frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike) -> float:
         raise ValueError("a compressed Fisher factor cannot be paired with a diagonal; use uncompressed factors")
     trace_b = _trace(b, kind_b)
     trace_t = _trace(t, kind_t)
+    for name, trace in (("fisher_b", trace_b), ("fisher_t", trace_t)):
+        if not math.isfinite(trace):
+            raise ValueError(_non_finite(name))
     if trace_b <= 0 or trace_t <= 0:
         raise ValueError("a Fisher matrix with zero trace (all gradients zero) has no unit-trace normalisation")
     if kind_b == kind_t == "diagonal":
@@ -119,8 +126,11 @@ def frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike) -> float:
 
 
 def _trace(tensor: torch.Tensor, kind: str) -> float:
+    """``tr F``: the sum of a diagonal, or ``||G||_F^2 / M`` for a factor (accumulated in float64)."""
     if kind == "diagonal":
         return float(tensor.sum())
-    total = sum(float(tensor[:, i:i + _GRAM_BLOCK].double().pow(2).sum())
-                for i in range(0, tensor.shape[1], _GRAM_BLOCK))
-    return total / tensor.shape[0]
+    return float(torch.linalg.vector_norm(tensor, dtype=torch.float64)) ** 2 / tensor.shape[0]
+
+
+def _non_finite(name: str) -> str:
+    return f"{name} contains NaN or Inf: the network or its data produced non-finite gradients"

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backends import Backend, LocalBackend
+
 from .networks import count_parameters
 from .networks.cells import cell_network
 from .search_space import Genotype, SearchSpace
@@ -266,42 +268,71 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
 def random_search(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, preset: Preset,
                   budget: SearchBudget = SearchBudget(), seed: int = 0, device: str | torch.device = "auto",
                   on_event: Callable[[dict], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> SearchOutcome:
+                  should_stop: Callable[[], bool] | None = None, backend: Backend | None = None) -> SearchOutcome:
     """Random search: ``budget.random_candidates`` genotypes of ``space``, each trained ``budget.random_epochs`` on
-    ``train``, the best by validation accuracy wins. One event per candidate: ``{method, type: "candidate", step,
-    candidates: [id], genotypes: [json], val_accuracy, seconds, best_val_accuracy, elapsed}``."""
+    ``train``, the best by validation accuracy wins (the earliest drawn on a tie). One event per candidate, in the
+    order they finish: ``{method, type: "candidate", step, candidates: [id], genotypes: [json], val_accuracy,
+    seconds, best_val_accuracy, elapsed}``.
+
+    ``backend``: where candidates train (default: here, one after the other; a ``RayBackend`` trains each as one Ray
+    task, all at once). Each candidate's weights are seeded by its draw index, so the outcome does not depend on the
+    backend (bit for bit with equal torch thread counts)."""
     budget.validate()
     x_train, y_train = train
     x_val, y_val = val
     _check_data(x_train, y_train, x_val, y_val)
     target = resolve_device(device)
     emit = on_event or (lambda event: None)
-    rng = random.Random(seed)
+    backend = backend or LocalBackend()
+    genotypes = space.sample_distinct(budget.random_candidates, random.Random(seed))
     started = time.perf_counter()
-    evaluated, best, best_accuracy, status = [], None, -1.0, "done"
-    for index, genotype in enumerate(space.sample_distinct(budget.random_candidates, rng), 1):
-        if (should_stop is not None and should_stop()) or _over_time(budget, started):
-            status = "stopped"
-            break
-        torch.manual_seed(seed * 1000 + index)
-        model = cell_network(genotype, num_classes, x_train.shape[1])
-        candidate_started = time.perf_counter()
-        try:
-            fit(model, x_train, y_train, preset, budget.random_epochs, seed + index, target, should_stop=should_stop,
-                name=f"random-search candidate {index}")
-        except InterruptedError:
-            status = "stopped"
-            break
-        accuracy = evaluate(model, x_val, y_val, device=target)
-        seconds = time.perf_counter() - candidate_started
-        evaluated.append(dict(genotype=genotype.to_json(), val_accuracy=accuracy, seconds=seconds,
-                              params=count_parameters(model)))
-        if accuracy > best_accuracy:
-            best, best_accuracy = genotype, accuracy
-        emit(dict(method="random", type="candidate", round=1, step=index, candidates=[genotype.id],
-                  genotypes=[genotype.to_json()], val_accuracy=accuracy, seconds=seconds,
-                  best_val_accuracy=best_accuracy, elapsed=time.perf_counter() - started))
+    local = isinstance(backend, LocalBackend)
+    data = tuple(backend.put(tensor) for tensor in (x_train, y_train, x_val, y_val))
+
+    def stop() -> bool:
+        return (should_stop is not None and should_stop()) or _over_time(budget, started)
+
+    # Here a candidate also stops mid-training; a Ray task is cancelled instead.
+    items = [(genotype.to_json(), index, seed, num_classes, preset, budget.random_epochs,
+              str(target) if local else "auto", *data, *((stop,) if local else ()))
+             for index, genotype in enumerate(genotypes, 1)]
+
+    results: dict[int, dict] = {}
+    status, best_accuracy = "done", -1.0
+    try:
+        for position, result in backend.map(train_candidate, items, should_stop=stop):
+            results[position] = result
+            best_accuracy = max(best_accuracy, result["val_accuracy"])
+            genotype = genotypes[position]
+            emit(dict(method="random", type="candidate", round=1, step=position + 1, candidates=[genotype.id],
+                      genotypes=[genotype.to_json()], val_accuracy=result["val_accuracy"],
+                      seconds=result["seconds"], best_val_accuracy=best_accuracy,
+                      elapsed=time.perf_counter() - started))
+    except InterruptedError:
+        status = "stopped"
+    evaluated = [results[position] for position in sorted(results)]
+    best = None
+    if evaluated:
+        winner = max(sorted(results), key=lambda position: (results[position]["val_accuracy"], -position))
+        best = genotypes[winner]
     return SearchOutcome("random", best, status, time.perf_counter() - started, str(target), evaluated=evaluated)
+
+
+def train_candidate(genotype_json: str, index: int, seed: int, num_classes: int, preset: Preset, epochs: float,
+                    device: str, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+                    y_val: torch.Tensor, should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train one random-search candidate (the ``index``-th drawn, 1-based) for ``epochs`` and measure it:
+    ``{genotype, val_accuracy, seconds, params}``. Touches no workspace, so it can run in a Ray task."""
+    genotype = Genotype.from_json(genotype_json)
+    target = resolve_device(device)
+    started = time.perf_counter()
+    torch.manual_seed(seed * 1000 + index)
+    model = cell_network(genotype, num_classes, x_train.shape[1])
+    fit(model, x_train, y_train, preset, epochs, seed + index, target, should_stop=should_stop,
+        name=f"random-search candidate {index}")
+    accuracy = evaluate(model, x_val, y_val, device=target)
+    return dict(genotype=genotype_json, val_accuracy=accuracy, seconds=time.perf_counter() - started,
+                params=count_parameters(model))
 
 
 def _over_time(budget: SearchBudget, started: float) -> bool:

@@ -4,6 +4,7 @@ Each one only translates parameters and progress; the work itself is the library
 """
 from __future__ import annotations
 
+from .backends import make_backend
 from .fuse import SearchBudget
 from .jobs import JobContext, register
 from .nas import ClosestSettings, compare, parse_target, run_search
@@ -47,8 +48,13 @@ def zoo_job(context: JobContext, params: dict) -> dict:
 
     records = train_zoo(workspace, suite, parse_archs(params["archs"]), list(range(seeds)),
                         params.get("preset", "demo"), device=params.get("device", "auto"), tasks=params.get("tasks"),
-                        on_event=on_event, should_stop=context.should_stop)
+                        on_event=on_event, should_stop=context.should_stop, backend=job_backend(params))
     return dict(networks=[r.key for r in records], count=len(records))
+
+
+def job_backend(params: dict):
+    """The backend a job's parameters name: ``{backend: "local" | "ray", ray_address}`` (default local)."""
+    return make_backend(params.get("backend") or "local", params.get("ray_address") or None)
 
 
 @register("distances")
@@ -68,7 +74,8 @@ def distances_job(context: JobContext, params: dict) -> dict:
         results.append(distance_matrices(workspace, suite, arch, params.get("metric", "logdet"),
                                          list(range(int(params.get("seeds", 1)))), params.get("preset", "demo"),
                                          sigma=float(params.get("sigma", 1e-3)), config=config,
-                                         device=params.get("device", "auto"), on_progress=on_progress))
+                                         device=params.get("device", "auto"), on_progress=on_progress,
+                                         backend=job_backend(params)))
     return dict(archs=archs, seconds=sum(r.seconds for r in results))
 
 
@@ -84,7 +91,8 @@ def search_job(context: JobContext, params: dict) -> dict:
                         closest=ClosestSettings.from_dict(params.get("closest")),
                         on_event=_search_progress(context, budget),
                         should_stop=context.should_stop,
-                        on_progress=lambda message, fraction: context.progress(message, 0.0))
+                        on_progress=lambda message, fraction: context.progress(message, 0.0),
+                        backend=job_backend(params))
     context.info(run_id=record["run_id"])
     if record["status"] == "stopped":
         raise InterruptedError("search stopped; its partial history is kept")
@@ -101,7 +109,7 @@ def compare_job(context: JobContext, params: dict) -> dict:
                      params.get("device", "auto"), ClosestSettings.from_dict(params.get("closest")),
                      on_event=_search_progress(context, budget),
                      on_progress=lambda message, fraction: context.progress(message, fraction),
-                     should_stop=context.should_stop)
+                     should_stop=context.should_stop, backend=job_backend(params))
     return dict(rows=result["rows"], csv=result["csv"])
 
 
@@ -120,13 +128,15 @@ def demo_job(context: JobContext, params: dict) -> dict:
             context.progress(f"{label}: {message}", (stage + min(1.0, fraction)) / stages)
         return report
 
+    backend = job_backend(settings)
     report = staged(0, "1/3 zoo")
     train_zoo(workspace, suite, settings["archs"], [0], settings["preset"], should_stop=context.should_stop,
+              backend=backend,
               on_event=lambda e: report(f"{e.task} / {e.arch}: {e.status}",
                                         (e.index + (e.progress.fraction if e.progress else 0)) / e.total))
     report = staged(1, "2/3 distances")
-    results = [distance_matrices(workspace, suite, arch, "logdet", [0], settings["preset"], on_progress=report)
-               for arch in settings["archs"]]
+    results = [distance_matrices(workspace, suite, arch, "logdet", [0], settings["preset"], on_progress=report,
+                                 backend=backend) for arch in settings["archs"]]
     combined = results[0] if len(results) == 1 else across_architectures(results)
     closest = combined.closest(settings["target"], 1)
     report = staged(2, "3/3 FUSE")
@@ -141,7 +151,7 @@ def demo_job(context: JobContext, params: dict) -> dict:
     record = run_search(workspace, suite, suite.task(settings["target"]), space="related", method="fuse",
                         preset=settings["preset"], budget=budget,
                         closest=ClosestSettings(archs=tuple(settings["archs"]), seeds=1),
-                        on_event=on_event, should_stop=context.should_stop, on_progress=report)
+                        on_event=on_event, should_stop=context.should_stop, on_progress=report, backend=backend)
     context.info(run_id=record["run_id"])
     return dict(suite=suite.name, target=settings["target"], closest=closest, run_id=record["run_id"],
                 test_accuracy=record.get("test_accuracy"))

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from .backends import Backend
 from .fuse import SearchBudget, SearchOutcome, fuse, random_search
 from .networks import ARCHITECTURES, count_parameters
 from .networks.cells import cell_network
@@ -71,10 +72,11 @@ def parse_target(text: str, resolve: Callable[[str], Suite]) -> tuple[Suite, Tas
 
 def closest_tasks(workspace: Workspace, suite: Suite, target: Task, preset: Preset,
                   settings: ClosestSettings = ClosestSettings(), device: str = "auto",
-                  on_progress: Callable[[str, float], None] | None = None) -> list[dict]:
+                  on_progress: Callable[[str, float], None] | None = None,
+                  backend: Backend | None = None) -> list[dict]:
     """The ``settings.top`` baselines of ``suite`` closest to ``target`` (distance averaged over the architectures
     and seeds), among ``settings.baselines`` when given: ``[{baseline, distance, std, per_seed}]``, nearest first.
-    Distances come from the store when cached."""
+    Distances come from the store when cached; missing ones are computed where ``backend`` runs work."""
     names = [t.name for t in suite.tasks]
     unknown = [b for b in settings.baselines if b not in names]
     if unknown:
@@ -85,7 +87,8 @@ def closest_tasks(workspace: Workspace, suite: Suite, target: Task, preset: Pres
     if not 1 <= settings.top <= len(allowed):
         raise ValueError(f"top must be in 1..{len(allowed)} for {len(allowed)} baseline(s), got {settings.top}")
     results = [distance_matrices(workspace, suite, arch, settings.metric, list(range(settings.seeds)), preset,
-                                 sigma=settings.sigma, config=settings.fisher, device=device, on_progress=on_progress)
+                                 sigma=settings.sigma, config=settings.fisher, device=device, on_progress=on_progress,
+                                 backend=backend)
                for arch in settings.archs]
     combined = results[0] if len(results) == 1 else across_architectures(results)
     ranking = combined.closest(target.name, len(names) - 1)
@@ -126,7 +129,8 @@ def latest_comparison(workspace: Workspace, suite: str, target: str) -> dict | N
 
 def build_space(workspace: Workspace, suite: Suite, target: Task, space: str | SearchSpace, preset: Preset,
                 budget: SearchBudget, closest: ClosestSettings, seed: int = 0, device: str = "auto",
-                on_progress: Callable[[str, float], None] | None = None) -> SearchSpace:
+                on_progress: Callable[[str, float], None] | None = None,
+                backend: Backend | None = None) -> SearchSpace:
     """``"standard"``, ``"related"`` (from the closest baselines' genotypes, searched first when missing) or a
     ready ``SearchSpace``."""
     if isinstance(space, SearchSpace):
@@ -135,7 +139,7 @@ def build_space(workspace: Workspace, suite: Suite, target: Task, space: str | S
         return standard_space()
     if space != "related":
         raise ValueError(f"unknown space {space!r}: choose one of {', '.join(SPACES)}")
-    nearest = closest_tasks(workspace, suite, target, preset, closest, device, on_progress)
+    nearest = closest_tasks(workspace, suite, target, preset, closest, device, on_progress, backend)
     chosen = []
     for row in nearest:
         if on_progress:
@@ -158,20 +162,22 @@ def run_search(workspace: Workspace, suite: Suite, target: Task, *, space: str |
                seed: int = 0, device: str = "auto", closest: ClosestSettings = ClosestSettings(),
                on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
                on_progress: Callable[[str, float], None] | None = None, final_training: bool = True,
-               run_id: str | None = None) -> dict:
+               run_id: str | None = None, backend: Backend | None = None) -> dict:
     """Search ``space`` for ``target`` with ``method`` and (``final_training``) train the winner from scratch.
 
     Returns the stored record: ``{run_id, suite, target, method, space: {...}, status, genotype, genotype_text,
     params, val_accuracy, test_accuracy, search_seconds, train_seconds, device, budget, rounds | evaluated}``.
     Events go to ``on_event`` and to the store stream ``search:<run_id>``; a stopped search keeps its partial history
     (status ``"stopped"``). A finished run with the same configuration is returned from the store.
+    ``backend`` decides where the closest-task distances and random-search candidates run (FUSE trains its
+    candidates together, as one mixture, so it runs here).
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     if method not in METHODS:
         raise ValueError(f"unknown search method {method!r}: choose one of {', '.join(METHODS)}")
     budget.validate()
     resolve_device(device)
-    space = build_space(workspace, suite, target, space, preset, budget, closest, seed, device, on_progress)
+    space = build_space(workspace, suite, target, space, preset, budget, closest, seed, device, on_progress, backend)
     run_id = run_id or search_key(suite, target, space, method, preset, budget, seed, final_training)
     stored = workspace.get_result("search", run_id)
     if stored is not None and stored[0]["status"] == "done":
@@ -191,10 +197,13 @@ def run_search(workspace: Workspace, suite: Suite, target: Task, *, space: str |
     # Only the training and validation splits reach the search: the test split is not even built until the end.
     splits = make_splits(target, preset.sizes, 0, suite.spec)
     train, val = splits.tensors("train"), splits.tensors("val")
-    algorithm = fuse if method == "fuse" else random_search
     try:
-        outcome: SearchOutcome = algorithm(space, train, val, target.num_outputs, preset, budget, seed, device,
-                                           on_event=emit, should_stop=should_stop)
+        if method == "fuse":
+            outcome: SearchOutcome = fuse(space, train, val, target.num_outputs, preset, budget, seed, device,
+                                          on_event=emit, should_stop=should_stop)
+        else:
+            outcome = random_search(space, train, val, target.num_outputs, preset, budget, seed, device,
+                                    on_event=emit, should_stop=should_stop, backend=backend)
     except Exception as error:
         workspace.put_result("search", run_id, dict(record, status="failed", error=str(error)))
         raise
@@ -243,7 +252,7 @@ def compare(workspace: Workspace, suite: Suite, target: Task, preset: Preset | s
             budget: SearchBudget = SearchBudget(), seed: int = 0, device: str = "auto",
             closest: ClosestSettings = ClosestSettings(), on_event: Callable[[dict], None] | None = None,
             on_progress: Callable[[str, float], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> dict:
+            should_stop: Callable[[], bool] | None = None, backend: Backend | None = None) -> dict:
     """The source document's comparison table for ``target``: VGG-16, ResNet-18, DenseNet-121 trained on it (the zoo
     networks, seed ``seed``), random search and FUSE on the standard space, FUSE on the related space.
 
@@ -262,14 +271,14 @@ def compare(workspace: Workspace, suite: Suite, target: Task, preset: Preset | s
                          val_accuracy=record.val_accuracy, params_m=record.params / 1e6, search_seconds=None,
                          train_seconds=record.seconds, train_epochs=preset.epochs_for(arch), device=record.device,
                          space=None, space_size=None, closest_task=None))
-    nearest = closest_tasks(workspace, suite, target, preset, closest, device, on_progress)
+    nearest = closest_tasks(workspace, suite, target, preset, closest, device, on_progress, backend)
     runs = [("random", "standard", "random search"), ("fuse", "standard", "FUSE, standard space"),
             ("fuse", "related", "FUSE, related space")]
     for index, (method, space, label) in enumerate(runs):
         report(label, (3 + index) / 6)
         record = run_search(workspace, suite, target, space=space, method=method, preset=preset, budget=budget,
                             seed=seed, device=device, closest=closest, on_event=on_event, should_stop=should_stop,
-                            on_progress=on_progress)
+                            on_progress=on_progress, backend=backend)
         if record["status"] != "done":
             raise InterruptedError(f"{label} was stopped; its partial history is in the store ({record['run_id']})")
         rows.append(dict(method=label, architecture=f"cell {Genotype.from_json(record['genotype']).id}",

@@ -195,10 +195,11 @@ class Workspace:
                       metadata: dict[str, str] | None = None) -> ArtifactRef:
         """Atomically write ``tensors`` as safetensors; returns the path and sha256 to put in the index row."""
         final = self.artifact_path(kind, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=final.parent)
-        os.close(fd)
+        tmp_name = None
         try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=final.parent)
+            os.close(fd)
             contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
             save_file(contiguous, tmp_name, metadata=metadata or {})
             with open(tmp_name, "rb") as handle:
@@ -206,11 +207,13 @@ class Workspace:
             digest = sha256_file(Path(tmp_name))
             os.replace(tmp_name, final)
         except OSError as error:
-            Path(tmp_name).unlink(missing_ok=True)
+            if tmp_name:
+                Path(tmp_name).unlink(missing_ok=True)
             raise ValueError(f"could not write {final} ({error.strerror}): free disk space or fix permissions; "
                              "earlier results are untouched") from error
         except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
+            if tmp_name:
+                Path(tmp_name).unlink(missing_ok=True)
             raise
         return ArtifactRef(str(final.relative_to(self.root)), digest)
 

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .backends import Backend, LocalBackend, RayBackend
 from .distance import frechet_distance, logdet_distance
 from .fisher import FisherFactor, diagonal_fisher, fisher_factor
 from .networks import BackboneHeadNet
 from .store import NetworkRecord, Workspace, config_key
 from .tasks import Suite, Task, make_splits
 from .training import Preset, get_preset, resolve_device
-from .zoo import load_network, network_key, train_zoo
+from .zoo import model_from_state, network_key, train_zoo, verify_checkpoint
 
 METRICS = ("logdet", "frechet", "frechet-full")
 
@@ -50,7 +51,7 @@ class FisherConfig:
     head: str = "refit"
     params: str = "backbone"
     projection_dim: int | None = None
-    batch_size: int = 64
+    batch_size: int = 128
 
     def validate(self) -> None:
         if self.samples < 2:
@@ -89,21 +90,41 @@ def target_fisher(workspace: Workspace, record: NetworkRecord, suite: Suite, tar
     """``F[b, t]`` for network ``record`` (N_b) on target task ``target``: a diagonal ``[n]`` (``"diagonal"``) or a
     factor ``[M, n]`` (``"factor"``). Cached in the workspace under a hash of every input."""
     config.validate()
-    key = config_key(dict(network=record.key, sha=record.sha256, target=target.fingerprint(),
-                          spec=vars(suite.spec), sizes=vars(preset.sizes), representation=representation,
-                          config=vars(config)))
-    stored = workspace.get_result("fisher", key)
+    key = _fisher_key(record, suite, target, preset, representation, config)
+    stored = _stored_fisher(workspace, key)
     if stored is not None:
-        payload, ref = stored
-        tensors = workspace.read_tensors(ref)
-        if representation == "diagonal":
-            return tensors["fisher"]
-        matrix = tensors["fisher"]
-        return matrix if payload["sketch_seed"] is None else FisherFactor(matrix, payload["n"], payload["sketch_seed"])
+        return stored
+    result, seconds = compute_target_fisher(verify_checkpoint(workspace, record), record, suite, target, preset,
+                                            representation, config, device)
+    _store_fisher(workspace, key, record, target, representation, result, seconds)
+    return result
 
+
+def _fisher_key(record: NetworkRecord, suite: Suite, target: Task, preset: Preset, representation: str,
+                config: FisherConfig) -> str:
+    return config_key(dict(network=record.key, sha=record.sha256, target=target.fingerprint(), spec=vars(suite.spec),
+                           sizes=vars(preset.sizes), representation=representation, config=vars(config)))
+
+
+def _stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor | None:
+    stored = workspace.get_result("fisher", key)
+    if stored is None:
+        return None
+    payload, ref = stored
+    matrix = workspace.read_tensors(ref)["fisher"]
+    if payload["representation"] == "diagonal" or payload["sketch_seed"] is None:
+        return matrix
+    return FisherFactor(matrix, payload["n"], payload["sketch_seed"])
+
+
+def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord, suite: Suite, target: Task,
+                          preset: Preset, representation: str, config: FisherConfig,
+                          device: str = "auto") -> tuple[torch.Tensor | FisherFactor, float]:
+    """``(F[b, t], seconds)`` from N_b's weights ``state`` without touching any workspace (so it can run in a Ray
+    task); the result is on the CPU."""
     started = time.perf_counter()
     target_device = resolve_device(device)
-    model = load_network(workspace, record, target_device)
+    model = model_from_state(record, state, target_device)
     images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples)
     if len(labels) < config.samples:
         raise ValueError(f"task {target.name!r} has {len(labels)} training images; the Fisher needs {config.samples}")
@@ -119,21 +140,25 @@ def target_fisher(workspace: Workspace, record: NetworkRecord, suite: Suite, tar
     if representation == "diagonal":
         result = diagonal_fisher(model, inputs, targets, kind=kind, params=config.params,
                                  batch_size=config.batch_size)
-        n, sketch_seed = result.numel(), None
     elif representation == "factor":
         result = fisher_factor(model, inputs, targets, kind=kind, params=config.params,
                                projection_dim=config.projection_dim, batch_size=config.batch_size)
-        n = result.num_params if isinstance(result, FisherFactor) else result.shape[1]
-        sketch_seed = result.sketch_seed if isinstance(result, FisherFactor) else None
     else:
         raise ValueError(f"representation must be 'diagonal' or 'factor', got {representation!r}")
+    return result, time.perf_counter() - started
+
+
+def _store_fisher(workspace: Workspace, key: str, record: NetworkRecord, target: Task, representation: str,
+                  result: torch.Tensor | FisherFactor, seconds: float) -> None:
     matrix = result.matrix if isinstance(result, FisherFactor) else result
+    if isinstance(result, FisherFactor):
+        n, sketch_seed = result.num_params, result.sketch_seed
+    else:
+        n, sketch_seed = result.shape[-1], None
     ref = workspace.write_tensors("fisher", key, {"fisher": matrix})
     workspace.put_result("fisher", key, dict(network=record.key, arch=record.arch, baseline=record.task,
                                              target=target.name, seed=record.seed, representation=representation,
-                                             n=n, sketch_seed=sketch_seed, seconds=time.perf_counter() - started),
-                         ref)
-    return result
+                                             n=n, sketch_seed=sketch_seed, seconds=seconds), ref)
 
 
 @functools.lru_cache(maxsize=16)
@@ -142,6 +167,63 @@ def _target_examples(target: Task, sizes, spec, count: int) -> tuple[torch.Tenso
     every baseline of a column, so it is built once per target rather than once per (baseline, target) pair."""
     images, labels = make_splits(target, sizes, seed=0, spec=spec).tensors("train")
     return images[:count], labels[:count]
+
+
+class _FisherSource:
+    """The ``F[b, t]`` of a distance computation, computed where ``backend`` runs work and stored by this process.
+
+    Locally, ``get`` reads a Fisher from the store each time it is asked for (so at most the two Fishers of one
+    pair are in memory, which matters for full-matrix factors); on Ray it returns an object-store handle, uploaded
+    once and passed to every distance task that needs it.
+    """
+
+    def __init__(self, workspace, backend, suite, preset, representation, config, device):
+        self.workspace, self.backend, self.suite, self.preset = workspace, backend, suite, preset
+        self.representation, self.config, self.device = representation, config, device
+        self.handles: dict[str, object] = {}
+        self.count = 0
+
+    def key(self, record: NetworkRecord, target: Task) -> str:
+        return _fisher_key(record, self.suite, target, self.preset, self.representation, self.config)
+
+    def ensure(self, pairs: list[tuple[NetworkRecord, Task]], on_done: Callable[[NetworkRecord, Task], None]) -> None:
+        """Compute every missing ``F[b, t]`` of ``pairs`` (one piece of work per pair) and store each as it
+        arrives."""
+        missing = []
+        for record, target in pairs:
+            if self.workspace.get_result("fisher", self.key(record, target)) is None:
+                missing.append((record, target))
+            else:
+                self.count += 1
+                on_done(record, target)
+        states: dict[str, object] = {}
+
+        def items():  # lazily: locally, one network's weights are read when its first pair runs
+            for record, target in missing:
+                if record.key not in states:
+                    states[record.key] = self.backend.put(verify_checkpoint(self.workspace, record))
+                yield (states[record.key], record, self.suite, target, self.preset, self.representation,
+                       self.config, self.device)
+
+        for position, (result, seconds) in self.backend.map(compute_target_fisher, items()):
+            record, target = missing[position]
+            _store_fisher(self.workspace, self.key(record, target), record, target, self.representation, result,
+                          seconds)
+            self.count += 1
+            on_done(record, target)
+
+    def get(self, record: NetworkRecord, target: Task):
+        key = self.key(record, target)
+        if isinstance(self.backend, LocalBackend):
+            return _stored_fisher(self.workspace, key)
+        if key not in self.handles:
+            self.handles[key] = self.backend.put(_stored_fisher(self.workspace, key))
+        return self.handles[key]
+
+    def release(self, keep: list[tuple[NetworkRecord, Task]]) -> None:
+        """Drop the object-store handles except those of ``keep`` (needed again for the noise floor)."""
+        kept = {self.key(record, target) for record, target in keep}
+        self.handles = {key: handle for key, handle in self.handles.items() if key in kept}
 
 
 def _pair_distance(metric: str, fisher_b, fisher_t, sigma: float) -> float:
@@ -256,12 +338,15 @@ def task_atlas(distances: np.ndarray) -> np.ndarray:
 def distance_matrices(workspace: Workspace, suite: Suite, arch: str, metric: str, seeds: list[int],
                       preset: Preset | str = "demo", sigma: float = 1e-3, config: FisherConfig = FisherConfig(),
                       device: str = "auto", on_progress: Callable[[str, float], None] | None = None,
-                      workers: int = 1) -> DistanceResult:
+                      workers: int = 1, backend: Backend | None = None) -> DistanceResult:
     """The ``d[b, t]`` matrices of ``suite`` for ``arch`` and each seed (zoo networks are trained when missing).
 
     ``metric``: ``"logdet"`` (equation 5 on diagonals), ``"frechet"`` (equation 8, diagonals) or
     ``"frechet-full"`` (equation 7 on full matrices, exact through factors). ``sigma`` only matters for logdet.
     ``on_progress(message, fraction)`` reports progress. A repeated request is read from the store.
+    ``backend``: a ``RayBackend`` trains the missing networks and computes every Fisher (one task per network and
+    target) and every distance (one task per pair) on Ray; otherwise networks train in ``workers`` local processes
+    and the rest runs here. This process stores every result.
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     if metric not in METRICS:
@@ -279,31 +364,37 @@ def distance_matrices(workspace: Workspace, suite: Suite, arch: str, metric: str
     started = time.perf_counter()
     report = on_progress or (lambda message, fraction: None)
     report(f"ensuring {len(tasks) * len(seeds)} {arch} networks", 0.0)
-    records = train_zoo(workspace, suite, [arch], list(seeds), preset, device=device, workers=workers)
+    ray_backend = backend if isinstance(backend, RayBackend) else None
+    records = train_zoo(workspace, suite, [arch], list(seeds), preset, device=device, workers=workers,
+                        backend=ray_backend)
     by_task_seed = {(r.task, r.seed): r for r in records}
-    representation = "factor" if metric == "frechet-full" else "diagonal"
-    count = len(seeds) * len(tasks) * len(tasks)
-    done = 0
+    fishers = _FisherSource(workspace, ray_backend or LocalBackend(), suite, preset,
+                            "factor" if metric == "frechet-full" else "diagonal", config, device)
+    work = len(seeds) * len(tasks) * len(tasks)
 
-    def fisher(baseline: Task, target: Task, seed: int):
-        return target_fisher(workspace, by_task_seed[(baseline.name, seed)], suite, target, preset, representation,
-                             config, device)
+    def report_fisher(record: NetworkRecord, target: Task) -> None:
+        report(f"seed {record.seed}: F[{record.task}, {target.name}]", min(fishers.count, work) / work)
 
     matrices = np.zeros((len(seeds), len(tasks), len(tasks)))
     for k, seed in enumerate(seeds):
-        for t, target in enumerate(tasks):
-            own = fisher(target, target, seed)
-            for b, baseline in enumerate(tasks):
-                report(f"seed {seed}: F[{baseline.name}, {target.name}]", done / count)
-                matrices[k, b, t] = 0.0 if b == t else _pair_distance(metric, fisher(baseline, target, seed), own,
-                                                                      sigma)
-                done += 1
+        networks = [by_task_seed[(task.name, seed)] for task in tasks]
+        fishers.ensure([(record, target) for target in tasks for record in networks], report_fisher)
+        pairs = [(b, t) for t in range(len(tasks)) for b in range(len(tasks)) if b != t]
+        items = ((metric, fishers.get(networks[b], tasks[t]), fishers.get(networks[t], tasks[t]), sigma)
+                 for b, t in pairs)
+        for position, value in fishers.backend.map(_pair_distance, items):
+            matrices[(k, *pairs[position])] = value
+        fishers.release(keep=[(networks[t], tasks[t]) for t in range(len(tasks))])
     noise = np.full(len(tasks), np.nan)
     if len(seeds) > 1:
-        for t, target in enumerate(tasks):
-            pairs = [_pair_distance(metric, fisher(target, target, i), fisher(target, target, j), sigma)
-                     for i, j in itertools.combinations(seeds, 2)]
-            noise[t] = float(np.mean(pairs))
+        floor_pairs = [(t, i, j) for t in range(len(tasks)) for i, j in itertools.combinations(seeds, 2)]
+        items = ((metric, fishers.get(by_task_seed[(tasks[t].name, i)], tasks[t]),
+                  fishers.get(by_task_seed[(tasks[t].name, j)], tasks[t]), sigma) for t, i, j in floor_pairs)
+        floors: dict[int, list[float]] = {}
+        for position, value in fishers.backend.map(_pair_distance, items):
+            floors.setdefault(floor_pairs[position][0], []).append(value)
+        for t, values in floors.items():
+            noise[t] = float(np.mean(values))
     result = DistanceResult(suite.name, arch, metric, float(sigma), list(seeds), [t.name for t in tasks], matrices,
                             noise, time.perf_counter() - started)
     workspace.put_result("distances", _distances_key(suite, arch, metric, seeds, preset, sigma, config),

@@ -97,8 +97,33 @@ def suite_index(space: Workspace, names: list[str]) -> int:
     return names.index(suite) if suite in names else 0
 
 
+BACKEND_HELP = ("local: jobs run in this server's process. ray: zoo networks, Fisher matrices, distances and "
+                "random-search candidates run as Ray tasks (FUSE itself runs here); results are written to this "
+                "workspace by the server.")
+
+
+def backend_settings() -> dict:
+    """The sidebar's compute-backend choice, kept for the whole browser session across pages:
+    ``{"backend": "local" | "ray", "ray_address": str | None}``. ``submit`` adds it to every job's parameters."""
+    choice = st.session_state.setdefault("backend_choice", {"backend": "local", "ray_address": ""})
+    with st.sidebar:
+        st.markdown("**Compute backend**")
+        backend = st.radio("Run jobs on", ["local", "ray"], index=["local", "ray"].index(choice["backend"]),
+                           horizontal=True, help=BACKEND_HELP)
+        address = choice["ray_address"]
+        if backend == "ray":
+            address = st.text_input("Ray address", value=address, placeholder="empty: start a local Ray",
+                                    help="a running cluster, e.g. ray://head-node:10001 (every node needs this "
+                                         "project's requirements and the datasets)")
+    st.session_state["backend_choice"] = {"backend": backend, "ray_address": address.strip()}
+    return {"backend": backend, "ray_address": address.strip() or None}
+
+
 def submit(space: Workspace, kind: str, params: dict) -> str | None:
-    """Launch a background job, remember it in the session, and say so; ``st.error`` for bad parameters."""
+    """Launch a background job on the session's compute backend, remember it in the session, and say so;
+    ``st.error`` for bad parameters."""
+    choice = st.session_state.get("backend_choice", {"backend": "local", "ray_address": ""})
+    params = dict(params, backend=choice["backend"], ray_address=choice["ray_address"] or None)
     try:
         job_id = runner(space).submit(kind, params)
     except ValueError as error:
@@ -129,7 +154,7 @@ def job_panel(space: Workspace, kind: str, title: str = "Jobs", limit: int = 5) 
 def render_job(space: Workspace, job_id: str) -> None:
     """One job: status, progress bar, message, error, and the buttons that make sense for its state."""
     job = get_job(space, job_id)
-    label = f"`{job.id}` · {job.status}"
+    label = f"`{job.id}` · {job.status}" + (" · on Ray" if job.params.get("backend") == "ray" else "")
     if job.active:
         st.progress(job.progress, text=f"{label} · {job.message}")
         if st.button("Cancel", key=f"cancel-{job.id}"):

@@ -7,19 +7,17 @@ changing any of them trains a new one.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 
+from .backends import Backend, LocalBackend
 from .networks import ARCHITECTURES, BackboneHeadNet, build_network
 from .store import ArtifactRef, CorruptArtifactError, NetworkRecord, Workspace, config_key
 from .tasks import Suite, Task, get_suite, make_splits, SUITE_NAMES
-from .training import Preset, TrainProgress, get_preset, resolve_device, train_network
+from .training import Preset, TrainProgress, TrainResult, get_preset, resolve_device, train_network
 
 CUSTOM_SUITE = "custom"
 
@@ -75,17 +73,41 @@ def ensure_network(workspace: Workspace, suite: Suite, task: Task, arch: str, pr
     checkpoint failed its sha256 check, so it was trained again and replaced).
     """
     key = network_key(suite, task, arch, preset, seed)
-    existing = workspace.find_network(key)
-    status = "trained"
+    existing, status = _stored_network(workspace, key)
     if existing is not None:
-        try:
-            verify_checkpoint(workspace, existing)
-            return existing, "reused"
-        except CorruptArtifactError:
-            status = "rebuilt-corrupt"
+        return existing, status
+    result = train_zoo_network(suite, task, arch, preset, seed, device, on_progress, should_stop)
+    return store_network(workspace, suite, task, arch, preset, seed, result), status
+
+
+def _stored_network(workspace: Workspace, key: str) -> tuple[NetworkRecord | None, str]:
+    """``(record, "reused")`` when stored and intact; ``(None, "trained" | "rebuilt-corrupt")`` otherwise."""
+    existing = workspace.find_network(key)
+    if existing is None:
+        return None, "trained"
+    try:
+        verify_checkpoint(workspace, existing)
+        return existing, "reused"
+    except CorruptArtifactError:
+        return None, "rebuilt-corrupt"
+
+
+def train_zoo_network(suite: Suite, task: Task, arch: str, preset: Preset, seed: int, device: str = "auto",
+                      on_progress: Callable[[TrainProgress], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train one zoo network without touching any workspace (so it can run in a worker process or a Ray task);
+    the model comes back on the CPU."""
     splits = make_splits(task, preset.sizes, seed, suite.spec)
     result = train_network(splits, arch, preset, seed=seed, device=device, on_progress=on_progress,
                            should_stop=should_stop)
+    result.model = result.model.cpu()
+    return result
+
+
+def store_network(workspace: Workspace, suite: Suite, task: Task, arch: str, preset: Preset, seed: int,
+                  result: TrainResult) -> NetworkRecord:
+    """Write a trained network's checkpoint (safetensors) and its row; returns the row."""
+    key = network_key(suite, task, arch, preset, seed)
     metadata = dict(arch=arch, config=json.dumps(result.model.config), task=task.fingerprint(), key=key)
     ref = workspace.write_tensors("networks", key, result.model.state_dict(), metadata)
     record = NetworkRecord(
@@ -95,7 +117,7 @@ def ensure_network(workspace: Workspace, suite: Suite, task: Task, arch: str, pr
         epsilon=preset.epsilon, params=result.params, seconds=result.seconds, device=result.device,
         checkpoint=ref.path, sha256=ref.sha256, history=result.history, created_at=time.time())
     workspace.record_network(record)
-    return record, status
+    return record
 
 
 def verify_checkpoint(workspace: Workspace, record: NetworkRecord) -> dict[str, torch.Tensor]:
@@ -110,7 +132,12 @@ def verify_checkpoint(workspace: Workspace, record: NetworkRecord) -> dict[str, 
 
 def load_network(workspace: Workspace, record: NetworkRecord, device: str | torch.device = "cpu") -> BackboneHeadNet:
     """The trained model of ``record`` in eval mode; ``CorruptArtifactError`` when its checkpoint is damaged."""
-    state = verify_checkpoint(workspace, record)
+    return model_from_state(record, verify_checkpoint(workspace, record), device)
+
+
+def model_from_state(record: NetworkRecord, state: dict[str, torch.Tensor],
+                     device: str | torch.device = "cpu") -> BackboneHeadNet:
+    """``record``'s architecture with the weights ``state``, in eval mode; ``ValueError`` when they do not fit."""
     model = build_network(record.arch, record.num_classes, record.in_channels, record.width)
     try:
         model.load_state_dict(state, strict=True)
@@ -123,13 +150,16 @@ def load_network(workspace: Workspace, record: NetworkRecord, device: str | torc
 def train_zoo(workspace: Workspace, suite: Suite, archs: list[str], seeds: list[int], preset: Preset | str,
               device: str = "auto", tasks: list[str] | None = None,
               on_event: Callable[[ZooEvent], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, workers: int = 1) -> list[NetworkRecord]:
+              should_stop: Callable[[], bool] | None = None, workers: int = 1,
+              backend: Backend | None = None) -> list[NetworkRecord]:
     """Ensure a network for every task x architecture x seed of ``suite`` (``tasks`` restricts the tasks).
 
     Stored networks are reused; each newly trained one is written as soon as it is done, so an interrupted run
-    keeps everything it finished. ``workers > 1`` (CPU only) trains that many networks at once in separate
-    processes sharing the cores: small networks use two cores poorly, so this was 1.24x faster for the demo zoo on
-    a 2-core machine, at the price of per-step progress events (only finished networks are reported).
+    keeps everything it finished. ``backend`` decides where the missing networks train (default: here, with a
+    progress event per training step). ``LocalBackend(workers > 1)`` (CPU only; ``workers`` is its shorthand)
+    trains that many at once in separate processes: small networks use two cores poorly, so this was 1.24x faster
+    for the demo zoo on a 2-core machine. ``RayBackend`` trains each as one Ray task. With several processes or Ray,
+    only finished networks are reported, and this process writes every result to the workspace.
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     archs = parse_archs(archs)
@@ -138,6 +168,9 @@ def train_zoo(workspace: Workspace, suite: Suite, archs: list[str], seeds: list[
         raise ValueError("at least one seed is needed (--seeds K trains seeds 0..K-1)")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    backend = backend or LocalBackend(workers)
+    if isinstance(backend, LocalBackend) and resolve_device(device).type != "cpu":
+        backend = LocalBackend(1)  # worker processes are CPU-only; one accelerator trains one network at a time
     jobs = [(task, arch, seed) for seed in seeds for task in chosen for arch in archs]
 
     def emit(index, status, progress=None, record=None):
@@ -145,8 +178,8 @@ def train_zoo(workspace: Workspace, suite: Suite, archs: list[str], seeds: list[
             task, arch, seed = jobs[index]
             on_event(ZooEvent(index, len(jobs), suite.name, task.name, arch, seed, status, progress, record))
 
-    if workers > 1 and resolve_device(device).type == "cpu":
-        return _train_parallel(workspace, suite, jobs, preset, workers, emit, should_stop)
+    if not (isinstance(backend, LocalBackend) and backend.workers == 1):
+        return _train_fanout(workspace, suite, jobs, preset, device, backend, emit, should_stop)
     records = []
     for index, (task, arch, seed) in enumerate(jobs):
         emit(index, "training")
@@ -158,32 +191,30 @@ def train_zoo(workspace: Workspace, suite: Suite, archs: list[str], seeds: list[
     return records
 
 
-def _train_parallel(workspace, suite, jobs, preset, workers, emit, should_stop) -> list[NetworkRecord]:
-    threads = max(1, (os.cpu_count() or 1) // workers)
+def _train_fanout(workspace, suite, jobs, preset, device, backend, emit, should_stop) -> list[NetworkRecord]:
+    """Stored networks are reused here; the missing ones train through ``backend.map`` and are stored by this
+    process as each arrives."""
+    records: list[NetworkRecord | None] = [None] * len(jobs)
+    statuses, missing = {}, []
+    for index, (task, arch, seed) in enumerate(jobs):
+        record, statuses[index] = _stored_network(workspace, network_key(suite, task, arch, preset, seed))
+        if record is not None:
+            records[index] = record
+            emit(index, "reused", record=record)
+        else:
+            missing.append(index)
     # Longest first (DenseNet, then ResNet, then VGG) so the last network to finish is a short one.
     cost = {"densenet121": 0, "resnet18": 1, "vgg16": 2}
-    order = sorted(range(len(jobs)), key=lambda i: cost.get(jobs[i][1], 3))
-    records: list[NetworkRecord | None] = [None] * len(jobs)
-    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools into the children
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
-                             initargs=(threads,)) as pool:
-        futures = {}
-        for index in order:
-            task, arch, seed = jobs[index]
-            futures[pool.submit(ensure_network, workspace, suite, task, arch, preset, seed, "cpu")] = index
-            emit(index, "training")
-        try:
-            for future in as_completed(futures):
-                index = futures[future]
-                record, status = future.result()
-                records[index] = record
-                emit(index, status, record=record)
-                if should_stop is not None and should_stop():
-                    raise InterruptedError("training was stopped")
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    missing.sort(key=lambda i: cost.get(jobs[i][1], 3))
+    work_device = "cpu" if isinstance(backend, LocalBackend) else device
+    items = [(suite, *jobs[i][:2], preset, jobs[i][2], work_device) for i in missing]
+    for index in missing:
+        emit(index, "training")
+    for position, result in backend.map(train_zoo_network, items, should_stop=should_stop):
+        index = missing[position]
+        task, arch, seed = jobs[index]
+        records[index] = store_network(workspace, suite, task, arch, preset, seed, result)
+        emit(index, statuses[index], record=records[index])
     return [r for r in records if r is not None]
 
 
@@ -205,5 +236,6 @@ def zoo_table(records: list[NetworkRecord], workspace: Workspace | None = None) 
     return rows
 
 
-__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "load_network", "network_key",
-           "parse_archs", "resolve_suite", "train_zoo", "verify_checkpoint", "zoo_table"]
+__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "load_network", "model_from_state", "network_key",
+           "parse_archs", "resolve_suite", "store_network", "train_zoo", "train_zoo_network", "verify_checkpoint",
+           "zoo_table"]

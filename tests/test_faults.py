@@ -1,13 +1,17 @@
 """Faults injected into real processes and a real SQLite file: nothing finished is lost, nothing broken is trusted."""
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +130,65 @@ def test_two_processes_writing_at_once_lose_no_row(tmp_path):
     for name in ("a", "b"):
         assert [e["i"] for e in events if e["writer"] == name] == list(range(150))
     assert len(workspace.list_results("row")) == 300
+
+
+NOBODY = 65534
+
+
+def _as_nobody(*args: str, home: Path) -> subprocess.CompletedProcess:
+    """Run the CLI as the unprivileged user ``nobody`` (root ignores permission bits, so this is how an unwritable
+    workspace can be tested at all)."""
+    command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-m",
+               "tanas_core", *args]
+    return subprocess.run(command, cwd=REPO, env=dict(os.environ, TANAS_HOME=str(home)), capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def nobody_can_run_the_cli():
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a command as the unprivileged user nobody")
+    probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable,
+                            "-c", "import tanas_core.cli"], cwd=REPO, capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user nobody cannot read this checkout or its venv: {probe.stderr.strip()[-200:]}")
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_an_unwritable_workspace_is_a_clear_error_and_keeps_earlier_results(real_data, nobody_can_run_the_cli,
+                                                                             tiny_preset):
+    parent = Path(tempfile.mkdtemp(prefix="tanas-perm-", dir="/tmp"))
+    try:
+        parent.chmod(0o755)
+        home = parent / "workspace"
+        workspace = Workspace(home)
+        train_zoo(workspace, get_suite("mnist4"), ["vgg16"], [0], tiny_preset, tasks=["mnist-digit0"])
+        before = _snapshot(home)
+        for path in [home, *home.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)  # owned by root: read-only for nobody
+        done = _as_nobody("zoo", "train", "--suite", "mnist4", "--archs", "vgg16", "--preset", "smoke",
+                          "--tasks", "mnist-digit6", home=home)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]
+        assert f"workspace {home} is not writable" in done.stderr
+        assert _snapshot(home) == before
+
+        # Now the index is writable but the checkpoint folder is not: the training runs, its checkpoint cannot be
+        # written, and nothing half-written is indexed.
+        for path in [home, *home.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY)
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        networks_dir = home / "artifacts" / "networks"
+        os.chown(networks_dir, 0, 0)
+        done = _as_nobody("zoo", "train", "--suite", "mnist4", "--archs", "vgg16", "--preset", "smoke",
+                          "--tasks", "mnist-digit6", home=home)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]
+        assert "could not write" in done.stderr and "Permission denied" in done.stderr
+        assert not list(networks_dir.glob(".*.tmp"))
+        assert [r.task for r in Workspace(home).list_networks()] == ["mnist-digit0"]
+        verify_checkpoint(Workspace(home), Workspace(home).list_networks()[0])
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)

@@ -141,6 +141,10 @@ def test_distance_properties():
     (lambda: logdet_distance(torch.rand(5), torch.rand(5), -1.0), "sigma must be a positive"),
     (lambda: logdet_distance(torch.tensor([1.0, float("nan")]), torch.rand(2), 0.1), "NaN or Inf"),
     (lambda: frechet_distance(torch.rand(5), torch.tensor([float("inf")] * 5)), "NaN or Inf"),
+    (lambda: logdet_distance(torch.rand(3, 4), torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), 0.1), "NaN or Inf"),
+    (lambda: logdet_distance(torch.full((6, 2), float("inf")), torch.rand(2), 0.1), "NaN or Inf"),
+    (lambda: frechet_distance(torch.rand(3, 4), torch.tensor([[0.0, 1.0, 2.0, float("-inf")]])), "NaN or Inf"),
+    (lambda: frechet_distance(torch.tensor([[float("nan"), 1.0]]), torch.rand(2)), "NaN or Inf"),
     (lambda: frechet_distance(torch.rand(5), torch.rand(6)), "same parameters, got n = 5 and n = 6"),
     (lambda: frechet_distance(torch.rand(0), torch.rand(0)), "empty"),
     (lambda: frechet_distance(torch.rand(2, 2, 2), torch.rand(2)), "1-D \\(diagonal\\) or 2-D"),
@@ -184,3 +188,24 @@ def test_sketched_factor_error_stays_inside_its_bound():
     assert abs(frechet_distance(sketched, other) - frechet_distance(exact, exact_other)) < 0.05
     with pytest.raises(ValueError, match="different sketches"):
         frechet_distance(sketched, fisher_factor(model, x, y, projection_dim=k, seed=12))
+
+
+def test_per_sample_gradients_of_a_cell_network_equal_a_loop(monkeypatch):
+    """Depthwise, dilated and strided convolutions (the grouped weight-gradient path) and layers split into pieces
+    of a few samples give the loop's gradients."""
+    import random
+
+    import tanas_core.fisher as fisher
+    from tanas_core.networks.cells import cell_network
+    from tanas_core.search_space import standard_space
+
+    genotype = standard_space().sample(random.Random(3))
+    torch.manual_seed(0)
+    model = cell_network(genotype, 3, 1).eval()
+    x, y = torch.randn(5, 1, 28, 28), torch.randint(0, 3, (5,))
+    reference = per_sample_gradients_loop(model, x, y, params="all")
+    monkeypatch.setattr(fisher, "_PIECE_ELEMENTS", 64)  # every layer in pieces of one or a few samples
+    factor = fisher_factor(model, x, y, params="all", batch_size=4)
+    torch.testing.assert_close(factor, reference, rtol=1e-3, atol=1e-5 * float(reference.abs().max()))
+    diagonal = diagonal_fisher(model, x, y, params="all", batch_size=3)
+    torch.testing.assert_close(diagonal, reference.pow(2).mean(0), rtol=1e-3, atol=1e-7)

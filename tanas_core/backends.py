@@ -1,0 +1,225 @@
+"""Where fan-out work runs: in this process (``local``, the default, needs no Ray) or on a Ray cluster (``ray``).
+
+Zoo training, Fisher computation and random-search candidates are lists of independent pieces of work (one per
+network, per network-and-target pair, per candidate). Each caller hands such a list to ``Backend.map`` and stores
+the results as they arrive.
+
+Design choices:
+
+* **The driver writes, workers compute.** A Ray task returns its result (a trained network's weights, a Fisher
+  tensor, a candidate's accuracy) through Ray's object store, and the process that called ``map`` (the CLI or the
+  app's job thread) writes it to the workspace. So the SQLite store has one writer, no shared filesystem is needed,
+  and a result is stored the moment its task finishes (a driver killed mid-run keeps everything that had arrived).
+  Limits: results travel through the object store (a full-width VGG-16 checkpoint is ~60 MB; a Fisher factor
+  ``M x n`` floats can be larger: use ``projection_dim`` on big networks); per-step progress inside a task is not
+  streamed, only finished tasks; if the driver dies, the results of tasks still running are lost (their work is
+  redone by the next run, which reuses everything stored).
+* **Workers need the data and the library.** The library travels with each task (Ray ``py_modules``); the Python
+  packages of ``requirements.txt`` must be installed on every node, and every node needs the datasets
+  (``TANAS_DATA_DIR`` is passed on, so the same path must hold them, or online download).
+* **Exactness.** A task runs with as many torch threads as CPUs it asked for. CPU float reductions depend on the
+  thread count, so a Ray run equals a local run with the same number of threads bit for bit (the tests check this).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class LocalBackend:
+    """Runs the work on this machine: here, one piece after the other (``workers=1``), or in ``workers`` processes
+    (CPU only; each gets ``cores // workers`` torch threads; started with ``spawn`` so torch's thread pools are not
+    copied into them)."""
+
+    workers: int = 1
+    name: str = "local"
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def put(self, value: Any) -> Any:
+        """A handle to pass ``value`` to many pieces of work (locally: the value itself)."""
+        return value
+
+    def map(self, function: Callable, items: Sequence[tuple], *,
+            should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[int, Any]]:
+        """``(index, function(*items[index]))`` for every item: in order with one worker, in the order they finish
+        with several. ``InterruptedError`` when ``should_stop()`` turns true between items."""
+        if self.workers == 1:
+            for index, item in enumerate(items):
+                if should_stop is not None and should_stop():
+                    raise InterruptedError("stopped")
+                yield index, function(*item)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+            futures = {pool.submit(function, *item): index for index, item in enumerate(items)}
+            try:
+                for future in as_completed(futures):
+                    if should_stop is not None and should_stop():
+                        raise InterruptedError("stopped")
+                    yield futures[future], future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    def describe(self) -> str:
+        return "local (this process)" if self.workers == 1 else f"local ({self.workers} processes)"
+
+
+@dataclass
+class RayBackend:
+    """Runs every piece of work as one Ray task.
+
+    A process talks to one Ray cluster: the first backend that needs Ray connects (or starts a local one), and later
+    ones reuse that connection.
+
+    Args:
+        address: a running cluster (``"ray://host:10001"``, ``"host:6379"`` or ``"auto"``); ``None`` starts a local
+            one (``num_cpus`` CPUs, no dashboard).
+        cpus_per_task: CPUs each task asks for; it also runs with that many torch threads.
+        gpus_per_task: GPUs each task asks for; ``None``: 1 when the cluster has GPUs, else 0.
+        num_cpus: CPUs of a local Ray started here (``None``: all of this machine's).
+    """
+
+    address: str | None = None
+    cpus_per_task: int = 1
+    gpus_per_task: float | None = None
+    num_cpus: int | None = None
+    name: str = "ray"
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_task < 1:
+            raise ValueError(f"cpus_per_task must be >= 1, got {self.cpus_per_task}")
+        if self.gpus_per_task is not None and self.gpus_per_task < 0:
+            raise ValueError(f"gpus_per_task must be >= 0, got {self.gpus_per_task}")
+
+    def _ray(self):
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("the Ray backend needs the `ray` package: pip install 'ray>=2.40,<3' "
+                             "(or use the local backend)") from None
+        with _INIT_LOCK:  # two app jobs may start at once
+            if not ray.is_initialized():
+                self._connect(ray)
+        return ray
+
+    def _connect(self, ray) -> None:
+        if self.address is None:
+            # A private local cluster: no token authentication to set up, no dashboard.
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        else:
+            _probe(self.address)
+        try:
+            ray.init(address=self.address, num_cpus=self.num_cpus if self.address is None else None,
+                     include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"py_modules": [_PACKAGE], "env_vars": _passed_environment()})
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise ValueError(f"cannot connect to the Ray cluster at {self.address!r}: {error}. Check the address "
+                             "(`ray status` on the head node), or leave it empty to start a local Ray") from None
+
+    def _task_options(self, ray) -> dict:
+        gpus = self.gpus_per_task
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        options = dict(num_cpus=self.cpus_per_task, num_gpus=gpus)
+        if not (ray.get_runtime_context().runtime_env or {}).get("py_modules"):
+            # Ray was initialised by someone else (a notebook, the tests), so the library was not shipped with the
+            # job: point this machine's workers at it (a remote cluster must have it installed, or be initialised
+            # with runtime_env={"py_modules": [path of tanas_core]}).
+            options["runtime_env"] = {"env_vars": dict(_passed_environment(),
+                                                       PYTHONPATH=str(Path(_PACKAGE).parent))}
+        return options
+
+    def put(self, value: Any) -> Any:
+        """Store ``value`` once in the cluster's object store; pass the handle inside ``items`` to many tasks."""
+        return self._ray().put(value)
+
+    def map(self, function: Callable, items: Sequence[tuple], *,
+            should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[int, Any]]:
+        """Submit one task per item and yield ``(index, result)`` in the order tasks finish. Handles from ``put``
+        inside an item arrive as their values. A task's exception is raised here as itself (``ValueError`` stays a
+        ``ValueError``); ``should_stop()`` (polled every second) cancels the tasks still pending."""
+        ray = self._ray()
+        remote = ray.remote(_run_task).options(**self._task_options(ray))
+        pending = {remote.remote(function, self.cpus_per_task, *item): index for index, item in enumerate(items)}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                if should_stop is not None and should_stop():
+                    raise InterruptedError("stopped")
+                for ref in done:
+                    index = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as error:
+                        cause = getattr(error, "cause", None)  # the task's own exception, without Ray's wrapping
+                        raise (cause if isinstance(cause, Exception) else error) from None
+                    yield index, result
+        finally:
+            for ref in pending:  # stopped, failed, or the caller stopped reading
+                ray.cancel(ref, force=True)
+
+    def describe(self) -> str:
+        return f"ray ({self.address or 'local cluster'}, {self.cpus_per_task} CPU per task)"
+
+
+def _probe(address: str) -> None:
+    """Fail fast on an address nothing listens at (Ray itself retries for minutes)."""
+    if address == "auto":  # a cluster started on this machine with `ray start`; Ray finds it
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"Ray address {address!r} is not HOST:PORT or ray://HOST:PORT (or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise ValueError(f"cannot connect to the Ray cluster at {address!r}: nothing answers at {host}:{port} "
+                         f"({error.strerror or error}). Check the address (`ray status` on the head node), or leave "
+                         "it empty to start a local Ray") from None
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+_INIT_LOCK = threading.Lock()
+
+
+def _passed_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in ("TANAS_DATA_DIR", "TANAS_HOME") if name in os.environ}
+
+
+def _run_task(function: Callable, threads: int, *args):
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    return function(*args)
+
+
+Backend = LocalBackend | RayBackend
+
+
+def make_backend(name: str = "local", address: str | None = None, workers: int = 1,
+                 cpus_per_task: int = 1) -> Backend:
+    """``"local"`` (``workers`` processes) or ``"ray"`` (``address``: a running cluster; empty or ``None``: a local
+    Ray); ``ValueError`` for anything else."""
+    if name == "local":
+        if address:
+            raise ValueError("a Ray address needs the ray backend (--backend ray)")
+        return LocalBackend(workers)
+    if name == "ray":
+        return RayBackend(address=address or None, cpus_per_task=cpus_per_task)
+    raise ValueError(f"unknown backend {name!r}: choose {' or '.join(BACKENDS)}")
