@@ -155,6 +155,9 @@ class RayBackend:
         """Submit one task per item and yield ``(index, result)`` in the order tasks finish. Handles from ``put``
         inside an item arrive as their values. A task's exception is raised here as itself (``ValueError`` stays a
         ``ValueError``); ``should_stop()`` (polled every second) cancels the tasks still pending."""
+        items = list(items)
+        if not items:  # nothing to run: no need to start or reach Ray
+            return
         ray = self._ray()
         remote = ray.remote(_run_task).options(**self._task_options(ray))
         pending = {remote.remote(function, self.cpus_per_task, *item): index for index, item in enumerate(items)}
