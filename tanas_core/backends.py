@@ -39,7 +39,6 @@ class LocalBackend:
     copied into them)."""
 
     workers: int = 1
-    name: str = "local"
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -100,7 +99,6 @@ class RayBackend:
     cpus_per_task: int = 1
     gpus_per_task: float | None = None
     num_cpus: int | None = None
-    name: str = "ray"
 
     def __post_init__(self) -> None:
         if self.cpus_per_task < 1:

@@ -239,9 +239,10 @@ def paper_step_seconds(suite_name: str = "ld8", archs: tuple[str, ...] = ("vgg16
             if index:
                 times.append(time.perf_counter() - started)
         step = statistics.median(times)
-        network_steps = {name: (count // paper.batch_size) * paper.epochs_for(arch) for name, count in sizes.items()}
-        rows.append(dict(arch=arch, step_s=step, steps_per_network=statistics.median(network_steps.values()),
-                         network_hours=step * statistics.median(network_steps.values()) / 3600))
+        network_steps = statistics.median((count // paper.batch_size) * paper.epochs_for(arch)
+                                          for count in sizes.values())
+        rows.append(dict(arch=arch, step_s=step, steps_per_network=network_steps,
+                         network_hours=step * network_steps / 3600))
     return rows
 
 

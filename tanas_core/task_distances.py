@@ -85,21 +85,6 @@ def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Ten
     return refitted.eval()
 
 
-def target_fisher(workspace: Workspace, record: NetworkRecord, suite: Suite, target: Task, preset: Preset,
-                  representation: str, config: FisherConfig, device: str = "auto") -> torch.Tensor | FisherFactor:
-    """``F[b, t]`` for network ``record`` (N_b) on target task ``target``: a diagonal ``[n]`` (``"diagonal"``) or a
-    factor ``[M, n]`` (``"factor"``). Cached in the workspace under a hash of every input."""
-    config.validate()
-    key = _fisher_key(record, suite, target, preset, representation, config)
-    stored = _stored_fisher(workspace, key)
-    if stored is not None:
-        return stored
-    result, seconds = compute_target_fisher(verify_checkpoint(workspace, record), record, suite, target, preset,
-                                            representation, config, device)
-    _store_fisher(workspace, key, record, target, representation, result, seconds)
-    return result
-
-
 def _fisher_key(record: NetworkRecord, suite: Suite, target: Task, preset: Preset, representation: str,
                 config: FisherConfig) -> str:
     return config_key(dict(network=record.key, sha=record.sha256, target=target.fingerprint(), spec=vars(suite.spec),

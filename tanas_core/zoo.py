@@ -207,7 +207,7 @@ def _train_fanout(workspace, suite, jobs, preset, device, backend, emit, should_
     cost = {"densenet121": 0, "resnet18": 1, "vgg16": 2}
     missing.sort(key=lambda i: cost.get(jobs[i][1], 3))
     work_device = "cpu" if isinstance(backend, LocalBackend) else device
-    items = [(suite, *jobs[i][:2], preset, jobs[i][2], work_device) for i in missing]
+    items = [(suite, task, arch, preset, seed, work_device) for task, arch, seed in (jobs[i] for i in missing)]
     for index in missing:
         emit(index, "training")
     for position, result in backend.map(train_zoo_network, items, should_stop=should_stop):
@@ -236,6 +236,6 @@ def zoo_table(records: list[NetworkRecord], workspace: Workspace | None = None) 
     return rows
 
 
-__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "load_network", "model_from_state", "network_key",
-           "parse_archs", "resolve_suite", "store_network", "train_zoo", "train_zoo_network", "verify_checkpoint",
-           "zoo_table"]
+__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "load_network", "model_from_state",
+           "network_key", "parse_archs", "resolve_suite", "store_network", "train_zoo", "train_zoo_network",
+           "verify_checkpoint", "zoo_table"]
