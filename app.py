@@ -1,4 +1,4 @@
-"""TA-NAS Studio home page: the method in three steps, the datasets and where they come from, the workspace."""
+"""TA-NAS Studio home page: the method in three steps, the demo, the datasets and their sources, the workspace."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,14 +8,13 @@ import streamlit as st
 
 from tanas_core import ui
 from tanas_core.data import default_data_dir
-from tanas_core.job_kinds import DEMO
 from tanas_core.jobs import list_jobs
+from tanas_core.requests import DemoRequest
 from tanas_core.zoo import zoo_table
 
-st.set_page_config(page_title="TA-NAS Studio", layout="wide")
-st.title("TA-NAS Studio")
-st.caption("Task-aware neural architecture search: compare tasks by the Fisher information of networks trained on "
-           "them, search architectures only where related tasks found good ones.")
+workspace = ui.page_header(ui.APP_TITLE, "Task-aware neural architecture search: compare tasks by the Fisher "
+                           "information of networks trained on them, search architectures only where related tasks "
+                           "found good ones.")
 
 st.image(str(Path(__file__).parent / "assets" / "pipeline.svg"),
          caption="The pipeline, one tanas_core module per stage (blue: the zoo of learned tasks; red: task "
@@ -39,13 +38,13 @@ with steps[2]:
 
 
 st.header("Run the demo")
-st.markdown(f"Trains the demo zoo for the `{DEMO['suite']}` suite ({', '.join(DEMO['archs'])}, 1 seed), computes its "
-            f"log-det distances, and runs a short FUSE search for `{DEMO['target']}` on the space of its closest "
-            "task: a few minutes on a 2-core CPU, in the background (you can leave this page).")
-workspace = ui.workspace()
-ui.backend_settings()
+demo = DemoRequest()
+st.markdown(f"Trains the demo zoo for the `{demo.suite}` suite ({', '.join(demo.archs)}, {demo.zoo().seeds} seed, "
+            f"`{demo.preset}` preset), computes its {demo.distances().metric} distances, and runs a short FUSE search "
+            f"({demo.budget.candidates} candidates × {demo.budget.rounds} round(s)) for `{demo.target}` on the space "
+            "of its closest task: a few minutes on a 2-core CPU, in the background (you can leave this page).")
 if st.button("Run the demo", type="primary"):
-    ui.submit(workspace, "demo", {})
+    ui.submit(workspace, "demo", demo)
 ui.job_panel(workspace, "demo", "Demo runs", limit=3)
 demo_runs = list_jobs(workspace, "demo", 1)
 if demo_runs and demo_runs[0].status == "done":

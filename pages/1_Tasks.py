@@ -4,13 +4,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from tanas_core.data import DATASETS, DatasetUnavailableError, load_dataset, sample_grid
 from tanas_core import ui
-from tanas_core.tasks import SUITE_NAMES, get_suite, make_splits, make_task, suite_availability
+from tanas_core.data import DATASETS, DatasetUnavailableError, load_dataset, sample_grid
+from tanas_core.errors import TanasError
+from tanas_core.tasks import SUITE_NAMES, check_task_data, get_suite, make_task, suite_availability
 from tanas_core.training import PRESETS
 
-st.set_page_config(page_title="Tasks · TA-NAS Studio", layout="wide")
-st.title("Tasks")
+# Custom tasks are checked at the demo preset's sizes: the smallest splits the app trains on by default.
+CHECK_SIZES = PRESETS["demo"].sizes
+
+space = ui.page_header("Tasks", backend=False)
 
 
 @st.cache_resource(show_spinner="Loading dataset...")
@@ -44,7 +47,7 @@ for suite_name in SUITE_NAMES:
     ok, reason = suite_availability(suite_name)
     try:
         suite = get_suite(suite_name)
-    except ValueError as error:
+    except TanasError as error:
         st.warning(f"{suite_name}: {error}")
         continue
     with st.expander(f"{suite_name} — {suite.title}" + ("" if ok else "  (unavailable)"), expanded=ok):
@@ -57,24 +60,34 @@ for suite_name in SUITE_NAMES:
 st.header("Define a custom task")
 st.caption("Put classes into groups: each group becomes one output. Tick *anything else* to add an output for every "
            "class left out. Classes by name or label, comma-separated, one group per line.")
-space = ui.workspace()
+
+
+def save_custom_task(name_text: str, dataset_name: str, groups_text: str, other: bool, replace: bool) -> None:
+    """Build the task from the form, check every output has images, save it (``replace``: over an existing
+    definition of that name, removing the networks trained on it) and say what happened."""
+    groups = [[c.strip() for c in line.split(",") if c.strip()] for line in groups_text.splitlines() if line.strip()]
+    with ui.user_errors(stop=False):
+        task = make_task(name_text.strip(), dataset_name, groups, other=other)
+        check_task_data(task, CHECK_SIZES)
+        previous = next((saved for saved in space.load_tasks() if saved.name == task.name), None)
+        removed = space.save_task(task, replace=replace)
+        st.success(f"Saved {task.name}: {task.num_outputs} outputs ({' | '.join(task.output_names)}).")
+        if previous is not None and previous.to_dict() != task.to_dict():
+            st.info(f"Replaced the earlier definition of {task.name}: removed {len(removed)} network(s) trained on "
+                    "it.")
+
+
 with st.form("custom-task"):
     columns = st.columns([2, 2, 1])
     task_name = columns[0].text_input("Name", placeholder="e.g. mnist-small-vs-large")
     task_dataset = columns[1].selectbox("Dataset", available, key="custom-dataset")
     other = columns[2].checkbox("anything else", value=False)
     groups_text = st.text_area("Groups (one per line)", placeholder="0, 1, 2, 3, 4\n5, 6, 7, 8, 9")
+    replace = st.checkbox("replace an existing task of that name",
+                          help="a name already saved with another definition is refused unless this is ticked; "
+                               "replacing deletes the networks trained on the old definition")
     if st.form_submit_button("Save the task"):
-        groups = [[c.strip() for c in line.split(",") if c.strip()] for line in groups_text.splitlines()
-                  if line.strip()]
-        try:
-            task = make_task(task_name.strip(), task_dataset, groups, other=other)
-            make_splits(task, PRESETS["demo"].sizes, 0)  # every output must have images
-            space.save_task(task)
-        except ValueError as error:
-            st.error(str(error))
-        else:
-            st.success(f"Saved {task.name}: {task.num_outputs} outputs ({' | '.join(task.output_names)}).")
+        save_custom_task(task_name, task_dataset, groups_text, other, replace)
 
 saved = space.load_tasks()
 if saved:
@@ -82,7 +95,7 @@ if saved:
     chosen = st.selectbox("Preview", [t.name for t in saved])
     task = next(t for t in saved if t.name == chosen)
     with ui.user_errors():
-        splits = make_splits(task, PRESETS["demo"].sizes, 0)
+        splits = check_task_data(task, CHECK_SIZES)
     counts = splits.counts()
     st.dataframe(pd.DataFrame({"output": task.output_names, **{split: counts[split] for split in counts}}),
                  hide_index=True)

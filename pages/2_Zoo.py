@@ -6,28 +6,33 @@ import streamlit as st
 
 from tanas_core import ui
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.tasks import SUITE_NAMES
+from tanas_core.requests import DistanceSettings, ZooRequest
+from tanas_core.tasks import ALL_SUITE_NAMES
 from tanas_core.training import PRESETS
-from tanas_core.zoo import CUSTOM_SUITE, zoo_table
+from tanas_core.zoo import zoo_table
 
-st.set_page_config(page_title="Zoo · TA-NAS Studio", layout="wide")
-st.title("Zoo of learned tasks")
-st.caption("An ε-approximation network per task × architecture × seed: its Fisher information on a target's data "
-           "is what task distances compare.")
-space = ui.workspace()
-ui.backend_settings()
+space = ui.page_header("Zoo of learned tasks", "An ε-approximation network per task × architecture × seed: its "
+                       "Fisher information on a target's data is what task distances compare.")
 
 with st.form("train"):
     columns = st.columns(4)
-    suite = columns[0].selectbox("Suite", list(SUITE_NAMES) + [CUSTOM_SUITE])
-    archs = columns[1].multiselect("Architectures", list(ARCHITECTURES), default=["vgg16"])
-    seeds = columns[2].number_input("Seeds", min_value=1, max_value=20, value=1)
-    preset = columns[3].selectbox("Preset", list(PRESETS), format_func=lambda p: f"{p}: {PRESETS[p].description}")
+    suite = columns[0].selectbox("Suite", list(ALL_SUITE_NAMES))
+    # preselected: the architectures the distance defaults use, so a zoo trained as offered feeds the Distances page
+    archs = columns[1].multiselect("Architectures", list(ARCHITECTURES),
+                                   default=list(DistanceSettings.default("archs")))
+    low, high = ZooRequest.limits("seeds")
+    seeds = columns[2].number_input("Seeds", min_value=low, max_value=high, value=ZooRequest.default("seeds"))
+    presets = list(PRESETS)
+    preset = columns[3].selectbox("Preset", presets, index=ui.index_of(presets, ZooRequest.default("preset")),
+                                  format_func=lambda p: f"{p}: {PRESETS[p].description}")
     if st.form_submit_button("Train in the background"):
         if not archs:
             st.error("Choose at least one architecture.")
         else:
-            ui.submit(space, "zoo", dict(suite=suite, archs=archs, seeds=int(seeds), preset=preset))
+            request = ZooRequest(suite=suite, archs=tuple(archs), seeds=int(seeds), preset=preset)
+            with ui.user_errors(stop=False):
+                request.validate(space)
+                ui.submit(space, "zoo", request)
 
 ui.job_panel(space, "zoo", "Training jobs")
 

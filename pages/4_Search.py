@@ -1,146 +1,211 @@
-"""Search: closest tasks -> related space -> FUSE or random search as a background job, with live alpha charts."""
+"""Search: closest tasks -> related space -> FUSE or random search as a background job, with live alpha charts.
+
+The page builds one ``SearchRequest`` from its widgets: the previews of the closest tasks and of the related space
+read the store for that request (``nas.preview_closest`` / ``nas.preview_related_space``, never computing), and the
+same object is validated and submitted when the search starts.
+"""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from tanas_core import ui
-from tanas_core.fuse import SearchBudget
+from tanas_core import nas, ui
+from tanas_core.figures import alpha_figure, curves_figure
 from tanas_core.jobs import get_job, list_jobs
-from tanas_core.nas import COMPARISON_COLUMNS, latest_comparison, search_events, stored_genotype
-from tanas_core.search_space import Genotype, cell_dot, related_space, source_formula_cells, standard_space
-from tanas_core.task_distances import stored_distances
-from tanas_core.tasks import SUITE_NAMES
+from tanas_core.networks import ARCHITECTURES
+from tanas_core.requests import (METHODS, SPACES, ClosestSettings, CompareRequest, SearchBudget, SearchRequest,
+                                 split_target)
+from tanas_core.search_space import Genotype, cell_dot, source_formula_cells, standard_space
+from tanas_core.tasks import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
-from tanas_core.zoo import CUSTOM_SUITE, resolve_suite
 
-st.set_page_config(page_title="Search · TA-NAS Studio", layout="wide")
-st.title("Architecture search")
-space = ui.workspace()
-ui.backend_settings()
+SEARCH_KINDS = ("search", "demo", "compare")  # the jobs whose search runs the live panel follows
+BUDGET_LABELS = {"candidates": "FUSE candidates C", "rounds": "FUSE rounds", "epochs_per_round": "epochs per round",
+                 "random_candidates": "random candidates", "random_epochs": "epochs per random candidate",
+                 "final_epochs": "final training epochs"}
 
-columns = st.columns(3)
-suite_names = list(SUITE_NAMES) + [CUSTOM_SUITE]
-suite_name = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
-with ui.user_errors():
-    suite = resolve_suite(suite_name, space)
-target = columns[1].selectbox("Target task", [t.name for t in suite.tasks],
-                              index=min(3, len(suite.tasks) - 1))
-preset = columns[2].selectbox("Preset", list(PRESETS), format_func=lambda p: f"{p}: {PRESETS[p].description}")
+space = ui.page_header("Architecture search")
 
-st.header("1. Closest learned tasks")
-closest_arch = st.selectbox("Distances from", ["vgg16", "resnet18", "densenet121"], index=0,
-                            help="log-det distances of this architecture's zoo networks (1 seed, default Fisher "
-                                 "settings); compute them on the Distances page")
-others = [t.name for t in suite.tasks if t.name != target]
-baselines = st.multiselect("Baselines (learned tasks to choose from)", others, default=others)
-if not baselines:
-    st.error("Choose at least one baseline task.")
-    st.stop()
-result = stored_distances(space, suite, closest_arch, "logdet", [0], preset)
-closest = None
-if result is None:
-    st.info("No stored log-det distances for this suite, architecture and preset yet: compute them on the "
-            "**Distances** page (or launch a related-space search: it computes what is missing).")
-else:
-    ranking = [row for row in result.closest(target, len(suite.tasks) - 1) if row["baseline"] in baselines]
-    closest = ranking[0]["baseline"]
+
+def target_widgets():
+    """Suite, target task and preset: ``(suite, target name, preset)``."""
+    columns = st.columns(3)
+    suite_names = list(ALL_SUITE_NAMES)
+    suite_name = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
+    with ui.user_errors():
+        suite = resolve_suite(suite_name, space)
+    target = columns[1].selectbox("Target task", [t.name for t in suite.tasks], index=min(3, len(suite.tasks) - 1))
+    presets = list(PRESETS)
+    preset = columns[2].selectbox("Preset", presets, index=ui.index_of(presets, SearchRequest.default("preset")),
+                                  format_func=lambda p: f"{p}: {PRESETS[p].description}")
+    return suite, target, preset
+
+
+def closest_widgets(suite, target: str) -> ClosestSettings:
+    """Which distances rank the learned tasks, and among which baselines."""
+    closest_arch = st.selectbox("Distances from", list(ARCHITECTURES), index=0,
+                                help="log-det distances of this architecture's zoo networks (default Fisher "
+                                     "settings); compute them on the Distances page")
+    others = [t.name for t in suite.tasks if t.name != target]
+    baselines = st.multiselect("Baselines (learned tasks to choose from)", others, default=others)
+    if not baselines:
+        st.error("Choose at least one baseline task.")
+        st.stop()
+    return ClosestSettings(archs=(closest_arch,), baselines=tuple(baselines))
+
+
+def budget_widgets() -> tuple[str, str, SearchBudget, bool]:
+    """The launch form: space, method and the budget, each input bounded by ``SearchBudget.LIMITS``."""
+    with st.form("search"):
+        columns = st.columns(4)
+        space_name = columns[0].radio("Space", list(SPACES), horizontal=True)
+        method = columns[1].radio("Method", list(METHODS), horizontal=True)
+        values = {}
+        slots = columns[2:] + list(st.columns(4))
+        for slot, (name, label) in zip(slots, BUDGET_LABELS.items()):
+            low, high = SearchBudget.limits(name)
+            values[name] = slot.number_input(label, min_value=low, max_value=high, value=SearchBudget.default(name))
+        started = st.form_submit_button("Start the search", type="primary")
+    return space_name, method, SearchBudget(**values), started
+
+
+def show_closest(request: SearchRequest) -> None:
+    """The stored ranking of the baselines for the request's target (nothing is computed here)."""
+    ranking = nas.preview_closest(space, request)
+    if ranking is None:
+        st.info("No stored distances for this suite, architecture and preset yet: compute them on the "
+                "**Distances** page (or launch a related-space search: it computes what is missing).")
+        return
     st.dataframe(pd.DataFrame([{k: v for k, v in row.items() if k != "per_seed"} for row in ranking]),
                  hide_index=True, width="stretch")
 
-st.header("2. Search space")
-standard = standard_space()
-left, right = st.columns(2)
-left.metric("Standard space (genotypes)", f"{standard.size():.3e}")
-normal_cells, _ = standard.cell_counts()
-left.caption(f"{len(standard.operations)} operations, {standard.nodes} nodes per cell, skeleton {standard.skeleton}. "
-             f"Distinct cells: {normal_cells:.3e} per cell type (normal and reduction); the source document's "
-             f"formula m^(n(n−1)/2) for a densely connected {standard.nodes + 2}-node DAG gives "
-             f"{source_formula_cells(len(standard.operations), standard.nodes):.3e}.")
-genotype = stored_genotype(space, suite, suite.task(closest), preset) if closest else None
-if genotype is not None:
-    related = related_space([(closest, genotype)])
-    right.metric(f"Related space from {closest}", f"{related.size():.3e}",
-                 delta=f"{related.size() / standard.size():.1e} of the standard space", delta_color="off")
-    right.caption("Operations: " + ", ".join(related.operations))
-else:
-    right.info("The related space is built from the closest task's best genotype, searched (FUSE, standard space) "
-               "the first time a related-space search runs.")
 
-st.header("3. Launch")
-with st.form("search"):
-    columns = st.columns(4)
-    space_name = columns[0].radio("Space", ["related", "standard"], horizontal=True)
-    method = columns[1].radio("Method", ["fuse", "random"], horizontal=True)
-    defaults = SearchBudget()
-    candidates = columns[2].number_input("FUSE candidates C", 2, 32, defaults.candidates)
-    rounds = columns[3].number_input("FUSE rounds", 1, 100, defaults.rounds)
-    columns = st.columns(4)
-    epochs_per_round = columns[0].number_input("epochs per round", 0.05, 100.0, defaults.epochs_per_round)
-    random_candidates = columns[1].number_input("random candidates", 1, 1000, defaults.random_candidates)
-    random_epochs = columns[2].number_input("epochs per random candidate", 0.05, 100.0, defaults.random_epochs)
-    final_epochs = columns[3].number_input("final training epochs", 0.05, 100.0, defaults.final_epochs)
-    if st.form_submit_button("Start the search", type="primary"):
-        budget = dict(candidates=int(candidates), rounds=int(rounds), epochs_per_round=float(epochs_per_round),
-                      random_candidates=int(random_candidates), random_epochs=float(random_epochs),
-                      final_epochs=float(final_epochs))
-        ui.submit(space, "search", dict(target=f"{suite.name}:{target}", space=space_name, method=method,
-                                        preset=preset, budget=budget,
-                                        closest=dict(archs=[closest_arch], seeds=1, baselines=baselines)))
-
-st.header("4. Live search")
+def budget_text(budget: SearchBudget) -> str:
+    """How a stored genotype was found, e.g. "a 3-candidate × 1-round FUSE search (0.5 epochs per round)"."""
+    return (f"a {budget.candidates}-candidate × {budget.rounds}-round FUSE search "
+            f"({budget.epochs_per_round:g} epochs per round)")
 
 
-@st.fragment(run_every=1.0)
-def live():
-    jobs = [job for job in list_jobs(space, None, 30) if job.kind in ("search", "demo", "compare")]
-    if not jobs:
-        st.caption("No search yet.")
-        return
-    chosen = st.session_state.get("last_search_job") or jobs[0].id
-    job = get_job(space, chosen)
-    ui.render_job(space, job.id)
-    run_id = job.info.get("run_id")
-    if not run_id:
-        return
-    events = search_events(space, run_id)
-    st.caption(f"search run `{run_id}`: {len(events)} events")
-    updates = [e for e in events if e.get("type") in ("alpha", "candidate")]
-    if not updates:
-        return
+def show_spaces(request: SearchRequest) -> None:
+    """The standard space's size and the related space the stored genotypes of the closest task(s) give, saying
+    which task(s) and which stored budget each genotype came from."""
+    standard = standard_space()
     left, right = st.columns(2)
-    if updates[0]["type"] == "alpha":
-        left.plotly_chart(ui.alpha_figure(events), key="alpha-chart")
-    right.plotly_chart(ui.curves_figure(events), key="curves-chart")
-    latest = updates[-1]
+    left.metric("Standard space (genotypes)", f"{standard.size():.3e}")
+    normal_cells, _ = standard.cell_counts()
+    left.caption(f"{len(standard.operations)} operations, {standard.nodes} nodes per cell, skeleton "
+                 f"{standard.skeleton}. Distinct cells: {normal_cells:.3e} per cell type (normal and reduction); the "
+                 f"source document's formula m^(n(n−1)/2) for a densely connected {standard.nodes + 2}-node DAG "
+                 f"gives {source_formula_cells(len(standard.operations), standard.nodes):.3e}.")
+    preview = nas.preview_related_space(space, request)
+    if preview is None:
+        right.info("The related space needs the stored distances of step 1 to find the closest task(s).")
+        return
+    names, budgets = [row["baseline"] for row in preview.closest], preview.budgets()
+    found = [f"{name}: genotype from {budget_text(budgets[name])}" for name in names if budgets.get(name)]
+    if preview.space is not None:
+        related = preview.space
+        right.metric(f"Related space from {', '.join(names)}", f"{related.size():.3e}",
+                     delta=f"{related.size() / standard.size():.1e} of the standard space", delta_color="off")
+        right.caption("Operations: " + ", ".join(related.operations))
+    else:
+        right.info(f"No stored genotype yet for {', '.join(preview.missing)}: the related space is built from the "
+                   "closest task's best genotype, searched (FUSE, standard space) the first time a related-space "
+                   "search runs.")
+    for line in found:
+        right.caption(line)
+
+
+def launch(request: SearchRequest, started: bool) -> None:
+    """Validate the page's request (an out-of-range value is an ``st.error`` naming the range) and submit it."""
+    if not started:
+        return
+    with ui.user_errors(stop=False):
+        request.validate(space)
+        ui.submit(space, "search", request)
+
+
+def show_candidates(latest: dict) -> None:
+    """The current candidates' normal cells (with their softmax weights for FUSE)."""
     st.markdown("**Current candidates** (normal cells)")
     cells = st.columns(min(4, len(latest["genotypes"])))
     for index, text in enumerate(latest["genotypes"][:4]):
         weight = f" · weight {latest['weights'][index]:.3f}" if "weights" in latest else ""
         cells[index].caption(f"{latest['candidates'][index]}{weight}")
         cells[index].graphviz_chart(cell_dot(Genotype.from_json(text).normal, latest["candidates"][index]))
-    finished = [e for e in events if e.get("type") == "finished"]
-    if finished and finished[-1].get("genotype"):
-        record = space.get_result("search", run_id)[0]
-        if record.get("test_accuracy") is not None:
-            st.success(f"winner {Genotype.from_json(record['genotype']).id}: test accuracy "
-                       f"{record['test_accuracy']:.4f}, {record['params'] / 1e6:.3f} M parameters, search "
-                       f"{record['search_seconds']:.1f} s on {record['device']}")
 
 
-live()
+def show_winner(run_id: str) -> None:
+    """The finished search's winner, from its typed record."""
+    record = nas.get_search(space, run_id)
+    if record is None or record.genotype is None or record.test_accuracy is None:
+        return
+    st.success(f"winner {Genotype.from_json(record.genotype).id}: test accuracy {record.test_accuracy:.4f}, "
+               f"{record.params / 1e6:.3f} M parameters, search {record.search_seconds:.1f} s on {record.device}")
 
-st.header("5. Comparison")
-comparison = latest_comparison(space, suite.name, target)
-if st.button("Run the comparison in the background",
-             help="VGG-16, ResNet-18, DenseNet-121, random search, FUSE standard and related: minutes on the demo "
-                  "preset"):
-    ui.submit(space, "compare", dict(target=f"{suite.name}:{target}", preset=preset,
-                                     closest=dict(archs=[closest_arch], seeds=1, baselines=baselines)))
-ui.job_panel(space, "compare", "Comparison jobs", limit=3)
-if comparison is None:
-    st.caption("No comparison stored for this target yet.")
-else:
-    table = pd.DataFrame(comparison["rows"])[COMPARISON_COLUMNS]
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    """The chosen (or newest) search-ish job: its progress, alpha and loss charts, candidates and winner."""
+    jobs = list_jobs(space, SEARCH_KINDS, 30)
+    if not jobs:
+        st.caption("No search yet.")
+        return
+    job = get_job(space, st.session_state.get("last_search_job") or jobs[0].id)
+    ui.render_job(space, job.id)
+    run_id = job.info.get("run_id")
+    if not run_id:
+        return
+    events = nas.search_events(space, run_id)
+    st.caption(f"search run `{run_id}`: {len(events)} events")
+    updates = [e for e in events if e.get("type") in ("alpha", "candidate")]
+    if not updates:
+        return
+    left, right = st.columns(2)
+    if updates[0]["type"] == "alpha":
+        left.plotly_chart(alpha_figure(events), key="alpha-chart")
+    right.plotly_chart(curves_figure(events), key="curves-chart")
+    show_candidates(updates[-1])
+    if any(e.get("type") == "finished" for e in events):
+        show_winner(run_id)
+
+
+def show_comparison(request: SearchRequest) -> None:
+    """Launch the comparison table for the request's target (same closest settings) and show the newest stored one."""
+    if st.button("Run the comparison in the background",
+                 help="VGG-16, ResNet-18, DenseNet-121, random search, FUSE standard and related: minutes on the "
+                      "demo preset"):
+        comparison_request = CompareRequest(target=request.target, preset=request.preset, closest=request.closest)
+        with ui.user_errors(stop=False):
+            comparison_request.validate(space)
+            ui.submit(space, "compare", comparison_request)
+    ui.job_panel(space, "compare", "Comparison jobs", limit=3)
+    suite_name, target = split_target(request.target)
+    comparison = nas.latest_comparison(space, suite_name, target)
+    if comparison is None:
+        st.caption("No comparison stored for this target yet.")
+        return
+    table = pd.DataFrame(comparison.table_rows())
     st.dataframe(table, hide_index=True, width="stretch")
-    ui.download_csv(table, f"comparison-{suite.name}-{target}.csv")
+    ui.download_csv(table, f"comparison-{suite_name}-{target}.csv")
+
+
+suite, target, preset = target_widgets()
+st.header("1. Closest learned tasks")
+closest = closest_widgets(suite, target)
+closest_box = st.container()
+st.header("2. Search space")
+space_box = st.container()
+st.header("3. Launch")
+space_name, method, budget, started = budget_widgets()
+request = SearchRequest(target=f"{suite.name}:{target}", space=space_name, method=method, preset=preset,
+                        budget=budget, closest=closest)
+with closest_box, ui.user_errors(stop=False):
+    show_closest(request)
+with space_box, ui.user_errors(stop=False):
+    show_spaces(request)
+launch(request, started)
+st.header("4. Live search")
+live()
+st.header("5. Comparison")
+show_comparison(request)

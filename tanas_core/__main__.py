@@ -1,4 +1,4 @@
-"""``python -m tanas_core``: see ``cli.py``."""
+"""``python -m tanas_core``: see ``tanas_core/cli/``."""
 import sys
 
 from .cli import main

@@ -27,9 +27,34 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+from .errors import TanasError
 
 BACKENDS = ("local", "ray")
+
+
+class Backend(Protocol):
+    """What callers need from a place that runs fan-out work.
+
+    ``in_process``: work runs here, one piece after the other, so per-step progress and cancellation reach it (and
+    objects such as callbacks can be passed to it); ``worker_device(device)``: the device a piece of work should use;
+    ``training(workers, device)``: the backend that trains zoo networks (local: ``workers`` processes on a CPU);
+    ``put`` / ``map``: hand values and work to the workers; ``describe``: one line for people.
+    """
+
+    in_process: bool
+
+    def worker_device(self, device: str) -> str: ...
+
+    def training(self, workers: int, device: str) -> Backend: ...
+
+    def put(self, value: Any) -> Any: ...
+
+    def map(self, function: Callable, items: Sequence[tuple], *,
+            check: Callable[[], None] | None = None) -> Iterator[tuple[int, Any]]: ...
+
+    def describe(self) -> str: ...
 
 
 @dataclass
@@ -42,20 +67,35 @@ class LocalBackend:
 
     def __post_init__(self) -> None:
         if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise TanasError(f"workers must be >= 1, got {self.workers}")
+
+    @property
+    def in_process(self) -> bool:
+        return self.workers == 1
+
+    def worker_device(self, device: str) -> str:
+        """Worker processes are CPU-only; here, the caller's device."""
+        return device if self.in_process else "cpu"
+
+    def training(self, workers: int, device: str) -> LocalBackend:
+        """``workers`` processes on a CPU; one (this process) on an accelerator, which trains one network at a
+        time."""
+        from .training import resolve_device
+
+        return LocalBackend(workers if resolve_device(device).type == "cpu" else 1)
 
     def put(self, value: Any) -> Any:
         """A handle to pass ``value`` to many pieces of work (locally: the value itself)."""
         return value
 
     def map(self, function: Callable, items: Sequence[tuple], *,
-            should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[int, Any]]:
+            check: Callable[[], None] | None = None) -> Iterator[tuple[int, Any]]:
         """``(index, function(*items[index]))`` for every item: in order with one worker, in the order they finish
-        with several. ``InterruptedError`` when ``should_stop()`` turns true between items."""
+        with several. ``check()`` (e.g. ``RunContext.check``, which raises ``Cancelled``) runs between items."""
         if self.workers == 1:
             for index, item in enumerate(items):
-                if should_stop is not None and should_stop():
-                    raise InterruptedError("stopped")
+                if check is not None:
+                    check()
                 yield index, function(*item)
             return
         import multiprocessing
@@ -69,8 +109,8 @@ class LocalBackend:
             futures = {pool.submit(function, *item): index for index, item in enumerate(items)}
             try:
                 for future in as_completed(futures):
-                    if should_stop is not None and should_stop():
-                        raise InterruptedError("stopped")
+                    if check is not None:
+                        check()
                     yield futures[future], future.result()
             finally:
                 for future in futures:
@@ -100,17 +140,27 @@ class RayBackend:
     gpus_per_task: float | None = None
     num_cpus: int | None = None
 
+    in_process = False
+
     def __post_init__(self) -> None:
         if self.cpus_per_task < 1:
-            raise ValueError(f"cpus_per_task must be >= 1, got {self.cpus_per_task}")
+            raise TanasError(f"cpus_per_task must be >= 1, got {self.cpus_per_task}")
         if self.gpus_per_task is not None and self.gpus_per_task < 0:
-            raise ValueError(f"gpus_per_task must be >= 0, got {self.gpus_per_task}")
+            raise TanasError(f"gpus_per_task must be >= 0, got {self.gpus_per_task}")
+
+    def worker_device(self, device: str) -> str:
+        """A Ray task picks its own node's device (``"auto"``) unless one was named."""
+        return device
+
+    def training(self, workers: int, device: str) -> RayBackend:
+        """Every network is one Ray task (``workers`` is a local-backend setting)."""
+        return self
 
     def _ray(self):
         try:
             import ray
         except ImportError:
-            raise ValueError("the Ray backend needs the `ray` package: pip install 'ray>=2.40,<3' "
+            raise TanasError("the Ray backend needs the `ray` package: pip install 'ray>=2.40,<3' "
                              "(or use the local backend)") from None
         with _INIT_LOCK:  # two app jobs may start at once
             if not ray.is_initialized():
@@ -128,7 +178,7 @@ class RayBackend:
                      include_dashboard=False, log_to_driver=False, configure_logging=False,
                      runtime_env={"py_modules": [_PACKAGE], "env_vars": _passed_environment()})
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise ValueError(f"cannot connect to the Ray cluster at {self.address!r}: {error}. Check the address "
+            raise TanasError(f"cannot connect to the Ray cluster at {self.address!r}: {error}. Check the address "
                              "(`ray status` on the head node), or leave it empty to start a local Ray") from None
 
     def _task_options(self, ray) -> dict:
@@ -149,10 +199,10 @@ class RayBackend:
         return self._ray().put(value)
 
     def map(self, function: Callable, items: Sequence[tuple], *,
-            should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[int, Any]]:
+            check: Callable[[], None] | None = None) -> Iterator[tuple[int, Any]]:
         """Submit one task per item and yield ``(index, result)`` in the order tasks finish. Handles from ``put``
         inside an item arrive as their values. A task's exception is raised here as itself (``ValueError`` stays a
-        ``ValueError``); ``should_stop()`` (polled every second) cancels the tasks still pending."""
+        ``ValueError``); ``check()`` (run every second; it raises to stop) cancels the tasks still pending."""
         items = list(items)
         if not items:  # nothing to run: no need to start or reach Ray
             return
@@ -162,8 +212,8 @@ class RayBackend:
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                if should_stop is not None and should_stop():
-                    raise InterruptedError("stopped")
+                if check is not None:
+                    check()
                 for ref in done:
                     index = pending.pop(ref)
                     try:
@@ -186,11 +236,11 @@ def _probe(address: str) -> None:
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"Ray address {address!r} is not HOST:PORT or ray://HOST:PORT (or auto)")
+        raise TanasError(f"Ray address {address!r} is not HOST:PORT or ray://HOST:PORT (or auto)")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as error:
-        raise ValueError(f"cannot connect to the Ray cluster at {address!r}: nothing answers at {host}:{port} "
+        raise TanasError(f"cannot connect to the Ray cluster at {address!r}: nothing answers at {host}:{port} "
                          f"({error.strerror or error}). Check the address (`ray status` on the head node), or leave "
                          "it empty to start a local Ray") from None
 
@@ -210,17 +260,14 @@ def _run_task(function: Callable, threads: int, *args):
     return function(*args)
 
 
-Backend = LocalBackend | RayBackend
-
-
 def make_backend(name: str = "local", address: str | None = None, workers: int = 1,
                  cpus_per_task: int = 1) -> Backend:
     """``"local"`` (``workers`` processes) or ``"ray"`` (``address``: a running cluster; empty or ``None``: a local
     Ray); ``ValueError`` for anything else."""
     if name == "local":
         if address:
-            raise ValueError("a Ray address needs the ray backend (--backend ray)")
+            raise TanasError("a Ray address needs the ray backend (--backend ray)")
         return LocalBackend(workers)
     if name == "ray":
         return RayBackend(address=address or None, cpus_per_task=cpus_per_task)
-    raise ValueError(f"unknown backend {name!r}: choose {' or '.join(BACKENDS)}")
+    raise TanasError(f"unknown backend {name!r}: choose {' or '.join(BACKENDS)}")

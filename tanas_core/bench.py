@@ -1,8 +1,10 @@
-"""Benchmarks that print side-by-side tables (medians of repeated runs, ratios measured in the same process)."""
+"""Benchmarks and their analysis, as rows and dicts the CLI prints (medians of repeated runs, ratios measured in the
+same process, goals met or not, projections labelled as such)."""
 from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import threading
 import time
 from typing import Callable
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 
 from .distance import frechet_distance
 from .fisher import diagonal_fisher, fisher_factor, per_sample_gradients_loop, select_parameters
+from .errors import TanasError
 
 
 def _rss_bytes() -> int:
@@ -132,6 +135,70 @@ def bench_fisher(model, inputs, targets, other_targets, repeats: int = 5, loop_r
     return rows
 
 
+def fisher_setup(samples: int = 256, device: str = "auto") -> dict:
+    """The model and data of ``bench fisher``: a demo-preset VGG-16 trained on ld8's 10-class CIFAR-10 (in a
+    throw-away workspace) and its first ``samples`` real training images: ``{model, inputs, targets,
+    other_targets, params, backbone_params, device}``."""
+    from .context import quiet_context
+    from .store import Workspace
+    from .tasks import get_suite, make_splits
+    from .training import get_preset, resolve_device
+    from .zoo import ensure_network, load_network
+
+    device = resolve_device(device)
+    preset, suite = get_preset("demo"), get_suite("ld8")
+    task = suite.task("cifar10-10class")
+    with tempfile.TemporaryDirectory(prefix="tanas-bench-") as scratch:
+        context = quiet_context(Workspace(scratch), device=str(device))
+        record, _ = ensure_network(context, suite, task, "vgg16", preset, 0)
+        model = load_network(context.workspace, record, device)
+    images, labels = make_splits(task, preset.sizes, 0, suite.spec).tensors("train")
+    targets = labels[:samples].to(device)
+    return dict(model=model, inputs=images[:samples].to(device), targets=targets,
+                other_targets=torch.roll(targets, 1), params=record.params, device=device,
+                backbone_params=sum(p.numel() for _, p in select_parameters(model, "backbone")))
+
+
+def fisher_goals(rows: list[dict], samples: int, backbone_params: int) -> dict:
+    """What ``bench_fisher`` rows mean: the M x M Gram's GFLOP and rate, and the goals met or not.
+
+    ``{gram_gflop, gram_gflops_per_s, grams_x_floor, goals: [{goal, value, met}]}``: (c) within 2x the floor,
+    (c) at least 5x faster than the per-sample loop (b), (d) within 4x the floor."""
+    by_name = {row["path"].split()[0]: row for row in rows}
+    diag, loop, low, gram = by_name["(c)"], by_name["(b)"], by_name["(d)"], by_name["(d2)"]
+    gram_flops = 2 * samples ** 2 * backbone_params  # float64 Gram of an M x n factor: 2 M^2 n
+    speedup = loop["median_s"] / diag["median_s"]
+    return dict(gram_gflop=gram_flops / 1e9, gram_gflops_per_s=gram_flops / gram["median_s"] / 1e9,
+                grams_x_floor=2 * gram["x_floor"],
+                goals=[dict(goal="(c) <= 2x floor", value=f"{diag['x_floor']:.2f}x", met=diag["x_floor"] <= 2),
+                       dict(goal="(c) >= 5x faster than (b)", value=f"{speedup:.1f}x", met=speedup >= 5),
+                       dict(goal="(d) <= 4x floor", value=f"{low['x_floor']:.2f}x", met=low["x_floor"] <= 4)])
+
+
+ZOO_GOAL_SECONDS = 300.0
+
+
+def bench_zoo(request, run, **sinks) -> dict:
+    """Train ``request``'s zoo (a ``ZooRequest``) from scratch in a throw-away workspace with ``run``
+    (``RunSettings``): ``{records, rows, per_arch: [{arch, median_s, sum_s}], total_s, goal_s, met}``; the total
+    includes data preparation and evaluation."""
+    from .store import Workspace
+    from .zoo import train_zoo
+
+    with tempfile.TemporaryDirectory(prefix="tanas-bench-") as scratch:
+        started = time.perf_counter()
+        records = train_zoo(request, run.context(Workspace(scratch), **sinks))
+        total = time.perf_counter() - started
+    rows = [dict(task=r.task, arch=r.arch, seed=r.seed, test_acc=f"{r.test_accuracy:.4f}",
+                 eps_ok="yes" if r.is_epsilon_approximation else "NO", params=f"{r.params:,}",
+                 seconds=f"{r.seconds:.1f}", device=r.device) for r in records]
+    per_arch = [dict(arch=arch, median_s=statistics.median(seconds), sum_s=sum(seconds))
+                for arch in sorted({r.arch for r in records})
+                for seconds in [[r.seconds for r in records if r.arch == arch]]]
+    return dict(records=records, rows=rows, per_arch=per_arch, total_s=total, goal_s=ZOO_GOAL_SECONDS,
+                met=total <= ZOO_GOAL_SECONDS)
+
+
 APP_PAGES = ("app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py")
 # Widget values that point a page at the results the benchmark stored (label -> value).
 _PAGE_SETTINGS = {"pages/3_Distances.py": {"Suite": "mnist4", "Preset": "smoke"},
@@ -141,15 +208,15 @@ _PAGE_SETTINGS = {"pages/3_Distances.py": {"Suite": "mnist4", "Preset": "smoke"}
 def populate_for_pages(workspace) -> None:
     """Store what the pages show: the ``mnist4`` VGG zoo (smoke preset, 1 seed), its log-det distances with the
     pages' default Fisher settings, and a tiny finished FUSE search with its event stream."""
-    from .fuse import SearchBudget
+    from .context import quiet_context
     from .nas import run_search
+    from .requests import DistanceRequest, SearchBudget, SearchRequest
     from .task_distances import distance_matrices
-    from .tasks import get_suite
 
-    suite = get_suite("mnist4")
-    distance_matrices(workspace, suite, "vgg16", "logdet", [0], "smoke")
-    run_search(workspace, suite, suite.task("mnist-10class"), space="standard", method="fuse", preset="smoke",
-               budget=SearchBudget(candidates=2, rounds=1, epochs_per_round=1, final_epochs=1))
+    context = quiet_context(workspace)
+    distance_matrices(DistanceRequest(suite="mnist4", archs=("vgg16",), seeds=1, preset="smoke"), context)
+    run_search(SearchRequest(target="mnist4:mnist-10class", space="standard", method="fuse", preset="smoke",
+                             budget=SearchBudget(candidates=2, rounds=1, epochs_per_round=1, final_epochs=1)), context)
 
 
 def bench_pages(repo, repeats: int = 5) -> list[dict]:
@@ -177,32 +244,30 @@ def bench_pages(repo, repeats: int = 5) -> list[dict]:
             app.run()
             rerun.append(time.perf_counter() - started)
             if app.exception:
-                raise ValueError(f"{page} raised: {app.exception[0].message}")
+                raise TanasError(f"{page} raised: {app.exception[0].message}")
         rows.append(dict(page=page, first_render_s=statistics.median(first), rerun_s=statistics.median(rerun),
                          slowest_s=max(first + rerun), goal_s=2.0, within_goal=max(first + rerun) <= 2.0))
     return rows
 
 
 def bench_backends(suite_name: str = "ld8", seeds: int = 2, archs: tuple[str, ...] = ("vgg16", "resnet18",
-                   "densenet121"), preset: str = "demo", ray_workers: int = 2,
-                   on_event: Callable | None = None) -> list[dict]:
+                   "densenet121"), preset: str = "demo", ray_workers: int = 2, **sinks) -> list[dict]:
     """Train the same zoo from scratch twice, each in a throw-away workspace: with the local backend (this process)
     and on a local Ray of ``ray_workers`` CPUs (one CPU and one torch thread per task). Rows: ``{backend, networks,
-    wall_s, median_network_s, sum_network_s}``; ``ratio`` (local wall / this wall) is added to each."""
-    import tempfile
-
+    wall_s, median_network_s, sum_network_s}``; ``ratio`` (local wall / this wall) is added to each. ``sinks``:
+    ``on_progress`` / ``on_event`` of the runs' ``RunContext``."""
     from .backends import LocalBackend, RayBackend
+    from .context import RunContext
+    from .requests import ZooRequest
     from .store import Workspace
-    from .tasks import get_suite
     from .zoo import train_zoo
 
-    suite = get_suite(suite_name)
+    request = ZooRequest(suite=suite_name, archs=tuple(archs), seeds=seeds, preset=preset)
     rows = []
     for backend in (LocalBackend(), RayBackend(num_cpus=ray_workers, cpus_per_task=1)):
         with tempfile.TemporaryDirectory(prefix="tanas-bench-") as scratch:
             started = time.perf_counter()
-            records = train_zoo(Workspace(scratch), suite, list(archs), list(range(seeds)), preset,
-                                device="cpu", backend=backend, on_event=on_event)
+            records = train_zoo(request, RunContext(Workspace(scratch), device="cpu", backend=backend, **sinks))
             wall = time.perf_counter() - started
         per_network = [r.seconds for r in records]
         rows.append(dict(backend=backend.describe(), networks=len(records), wall_s=wall,
@@ -212,18 +277,30 @@ def bench_backends(suite_name: str = "ld8", seeds: int = 2, archs: tuple[str, ..
     return rows
 
 
+def paper_projection(suite_name: str, archs: tuple[str, ...], steps: list[dict], speedup: float,
+                     machines: tuple[int, ...] = (1, 8, 32), seeds: int = 10) -> dict:
+    """PROJECTION (not a measurement) of the paper zoo (``seeds`` seeds of every task x architecture) from
+    ``paper_step_seconds`` rows: ``{tasks, networks, hours, walls: [{machines, hours}]}``, walls assuming Ray
+    clusters of such machines that each train ``speedup`` x as fast as one network at a time."""
+    from .tasks import get_suite
+
+    tasks = len(get_suite(suite_name).tasks)
+    hours = sum(r["network_hours"] for r in steps) * tasks * seeds
+    return dict(tasks=tasks, networks=tasks * seeds * len(archs), hours=hours,
+                walls=[dict(machines=count, hours=hours / (count * speedup)) for count in machines])
+
+
 def paper_step_seconds(suite_name: str = "ld8", archs: tuple[str, ...] = ("vgg16", "resnet18", "densenet121"),
                        steps: int = 3) -> list[dict]:
     """Measured seconds per training step of the ``paper`` preset's full-width networks on this machine (median of
     ``steps`` steps after a warm-up one, a real batch of the preset's size), and the steps one network of each task
     needs (every training image, the preset's epochs). For projections; nothing is trained to the end."""
     from .networks import build_network
-    from .tasks import get_suite
+    from .tasks import get_suite, make_splits
     from .training import get_preset
 
-    paper = get_preset("paper")
-    suite = get_suite(suite_name)
-    sizes = {task.name: _training_images(task, paper, suite) for task in suite.tasks}
+    paper, suite = get_preset("paper"), get_suite(suite_name)
+    sizes = [len(make_splits(task, paper.sizes, 0, suite.spec).tensors("train")[1]) for task in suite.tasks]
     rows = []
     for arch in archs:
         model = build_network(arch, 10, suite.spec.channels, paper.widths[arch])
@@ -239,14 +316,7 @@ def paper_step_seconds(suite_name: str = "ld8", archs: tuple[str, ...] = ("vgg16
             if index:
                 times.append(time.perf_counter() - started)
         step = statistics.median(times)
-        network_steps = statistics.median((count // paper.batch_size) * paper.epochs_for(arch)
-                                          for count in sizes.values())
+        network_steps = statistics.median((count // paper.batch_size) * paper.epochs_for(arch) for count in sizes)
         rows.append(dict(arch=arch, step_s=step, steps_per_network=network_steps,
                          network_hours=step * network_steps / 3600))
     return rows
-
-
-def _training_images(task, preset, suite) -> int:
-    from .tasks import make_splits
-
-    return len(make_splits(task, preset.sizes, 0, suite.spec).tensors("train")[1])

@@ -4,7 +4,8 @@ Every dataset loads as uint8 arrays ``[N, H, W, C]`` with int64 labels and an of
 without one get a fixed 80 / 20 split per class, the same for every seed). Tasks (``tasks.py``) select from these
 arrays; ``to_model_input`` turns a selection into the float tensors ``[N, C, H, W]`` that networks consume.
 
-Resolution order for a dataset, in the data directory (``TANAS_DATA_DIR``, default ``$TANAS_HOME/data``):
+Resolution order for a dataset, in the data directory (``TANAS_DATA_DIR``; unset: ``$TANAS_HOME/data`` or the
+``../shared/datasets`` beside the checkout, whichever holds data, see ``default_data_dir``):
 
 1. an ``.npz`` pack in the layout of the offline pack (``mnist.npz``, ``fashion_mnist.npz``, ``cifar10.npz`` or
    ``cifar10_subset.npz``, ``cifar100.npz``, ``quickdraw345.npz``, ``quickdraw_subset.npz``);
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .cifar100_classes import CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES, CIFAR100_FINE_TO_COARSE
+from .errors import TanasError
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -41,8 +43,13 @@ _HOLDOUT_SEED = 20200302
 _HOLDOUT_FRACTION = 0.2
 
 
-class DatasetUnavailableError(ValueError):
-    """A dataset could not be found locally nor downloaded; the message lists the ways to provide it."""
+class DatasetUnavailableError(TanasError):
+    """A dataset could not be found locally nor downloaded; the message lists the ways to provide it.
+    ``dataset``: its name, when known (so a caller can say which suites it blocks)."""
+
+    def __init__(self, message: str, dataset: str | None = None):
+        super().__init__(message)
+        self.dataset = dataset
 
 
 @dataclass(frozen=True)
@@ -117,9 +124,38 @@ def workspace_home() -> Path:
 
 
 def default_data_dir() -> Path:
-    """The data directory: ``TANAS_DATA_DIR`` or ``$TANAS_HOME/data``."""
+    """The data directory, the first of:
+
+    1. ``TANAS_DATA_DIR`` when set (used as given, even when empty: an explicit choice is never second-guessed);
+    2. ``$TANAS_HOME/data`` when it holds any dataset;
+    3. ``../shared/datasets`` beside the checkout when it holds any dataset (the offline pack's place on this
+       project's machines, so the README's commands find the data when run from the checkout);
+    4. ``$TANAS_HOME/data`` (where a download goes).
+    """
+    return data_dir_choice()[0]
+
+
+def data_dir_choice() -> tuple[Path, str]:
+    """``(directory, why)``: ``default_data_dir()`` and a few words saying which rule chose it."""
     configured = os.environ.get("TANAS_DATA_DIR")
-    return Path(configured).expanduser() if configured else workspace_home() / "data"
+    if configured:
+        return Path(configured).expanduser(), "TANAS_DATA_DIR"
+    home_data = workspace_home() / "data"
+    if holds_dataset(home_data):
+        return home_data, "$TANAS_HOME/data"
+    beside = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+    if holds_dataset(beside):
+        return beside, "found beside the checkout; set TANAS_DATA_DIR to choose another"
+    return home_data, "$TANAS_HOME/data; no dataset found there nor in ../shared/datasets beside the checkout"
+
+
+def holds_dataset(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a pack or a torchvision folder of any dataset (the bundled ``digits`` aside)."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        return False
+    return any((root / pack).is_file() for spec in DATASETS.values() for pack in spec.packs) or \
+        any(spec.folder and (root / spec.folder).is_dir() for spec in DATASETS.values())
 
 
 def dataset_names() -> list[str]:
@@ -134,7 +170,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     ``ValueError``) naming the ways to provide the data when it can be neither found nor downloaded.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+        raise TanasError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     directory = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     return _load_cached(name, str(directory.resolve()), download)
 
@@ -151,7 +187,7 @@ def _load_cached(name: str, directory: str, download: bool) -> RawDataset:
     if dataset is None and download and spec.downloadable:
         dataset = _download(spec, root)
     if dataset is None:
-        raise DatasetUnavailableError(_unavailable_message(spec, root, download) + local_problem)
+        raise DatasetUnavailableError(_unavailable_message(spec, root, download) + local_problem, name)
     dataset.mean, dataset.std = _channel_stats(dataset.x_train)
     return dataset
 
@@ -159,7 +195,7 @@ def _load_cached(name: str, directory: str, download: bool) -> RawDataset:
 def dataset_class_names(name: str, data_dir: str | Path | None = None) -> tuple[str, ...]:
     """Class names of ``name`` in label order; reads the data only for datasets whose names live in the pack."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+        raise TanasError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
     if spec.class_names is not None:
         return spec.class_names
@@ -186,7 +222,7 @@ def sample_grid(dataset: RawDataset, per_class: int = 8, classes: list[int] | No
     """A contact sheet for people: uint8 ``[rows * H, per_class * W, C]``, one row per class (label order unless
     ``classes`` is given), ``per_class`` random training images each (fewer if the class has fewer)."""
     if per_class < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class}")
+        raise TanasError(f"per_class must be >= 1, got {per_class}")
     rng = np.random.default_rng(seed)
     labels = list(range(len(dataset.class_names))) if classes is None else list(classes)
     height, width, channels = dataset.x_train.shape[1:]
@@ -207,9 +243,9 @@ def to_model_input(images: np.ndarray, dataset: RawDataset, channels: int, size:
     channel (as the source document does to run VGG on MNIST); resizing is bilinear with antialiasing.
     """
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise TanasError(f"channels must be 1 or 3, got {channels}")
     if dataset.channels == 3 and channels == 1:
-        raise ValueError(f"{dataset.name} is RGB and cannot be fed to a 1-channel network; use channels=3")
+        raise TanasError(f"{dataset.name} is RGB and cannot be fed to a 1-channel network; use channels=3")
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(dataset.mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(dataset.std, dtype=torch.float32).view(1, -1, 1, 1)

@@ -21,6 +21,7 @@ import math
 import torch
 
 from .fisher import FisherFactor
+from .errors import TanasError
 
 FisherLike = torch.Tensor | FisherFactor
 
@@ -46,17 +47,17 @@ def _as_float64(value: FisherLike, name: str) -> tuple[torch.Tensor, int, str, i
     elif isinstance(value, torch.Tensor):
         tensor, n, seed = value, value.shape[-1] if value.ndim else 0, None
     else:
-        raise ValueError(f"{name} must be a Fisher diagonal [n] or factor [M, n] tensor, got {type(value).__name__}")
+        raise TanasError(f"{name} must be a Fisher diagonal [n] or factor [M, n] tensor, got {type(value).__name__}")
     if tensor.ndim not in (1, 2):
-        raise ValueError(f"{name} must be 1-D (diagonal) or 2-D (factor M x n), got shape {tuple(tensor.shape)}")
+        raise TanasError(f"{name} must be 1-D (diagonal) or 2-D (factor M x n), got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0 or n == 0:
-        raise ValueError(f"{name} is empty: it was computed from no samples or no parameters")
+        raise TanasError(f"{name} is empty: it was computed from no samples or no parameters")
     # A factor is checked through its trace or Gram matrix instead (non-finite exactly when the factor has a NaN or
     # an Inf), which saves a whole pass over M x n values.
     if tensor.ndim == 1 and not torch.isfinite(tensor).all():
-        raise ValueError(_non_finite(name))
+        raise TanasError(_non_finite(name))
     if tensor.ndim == 1 and (tensor < 0).any():
-        raise ValueError(f"{name} has negative entries; a Fisher diagonal is a mean of squares")
+        raise TanasError(f"{name} has negative entries; a Fisher diagonal is a mean of squares")
     kind = "diagonal" if tensor.ndim == 1 else "factor"
     # Factors keep float32 storage (they can be large); every product and sum below runs in float64.
     dtype = torch.float64 if kind == "diagonal" or tensor.dtype == torch.float64 else torch.float32
@@ -66,7 +67,7 @@ def _as_float64(value: FisherLike, name: str) -> tuple[torch.Tensor, int, str, i
 def logdet_per_parameter(fisher: FisherLike, sigma: float) -> float:
     """``logdet(F + sigma^2 I) / n`` for a diagonal ``[n]`` or a factor ``[M, n]`` (exact, float64)."""
     if not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
+        raise TanasError(f"sigma must be a positive finite number, got {sigma!r}")
     tensor, n, kind, _ = _as_float64(fisher, "fisher")
     shift = float(sigma) ** 2
     if kind == "diagonal":
@@ -77,7 +78,7 @@ def logdet_per_parameter(fisher: FisherLike, sigma: float) -> float:
     else:  # more samples than (sketched) columns: the k x k matrix is the smaller one
         small = gram(tensor.T, tensor.T) / samples
     if not torch.isfinite(small).all():
-        raise ValueError(_non_finite("fisher"))
+        raise TanasError(_non_finite("fisher"))
     eigenvalues = torch.linalg.eigvalsh(small).clamp_min(0.0)
     return float(((n - small.shape[0]) * math.log(shift) + torch.log(eigenvalues + shift).sum()) / n)
 
@@ -96,21 +97,21 @@ def frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike) -> float:
     b, n_b, kind_b, seed_b = _as_float64(fisher_b, "fisher_b")
     t, n_t, kind_t, seed_t = _as_float64(fisher_t, "fisher_t")
     if n_b != n_t:
-        raise ValueError(f"the Frechet distance needs both Fisher matrices over the same parameters, got n = {n_b} "
+        raise TanasError(f"the Frechet distance needs both Fisher matrices over the same parameters, got n = {n_b} "
                          f"and n = {n_t}: compute both with the same architecture (and the same `params`)")
     if kind_b == kind_t == "factor" and seed_b != seed_t:
-        raise ValueError("the two Fisher factors were compressed with different sketches (seeds "
+        raise TanasError("the two Fisher factors were compressed with different sketches (seeds "
                          f"{seed_b} and {seed_t}); compute both with the same seed")
     if (kind_b == "factor" and seed_b is not None and kind_t == "diagonal") or (
             kind_t == "factor" and seed_t is not None and kind_b == "diagonal"):
-        raise ValueError("a compressed Fisher factor cannot be paired with a diagonal; use uncompressed factors")
+        raise TanasError("a compressed Fisher factor cannot be paired with a diagonal; use uncompressed factors")
     trace_b = _trace(b, kind_b)
     trace_t = _trace(t, kind_t)
     for name, trace in (("fisher_b", trace_b), ("fisher_t", trace_t)):
         if not math.isfinite(trace):
-            raise ValueError(_non_finite(name))
+            raise TanasError(_non_finite(name))
     if trace_b <= 0 or trace_t <= 0:
-        raise ValueError("a Fisher matrix with zero trace (all gradients zero) has no unit-trace normalisation")
+        raise TanasError("a Fisher matrix with zero trace (all gradients zero) has no unit-trace normalisation")
     if kind_b == kind_t == "diagonal":
         fidelity = torch.sqrt(b * t).sum()
     elif kind_b == kind_t == "factor":

@@ -25,6 +25,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .errors import TanasError
 
 _SUPPORTED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
 _PIECE_ELEMENTS = 1 << 20  # per-sample gradient elements per piece (4 MiB of float32): measured best on a CPU
@@ -57,10 +58,10 @@ def select_parameters(model: nn.Module, params: str = "backbone") -> list[tuple[
     """``(name, parameter)`` pairs in ``named_parameters()`` order: ``"backbone"`` (names starting ``backbone.``)
     or ``"all"``."""
     if params not in ("backbone", "all"):
-        raise ValueError(f"params must be 'backbone' or 'all', got {params!r}")
+        raise TanasError(f"params must be 'backbone' or 'all', got {params!r}")
     chosen = [(name, p) for name, p in model.named_parameters() if params == "all" or name.startswith("backbone.")]
     if not chosen:
-        raise ValueError(f"the model has no {params} parameters (a backbone needs a `backbone` submodule)")
+        raise TanasError(f"the model has no {params} parameters (a backbone needs a `backbone` submodule)")
     return chosen
 
 
@@ -106,7 +107,7 @@ def fisher_factor(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor 
     selected = select_parameters(model, params)
     total = sum(p.numel() for _, p in selected)
     if projection_dim is not None and projection_dim < 1:
-        raise ValueError(f"projection_dim must be a positive integer, got {projection_dim}")
+        raise TanasError(f"projection_dim must be a positive integer, got {projection_dim}")
     want = "rows" if projection_dim is None else ("sketch", projection_dim)
     rows = [chunk for chunk, _ in _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
                                                      want=want)]
@@ -136,18 +137,18 @@ def per_sample_gradients_loop(model: nn.Module, inputs: torch.Tensor, targets: t
 
 def _check_inputs(inputs: torch.Tensor, targets: torch.Tensor | None, kind: str) -> None:
     if kind not in ("empirical", "model"):
-        raise ValueError(f"kind must be 'empirical' or 'model', got {kind!r}")
+        raise TanasError(f"kind must be 'empirical' or 'model', got {kind!r}")
     if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2:
-        raise ValueError("inputs must be a tensor [M, ...] of samples")
+        raise TanasError("inputs must be a tensor [M, ...] of samples")
     if inputs.shape[0] == 0:
-        raise ValueError("cannot compute a Fisher matrix from 0 samples: the data split is empty")
+        raise TanasError("cannot compute a Fisher matrix from 0 samples: the data split is empty")
     if not torch.isfinite(inputs).all():
-        raise ValueError("inputs contain NaN or Inf values; clean the data before computing the Fisher")
+        raise TanasError("inputs contain NaN or Inf values; clean the data before computing the Fisher")
     if kind == "empirical":
         if targets is None:
-            raise ValueError("kind='empirical' needs targets (labels); use kind='model' to sample them instead")
+            raise TanasError("kind='empirical' needs targets (labels); use kind='model' to sample them instead")
         if targets.shape[0] != inputs.shape[0]:
-            raise ValueError(f"{inputs.shape[0]} inputs but {targets.shape[0]} targets")
+            raise TanasError(f"{inputs.shape[0]} inputs but {targets.shape[0]} targets")
 
 
 @contextlib.contextmanager
@@ -186,13 +187,13 @@ def _layer_slots(model: nn.Module, selected) -> list[tuple[nn.Module, dict[str, 
             continue
         if not isinstance(module, _SUPPORTED) or (isinstance(module, nn.BatchNorm2d)
                                                   and not module.track_running_stats):
-            raise ValueError(f"per-sample gradients are not implemented for layer {module_name!r} "
+            raise TanasError(f"per-sample gradients are not implemented for layer {module_name!r} "
                              f"({type(module).__name__}); supported: Conv2d, Linear, BatchNorm2d with running stats")
         slots.append((module, chosen))
         covered.update(own[local] for local in chosen)
     missing = set(offsets) - covered
     if missing:
-        raise ValueError(f"parameters {sorted(missing)[:3]} belong to no supported layer")
+        raise TanasError(f"parameters {sorted(missing)[:3]} belong to no supported layer")
     return slots
 
 
@@ -207,7 +208,7 @@ def _per_sample_grad(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor)
     if isinstance(module, nn.Conv2d):
         padding = module.padding
         if module.padding_mode != "zeros" or isinstance(padding, str):
-            raise ValueError("per-sample gradients support Conv2d with zero padding given as numbers only")
+            raise TanasError("per-sample gradients support Conv2d with zero padding given as numbers only")
         positions = grad_out.shape[2] * grad_out.shape[3]
         if module.groups > 1 or positions >= 64:
             weight = _per_sample_weight_by_conv(module, x, grad_out)
@@ -287,7 +288,7 @@ def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
     ``([B, n], rows)``; ``("sketch", k)`` -> ``([B, k] = G_chunk S, rows)``."""
     _check_inputs(inputs, targets, kind)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise TanasError(f"batch_size must be >= 1, got {batch_size}")
     slots = dict(_layer_slots(model, selected))
     total = sum(p.numel() for _, p in selected)
     device = selected[0][1].device

@@ -31,87 +31,25 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import Backend, LocalBackend
-
+from .context import RunContext
+from .errors import Cancelled
 from .networks import count_parameters
 from .networks.cells import cell_network
 from .search_space import Genotype, SearchSpace
+from .requests import SearchBudget
 from .training import Preset, evaluate, fit, one_cycle, resolve_device, step_plan
+from .errors import TanasError
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 MIXTURE = "probs"
 WEIGHT_STEPS = ("independent", "relaxed")
-
-
-@dataclass(frozen=True)
-class SearchBudget:
-    """What a search may spend, in epochs of the training split (wall seconds are measured and reported).
-
-    FUSE: ``rounds`` rounds of ``candidates`` candidates, at most ``epochs_per_round`` epochs of weight steps per
-    round (fewer when alpha converges: max change of softmax(alpha) < ``tolerance`` over ``window`` steps, checked
-    after ``min_steps``). Random search: ``random_candidates`` genotypes trained ``random_epochs`` each.
-    ``final_epochs``: training of the chosen genotype from scratch. ``max_seconds``: optional wall-clock cap on the
-    search itself (checked between steps).
-    """
-
-    # Defaults mirror the source document's cost ratio (FUSE 2 GPU days, random search 4): FUSE sees 2 x 4
-    # candidates for half an epoch each, random search 8 candidates for a whole epoch each.
-    candidates: int = 4
-    rounds: int = 2
-    epochs_per_round: float = 0.5
-    random_candidates: int = 8
-    random_epochs: float = 1.0
-    final_epochs: float = 3.0
-    warmup: float = 0.25
-    alpha_lr: float = 1.0
-    tolerance: float = 0.02
-    window: int = 8
-    min_steps: int = 8
-    max_seconds: float | None = None
-
-    def validate(self) -> None:
-        """``ValueError`` for a budget that cannot run or is absurd."""
-        checks = [(2 <= self.candidates <= 32, f"candidates must be in 2..32, got {self.candidates}"),
-                  (1 <= self.rounds <= 100, f"rounds must be in 1..100, got {self.rounds}"),
-                  (0 < self.epochs_per_round <= 1000, f"epochs_per_round must be in (0, 1000], got "
-                                                      f"{self.epochs_per_round}"),
-                  (1 <= self.random_candidates <= 10000, f"random_candidates must be in 1..10000, got "
-                                                         f"{self.random_candidates}"),
-                  (0 < self.random_epochs <= 1000, f"random_epochs must be in (0, 1000], got {self.random_epochs}"),
-                  (0 < self.final_epochs <= 1000, f"final_epochs must be in (0, 1000], got {self.final_epochs}"),
-                  (0 <= self.warmup < 1, f"warmup must be in [0, 1), got {self.warmup}"),
-                  (0 < self.alpha_lr <= 10, f"alpha_lr must be in (0, 10], got {self.alpha_lr}"),
-                  (0 < self.tolerance < 1, f"tolerance must be in (0, 1), got {self.tolerance}"),
-                  (1 <= self.window, f"window must be >= 1, got {self.window}"),
-                  (self.max_seconds is None or self.max_seconds > 0,
-                   f"max_seconds must be positive, got {self.max_seconds}")]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"search budget: {message}")
-
-    @classmethod
-    def from_dict(cls, params: dict | None) -> SearchBudget:
-        """A validated budget from a JSON object (missing fields keep their defaults, unknown ones are refused)."""
-        params = dict(params or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown budget field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        budget = cls(**params)
-        budget.validate()
-        return budget
-
-    def to_dict(self) -> dict:
-        """JSON-ready, floats as floats (so ``epochs_per_round=3`` and ``3.0`` give the same search key)."""
-        return {f.name: float(getattr(self, f.name)) if f.type.startswith("float") and getattr(self, f.name)
-                is not None else getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -128,7 +66,9 @@ class FuseRound:
 
 @dataclass
 class SearchOutcome:
-    """What a search chose and how: ``status`` is ``"done"`` or ``"stopped"`` (then ``best`` is the best so far)."""
+    """What a search chose and how. ``status``: ``"done"`` (``best`` is the winner; a search that hit
+    ``budget.max_seconds`` is done with the best so far, ``ended="time limit"``) or ``"stopped"`` (cancelled:
+    ``best`` is the best so far or ``None``, the caller raises ``Cancelled`` after keeping the partial history)."""
 
     method: str
     best: Genotype | None
@@ -137,6 +77,7 @@ class SearchOutcome:
     device: str
     rounds: list = None
     evaluated: list = None  # random search: [{genotype, val_accuracy, seconds}]
+    ended: str = "finished"
 
 
 def relaxed_log_probs(outputs: torch.Tensor, weights: torch.Tensor, mixture: str = MIXTURE) -> torch.Tensor:
@@ -147,204 +88,239 @@ def relaxed_log_probs(outputs: torch.Tensor, weights: torch.Tensor, mixture: str
         return F.log_softmax((outputs * weights[:, None, None]).sum(0), dim=1)
     if mixture == "probs":
         return torch.logsumexp(F.log_softmax(outputs, dim=2) + weights.log()[:, None, None], dim=0)
-    raise ValueError(f"mixture must be 'logits' or 'probs', got {mixture!r}")
+    raise TanasError(f"mixture must be 'logits' or 'probs', got {mixture!r}")
+
+
+class _Batches:
+    """Epoch-wise shuffled batches of a split (ragged tail dropped), drawn from one generator."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch: int, generator: torch.Generator, device):
+        self.x, self.y, self.batch, self.generator, self.device = x, y, batch, generator, device
+        self.per_epoch = max(1, len(y) // batch)
+        self.order = torch.randperm(len(y), generator=generator)
+
+    def train_batch(self, step: int) -> Tensors:
+        """Step ``step`` (1-based) of consecutive epochs, reshuffled at every epoch start."""
+        position = ((step - 1) % self.per_epoch) * self.batch
+        if position == 0 and step > 1:
+            self.order = torch.randperm(len(self.y), generator=self.generator)
+        index = self.order[position: position + self.batch]
+        return self.x[index].to(self.device), self.y[index].to(self.device)
+
+    def val_batch(self, step: int) -> Tensors:
+        """A sliding window over one fixed permutation (the alpha steps see every validation image in turn)."""
+        start = ((step - 1) * self.batch) % max(1, len(self.y) - self.batch + 1)
+        index = self.order[start: start + self.batch]
+        return self.x[index].to(self.device), self.y[index].to(self.device)
+
+
+class _Mixture:
+    """One FUSE round's candidates, their weights' optimiser and alpha (equations 16-18)."""
+
+    def __init__(self, models: list[nn.Module], preset: Preset, budget: SearchBudget, step_limit: int, device,
+                 mixture: str, weight_step: str):
+        self.models, self.mixture, self.weight_step = models, mixture, weight_step
+        self.alpha = torch.zeros(len(models), device=device, requires_grad=True)
+        self.weight_optimizer = torch.optim.AdamW([p for m in models for p in m.parameters()], lr=preset.lr,
+                                                  weight_decay=preset.weight_decay)
+        self.schedule = one_cycle(self.weight_optimizer, preset.lr, step_limit)
+        self.alpha_optimizer = torch.optim.SGD([self.alpha], lr=budget.alpha_lr)
+
+    def weights(self) -> torch.Tensor:
+        return F.softmax(self.alpha.detach(), 0).cpu()
+
+    def weight_step_on(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """(i) alpha frozen: one step on every candidate's weights; returns the relaxed training loss."""
+        for model in self.models:
+            model.train()
+        outputs = torch.stack([model(inputs) for model in self.models])
+        if self.weight_step == "relaxed":
+            train_loss = F.nll_loss(relaxed_log_probs(outputs, F.softmax(self.alpha.detach(), 0), self.mixture),
+                                    targets)
+            objective = train_loss
+        else:
+            with torch.no_grad():
+                train_loss = F.nll_loss(relaxed_log_probs(outputs, F.softmax(self.alpha, 0), self.mixture), targets)
+            objective = sum(F.cross_entropy(output, targets) for output in outputs)
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        self.weight_optimizer.step()
+        self.schedule.step()
+        return float(train_loss.detach())
+
+    def alpha_step_on(self, inputs: torch.Tensor, targets: torch.Tensor, move: bool) -> dict:
+        """(ii) weights frozen: the relaxed validation loss, and (``move``) one SGD step on alpha."""
+        with torch.no_grad():
+            for model in self.models:
+                model.eval()
+            outputs = torch.stack([model(inputs) for model in self.models])
+        relaxed = relaxed_log_probs(outputs, F.softmax(self.alpha, 0), self.mixture)
+        val_loss = F.nll_loss(relaxed, targets)
+        if move:
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            val_loss.backward()
+            self.alpha_optimizer.step()
+        return dict(val_loss=float(val_loss.detach()),
+                    val_accuracy=float((relaxed.argmax(1) == targets).float().mean()),
+                    candidate_val_accuracy=(outputs.argmax(2) == targets).float().mean(1).tolist())
+
+
+def _converged(history: list[torch.Tensor], step: int, warmup_steps: int, budget: SearchBudget) -> bool:
+    """softmax(alpha) moved less than ``tolerance`` over the last ``window`` steps (after warm-up + min_steps)."""
+    if step < warmup_steps + max(budget.min_steps, budget.window + 1):
+        return False
+    return float((history[-1] - history[-1 - budget.window]).abs().max()) < budget.tolerance
+
+
+def _fuse_round(mixture: _Mixture, candidates: list[Genotype], batches: tuple[_Batches, _Batches],
+                plan: tuple[int, int], budget: SearchBudget, context: RunContext, started: float,
+                round_index: int) -> tuple[int, bool, str | None, list]:
+    """Alternate weight and alpha steps until alpha converges or the step limit; ``(steps, converged, stop reason
+    ("cancelled" | "time limit" | None), softmax history)``."""
+    step_limit, warmup_steps = plan
+    train_batches, val_batches = batches
+    history, step = [], 0
+    for step in range(1, step_limit + 1):
+        if context.is_cancelled():
+            return step - 1, False, "time limit" if context.deadline_passed() else "cancelled", history
+        train_loss = mixture.weight_step_on(*train_batches.train_batch(step))
+        searching = step > warmup_steps
+        measured = mixture.alpha_step_on(*val_batches.val_batch(step), move=searching)
+        history.append(mixture.weights())
+        context.emit(dict(method="fuse", type="alpha", round=round_index, step=step,
+                          phase="search" if searching else "warmup", candidates=[g.id for g in candidates],
+                          genotypes=[g.to_json() for g in candidates], alpha=mixture.alpha.detach().cpu().tolist(),
+                          weights=history[-1].tolist(), train_loss=train_loss, **measured,
+                          elapsed=time.perf_counter() - started))
+        context.progress(f"step {step}/{step_limit}, val accuracy {measured['val_accuracy']:.3f}",
+                         step / step_limit)
+        if _converged(history, step, warmup_steps, budget):
+            return step, True, None, history
+    return step, False, None, history
 
 
 def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, preset: Preset,
-         budget: SearchBudget = SearchBudget(), seed: int = 0, device: str | torch.device = "auto",
-         on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
+         budget: SearchBudget = SearchBudget(), seed: int = 0, context: RunContext | None = None, *,
          incumbent: Genotype | None = None, build: Callable[[Genotype], nn.Module] | None = None,
          mixture: str = MIXTURE, weight_step: str = "independent") -> SearchOutcome:
-    """Run FUSE on ``space`` with ``train = (x [N, C, H, W], y [N])`` and ``val`` only.
+    """Run FUSE on ``space`` with ``train = (x [N, C, H, W], y [N])`` and ``val`` only, on ``context.device``.
 
     ``preset`` gives the weights' optimiser (AdamW, ``lr``, ``weight_decay``) and ``batch_size``. ``build`` maps a
     genotype to a network (default ``cell_network`` for ``num_classes`` outputs); tests use it to plant a crippled
-    candidate. Events (one per alpha update): ``{method, round, step, candidates: [id], genotypes: [json],
-    alpha: [C], weights: [C], train_loss, val_loss, val_accuracy, elapsed}`` plus a ``{type: "round_done"}`` per
-    round. Same seed, same result on one device.
+    candidate. Events to ``context.emit`` (one per alpha update): ``{method, type: "alpha", round, step,
+    candidates: [id], genotypes: [json], alpha: [C], weights: [C], train_loss, val_loss, val_accuracy,
+    candidate_val_accuracy, elapsed}`` plus a ``{type: "round_done"}`` per round; progress per step, each round a
+    phase. A cancel ends the search with status ``"stopped"`` (partial rounds kept); ``budget.max_seconds`` ends it
+    with the incumbent. Same seed, same result on one device.
     """
     budget.validate()
     if weight_step not in WEIGHT_STEPS:
-        raise ValueError(f"weight_step must be one of {', '.join(WEIGHT_STEPS)}, got {weight_step!r}")
-    x_train, y_train = train
-    x_val, y_val = val
-    _check_data(x_train, y_train, x_val, y_val)
-    target = resolve_device(device)
-    channels = x_train.shape[1]
-    build = build or (lambda genotype: cell_network(genotype, num_classes, channels))
-    emit = on_event or (lambda event: None)
-    rng = random.Random(seed)
-    generator = torch.Generator().manual_seed(seed)
-    batch, steps_per_epoch, step_limit = step_plan(len(y_train), preset.batch_size, budget.epochs_per_round)
-    val_batch = min(preset.batch_size, len(y_val))
-    warmup_steps = int(budget.warmup * step_limit)
-    started = time.perf_counter()
-    rounds: list[FuseRound] = []
-    status = "done"
-
-    for round_index in range(1, budget.rounds + 1):
+        raise TanasError(f"weight_step must be one of {', '.join(WEIGHT_STEPS)}, got {weight_step!r}")
+    _check_data(*train, *val)
+    context = (context or RunContext(None)).with_deadline(budget.max_seconds)
+    target = resolve_device(context.device)
+    build = build or (lambda genotype: cell_network(genotype, num_classes, train[0].shape[1]))
+    rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
+    batch, _, step_limit = step_plan(len(train[1]), preset.batch_size, budget.epochs_per_round)
+    plan = (step_limit, int(budget.warmup * step_limit))
+    started, rounds, stop = time.perf_counter(), [], None
+    for round_index, phase in enumerate(context.step_phases([f"round {r}/{budget.rounds}"
+                                                             for r in range(1, budget.rounds + 1)]), 1):
         keep = [incumbent] if incumbent is not None else []
         candidates = keep + space.sample_distinct(budget.candidates - len(keep), rng, exclude=keep)
         torch.manual_seed(seed * 1000 + round_index)
         models = [build(genotype).to(target) for genotype in candidates]
-        alpha = torch.zeros(len(models), device=target, requires_grad=True)
-        weight_optimizer = torch.optim.AdamW([p for m in models for p in m.parameters()], lr=preset.lr,
-                                             weight_decay=preset.weight_decay)
-        schedule = one_cycle(weight_optimizer, preset.lr, step_limit)
-        alpha_optimizer = torch.optim.SGD([alpha], lr=budget.alpha_lr)
-        history, converged, step = [], False, 0
-        order = torch.randperm(len(y_train), generator=generator)
-        val_order = torch.randperm(len(y_val), generator=generator)
-        for step in range(1, step_limit + 1):
-            if (should_stop is not None and should_stop()) or _over_time(budget, started):
-                status = "stopped"
-                step -= 1
-                break
-            # (i) alpha frozen: a weight step on a training batch through the relaxed output.
-            position = ((step - 1) % steps_per_epoch) * batch
-            if position == 0 and step > 1:
-                order = torch.randperm(len(y_train), generator=generator)
-            index = order[position: position + batch]
-            for model in models:
-                model.train()
-            inputs = x_train[index].to(target)
-            targets = y_train[index].to(target)
-            outputs = torch.stack([model(inputs) for model in models])
-            if weight_step == "relaxed":
-                train_loss = F.nll_loss(relaxed_log_probs(outputs, F.softmax(alpha.detach(), 0), mixture), targets)
-                objective = train_loss
-            else:
-                with torch.no_grad():
-                    train_loss = F.nll_loss(relaxed_log_probs(outputs, F.softmax(alpha, 0), mixture), targets)
-                objective = sum(F.cross_entropy(output, targets) for output in outputs)
-            weight_optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            weight_optimizer.step()
-            schedule.step()
-            # (ii) weights frozen: an alpha step on a validation batch.
-            start = ((step - 1) * val_batch) % max(1, len(y_val) - val_batch + 1)
-            val_index = val_order[start: start + val_batch]
-            with torch.no_grad():
-                for model in models:
-                    model.eval()
-                candidate_outputs = torch.stack([m(x_val[val_index].to(target)) for m in models])
-            val_targets = y_val[val_index].to(target)
-            relaxed = relaxed_log_probs(candidate_outputs, F.softmax(alpha, 0), mixture)
-            val_loss = F.nll_loss(relaxed, val_targets)
-            searching = step > warmup_steps
-            if searching:
-                alpha_optimizer.zero_grad(set_to_none=True)
-                val_loss.backward()
-                alpha_optimizer.step()
-            weights = F.softmax(alpha.detach(), 0).cpu()
-            history.append(weights)
-            emit(dict(method="fuse", type="alpha", round=round_index, step=step,
-                      phase="search" if searching else "warmup",
-                      candidates=[g.id for g in candidates], genotypes=[g.to_json() for g in candidates],
-                      alpha=alpha.detach().cpu().tolist(), weights=weights.tolist(),
-                      train_loss=float(train_loss.detach()), val_loss=float(val_loss.detach()),
-                      val_accuracy=float((relaxed.argmax(1) == val_targets).float().mean()),
-                      candidate_val_accuracy=(candidate_outputs.argmax(2) == val_targets).float().mean(1).tolist(),
-                      elapsed=time.perf_counter() - started))
-            if step >= warmup_steps + max(budget.min_steps, budget.window + 1):
-                drift = (history[-1] - history[-1 - budget.window]).abs().max()
-                if float(drift) < budget.tolerance:
-                    converged = True
-                    break
-        if step == 0:  # stopped before the round's first step: nothing to choose from
+        state = _Mixture(models, preset, budget, step_limit, target, mixture, weight_step)
+        batches = (_Batches(*train, batch, generator, target),
+                   _Batches(*val, min(preset.batch_size, len(val[1])), generator, target))
+        steps, converged, stop, history = _fuse_round(state, candidates, batches, plan, budget, phase, started,
+                                                      round_index)
+        if steps == 0:  # stopped before the round's first step: nothing to choose from
             break
-        winner = int(alpha.detach().argmax())
+        winner = int(state.alpha.detach().argmax())
         incumbent = candidates[winner]
-        rounds.append(FuseRound(candidates, alpha.detach().cpu().tolist(), history[-1].tolist(), step, converged,
-                                winner))
-        emit(dict(method="fuse", type="round_done", round=round_index, steps=step, converged=converged,
-                  winner=incumbent.id, genotype=incumbent.to_json(), weights=history[-1].tolist(),
-                  elapsed=time.perf_counter() - started))
-        if status == "stopped":
+        rounds.append(FuseRound(candidates, state.alpha.detach().cpu().tolist(), history[-1].tolist(), steps,
+                                converged, winner))
+        context.emit(dict(method="fuse", type="round_done", round=round_index, steps=steps, converged=converged,
+                          winner=incumbent.id, genotype=incumbent.to_json(), weights=history[-1].tolist(),
+                          elapsed=time.perf_counter() - started))
+        if stop is not None:
             break
-    return SearchOutcome("fuse", incumbent, status, time.perf_counter() - started, str(target), rounds=rounds)
+    status = "stopped" if stop == "cancelled" or incumbent is None else "done"
+    return SearchOutcome("fuse", incumbent, status, time.perf_counter() - started, str(target), rounds=rounds,
+                         ended=stop or "finished")
 
 
 def random_search(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, preset: Preset,
-                  budget: SearchBudget = SearchBudget(), seed: int = 0, device: str | torch.device = "auto",
-                  on_event: Callable[[dict], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None, backend: Backend | None = None) -> SearchOutcome:
+                  budget: SearchBudget = SearchBudget(), seed: int = 0,
+                  context: RunContext | None = None) -> SearchOutcome:
     """Random search: ``budget.random_candidates`` genotypes of ``space``, each trained ``budget.random_epochs`` on
-    ``train``, the best by validation accuracy wins (the earliest drawn on a tie). One event per candidate, in the
-    order they finish: ``{method, type: "candidate", step, candidates: [id], genotypes: [json], val_accuracy,
-    seconds, best_val_accuracy, elapsed}``.
+    ``train``, the best by validation accuracy wins (the earliest drawn on a tie). One event per candidate to
+    ``context.emit``, in the order they finish: ``{method, type: "candidate", step, candidates: [id], genotypes:
+    [json], val_accuracy, seconds, best_val_accuracy, elapsed}``.
 
-    ``backend``: where candidates train (default: here, one after the other; a ``RayBackend`` trains each as one Ray
-    task, all at once). Each candidate's weights are seeded by its draw index, so the outcome does not depend on the
-    backend (bit for bit with equal torch thread counts)."""
+    ``context.backend`` decides where candidates train (here, one after the other, with per-step progress; a
+    ``RayBackend`` trains each as one Ray task, all at once). Each candidate's weights are seeded by its draw
+    index, so the outcome does not depend on the backend (bit for bit with equal torch thread counts)."""
     budget.validate()
-    x_train, y_train = train
-    x_val, y_val = val
-    _check_data(x_train, y_train, x_val, y_val)
-    target = resolve_device(device)
-    emit = on_event or (lambda event: None)
-    backend = backend or LocalBackend()
+    _check_data(*train, *val)
+    context = (context or RunContext(None)).with_deadline(budget.max_seconds)
+    target, backend = resolve_device(context.device), context.backend
     genotypes = space.sample_distinct(budget.random_candidates, random.Random(seed))
     started = time.perf_counter()
-    local = isinstance(backend, LocalBackend)
-    data = tuple(backend.put(tensor) for tensor in (x_train, y_train, x_val, y_val))
-
-    def stop() -> bool:
-        return (should_stop is not None and should_stop()) or _over_time(budget, started)
-
-    # Here a candidate also stops mid-training; a Ray task is cancelled instead.
+    data = tuple(backend.put(tensor) for tensor in (*train, *val))
+    # Here a candidate also stops mid-training (its phase of the context); a Ray task is cancelled instead.
+    phases = context.step_phases([f"candidate {i}/{len(genotypes)}" for i in range(1, len(genotypes) + 1)])
     items = [(genotype.to_json(), index, seed, num_classes, preset, budget.random_epochs,
-              str(target) if local else "auto", *data, *((stop,) if local else ()))
+              backend.worker_device(str(target)), *data, *((phases[index - 1],) if backend.in_process else ()))
              for index, genotype in enumerate(genotypes, 1)]
-
     results: dict[int, dict] = {}
-    status, best_accuracy = "done", -1.0
+    stop = None
     try:
-        for position, result in backend.map(train_candidate, items, should_stop=stop):
+        for position, result in backend.map(train_candidate, items, check=context.check):
             results[position] = result
-            best_accuracy = max(best_accuracy, result["val_accuracy"])
-            genotype = genotypes[position]
-            emit(dict(method="random", type="candidate", round=1, step=position + 1, candidates=[genotype.id],
-                      genotypes=[genotype.to_json()], val_accuracy=result["val_accuracy"],
-                      seconds=result["seconds"], best_val_accuracy=best_accuracy,
-                      elapsed=time.perf_counter() - started))
-    except InterruptedError:
-        status = "stopped"
+            context.emit(dict(method="random", type="candidate", round=1, step=position + 1,
+                              candidates=[genotypes[position].id], genotypes=[genotypes[position].to_json()],
+                              val_accuracy=result["val_accuracy"], seconds=result["seconds"],
+                              best_val_accuracy=max(r["val_accuracy"] for r in results.values()),
+                              elapsed=time.perf_counter() - started))
+            context.progress(f"{len(results)}/{len(genotypes)} candidates trained", len(results) / len(genotypes))
+    except Cancelled:
+        stop = "time limit" if context.deadline_passed() and not context.cancel_requested() else "cancelled"
     evaluated = [results[position] for position in sorted(results)]
     best = None
     if evaluated:
         winner = max(sorted(results), key=lambda position: (results[position]["val_accuracy"], -position))
         best = genotypes[winner]
-    return SearchOutcome("random", best, status, time.perf_counter() - started, str(target), evaluated=evaluated)
+    status = "stopped" if stop == "cancelled" or best is None else "done"
+    return SearchOutcome("random", best, status, time.perf_counter() - started, str(target), evaluated=evaluated,
+                         ended=stop or "finished")
 
 
 def train_candidate(genotype_json: str, index: int, seed: int, num_classes: int, preset: Preset, epochs: float,
                     device: str, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
-                    y_val: torch.Tensor, should_stop: Callable[[], bool] | None = None) -> dict:
+                    y_val: torch.Tensor, context: RunContext | None = None) -> dict:
     """Train one random-search candidate (the ``index``-th drawn, 1-based) for ``epochs`` and measure it:
-    ``{genotype, val_accuracy, seconds, params}``. Touches no workspace, so it can run in a Ray task."""
+    ``{genotype, val_accuracy, seconds, params}``. Touches no workspace, so it can run in a Ray task (no
+    ``context`` there; here the context reports progress and stops it mid-training)."""
     genotype = Genotype.from_json(genotype_json)
     target = resolve_device(device)
     started = time.perf_counter()
     torch.manual_seed(seed * 1000 + index)
     model = cell_network(genotype, num_classes, x_train.shape[1])
-    fit(model, x_train, y_train, preset, epochs, seed + index, target, should_stop=should_stop,
+    fit(model, x_train, y_train, preset, epochs, seed + index, target, context,
         name=f"random-search candidate {index}")
     accuracy = evaluate(model, x_val, y_val, device=target)
     return dict(genotype=genotype_json, val_accuracy=accuracy, seconds=time.perf_counter() - started,
                 params=count_parameters(model))
 
 
-def _over_time(budget: SearchBudget, started: float) -> bool:
-    return budget.max_seconds is not None and time.perf_counter() - started > budget.max_seconds
-
-
 def _check_data(x_train, y_train, x_val, y_val) -> None:
     if len(y_train) < 2 or len(y_val) < 1:
-        raise ValueError(f"a search needs >= 2 training and >= 1 validation images, got {len(y_train)} and "
+        raise TanasError(f"a search needs >= 2 training and >= 1 validation images, got {len(y_train)} and "
                          f"{len(y_val)}")
     if x_train.shape[1:] != x_val.shape[1:]:
-        raise ValueError(f"training images {tuple(x_train.shape[1:])} and validation images "
+        raise TanasError(f"training images {tuple(x_train.shape[1:])} and validation images "
                          f"{tuple(x_val.shape[1:])} differ in shape")
     if not (torch.isfinite(x_train).all() and torch.isfinite(x_val).all()):
-        raise ValueError("the search data contain NaN or Inf values; clean the inputs")
+        raise TanasError("the search data contain NaN or Inf values; clean the inputs")

@@ -1,13 +1,17 @@
 """Background jobs: long work (zoo training, distances, searches, the demo) outside Streamlit's script thread.
 
-A job is a row of the workspace's ``jobs`` table (status, progress, message, error, result, info); the work runs in a daemon thread of the process that launched it. Everything a page shows is read back
-from the store, so a job survives a browser refresh and is visible from any browser session; two users' jobs have
-separate ids, rows and results.
+A job is a row of the workspace's ``jobs`` table (schema below, with all the SQL that touches it): its kind, its
+request (``Request.to_dict()``), its run settings (backend, device), status, progress, message, error, result and
+info. The work runs in a daemon thread of the process that launched it; everything a page shows is read back from
+the store, so a job survives a browser refresh and is visible from any browser session.
 
-Statuses: ``queued`` -> ``running`` -> ``done`` | ``failed`` (the error message is kept) | ``cancelled`` (a cancel
-request is a flag in the row, polled by the work between steps) | ``interrupted`` (the process that ran it died: a
-server restart marks such rows when the next ``JobRunner`` starts; relaunch with ``JobRunner.relaunch``, which reuses
-every finished artifact through the store's caches).
+The runner does not know the kinds: it is given them (``JobRunner(workspace, kinds)``, with ``job_kinds.JOB_KINDS``
+in the app), each a request type and a work function ``work(request, context) -> result dict``. A request is
+validated (with the workspace) before its row is written, so a launched job cannot fail validation.
+
+Statuses: ``queued`` -> ``running`` -> ``done`` | ``failed`` (a ``TanasError``'s message, or a bug's traceback) |
+``cancelled`` (the cancel flag in the row is polled by ``RunContext.check``) | ``interrupted`` (the process that ran
+it died: the next ``JobRunner`` marks such rows; ``relaunch`` reuses every finished artifact through the caches).
 """
 from __future__ import annotations
 
@@ -18,20 +22,51 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
+from .context import RunContext, RunSettings
+from .errors import Cancelled, TanasError
+from .requests import Request
 from .store import Workspace
 
 ACTIVE = ("queued", "running")
 
+JOBS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,                -- zoo, distances, search, compare, demo
+    params TEXT NOT NULL,              -- JSON {"request": Request.to_dict(), "run": RunSettings.to_dict()}
+    status TEXT NOT NULL,              -- queued, running, done, failed, cancelled, interrupted
+    progress REAL NOT NULL,
+    message TEXT NOT NULL,
+    error TEXT,
+    result TEXT,                       -- JSON
+    info TEXT NOT NULL,                -- JSON, e.g. the search run a job started
+    owner TEXT NOT NULL,               -- host:pid of the process running it
+    cancel INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+_READY: set[str] = set()
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job: the request type its parameters must parse into, and the work it runs."""
+
+    request_type: type
+    work: Callable[[Request, RunContext], dict]
+
 
 @dataclass
 class Job:
-    """One row of the ``jobs`` table. ``progress`` in [0, 1]; ``result`` and ``info`` are JSON objects."""
+    """One row of the ``jobs`` table. ``progress`` in [0, 1]; ``request``, ``run``, ``result``, ``info`` are JSON."""
 
     id: str
     kind: str
-    params: dict
+    request: dict
+    run: dict
     status: str
     progress: float
     message: str
@@ -46,79 +81,76 @@ class Job:
     def active(self) -> bool:
         return self.status in ACTIVE
 
-
-class JobContext:
-    """What a job's work function gets: its workspace, ``progress(message, fraction)``, ``should_stop()``,
-    and ``info(**values)`` (e.g. the id of the search run it started)."""
-
-    def __init__(self, workspace: Workspace, job_id: str):
-        self.workspace = workspace
-        self.job_id = job_id
-        self._last_write = 0.0
-        self._last_fraction = -1.0
-
-    def progress(self, message: str, fraction: float) -> None:
-        # Steps can come every few milliseconds; a row write per step would only contend for the database.
-        now = time.monotonic()
-        if now - self._last_write < 0.25 and abs(fraction - self._last_fraction) < 0.05 and fraction < 1:
-            return
-        self._last_write, self._last_fraction = now, fraction
-        _update(self.workspace, self.job_id, progress=max(0.0, min(1.0, float(fraction))), message=str(message))
-
-    def should_stop(self) -> bool:
-        with self.workspace.connect() as conn:
-            row = conn.execute("SELECT cancel FROM jobs WHERE id = ?", (self.job_id,)).fetchone()
-        return bool(row and row["cancel"])
-
-    def info(self, **values) -> None:
-        job = get_job(self.workspace, self.job_id)
-        _update(self.workspace, self.job_id, info=json.dumps(dict(job.info, **values)))
+    @property
+    def on_ray(self) -> bool:
+        return self.run.get("backend") == "ray"
 
 
-WorkFunction = Callable[[JobContext, dict], dict]
-_REGISTRY: dict[str, WorkFunction] = {}
+# ---------------------------------------------------------------------------------------------- SQL
+
+def _table(workspace: Workspace) -> Workspace:
+    key = str(workspace.db_path)
+    if key not in _READY:
+        with workspace.connect() as conn:
+            conn.executescript(JOBS_SCHEMA)
+        _READY.add(key)
+    return workspace
 
 
-def register(kind: str) -> Callable[[WorkFunction], WorkFunction]:
-    """Decorator: ``@register("zoo") def work(ctx, params) -> result dict``."""
-    def wrap(function: WorkFunction) -> WorkFunction:
-        _REGISTRY[kind] = function
-        return function
-    return wrap
-
-
-def _owner() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}"
+def _insert(workspace: Workspace, job_id: str, kind: str, params: dict, owner: str) -> None:
+    now = time.time()
+    with _table(workspace).connect() as conn:
+        conn.execute("INSERT INTO jobs VALUES (?, ?, ?, 'queued', 0, 'queued', NULL, NULL, '{}', ?, 0, ?, ?)",
+                     (job_id, kind, json.dumps(params), owner, now, now))
 
 
 def _update(workspace: Workspace, job_id: str, **values) -> None:
     values["updated_at"] = time.time()
     columns = ", ".join(f"{name} = ?" for name in values)
-    with workspace.connect() as conn:
+    with _table(workspace).connect() as conn:
         conn.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
 
 
+def _cancel_requested(workspace: Workspace, job_id: str) -> bool:
+    with _table(workspace).connect() as conn:
+        row = conn.execute("SELECT cancel FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return bool(row and row["cancel"])
+
+
 def _job_from_row(row) -> Job:
-    return Job(row["id"], row["kind"], json.loads(row["params"]), row["status"], row["progress"], row["message"],
-               row["error"], json.loads(row["result"]) if row["result"] else None, json.loads(row["info"]),
-               row["owner"], row["created_at"], row["updated_at"])
+    params = json.loads(row["params"])
+    if "request" not in params:  # a row written before requests had their own field
+        params = dict(request={k: v for k, v in params.items() if k not in ("backend", "ray_address", "device")},
+                      run={k: params[k] for k in ("backend", "ray_address", "device") if k in params})
+    return Job(row["id"], row["kind"], params["request"], params.get("run", {}), row["status"], row["progress"],
+               row["message"], row["error"], json.loads(row["result"]) if row["result"] else None,
+               json.loads(row["info"]), row["owner"], row["created_at"], row["updated_at"])
 
 
 def get_job(workspace: Workspace, job_id: str) -> Job:
-    """The job ``job_id``; ``ValueError`` when there is none."""
-    with workspace.connect() as conn:
+    """The job ``job_id``; ``TanasError`` when there is none."""
+    with _table(workspace).connect() as conn:
         row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
-        raise ValueError(f"no job {job_id!r} in workspace {workspace.root}")
+        raise TanasError(f"no job {job_id!r} in workspace {workspace.root}")
     return _job_from_row(row)
 
 
-def list_jobs(workspace: Workspace, kind: str | None = None, limit: int = 50) -> list[Job]:
-    """Jobs, newest first (optionally of one ``kind``)."""
-    with workspace.connect() as conn:
-        rows = conn.execute("SELECT * FROM jobs WHERE (? IS NULL OR kind = ?) ORDER BY created_at DESC LIMIT ?",
-                            (kind, kind, limit)).fetchall()
+def list_jobs(workspace: Workspace, kind: str | tuple | None = None, limit: int = 50) -> list[Job]:
+    """Jobs, newest first (optionally of one ``kind`` or of several)."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
+    marks = ", ".join("?" for _ in kinds)
+    where = f"WHERE kind IN ({marks})" if kinds else ""
+    with _table(workspace).connect() as conn:
+        rows = conn.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?",
+                            (*kinds, limit)).fetchall()
     return [_job_from_row(row) for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+def _owner() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
 
 
 def _process_alive(owner: str) -> bool:
@@ -134,14 +166,29 @@ def _process_alive(owner: str) -> bool:
     return True
 
 
-class JobRunner:
-    """Launches jobs in daemon threads of this process and records everything in ``workspace``.
+class _JobProgress:
+    """A job's progress sink: writes the row, at most every 0.25 s unless the fraction moved by 5 %."""
 
-    Creating a runner marks the active jobs of dead processes as ``interrupted`` (a server restart).
+    def __init__(self, workspace: Workspace, job_id: str):
+        self.workspace, self.job_id = workspace, job_id
+        self.last_write, self.last_fraction = 0.0, -1.0
+
+    def __call__(self, message: str, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last_write < 0.25 and abs(fraction - self.last_fraction) < 0.05 and fraction < 1:
+            return
+        self.last_write, self.last_fraction = now, fraction
+        _update(self.workspace, self.job_id, progress=float(fraction), message=str(message))
+
+
+class JobRunner:
+    """Launches jobs of the given ``kinds`` in daemon threads of this process and records everything in
+    ``workspace``. Creating a runner marks the active jobs of dead processes as ``interrupted`` (a server restart).
     """
 
-    def __init__(self, workspace: Workspace):
-        self.workspace = workspace
+    def __init__(self, workspace: Workspace, kinds: Mapping[str, JobKind]):
+        self.workspace = _table(workspace)
+        self.kinds = dict(kinds)
         self.owner = _owner()
         self._threads: dict[str, threading.Thread] = {}
         self.recover()
@@ -156,33 +203,41 @@ class JobRunner:
                             "finished networks, Fisher results and searches are reused")
         return lost
 
-    def submit(self, kind: str, params: dict) -> str:
-        """Start a job of ``kind`` (``zoo``, ``distances``, ``search``, ``compare``, ``demo``) with JSON ``params``;
-        returns its id at once. ``ValueError`` for an unknown kind or non-JSON params."""
-        _load_work_functions()
-        if kind not in _REGISTRY:
-            raise ValueError(f"unknown job kind {kind!r}: choose one of {', '.join(sorted(_REGISTRY))}")
-        try:
-            encoded = json.dumps(params)
-        except TypeError as error:
-            raise ValueError(f"job parameters must be JSON: {error}") from None
+    def request(self, kind: str, request: Request | dict) -> Request:
+        """``request`` (or its JSON) as the kind's validated request type; ``TanasError`` otherwise."""
+        if kind not in self.kinds:
+            raise TanasError(f"unknown job kind {kind!r}: choose one of {', '.join(sorted(self.kinds))}")
+        request_type = self.kinds[kind].request_type
+        if not isinstance(request, request_type):
+            if isinstance(request, Request):
+                raise TanasError(f"a {kind} job takes a {request_type.__name__}, got {type(request).__name__}")
+            request = request_type.from_dict(request)
+        request.validate(self.workspace)
+        return request
+
+    def submit(self, kind: str, request: Request | dict, run: RunSettings | None = None) -> str:
+        """Start a job of ``kind`` for ``request`` (validated here, with the workspace); returns its id at once.
+        The same request already running here is attached to: its id is returned and nothing new starts."""
+        request = self.request(kind, request)
+        run = run or RunSettings()
+        params = dict(request=request.to_dict(), run=run.to_dict())
+        for job in list_jobs(self.workspace, kind, limit=200):
+            if job.active and job.owner == self.owner and dict(request=job.request, run=job.run) == params:
+                return job.id
         job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        now = time.time()
-        with self.workspace.connect() as conn:
-            conn.execute("INSERT INTO jobs VALUES (?, ?, ?, 'queued', 0, 'queued', NULL, NULL, '{}', ?, 0, ?, ?)",
-                         (job_id, kind, encoded, self.owner, now, now))
-        thread = threading.Thread(target=self._run, args=(job_id, kind, json.loads(encoded)), daemon=True,
+        _insert(self.workspace, job_id, kind, params, self.owner)
+        thread = threading.Thread(target=self._run, args=(job_id, kind, request, run), daemon=True,
                                   name=f"tanas-job-{job_id}")
         self._threads[job_id] = thread
         thread.start()
         return job_id
 
     def relaunch(self, job_id: str) -> str:
-        """Start a new job with the parameters of a finished one (e.g. an interrupted one)."""
+        """Start a new job with the request of a finished one (e.g. an interrupted one)."""
         job = get_job(self.workspace, job_id)
         if job.active:
-            raise ValueError(f"job {job_id} is still {job.status}; cancel it first")
-        return self.submit(job.kind, job.params)
+            raise TanasError(f"job {job_id} is still {job.status}; cancel it first")
+        return self.submit(job.kind, job.request, RunSettings.from_dict(job.run))
 
     def cancel(self, job_id: str) -> None:
         """Ask a job to stop at its next step (its finished work stays in the store)."""
@@ -197,26 +252,26 @@ class JobRunner:
             thread.join(timeout)
         return get_job(self.workspace, job_id)
 
-    def _run(self, job_id: str, kind: str, params: dict) -> None:
-        context = JobContext(self.workspace, job_id)
+    def _context(self, job_id: str, run: RunSettings) -> RunContext:
+        def record_info(event) -> None:
+            if isinstance(event, dict) and event.get("type") == "run_started":
+                job = get_job(self.workspace, job_id)
+                _update(self.workspace, job_id, info=json.dumps(dict(job.info, run_id=event["run_id"])))
+
+        return run.context(self.workspace, on_progress=_JobProgress(self.workspace, job_id), on_event=record_info,
+                           cancelled=lambda: _cancel_requested(self.workspace, job_id))
+
+    def _run(self, job_id: str, kind: str, request: Request, run: RunSettings) -> None:
         _update(self.workspace, job_id, status="running", message="starting")
         try:
-            result = _REGISTRY[kind](context, params)
-        except InterruptedError as error:
+            result = self.kinds[kind].work(request, self._context(job_id, run))
+        except Cancelled as error:
             _update(self.workspace, job_id, status="cancelled", message=str(error) or "cancelled")
-        except ValueError as error:
+        except TanasError as error:
             _update(self.workspace, job_id, status="failed", error=str(error), message="failed")
-        except Exception as error:  # recorded for the page, never raised into a Streamlit script
+        except Exception as error:  # a bug: recorded with its traceback, never raised into a Streamlit script
             _update(self.workspace, job_id, status="failed", message="failed",
-                    error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=4)}")
+                    error=f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
         else:
-            if context.should_stop():
-                _update(self.workspace, job_id, status="cancelled", message="cancelled",
-                        result=json.dumps(result or {}))
-            else:
-                _update(self.workspace, job_id, status="done", progress=1.0, message="done",
-                        result=json.dumps(result or {}))
-
-
-def _load_work_functions() -> None:
-    from . import job_kinds  # noqa: F401  (registers the work functions)
+            _update(self.workspace, job_id, status="done", progress=1.0, message="done",
+                    result=json.dumps(result or {}))

@@ -1,153 +1,161 @@
 """Task-aware NAS end to end: closest tasks -> related space -> FUSE / random search -> the comparison table.
 
-Everything here reads and writes the workspace store: each learned task's best genotype (``task_genotype``, the
-``zoo search`` step), each search run (``run_search``: its live event stream ``search:<run id>`` and its result), and
-each comparison table (``compare``, also exported as CSV). A repeated request with the same configuration is read
-from the store. The target's test split is read once, after the search, to evaluate the winner trained from scratch.
+Everything here reads and writes the workspace store: each learned task's best genotype (a standard-space FUSE
+search, the ``zoo search`` step), each search run (``run_search``: its live event stream ``search:<run id>`` and its
+``SearchRecord``), and each comparison table (``compare``: a ``Comparison``, also exported as CSV). A repeated request
+with the same configuration is read from the store. The target's test split is read once, after the search, to
+evaluate the winner trained from scratch. ``preview_closest`` and ``preview_related_space`` answer the same questions
+from the store only, for pages that must not compute.
 """
 from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from .backends import Backend
-from .fuse import SearchBudget, SearchOutcome, fuse, random_search
+from .context import RunContext
+from .errors import Cancelled, TanasError
+from .fuse import SearchOutcome, fuse, random_search
 from .networks import ARCHITECTURES, count_parameters
 from .networks.cells import cell_network
+from .records import COMPARISON_COLUMNS, Comparison, ComparisonRow, SearchRecord
+from .requests import ClosestSettings, CompareRequest, SearchBudget, SearchRequest, ZooSearchRequest
 from .search_space import Genotype, SearchSpace, related_space, standard_space
 from .store import Workspace, config_key
-from .task_distances import FisherConfig, across_architectures, distance_matrices
-from .tasks import Suite, Task, make_splits
+from .task_distances import across_architectures, distance_matrices, stored_distances
+from .tasks import Suite, Task, make_splits, resolve_suite, resolve_target
 from .training import Preset, get_preset, resolve_device, train_model
-from .zoo import ensure_network, parse_archs
+from .zoo import ensure_network
 
-METHODS = ("fuse", "random")
-SPACES = ("related", "standard")
-
-
-@dataclass(frozen=True)
-class ClosestSettings:
-    """How the closest baselines of a target are found: the distance ``metric``, the architectures whose matrices
-    are averaged, ``seeds`` zoo seeds, ``sigma`` (log-det), the Fisher settings and ``top`` (k closest tasks)."""
-
-    metric: str = "logdet"
-    archs: tuple = ("vgg16", "resnet18", "densenet121")
-    seeds: int = 1
-    sigma: float = 1e-3
-    fisher: FisherConfig = field(default_factory=FisherConfig)
-    top: int = 1
-    baselines: tuple = ()  # the learned tasks to choose from (empty: every other task of the suite)
-
-    def to_dict(self) -> dict:
-        return dict(metric=self.metric, archs=list(self.archs), seeds=self.seeds, sigma=self.sigma,
-                    fisher=vars(self.fisher), top=self.top, baselines=list(self.baselines))
-
-    @classmethod
-    def from_dict(cls, params: dict | None) -> ClosestSettings:
-        """From a JSON object ``{metric, archs, seeds, sigma, samples, head_samples, top, baselines}`` (``archs``
-        as a list or a comma-separated string); missing fields keep their defaults."""
-        params = dict(params or {})
-        fisher = FisherConfig(samples=int(params.pop("samples", 256)),
-                              head_samples=int(params.pop("head_samples", 512)))
-        if "archs" in params:
-            params["archs"] = tuple(parse_archs(params["archs"]))
-        if "baselines" in params:
-            params["baselines"] = tuple(params["baselines"])
-        return cls(fisher=fisher, **params)
+__all__ = ["COMPARISON_COLUMNS", "ClosestSettings", "Comparison", "RelatedPreview", "SearchRecord",
+           "best_stored_genotype", "closest_tasks", "compare", "get_search", "latest_comparison",
+           "preview_closest", "preview_related_space", "run_search", "search_events", "write_csv", "zoo_search"]
 
 
-def parse_target(text: str, resolve: Callable[[str], Suite]) -> tuple[Suite, Task]:
-    """``"SUITE:TASK"`` -> (suite, task); ``ValueError`` naming the suite's tasks when the task is unknown."""
-    if not isinstance(text, str) or text.count(":") != 1:
-        raise ValueError(f"target must look like SUITE:TASK (e.g. ld8:mnist-10class), got {text!r}")
-    suite_name, task_name = (part.strip() for part in text.split(":"))
-    suite = resolve(suite_name)
-    return suite, suite.task(task_name)
+# ---------------------------------------------------------------------------------------------- closest tasks
 
-
-def closest_tasks(workspace: Workspace, suite: Suite, target: Task, preset: Preset,
-                  settings: ClosestSettings = ClosestSettings(), device: str = "auto",
-                  on_progress: Callable[[str, float], None] | None = None,
-                  backend: Backend | None = None) -> list[dict]:
-    """The ``settings.top`` baselines of ``suite`` closest to ``target`` (distance averaged over the architectures
-    and seeds), among ``settings.baselines`` when given: ``[{baseline, distance, std, per_seed}]``, nearest first.
-    Distances come from the store when cached; missing ones are computed where ``backend`` runs work."""
+def _rank(results, target: Task, suite: Suite, settings: ClosestSettings) -> list[dict]:
+    """The ``settings.top`` closest allowed baselines of ``target`` in the (architecture-averaged) results."""
     names = [t.name for t in suite.tasks]
     unknown = [b for b in settings.baselines if b not in names]
     if unknown:
-        raise ValueError(f"baseline(s) {unknown} are not tasks of suite {suite.name!r}: {', '.join(names)}")
+        raise TanasError(f"baseline(s) {unknown} are not tasks of suite {suite.name!r}: {', '.join(names)}")
     allowed = [b for b in (settings.baselines or names) if b != target.name]
     if not allowed:
-        raise ValueError(f"choose at least one baseline other than the target {target.name!r}")
+        raise TanasError(f"choose at least one baseline other than the target {target.name!r}")
     if not 1 <= settings.top <= len(allowed):
-        raise ValueError(f"top must be in 1..{len(allowed)} for {len(allowed)} baseline(s), got {settings.top}")
-    results = [distance_matrices(workspace, suite, arch, settings.metric, list(range(settings.seeds)), preset,
-                                 sigma=settings.sigma, config=settings.fisher, device=device, on_progress=on_progress,
-                                 backend=backend)
-               for arch in settings.archs]
+        raise TanasError(f"top must be in 1..{len(allowed)} for {len(allowed)} baseline(s), got {settings.top}")
     combined = results[0] if len(results) == 1 else across_architectures(results)
     ranking = combined.closest(target.name, len(names) - 1)
     return [row for row in ranking if row["baseline"] in allowed][:settings.top]
 
 
-def task_genotype(workspace: Workspace, suite: Suite, task: Task, preset: Preset,
-                  budget: SearchBudget = SearchBudget(), seed: int = 0, device: str = "auto",
-                  on_event: Callable[[dict], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> Genotype:
-    """The best genotype of a learned task: FUSE on the standard space over its training / validation splits, stored
-    so the dictionary of learned tasks holds its architecture (the ``zoo search`` step). Cached."""
-    record = run_search(workspace, suite, task, space="standard", method="fuse", preset=preset, budget=budget,
-                        seed=seed, device=device, on_event=on_event, should_stop=should_stop, final_training=False)
-    if record["status"] != "done":
-        raise InterruptedError(f"the search for {task.name}'s genotype was stopped")
-    return Genotype.from_json(record["genotype"])
+def closest_tasks(request: SearchRequest, context: RunContext) -> list[dict]:
+    """The ``request.closest.top`` baselines closest to the request's target (distance averaged over the
+    architectures and seeds), among ``closest.baselines`` when given: ``[{baseline, distance, std, per_seed}]``,
+    nearest first. Distances come from the store when cached; missing ones are computed (context's backend)."""
+    suite, target = resolve_target(request.target, context.workspace)
+    distances = request.closest.distance_request(suite.name, request.preset)
+    return _rank(distance_matrices(distances, context), target, suite, request.closest)
 
 
-def stored_genotype(workspace: Workspace, suite: Suite, task: Task, preset: Preset | str = "demo",
-                    budget: SearchBudget = SearchBudget(), seed: int = 0) -> Genotype | None:
-    """The genotype ``task_genotype`` stored for ``task``, or ``None`` (never searches)."""
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    key = search_key(suite, task, standard_space(), "fuse", preset, budget, seed, False)
-    stored = workspace.get_result("search", key)
-    if stored is None or stored[0]["status"] != "done":
+def preview_closest(workspace: Workspace, request: SearchRequest) -> list[dict] | None:
+    """``closest_tasks`` from the store only: ``None`` when any of its distance matrices is not stored yet."""
+    suite, target = resolve_target(request.target, workspace)
+    results = stored_distances(workspace, request.closest.distance_request(suite.name, request.preset))
+    if any(result is None for result in results):
         return None
-    return Genotype.from_json(stored[0]["genotype"])
+    return _rank(results, target, suite, request.closest)
 
 
-def latest_comparison(workspace: Workspace, suite: str, target: str) -> dict | None:
-    """The newest stored comparison table for ``suite:target``, or ``None``."""
-    for payload in workspace.list_results("comparison"):
-        if payload["suite"] == suite and payload["target"] == target:
-            return payload
-    return None
+# ---------------------------------------------------------------------------------------------- genotypes
+
+def best_stored_genotype(workspace: Workspace, suite: Suite, task: Task,
+                         preset: str) -> tuple[Genotype, SearchRecord] | None:
+    """The best genotype stored for ``task`` by any finished standard-space FUSE search of ``preset``, whatever
+    budget produced it: the search that spent the most (candidate-epochs), the newest on a tie; ``None`` if none."""
+    found = []
+    for payload in workspace.list_results("search"):
+        record = SearchRecord.from_payload(payload) if "run_id" in payload else None
+        if (record is None or not record.done or record.genotype is None or record.suite != suite.name
+                or record.target != task.name or record.method != "fuse" or record.preset != preset
+                or record.space.get("name") != "standard"):
+            continue
+        if record.target_fingerprint != task.fingerprint():
+            continue
+        found.append((SearchBudget.from_dict(record.budget).effort, record.finished_at or 0.0, record))
+    if not found:
+        return None
+    record = max(found, key=lambda item: item[:2])[2]
+    return Genotype.from_json(record.genotype), record
 
 
-def build_space(workspace: Workspace, suite: Suite, target: Task, space: str | SearchSpace, preset: Preset,
-                budget: SearchBudget, closest: ClosestSettings, seed: int = 0, device: str = "auto",
-                on_progress: Callable[[str, float], None] | None = None,
-                backend: Backend | None = None) -> SearchSpace:
-    """``"standard"``, ``"related"`` (from the closest baselines' genotypes, searched first when missing) or a
-    ready ``SearchSpace``."""
-    if isinstance(space, SearchSpace):
-        return space
-    if space == "standard":
+def task_genotype(request: SearchRequest, context: RunContext, task_name: str) -> Genotype:
+    """The best genotype of a learned task: the best stored one (any budget), else a FUSE search on the standard
+    space over its training / validation splits with the request's budget, stored (the ``zoo search`` step)."""
+    suite, task = resolve_target(f"{request.target.split(':')[0]}:{task_name}", context.workspace)
+    stored = best_stored_genotype(context.workspace, suite, task, request.preset)
+    if stored is not None:
+        context.progress(f"stored genotype of {task_name} (run {stored[1].run_id})", 1.0)
+        return stored[0]
+    search = SearchRequest(target=f"{suite.name}:{task_name}", space="standard", method="fuse",
+                           preset=request.preset, budget=request.budget, seed=request.seed, final_training=False)
+    return Genotype.from_json(run_search(search, context).genotype)
+
+
+@dataclass
+class RelatedPreview:
+    """What a related-space search would use, from the store: the closest task(s), each one's stored genotype and
+    the search record (budget) it came from (``None`` when not searched yet), and the space (``None`` while a
+    genotype is missing)."""
+
+    closest: list[dict]
+    genotypes: dict
+    records: dict
+    space: SearchSpace | None
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name, genotype in self.genotypes.items() if genotype is None]
+
+    def budgets(self) -> dict:
+        """Per closest task, the ``SearchBudget`` that produced its stored genotype (``None``: not searched)."""
+        return {name: SearchBudget.from_dict(record.budget) if record else None
+                for name, record in self.records.items()}
+
+
+def preview_related_space(workspace: Workspace, request: SearchRequest) -> RelatedPreview | None:
+    """The related space of ``request`` from the store only; ``None`` when its distances are not stored yet."""
+    closest = preview_closest(workspace, request)
+    if closest is None:
+        return None
+    suite, _ = resolve_target(request.target, workspace)
+    genotypes, records = {}, {}
+    for row in closest:
+        stored = best_stored_genotype(workspace, suite, suite.task(row["baseline"]), request.preset)
+        genotypes[row["baseline"]], records[row["baseline"]] = stored if stored else (None, None)
+    space = None if None in genotypes.values() else related_space(list(genotypes.items()))
+    return RelatedPreview(closest, genotypes, records, space)
+
+
+def build_space(request: SearchRequest, context: RunContext) -> SearchSpace:
+    """The standard space, or the related space of the closest baselines' best genotypes (searched first when none
+    is stored; each such sub-search is its own phase of the progress)."""
+    if request.space == "standard":
         return standard_space()
-    if space != "related":
-        raise ValueError(f"unknown space {space!r}: choose one of {', '.join(SPACES)}")
-    nearest = closest_tasks(workspace, suite, target, preset, closest, device, on_progress, backend)
+    nearest = closest_tasks(request, context.phase("closest tasks", 0.0, 0.4))
     chosen = []
-    for row in nearest:
-        if on_progress:
-            on_progress(f"best genotype of {row['baseline']}", 0.0)
-        chosen.append((row["baseline"], task_genotype(workspace, suite, suite.task(row["baseline"]), preset, budget,
-                                                      seed, device)))
+    for index, row in enumerate(nearest):
+        step = context.phase(f"genotype of {row['baseline']}", 0.4 + 0.6 * index / len(nearest),
+                             0.4 + 0.6 * (index + 1) / len(nearest))
+        chosen.append((row["baseline"], task_genotype(request, step, row["baseline"])))
     return related_space(chosen)
 
+
+# ---------------------------------------------------------------------------------------------- search runs
 
 def search_key(suite: Suite, target: Task, space: SearchSpace, method: str, preset: Preset, budget: SearchBudget,
                seed: int, final_training: bool) -> str:
@@ -157,85 +165,109 @@ def search_key(suite: Suite, target: Task, space: SearchSpace, method: str, pres
                            seed=seed, final=final_training))
 
 
-def run_search(workspace: Workspace, suite: Suite, target: Task, *, space: str | SearchSpace = "related",
-               method: str = "fuse", preset: Preset | str = "demo", budget: SearchBudget = SearchBudget(),
-               seed: int = 0, device: str = "auto", closest: ClosestSettings = ClosestSettings(),
-               on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-               on_progress: Callable[[str, float], None] | None = None, final_training: bool = True,
-               run_id: str | None = None, backend: Backend | None = None) -> dict:
-    """Search ``space`` for ``target`` with ``method`` and (``final_training``) train the winner from scratch.
-
-    Returns the stored record: ``{run_id, suite, target, method, space: {...}, status, genotype, genotype_text,
-    params, val_accuracy, test_accuracy, search_seconds, train_seconds, device, budget, rounds | evaluated}``.
-    Events go to ``on_event`` and to the store stream ``search:<run_id>``; a stopped search keeps its partial history
-    (status ``"stopped"``). A finished run with the same configuration is returned from the store.
-    ``backend`` decides where the closest-task distances and random-search candidates run (FUSE trains its
-    candidates together, as one mixture, so it runs here).
-    """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    if method not in METHODS:
-        raise ValueError(f"unknown search method {method!r}: choose one of {', '.join(METHODS)}")
-    budget.validate()
-    resolve_device(device)
-    space = build_space(workspace, suite, target, space, preset, budget, closest, seed, device, on_progress, backend)
-    run_id = run_id or search_key(suite, target, space, method, preset, budget, seed, final_training)
+def get_search(workspace: Workspace, run_id: str) -> SearchRecord | None:
+    """The stored record of search ``run_id``, or ``None``."""
     stored = workspace.get_result("search", run_id)
-    if stored is not None and stored[0]["status"] == "done":
-        return stored[0]
+    return SearchRecord.from_payload(stored[0]) if stored else None
 
+
+def _phases(request: SearchRequest) -> dict[str, tuple[float, float]]:
+    """How a search's progress scale is shared: building the related space, the search, the winner's training."""
+    space_end = 0.3 if request.space == "related" else 0.0
+    search_end = 0.85 if request.final_training else 1.0
+    return {"related space": (0.0, space_end), "search": (space_end, search_end), "winner": (search_end, 1.0)}
+
+
+def run_search(request: SearchRequest, context: RunContext, space: SearchSpace | None = None) -> SearchRecord:
+    """Search ``request.space`` for ``request.target`` with ``request.method`` and (``final_training``) train the
+    winner from scratch; returns the stored ``SearchRecord``. ``space``: a ready ``SearchSpace`` to search instead
+    of the request's (e.g. a small one in tests).
+
+    Events go to ``context.emit`` (first ``{type: "run_started", run_id}``) and to the store stream
+    ``search:<run_id>``. A cancel keeps the partial history (record status ``"stopped"``) and raises ``Cancelled``.
+    A finished run with the same configuration is returned from the store. The context's backend decides where the
+    closest-task distances and random-search candidates run (FUSE trains its candidates together, here).
+    """
+    workspace = context.workspace
+    request.validate(workspace)
+    suite, target = resolve_target(request.target, workspace)
+    preset = get_preset(request.preset)
+    resolve_device(context.device)
+    phases = _phases(request)
+    space = space or build_space(request, context.phase("related space", *phases["related space"]))
+    run_id = search_key(suite, target, space, request.method, preset, request.budget, request.seed,
+                        request.final_training)
+    stored = get_search(workspace, run_id)
+    if stored is not None and stored.done:
+        return stored
+    record = SearchRecord(run_id, suite.name, target.name, request.method, space.describe(), "running", preset.name,
+                          request.budget.to_dict(), request.seed, target.fingerprint(), request.final_training,
+                          started_at=time.time())
+    workspace.put_result("search", run_id, record.to_payload())
     stream = f"search:{run_id}"
     workspace.clear_events(stream)
-    record = dict(run_id=run_id, suite=suite.name, target=target.name, method=method, space=space.describe(),
-                  status="running", preset=preset.name, budget=budget.to_dict(), seed=seed, started_at=time.time())
-    workspace.put_result("search", run_id, record)
-
-    def emit(event: dict) -> None:
-        workspace.append_event(stream, event)
-        if on_event is not None:
-            on_event(dict(event, run_id=run_id))
-
+    context.emit(dict(type="run_started", run_id=run_id))
+    events = context.with_events(lambda event: workspace.append_event(stream, event))
     # Only the training and validation splits reach the search: the test split is not even built until the end.
     splits = make_splits(target, preset.sizes, 0, suite.spec)
+    outcome = _search(request, events.phase(f"{request.method} search", *phases["search"]), space, splits, record)
+    _record_outcome(record, outcome)
+    if outcome.status == "done" and outcome.best is not None:
+        _train_winner(request, events.phase("training the winner", *phases["winner"]), outcome.best, splits, record)
+    return _finish(workspace, events, record, outcome)
+
+
+def _search(request: SearchRequest, context: RunContext, space: SearchSpace, splits, record: SearchRecord):
+    preset, target = get_preset(request.preset), splits.task
     train, val = splits.tensors("train"), splits.tensors("val")
     try:
-        if method == "fuse":
-            outcome: SearchOutcome = fuse(space, train, val, target.num_outputs, preset, budget, seed, device,
-                                          on_event=emit, should_stop=should_stop)
-        else:
-            outcome = random_search(space, train, val, target.num_outputs, preset, budget, seed, device,
-                                    on_event=emit, should_stop=should_stop, backend=backend)
+        if request.method == "fuse":
+            return fuse(space, train, val, target.num_outputs, preset, request.budget, request.seed, context)
+        return random_search(space, train, val, target.num_outputs, preset, request.budget, request.seed, context)
     except Exception as error:
-        workspace.put_result("search", run_id, dict(record, status="failed", error=str(error)))
+        record.status, record.error = "failed", str(error)
+        context.workspace.put_result("search", record.run_id, record.to_payload())
         raise
-    record.update(status=outcome.status, search_seconds=outcome.seconds, device=outcome.device,
-                  genotype=outcome.best.to_json() if outcome.best else None,
-                  genotype_text=str(outcome.best) if outcome.best else None)
+
+
+def _record_outcome(record: SearchRecord, outcome: SearchOutcome) -> None:
+    record.status, record.ended = outcome.status, outcome.ended
+    record.search_seconds, record.device = outcome.seconds, outcome.device
+    record.genotype = outcome.best.to_json() if outcome.best else None
+    record.genotype_text = str(outcome.best) if outcome.best else None
     if outcome.rounds is not None:
-        record["rounds"] = [dict(candidates=[g.to_json() for g in r.candidates], alpha=r.alpha, weights=r.weights,
-                                 steps=r.steps, converged=r.converged, winner=r.winner) for r in outcome.rounds]
+        record.rounds = [dict(candidates=[g.to_json() for g in r.candidates], alpha=r.alpha, weights=r.weights,
+                              steps=r.steps, converged=r.converged, winner=r.winner) for r in outcome.rounds]
     if outcome.evaluated is not None:
-        record["evaluated"] = outcome.evaluated
-    if outcome.status == "done" and outcome.best is not None:
-        if on_progress:
-            on_progress("training the winner from scratch", 0.0)
-        torch.manual_seed(seed)
-        model = cell_network(outcome.best, target.num_outputs, suite.spec.channels)
-        record["params"] = count_parameters(model)
-        if final_training:
-            try:
-                result = train_model(model, splits, preset, budget.final_epochs, seed, device,
-                                     should_stop=should_stop)
-            except InterruptedError:
-                record["status"] = "stopped"
-            else:
-                ref = workspace.write_tensors("searches", run_id, result.model.state_dict(),
-                                              dict(genotype=outcome.best.to_json()))
-                record.update(val_accuracy=result.val_accuracy, test_accuracy=result.test_accuracy,
-                              train_seconds=result.seconds, checkpoint=ref.path, checkpoint_sha256=ref.sha256)
-    record["finished_at"] = time.time()
-    workspace.put_result("search", run_id, record)
-    emit(dict(method=method, type="finished", status=record["status"], genotype=record.get("genotype"),
-              test_accuracy=record.get("test_accuracy"), elapsed=outcome.seconds))
+        record.evaluated = outcome.evaluated
+
+
+def _train_winner(request: SearchRequest, context: RunContext, best: Genotype, splits, record: SearchRecord) -> None:
+    """Build the winner (its parameter count) and, for a final run, train it from scratch and test it once."""
+    torch.manual_seed(request.seed)
+    model = cell_network(best, splits.task.num_outputs, splits.spec.channels)
+    record.params = count_parameters(model)
+    if not request.final_training:
+        return
+    try:
+        result = train_model(model, splits, get_preset(request.preset), request.budget.final_epochs, request.seed,
+                             context.device, context)
+    except Cancelled:
+        record.status, record.ended = "stopped", "cancelled"
+        return
+    ref = context.workspace.write_tensors("searches", record.run_id, result.model.state_dict(),
+                                          dict(genotype=best.to_json()))
+    record.val_accuracy, record.test_accuracy = result.val_accuracy, result.test_accuracy
+    record.train_seconds, record.checkpoint, record.checkpoint_sha256 = result.seconds, ref.path, ref.sha256
+
+
+def _finish(workspace: Workspace, context: RunContext, record: SearchRecord, outcome: SearchOutcome) -> SearchRecord:
+    record.finished_at = time.time()
+    workspace.put_result("search", record.run_id, record.to_payload())
+    context.emit(dict(method=record.method, type="finished", status=record.status, genotype=record.genotype,
+                      test_accuracy=record.test_accuracy, elapsed=outcome.seconds))
+    if record.status == "stopped":
+        raise Cancelled(f"search {record.run_id} was cancelled; its partial history is kept in the workspace")
     return record
 
 
@@ -244,77 +276,65 @@ def search_events(workspace: Workspace, run_id: str, after: int = -1) -> list[di
     return workspace.read_events(f"search:{run_id}", after)
 
 
-COMPARISON_COLUMNS = ["method", "architecture", "test_accuracy", "val_accuracy", "params_m", "search_seconds",
-                      "train_seconds", "train_epochs", "device", "space", "space_size", "closest_task"]
+# ---------------------------------------------------------------------------------------------- comparison
+
+COMPARED = (("random", "standard", "random search"), ("fuse", "standard", "FUSE, standard space"),
+            ("fuse", "related", "FUSE, related space"))
 
 
-def compare(workspace: Workspace, suite: Suite, target: Task, preset: Preset | str = "demo",
-            budget: SearchBudget = SearchBudget(), seed: int = 0, device: str = "auto",
-            closest: ClosestSettings = ClosestSettings(), on_event: Callable[[dict], None] | None = None,
-            on_progress: Callable[[str, float], None] | None = None,
-            should_stop: Callable[[], bool] | None = None, backend: Backend | None = None) -> dict:
-    """The source document's comparison table for ``target``: VGG-16, ResNet-18, DenseNet-121 trained on it (the zoo
-    networks, seed ``seed``), random search and FUSE on the standard space, FUSE on the related space.
+def _hand_designed(request: CompareRequest, context: RunContext, suite: Suite, target: Task) -> list[ComparisonRow]:
+    preset, rows = get_preset(request.preset), []
+    for arch, step in zip(ARCHITECTURES, context.step_phases([f"{a} on {target.name}" for a in ARCHITECTURES])):
+        record, _ = ensure_network(step, suite, target, arch, preset, request.seed)
+        rows.append(ComparisonRow("hand-designed", arch, record.test_accuracy, record.val_accuracy,
+                                  record.params / 1e6, None, record.seconds, preset.epochs_for(arch), record.device))
+    return rows
 
-    Returns ``{rows: [...COMPARISON_COLUMNS], csv: path, seconds, closest: [...]}``, stored (kind ``comparison``) and
-    exported to ``<workspace>/exports/``. Searches and networks already in the store are reused.
-    """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    budget.validate()
-    report = on_progress or (lambda message, fraction: None)
+
+def compare(request: CompareRequest, context: RunContext) -> Comparison:
+    """The source document's comparison table for ``request.target``: VGG-16, ResNet-18, DenseNet-121 trained on it
+    (the zoo networks, seed ``request.seed``), random search and FUSE on the standard space, FUSE on the related
+    space. Stored (kind ``comparison``) and exported to ``<workspace>/exports/``; stored parts are reused."""
+    workspace = context.workspace
+    request.validate(workspace)
+    suite, target = resolve_target(request.target, workspace)
     started = time.perf_counter()
-    rows = []
-    for index, arch in enumerate(ARCHITECTURES):
-        report(f"{arch} on {target.name}", index / 6)
-        record, _ = ensure_network(workspace, suite, target, arch, preset, seed, device, should_stop=should_stop)
-        rows.append(dict(method="hand-designed", architecture=arch, test_accuracy=record.test_accuracy,
-                         val_accuracy=record.val_accuracy, params_m=record.params / 1e6, search_seconds=None,
-                         train_seconds=record.seconds, train_epochs=preset.epochs_for(arch), device=record.device,
-                         space=None, space_size=None, closest_task=None))
-    nearest = closest_tasks(workspace, suite, target, preset, closest, device, on_progress, backend)
-    runs = [("random", "standard", "random search"), ("fuse", "standard", "FUSE, standard space"),
-            ("fuse", "related", "FUSE, related space")]
-    for index, (method, space, label) in enumerate(runs):
-        report(label, (3 + index) / 6)
-        record = run_search(workspace, suite, target, space=space, method=method, preset=preset, budget=budget,
-                            seed=seed, device=device, closest=closest, on_event=on_event, should_stop=should_stop,
-                            on_progress=on_progress, backend=backend)
-        if record["status"] != "done":
-            raise InterruptedError(f"{label} was stopped; its partial history is in the store ({record['run_id']})")
-        rows.append(dict(method=label, architecture=f"cell {Genotype.from_json(record['genotype']).id}",
-                         test_accuracy=record["test_accuracy"], val_accuracy=record["val_accuracy"],
-                         params_m=record["params"] / 1e6, search_seconds=record["search_seconds"],
-                         train_seconds=record["train_seconds"], train_epochs=budget.final_epochs,
-                         device=record["device"], space=space, space_size=record["space"]["size"],
-                         closest_task=", ".join(record["space"]["sources"]) or None, run_id=record["run_id"]))
-    key = config_key(dict(kind="comparison", suite=suite.name, target=target.fingerprint(), preset=preset.to_dict(),
-                          budget=budget.to_dict(), seed=seed, closest=closest.to_dict()))
+    rows = _hand_designed(request, context.phase("hand-designed networks", 0.0, 0.25), suite, target)
+    nearest = closest_tasks(request.search("related", "fuse"), context.phase("closest tasks", 0.25, 0.3))
+    for index, (method, space, label) in enumerate(COMPARED):
+        step = context.phase(label, 0.3 + 0.7 * index / len(COMPARED), 0.3 + 0.7 * (index + 1) / len(COMPARED))
+        record = run_search(request.search(space, method), step)
+        rows.append(ComparisonRow(label, f"cell {Genotype.from_json(record.genotype).id}", record.test_accuracy,
+                                  record.val_accuracy, record.params / 1e6, record.search_seconds,
+                                  record.train_seconds, request.budget.final_epochs, record.device, space,
+                                  int(record.space["size"]), ", ".join(record.sources) or None, record.run_id))
     export = workspace.root / "exports" / f"comparison-{suite.name}-{target.name}.csv"
     export.parent.mkdir(exist_ok=True)
-    write_csv(rows, export, COMPARISON_COLUMNS)
-    result = dict(suite=suite.name, target=target.name, rows=rows, csv=str(export), closest=nearest,
-                  seconds=time.perf_counter() - started, preset=preset.name, budget=budget.to_dict())
-    workspace.put_result("comparison", key, result)
-    report("done", 1.0)
+    result = Comparison(suite.name, target.name, rows, str(export), nearest, time.perf_counter() - started,
+                        request.preset, request.budget.to_dict(), time.time(), request.to_dict())
+    write_csv(result.table_rows(), export, COMPARISON_COLUMNS)
+    workspace.put_result("comparison", config_key(dict(kind="comparison", target=target.fingerprint(),
+                                                       request=request.to_dict())), result.to_payload())
+    context.progress("done", 1.0)
     return result
 
 
-def zoo_search(workspace: Workspace, suite: Suite, preset: Preset | str = "demo",
-               budget: SearchBudget = SearchBudget(), seed: int = 0, device: str = "auto",
-               tasks: list[str] | None = None, on_progress: Callable[[str, float], None] | None = None) -> list[dict]:
-    """Store a best genotype (FUSE, standard space) for each task of ``suite`` (or ``tasks``): ``[{task, genotype,
-    search_seconds}]``. Tasks already searched are read from the store."""
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    chosen = [suite.task(name) for name in tasks] if tasks else list(suite.tasks)
-    rows = []
-    for index, task in enumerate(chosen):
-        if on_progress:
-            on_progress(f"searching {task.name}", index / len(chosen))
-        record = run_search(workspace, suite, task, space="standard", method="fuse", preset=preset, budget=budget,
-                            seed=seed, device=device, final_training=False)
-        rows.append(dict(task=task.name, genotype=record["genotype_text"], params=record.get("params"),
-                         search_seconds=record["search_seconds"], status=record["status"]))
-    return rows
+def latest_comparison(workspace: Workspace, suite: str, target: str) -> Comparison | None:
+    """The newest stored comparison table for ``suite:target``, or ``None``."""
+    for payload in workspace.list_results("comparison"):
+        if payload["suite"] == suite and payload["target"] == target and "preset" in payload:
+            return Comparison.from_payload(payload)
+    return None
+
+
+def zoo_search(request: ZooSearchRequest, context: RunContext) -> list[SearchRecord]:
+    """Store a best genotype (FUSE, standard space) for each task of ``request.suite`` (or ``request.tasks``);
+    tasks already searched with this budget are read from the store."""
+    request.validate(context.workspace)
+    suite = resolve_suite(request.suite, context.workspace)
+    names = list(request.tasks) or [t.name for t in suite.tasks]
+    return [run_search(request.genotype_search(name), step)
+            for name, step in zip(names, context.step_phases([f"searching {name}" for name in names]))]
 
 
 def write_csv(rows: list[dict], path: str | Path, columns: list[str] | None = None) -> Path:

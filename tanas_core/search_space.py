@@ -21,6 +21,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from typing import Iterable
+from .errors import TanasError
 
 # Every operation maps C channels to C channels and keeps the spatial size (stride 1), as in DARTS / the source.
 OPERATIONS = ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "sep_conv_5x5",
@@ -40,24 +41,24 @@ class Cell:
 
     def __post_init__(self):
         if not isinstance(self.nodes, (tuple, list)) or not self.nodes:
-            raise ValueError("a cell needs at least one intermediate node: a list of [[op, input], [op, input]]")
+            raise TanasError("a cell needs at least one intermediate node: a list of [[op, input], [op, input]]")
         canonical = []
         for index, node in enumerate(self.nodes):
             where = f"cell node {index + CELL_INPUTS}"
             if not isinstance(node, (tuple, list)) or len(node) != 2:
-                raise ValueError(f"{where}: expected two edges [[op, input], [op, input]], got {node!r}")
+                raise TanasError(f"{where}: expected two edges [[op, input], [op, input]], got {node!r}")
             edges = []
             for edge in node:
                 if not isinstance(edge, (tuple, list)) or len(edge) != 2:
-                    raise ValueError(f"{where}: an edge is [op, input], got {edge!r}")
+                    raise TanasError(f"{where}: an edge is [op, input], got {edge!r}")
                 op, source = edge
                 if op not in OPERATIONS:
-                    raise ValueError(f"{where}: unknown operation {op!r}; operations: {', '.join(OPERATIONS)}")
+                    raise TanasError(f"{where}: unknown operation {op!r}; operations: {', '.join(OPERATIONS)}")
                 if isinstance(source, bool) or not isinstance(source, int) or not 0 <= source < index + CELL_INPUTS:
-                    raise ValueError(f"{where}: input {source!r} must be an earlier node, 0..{index + 1}")
+                    raise TanasError(f"{where}: input {source!r} must be an earlier node, 0..{index + 1}")
                 edges.append((op, source))
             if edges[0][1] == edges[1][1]:
-                raise ValueError(f"{where}: its two edges must come from different nodes, both come from {edges[0][1]}")
+                raise TanasError(f"{where}: its two edges must come from different nodes, both come from {edges[0][1]}")
             canonical.append(tuple(sorted(edges, key=lambda e: (e[1], e[0]))))
         object.__setattr__(self, "nodes", tuple(canonical))
 
@@ -91,13 +92,13 @@ class Skeleton:
     def __post_init__(self):
         object.__setattr__(self, "reductions", tuple(sorted(set(int(r) for r in self.reductions))))
         if not isinstance(self.channels, int) or not 1 <= self.channels <= 512:
-            raise ValueError(f"skeleton channels must be an integer in 1..512, got {self.channels!r}")
+            raise TanasError(f"skeleton channels must be an integer in 1..512, got {self.channels!r}")
         if not isinstance(self.cells, int) or not 1 <= self.cells <= 32:
-            raise ValueError(f"skeleton cells must be an integer in 1..32, got {self.cells!r}")
+            raise TanasError(f"skeleton cells must be an integer in 1..32, got {self.cells!r}")
         if any(not 0 <= r < self.cells for r in self.reductions):
-            raise ValueError(f"reduction positions {self.reductions} must lie in 0..{self.cells - 1}")
+            raise TanasError(f"reduction positions {self.reductions} must lie in 0..{self.cells - 1}")
         if not isinstance(self.stem_multiplier, int) or not 1 <= self.stem_multiplier <= 8:
-            raise ValueError(f"stem_multiplier must be an integer in 1..8, got {self.stem_multiplier!r}")
+            raise TanasError(f"stem_multiplier must be an integer in 1..8, got {self.stem_multiplier!r}")
 
     def to_dict(self) -> dict:
         return dict(channels=self.channels, cells=self.cells, reductions=list(self.reductions),
@@ -117,7 +118,7 @@ class Genotype:
 
     def __post_init__(self):
         if len(self.normal.nodes) != len(self.reduce.nodes):
-            raise ValueError("the normal and the reduction cell must have the same number of nodes")
+            raise TanasError("the normal and the reduction cell must have the same number of nodes")
 
     @property
     def nodes(self) -> int:
@@ -136,20 +137,20 @@ class Genotype:
     @classmethod
     def from_dict(cls, payload) -> Genotype:
         if not isinstance(payload, dict):
-            raise ValueError(f"a genotype is a JSON object with normal, reduce and skeleton, got {type(payload).__name__}")
+            raise TanasError(f"a genotype is a JSON object with normal, reduce and skeleton, got {type(payload).__name__}")
         missing = {"normal", "reduce"} - set(payload)
         if missing:
-            raise ValueError(f"genotype JSON lacks {', '.join(sorted(missing))}")
+            raise TanasError(f"genotype JSON lacks {', '.join(sorted(missing))}")
         unknown = set(payload) - {"normal", "reduce", "skeleton"}
         if unknown:
-            raise ValueError(f"genotype JSON has unknown field(s) {', '.join(sorted(unknown))}")
+            raise TanasError(f"genotype JSON has unknown field(s) {', '.join(sorted(unknown))}")
         skeleton = payload.get("skeleton", {})
         if not isinstance(skeleton, dict):
-            raise ValueError("genotype skeleton must be an object {channels, cells, reductions, stem_multiplier}")
+            raise TanasError("genotype skeleton must be an object {channels, cells, reductions, stem_multiplier}")
         try:
             skeleton = Skeleton(**skeleton)
         except TypeError as error:
-            raise ValueError(f"genotype skeleton: {error}") from None
+            raise TanasError(f"genotype skeleton: {error}") from None
         return cls(Cell(_as_tuples(payload["normal"])), Cell(_as_tuples(payload["reduce"])), skeleton)
 
     @classmethod
@@ -158,7 +159,7 @@ class Genotype:
         try:
             payload = json.loads(text)
         except (json.JSONDecodeError, TypeError) as error:
-            raise ValueError(f"genotype is not valid JSON: {error}") from None
+            raise TanasError(f"genotype is not valid JSON: {error}") from None
         return cls.from_dict(payload)
 
     @property
@@ -227,9 +228,9 @@ class SearchSpace:
     def __post_init__(self):
         unknown = [op for op in self.operations if op not in OPERATIONS]
         if unknown or not self.operations:
-            raise ValueError(f"unknown operation(s) {unknown}; operations: {', '.join(OPERATIONS)}")
+            raise TanasError(f"unknown operation(s) {unknown}; operations: {', '.join(OPERATIONS)}")
         if not 1 <= self.nodes <= 8:
-            raise ValueError(f"nodes must be in 1..8, got {self.nodes}")
+            raise TanasError(f"nodes must be in 1..8, got {self.nodes}")
 
     # ---------------------------------------------------------------------------------------------- size
 
@@ -321,10 +322,10 @@ def related_space(closest: Iterable[tuple[str, Genotype]], mutations: int = 2) -
     """
     closest = list(closest)
     if not closest:
-        raise ValueError("a related space needs at least one closest task with a genotype")
+        raise TanasError("a related space needs at least one closest task with a genotype")
     skeletons = {g.skeleton for _, g in closest}
     if len(skeletons) != 1:
-        raise ValueError("the closest tasks' genotypes use different skeletons; pick tasks searched with one skeleton")
+        raise TanasError("the closest tasks' genotypes use different skeletons; pick tasks searched with one skeleton")
     used = set().union(*(g.operations for _, g in closest)) | {"skip_connect"}
     operations = tuple(op for op in OPERATIONS if op in used)
     return SearchSpace("related", operations, skeletons.pop(), closest[0][1].nodes,

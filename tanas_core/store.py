@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .data import workspace_home
+from .errors import TanasError
 
 SCHEMA_VERSION = 1
 
@@ -72,21 +73,6 @@ CREATE TABLE IF NOT EXISTS results (
     created_at REAL NOT NULL,
     PRIMARY KEY (kind, key)
 );
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,                -- zoo, distances, search, compare, demo
-    params TEXT NOT NULL,              -- JSON
-    status TEXT NOT NULL,              -- queued, running, done, failed, cancelled, interrupted
-    progress REAL NOT NULL,
-    message TEXT NOT NULL,
-    error TEXT,
-    result TEXT,                       -- JSON
-    info TEXT NOT NULL,                -- JSON, e.g. the search run a job started
-    owner TEXT NOT NULL,               -- host:pid of the process running it
-    cancel INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
 CREATE TABLE IF NOT EXISTS events (
     stream TEXT NOT NULL,              -- e.g. "search:<run id>": one ordered stream per run
     seq INTEGER NOT NULL,
@@ -97,7 +83,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-class CorruptArtifactError(ValueError):
+class CorruptArtifactError(TanasError):
     """An artifact file is missing, truncated or altered: its sha256 no longer matches the index."""
 
 
@@ -149,15 +135,15 @@ class Workspace:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root).expanduser() if root is not None else workspace_home()
         if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"workspace path {self.root} is a file; set TANAS_HOME (or pass a path) to a directory")
+            raise TanasError(f"workspace path {self.root} is a file; set TANAS_HOME (or pass a path) to a directory")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "artifacts").mkdir(exist_ok=True)
         except OSError as error:
-            raise ValueError(f"cannot create the workspace at {self.root} ({error.strerror}); choose a writable "
+            raise TanasError(f"cannot create the workspace at {self.root} ({error.strerror}); choose a writable "
                              "directory with TANAS_HOME") from error
         if not os.access(self.root, os.W_OK):
-            raise ValueError(f"workspace {self.root} is not writable; fix its permissions or choose another TANAS_HOME")
+            raise TanasError(f"workspace {self.root} is not writable; fix its permissions or choose another TANAS_HOME")
         self.db_path = self.root / "tanas.db"
         with self.connect() as conn:
             conn.executescript(_SCHEMA)
@@ -188,7 +174,7 @@ class Workspace:
         """Absolute path of artifact ``key`` of ``kind`` (both plain identifiers, never paths)."""
         for part in (kind, key):
             if not part or not all(ch.isalnum() or ch in "-_" for ch in part):
-                raise ValueError(f"artifact names must be letters, digits, '-' or '_', got {part!r}")
+                raise TanasError(f"artifact names must be letters, digits, '-' or '_', got {part!r}")
         return self.root / "artifacts" / kind / f"{key}.safetensors"
 
     def write_tensors(self, kind: str, key: str, tensors: dict[str, torch.Tensor],
@@ -209,7 +195,7 @@ class Workspace:
         except OSError as error:
             if tmp_name:
                 Path(tmp_name).unlink(missing_ok=True)
-            raise ValueError(f"could not write {final} ({error.strerror}): free disk space or fix permissions; "
+            raise TanasError(f"could not write {final} ({error.strerror}): free disk space or fix permissions; "
                              "earlier results are untouched") from error
         except BaseException:
             if tmp_name:
@@ -238,11 +224,29 @@ class Workspace:
 
     # ------------------------------------------------------------------------------------------ tasks
 
-    def save_task(self, task) -> None:
-        """Insert or replace a (custom) task definition."""
+    def save_task(self, task, replace: bool = False) -> list[str]:
+        """Save a (custom) task definition; returns the keys of the networks removed with an old definition.
+
+        A name already saved with another definition is refused (``TanasError``) unless ``replace``: then the
+        networks trained on the old definition (their rows and checkpoints) are removed in the same step, so no
+        network of the old definition is ever listed under the new one. Saving the same definition again is a no-op.
+        """
+        definition = json.dumps(task.to_dict())
         with self.connect() as conn:
-            conn.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?)",
-                         (task.name, json.dumps(task.to_dict()), time.time()))
+            row = conn.execute("SELECT definition FROM tasks WHERE name = ?", (task.name,)).fetchone()
+            if row is not None and row["definition"] == definition:
+                return []
+            if row is not None and not replace:
+                raise TanasError(f"a custom task named {task.name!r} already exists with another definition; choose "
+                                 "another name, or replace it (Tasks page: tick 'replace'; CLI: tasks add --replace), "
+                                 "which deletes the networks trained on the old definition")
+            stale = [r["key"] for r in conn.execute(
+                "SELECT key FROM networks WHERE suite = 'custom' AND task = ? AND task_definition != ?",
+                (task.name, definition))]
+            conn.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?)", (task.name, definition, time.time()))
+        for key in stale:
+            self.forget_network(key)
+        return stale
 
     def load_tasks(self) -> list:
         """All saved tasks, validated again (a definition that no longer validates raises ``ValueError``)."""
@@ -286,9 +290,12 @@ class Workspace:
         return [_network_from_row(row) for row in rows]
 
     def forget_network(self, key: str) -> None:
-        """Drop a network's row (its file is overwritten by the next training of the same configuration)."""
+        """Drop a network's row, then its checkpoint file (row first: a file without a row is never trusted)."""
         with self.connect() as conn:
+            row = conn.execute("SELECT checkpoint FROM networks WHERE key = ?", (key,)).fetchone()
             conn.execute("DELETE FROM networks WHERE key = ?", (key,))
+        if row is not None:
+            (self.root / row["checkpoint"]).unlink(missing_ok=True)
 
 
     # ------------------------------------------------------------------------------------------ other results

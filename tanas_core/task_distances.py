@@ -25,41 +25,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backends import Backend, LocalBackend, RayBackend
+from .context import RunContext
 from .distance import frechet_distance, logdet_distance
 from .fisher import FisherFactor, diagonal_fisher, fisher_factor
 from .networks import BackboneHeadNet
 from .store import NetworkRecord, Workspace, config_key
 from .tasks import Suite, Task, make_splits
 from .training import Preset, get_preset, resolve_device
+from .requests import DistanceRequest, FisherConfig, ZooRequest
+from .tasks import resolve_suite
 from .zoo import model_from_state, network_key, train_zoo, verify_checkpoint
+from .errors import TanasError
 
 METRICS = ("logdet", "frechet", "frechet-full")
-
-
-@dataclass(frozen=True)
-class FisherConfig:
-    """How each ``F[b, t]`` is computed.
-
-    ``samples``: M, images of ``X_t`` the Fisher averages over; ``head_samples``: images the refitted head is trained
-    on (the first ``samples`` of them are the Fisher's); ``head``: ``"refit"`` or ``"own"``; ``params``:
-    ``"backbone"`` or ``"all"``; ``projection_dim``: CountSketch width for full-matrix metrics (``None``: exact).
-    """
-
-    samples: int = 256
-    head_samples: int = 512
-    head: str = "refit"
-    params: str = "backbone"
-    projection_dim: int | None = None
-    batch_size: int = 128
-
-    def validate(self) -> None:
-        if self.samples < 2:
-            raise ValueError(f"the Fisher needs at least 2 samples, got {self.samples}")
-        if self.head_samples < self.samples:
-            raise ValueError("head_samples must be >= samples (the Fisher uses the head's training images)")
-        if self.head not in ("refit", "own"):
-            raise ValueError(f"head must be 'refit' or 'own', got {self.head!r}")
 
 
 def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -112,7 +90,7 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
     model = model_from_state(record, state, target_device)
     images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples)
     if len(labels) < config.samples:
-        raise ValueError(f"task {target.name!r} has {len(labels)} training images; the Fisher needs {config.samples}")
+        raise TanasError(f"task {target.name!r} has {len(labels)} training images; the Fisher needs {config.samples}")
     if config.head == "refit":
         with torch.no_grad():
             features = torch.cat([model.features(images[i:i + 256].to(target_device))
@@ -129,7 +107,7 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
         result = fisher_factor(model, inputs, targets, kind=kind, params=config.params,
                                projection_dim=config.projection_dim, batch_size=config.batch_size)
     else:
-        raise ValueError(f"representation must be 'diagonal' or 'factor', got {representation!r}")
+        raise TanasError(f"representation must be 'diagonal' or 'factor', got {representation!r}")
     return result, time.perf_counter() - started
 
 
@@ -162,9 +140,12 @@ class _FisherSource:
     once and passed to every distance task that needs it.
     """
 
-    def __init__(self, workspace, backend, suite, preset, representation, config, device):
-        self.workspace, self.backend, self.suite, self.preset = workspace, backend, suite, preset
-        self.representation, self.config, self.device = representation, config, device
+    def __init__(self, context: RunContext, suite, preset, representation, config):
+        self.workspace, self.suite, self.preset = context.workspace, suite, preset
+        # Locally the Fishers are computed here, one after the other; on Ray, one task per pair.
+        self.backend = context.backend.training(1, context.device)
+        self.device, self.check = self.backend.worker_device(context.device), context.check
+        self.representation, self.config = representation, config
         self.handles: dict[str, object] = {}
         self.count = 0
 
@@ -190,7 +171,7 @@ class _FisherSource:
                 yield (states[record.key], record, self.suite, target, self.preset, self.representation,
                        self.config, self.device)
 
-        for position, (result, seconds) in self.backend.map(compute_target_fisher, items()):
+        for position, (result, seconds) in self.backend.map(compute_target_fisher, items(), check=self.check):
             record, target = missing[position]
             _store_fisher(self.workspace, self.key(record, target), record, target, self.representation, result,
                           seconds)
@@ -199,7 +180,7 @@ class _FisherSource:
 
     def get(self, record: NetworkRecord, target: Task):
         key = self.key(record, target)
-        if isinstance(self.backend, LocalBackend):
+        if self.backend.in_process:
             return _stored_fisher(self.workspace, key)
         if key not in self.handles:
             self.handles[key] = self.backend.put(_stored_fisher(self.workspace, key))
@@ -251,7 +232,7 @@ class DistanceResult:
         """The ``k`` baselines closest to ``target`` (column ``target``, excluding itself), nearest first, with the
         mean and standard deviation over seeds."""
         if target not in self.tasks:
-            raise ValueError(f"task {target!r} is not in suite {self.suite!r}: {', '.join(self.tasks)}")
+            raise TanasError(f"task {target!r} is not in suite {self.suite!r}: {', '.join(self.tasks)}")
         column = self.tasks.index(target)
         rows = [dict(baseline=name, distance=float(self.mean[b, column]), std=float(self.std[b, column]),
                      per_seed=[float(v) for v in self.matrices[:, b, column]])
@@ -287,14 +268,21 @@ def _distances_key(suite: Suite, arch: str, metric: str, seeds: list[int], prese
                            metric=metric, sigma=sigma if metric == "logdet" else None, config=vars(config)))
 
 
-def stored_distances(workspace: Workspace, suite: Suite, arch: str, metric: str, seeds: list[int],
-                     preset: Preset | str = "demo", sigma: float = 1e-3,
-                     config: FisherConfig = FisherConfig()) -> DistanceResult | None:
-    """The stored result of ``distance_matrices`` with these arguments, or ``None`` (never computes anything)."""
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    stored = workspace.get_result("distances", _distances_key(suite, arch, metric, list(seeds), preset, sigma,
-                                                              config))
-    return None if stored is None else DistanceResult.from_payload(stored[0], cached=True)
+def _request_key(request: DistanceRequest, suite: Suite, arch: str) -> str:
+    return _distances_key(suite, arch, request.metric, list(range(request.seeds)), get_preset(request.preset),
+                          request.sigma, request.fisher)
+
+
+def stored_distances(workspace: Workspace, request: DistanceRequest) -> list[DistanceResult | None]:
+    """Per architecture of ``request.archs``, the stored result of ``distance_matrices`` for this request, or
+    ``None`` (never computes anything)."""
+    request.validate(workspace)
+    suite = resolve_suite(request.suite, workspace)
+    results = []
+    for arch in request.archs:
+        stored = workspace.get_result("distances", _request_key(request, suite, arch))
+        results.append(None if stored is None else DistanceResult.from_payload(stored[0], cached=True))
+    return results
 
 
 def task_atlas(distances: np.ndarray) -> np.ndarray:
@@ -305,9 +293,9 @@ def task_atlas(distances: np.ndarray) -> np.ndarray:
     """
     d = np.asarray(distances, dtype=np.float64)
     if d.ndim != 2 or d.shape[0] != d.shape[1] or d.shape[0] < 2:
-        raise ValueError(f"an atlas needs a square matrix of at least 2 tasks, got shape {d.shape}")
+        raise TanasError(f"an atlas needs a square matrix of at least 2 tasks, got shape {d.shape}")
     if not np.isfinite(d).all():
-        raise ValueError("the distance matrix contains NaN or Inf")
+        raise TanasError("the distance matrix contains NaN or Inf")
     symmetric = (d + d.T) / 2
     n = len(d)
     centring = np.eye(n) - np.ones((n, n)) / n
@@ -320,82 +308,88 @@ def task_atlas(distances: np.ndarray) -> np.ndarray:
     return coordinates
 
 
-def distance_matrices(workspace: Workspace, suite: Suite, arch: str, metric: str, seeds: list[int],
-                      preset: Preset | str = "demo", sigma: float = 1e-3, config: FisherConfig = FisherConfig(),
-                      device: str = "auto", on_progress: Callable[[str, float], None] | None = None,
-                      workers: int = 1, backend: Backend | None = None) -> DistanceResult:
-    """The ``d[b, t]`` matrices of ``suite`` for ``arch`` and each seed (zoo networks are trained when missing).
+def distance_matrices(request: DistanceRequest, context: RunContext) -> list[DistanceResult]:
+    """The ``d[b, t]`` matrices of ``request.suite``, one ``DistanceResult`` per architecture of ``request.archs``
+    (in that order), each with a matrix per seed 0..K-1. Missing zoo networks are trained first.
 
     ``metric``: ``"logdet"`` (equation 5 on diagonals), ``"frechet"`` (equation 8, diagonals) or
-    ``"frechet-full"`` (equation 7 on full matrices, exact through factors). ``sigma`` only matters for logdet.
-    ``on_progress(message, fraction)`` reports progress. A repeated request is read from the store.
-    ``backend``: a ``RayBackend`` trains the missing networks and computes every Fisher (one task per network and
-    target) and every distance (one task per pair) on Ray; otherwise networks train in ``workers`` local processes
-    and the rest runs here. This process stores every result.
+    ``"frechet-full"`` (equation 7 on full matrices, exact through factors); ``sigma`` only matters for logdet.
+    A repeated request is read from the store. On a ``RayBackend`` the missing networks, every Fisher (one task per
+    network and target) and every distance (one task per pair) run on Ray; locally networks train in
+    ``request.workers`` processes and the rest runs here. This process stores every result.
     """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
-    if metric == "logdet" and (not isinstance(sigma, (int, float)) or not sigma > 0):
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    if not seeds:
-        raise ValueError("at least one seed is needed")
-    config.validate()
-    tasks = list(suite.tasks)
-    stored = stored_distances(workspace, suite, arch, metric, seeds, preset, sigma, config)
+    request.validate(context.workspace)
+    suite = resolve_suite(request.suite, context.workspace)
+    return [_arch_distances(request.for_arch(arch), suite, step)
+            for arch, step in zip(request.archs, context.step_phases(list(request.archs)))]
+
+
+def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext) -> DistanceResult:
+    arch, seeds, preset = request.archs[0], list(range(request.seeds)), get_preset(request.preset)
+    key = _request_key(request, suite, arch)
+    stored = context.workspace.get_result("distances", key)
     if stored is not None:
-        return stored
-
+        return DistanceResult.from_payload(stored[0], cached=True)
     started = time.perf_counter()
-    report = on_progress or (lambda message, fraction: None)
-    report(f"ensuring {len(tasks) * len(seeds)} {arch} networks", 0.0)
-    ray_backend = backend if isinstance(backend, RayBackend) else None
-    records = train_zoo(workspace, suite, [arch], list(seeds), preset, device=device, workers=workers,
-                        backend=ray_backend)
+    records = train_zoo(ZooRequest(suite=request.suite, archs=(arch,), seeds=request.seeds, preset=request.preset,
+                                   workers=request.workers), context.phase("zoo networks", 0.0, 0.3))
     by_task_seed = {(r.task, r.seed): r for r in records}
-    fishers = _FisherSource(workspace, ray_backend or LocalBackend(), suite, preset,
-                            "factor" if metric == "frechet-full" else "diagonal", config, device)
-    work = len(seeds) * len(tasks) * len(tasks)
-
-    def report_fisher(record: NetworkRecord, target: Task) -> None:
-        report(f"seed {record.seed}: F[{record.task}, {target.name}]", min(fishers.count, work) / work)
-
-    matrices = np.zeros((len(seeds), len(tasks), len(tasks)))
-    for k, seed in enumerate(seeds):
-        networks = [by_task_seed[(task.name, seed)] for task in tasks]
-        fishers.ensure([(record, target) for target in tasks for record in networks], report_fisher)
-        pairs = [(b, t) for t in range(len(tasks)) for b in range(len(tasks)) if b != t]
-        items = ((metric, fishers.get(networks[b], tasks[t]), fishers.get(networks[t], tasks[t]), sigma)
-                 for b, t in pairs)
-        for position, value in fishers.backend.map(_pair_distance, items):
-            matrices[(k, *pairs[position])] = value
-        fishers.release(keep=[(networks[t], tasks[t]) for t in range(len(tasks))])
-    noise = np.full(len(tasks), np.nan)
-    if len(seeds) > 1:
-        floor_pairs = [(t, i, j) for t in range(len(tasks)) for i, j in itertools.combinations(seeds, 2)]
-        items = ((metric, fishers.get(by_task_seed[(tasks[t].name, i)], tasks[t]),
-                  fishers.get(by_task_seed[(tasks[t].name, j)], tasks[t]), sigma) for t, i, j in floor_pairs)
-        floors: dict[int, list[float]] = {}
-        for position, value in fishers.backend.map(_pair_distance, items):
-            floors.setdefault(floor_pairs[position][0], []).append(value)
-        for t, values in floors.items():
-            noise[t] = float(np.mean(values))
-    result = DistanceResult(suite.name, arch, metric, float(sigma), list(seeds), [t.name for t in tasks], matrices,
-                            noise, time.perf_counter() - started)
-    workspace.put_result("distances", _distances_key(suite, arch, metric, seeds, preset, sigma, config),
-                         result.to_payload())
-    report("done", 1.0)
+    fishers = _FisherSource(context, suite, preset, "factor" if request.metric == "frechet-full" else "diagonal",
+                            request.fisher)
+    tasks = list(suite.tasks)
+    fisher_phase = context.phase("Fisher matrices and distances", 0.3, 0.95)
+    matrices = np.stack([_seed_matrix(fishers, request, [by_task_seed[(t.name, seed)] for t in tasks], tasks,
+                                      fisher_phase, index) for index, seed in enumerate(seeds)])
+    noise = _noise_floor(fishers, request, by_task_seed, tasks, seeds)
+    result = DistanceResult(suite.name, arch, request.metric, float(request.sigma), seeds, [t.name for t in tasks],
+                            matrices, noise, time.perf_counter() - started)
+    context.workspace.put_result("distances", key, result.to_payload())
+    context.progress("done", 1.0)
     return result
+
+
+def _seed_matrix(fishers: _FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
+                 context: RunContext, index: int) -> np.ndarray:
+    """One seed's ``d[b, t]``: every ``F[b, t]`` (computed or read), then every off-diagonal pair."""
+    work = request.seeds * len(tasks) * len(tasks)
+
+    def report(record: NetworkRecord, target: Task) -> None:
+        context.progress(f"seed {record.seed}: F[{record.task}, {target.name}]", min(fishers.count, work) / work)
+
+    fishers.ensure([(record, target) for target in tasks for record in networks], report)
+    pairs = [(b, t) for t in range(len(tasks)) for b in range(len(tasks)) if b != t]
+    items = ((request.metric, fishers.get(networks[b], tasks[t]), fishers.get(networks[t], tasks[t]), request.sigma)
+             for b, t in pairs)
+    matrix = np.zeros((len(tasks), len(tasks)))
+    for position, value in fishers.backend.map(_pair_distance, items, check=context.check):
+        matrix[pairs[position]] = value
+    fishers.release(keep=[(networks[t], tasks[t]) for t in range(len(tasks))])
+    return matrix
+
+
+def _noise_floor(fishers: _FisherSource, request: DistanceRequest, by_task_seed: dict, tasks: list[Task],
+                 seeds: list[int]) -> np.ndarray:
+    """Per task, the mean distance between its networks of different seeds on its own data (NaN with one seed)."""
+    noise = np.full(len(tasks), np.nan)
+    floor_pairs = [(t, i, j) for t in range(len(tasks)) for i, j in itertools.combinations(seeds, 2)]
+    items = ((request.metric, fishers.get(by_task_seed[(tasks[t].name, i)], tasks[t]),
+              fishers.get(by_task_seed[(tasks[t].name, j)], tasks[t]), request.sigma) for t, i, j in floor_pairs)
+    floors: dict[int, list[float]] = {}
+    for position, value in fishers.backend.map(_pair_distance, items, check=fishers.check):
+        floors.setdefault(floor_pairs[position][0], []).append(value)
+    for t, values in floors.items():
+        noise[t] = float(np.mean(values))
+    return noise
 
 
 def across_architectures(results: list[DistanceResult]) -> DistanceResult:
     """One result whose matrices are every architecture's per-seed matrices together (mean/std over both)."""
     if not results:
-        raise ValueError("no per-architecture results to combine")
+        raise TanasError("no per-architecture results to combine")
     first = results[0]
     for other in results[1:]:
         if other.tasks != first.tasks or other.metric != first.metric:
-            raise ValueError("combine results of the same suite and metric only")
+            raise TanasError("combine results of the same suite and metric only")
     return DistanceResult(first.suite, "+".join(r.arch for r in results), first.metric, first.sigma,
                           [f"{r.arch}:{s}" for r in results for s in r.seeds], first.tasks,
                           np.concatenate([r.matrices for r in results]),

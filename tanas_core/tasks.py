@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .cifar100_classes import SUPERCLASSES
+from .errors import TanasError
 from .data import DATASETS, RawDataset, dataset_class_names, load_dataset, to_model_input
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -66,13 +67,13 @@ class Task:
     def from_dict(cls, payload: dict) -> Task:
         """Rebuild and validate a task from ``to_dict`` output (or user JSON); bad input raises ``ValueError``."""
         if not isinstance(payload, dict):
-            raise ValueError(f"a task must be a JSON object, got {type(payload).__name__}")
+            raise TanasError(f"a task must be a JSON object, got {type(payload).__name__}")
         unknown = set(payload) - {"name", "dataset", "groups", "other", "other_classes", "labels", "description"}
         if unknown:
-            raise ValueError(f"unknown task field(s) {sorted(unknown)}")
+            raise TanasError(f"unknown task field(s) {sorted(unknown)}")
         for key in ("name", "dataset", "groups"):
             if key not in payload:
-                raise ValueError(f"a task needs a {key!r} field")
+                raise TanasError(f"a task needs a {key!r} field")
         return make_task(payload["name"], payload["dataset"], payload["groups"], other=payload.get("other", False),
                          other_classes=payload.get("other_classes"), labels=payload.get("labels"),
                          description=payload.get("description", ""))
@@ -104,50 +105,50 @@ def make_task(name: str, dataset: str, groups, other: bool = False, other_classe
     does not exist or appears twice, "anything else" would be empty, or the task has fewer than 2 outputs.
     """
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-        raise ValueError(f"task name {name!r} must be 1-64 characters of letters, digits, '_', '.', '-', starting "
+        raise TanasError(f"task name {name!r} must be 1-64 characters of letters, digits, '_', '.', '-', starting "
                          "with a letter or digit")
     if dataset not in DATASETS:
-        raise ValueError(f"task {name!r}: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        raise TanasError(f"task {name!r}: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     class_names = dataset_class_names(dataset)
     if isinstance(groups, (str, bytes)) or not isinstance(groups, (list, tuple)) or not groups:
-        raise ValueError(f"task {name!r}: groups must be a non-empty list of lists of classes")
+        raise TanasError(f"task {name!r}: groups must be a non-empty list of lists of classes")
     resolved: list[tuple[str, ...]] = []
     seen: dict[str, int] = {}
     for number, group in enumerate(groups):
         if isinstance(group, (str, int)):
             group = [group]
         if not isinstance(group, (list, tuple)) or not group:
-            raise ValueError(f"task {name!r}: group {number + 1} is empty; every output needs at least one class")
+            raise TanasError(f"task {name!r}: group {number + 1} is empty; every output needs at least one class")
         members = tuple(_resolve_class(name, dataset, class_names, c) for c in group)
         for member in members:
             if member in seen:
                 where = "twice in group" if seen[member] == number else f"in groups {seen[member] + 1} and"
-                raise ValueError(f"task {name!r}: class {member!r} appears {where} {number + 1}; groups must be "
+                raise TanasError(f"task {name!r}: class {member!r} appears {where} {number + 1}; groups must be "
                                  "disjoint")
             seen[member] = number
         resolved.append(members)
     if not isinstance(other, bool):
-        raise ValueError(f"task {name!r}: 'other' must be true or false")
+        raise TanasError(f"task {name!r}: 'other' must be true or false")
     rest = None
     if other_classes is not None:
         if not other:
-            raise ValueError(f"task {name!r}: other_classes is given but 'other' (anything else) is off")
+            raise TanasError(f"task {name!r}: other_classes is given but 'other' (anything else) is off")
         rest = tuple(_resolve_class(name, dataset, class_names, c) for c in other_classes)
         clash = sorted(set(rest) & set(seen))
         if clash:
-            raise ValueError(f"task {name!r}: {clash} are in a group and in 'anything else'")
+            raise TanasError(f"task {name!r}: {clash} are in a group and in 'anything else'")
         if len(set(rest)) != len(rest):
-            raise ValueError(f"task {name!r}: other_classes lists a class twice")
+            raise TanasError(f"task {name!r}: other_classes lists a class twice")
     if other and not (rest if rest is not None else [c for c in class_names if c not in seen]):
-        raise ValueError(f"task {name!r}: 'anything else' would be empty: every class of {dataset} is in a group")
+        raise TanasError(f"task {name!r}: 'anything else' would be empty: every class of {dataset} is in a group")
     outputs = len(resolved) + int(other)
     if outputs < 2:
-        raise ValueError(f"task {name!r} has {outputs} output; a task needs at least 2 (add a group, or turn on "
+        raise TanasError(f"task {name!r} has {outputs} output; a task needs at least 2 (add a group, or turn on "
                          "'anything else')")
     if labels is not None:
         labels = tuple(str(label) for label in labels)
         if len(labels) != len(resolved):
-            raise ValueError(f"task {name!r}: {len(labels)} labels for {len(resolved)} groups")
+            raise TanasError(f"task {name!r}: {len(labels)} labels for {len(resolved)} groups")
     return Task(name, dataset, tuple(resolved), other, rest, labels, str(description))
 
 
@@ -155,11 +156,11 @@ def _resolve_class(task: str, dataset: str, class_names: tuple[str, ...], value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         if 0 <= int(value) < len(class_names):
             return class_names[int(value)]
-        raise ValueError(f"task {task!r}: class label {value} does not exist in {dataset} (labels 0..{len(class_names) - 1})")
+        raise TanasError(f"task {task!r}: class label {value} does not exist in {dataset} (labels 0..{len(class_names) - 1})")
     if isinstance(value, str) and value in class_names:
         return value
     shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
-    raise ValueError(f"task {task!r}: class {value!r} does not exist in {dataset} (classes: {shown})")
+    raise TanasError(f"task {task!r}: class {value!r} does not exist in {dataset} (classes: {shown})")
 
 
 # ---------------------------------------------------------------------------------------------------- splits
@@ -206,7 +207,7 @@ class TaskSplits:
 
     def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in self.indices:
-            raise ValueError(f"unknown split {split!r}: choose train, val or test")
+            raise TanasError(f"unknown split {split!r}: choose train, val or test")
         if split not in self._cache:
             pool = self.dataset.x_test if split == "test" else self.dataset.x_train
             images = to_model_input(pool[self.indices[split]], self.dataset, self.spec.channels, self.spec.size)
@@ -258,7 +259,7 @@ def make_splits(task: Task, sizes: SplitSizes, seed: int, spec: InputSpec | None
         per_output = min(sizes.train // outputs + sizes.val // outputs, *(sum(map(len, o)) for o in train_pool))
         val_per_output = max(1, int(round(per_output * sizes.val / (sizes.train + sizes.val))))
         if per_output - val_per_output < 1:
-            raise ValueError(f"task {task.name!r}: split sizes train={sizes.train}, val={sizes.val} leave fewer than "
+            raise TanasError(f"task {task.name!r}: split sizes train={sizes.train}, val={sizes.val} leave fewer than "
                              f"one training image per output for its {outputs} outputs; use larger split sizes")
         val_take = _balanced_take(train_pool, val_per_output * outputs, nothing_used)
         train_take = _balanced_take(train_pool, (per_output - val_per_output) * outputs, val_take)
@@ -277,7 +278,7 @@ def make_splits(task: Task, sizes: SplitSizes, seed: int, spec: InputSpec | None
         labels[split] = np.concatenate(outs)[order]
         missing = [task.output_names[o] for o in range(task.num_outputs) if not (labels[split] == o).any()]
         if missing:
-            raise ValueError(f"task {task.name!r}: the {split} split has no image of output(s) {missing}; "
+            raise TanasError(f"task {task.name!r}: the {split} split has no image of output(s) {missing}; "
                              "the dataset or the size preset is too small for this task")
     return TaskSplits(task, dataset, spec, seed, indices, labels)
 
@@ -294,7 +295,7 @@ def _members(labels: np.ndarray, mapping: np.ndarray, outputs: int, rng) -> list
 def _balanced_take(pool, total: int, used) -> list[list[int]]:
     """Per output and class, how many images to take so every output gets the same count (<= total // outputs)."""
     if total < len(pool):
-        raise ValueError(f"a split of {total} images cannot hold one image of each of {len(pool)} outputs")
+        raise TanasError(f"a split of {total} images cannot hold one image of each of {len(pool)} outputs")
     capacity = [[len(m) - u for m, u in zip(classes, used_c)] for classes, used_c in zip(pool, used)]
     per_output = min(total // len(pool), *(sum(c) for c in capacity))
     return [_spread(per_output, caps) for caps in capacity]
@@ -345,7 +346,7 @@ class Suite:
         for task in self.tasks:
             if task.name == name:
                 return task
-        raise ValueError(f"suite {self.name!r} has no task {name!r}; its tasks: {', '.join(t.name for t in self.tasks)}")
+        raise TanasError(f"suite {self.name!r} has no task {name!r}; its tasks: {', '.join(t.name for t in self.tasks)}")
 
 
 def _cifar100_fine(*superclasses: str) -> list[str]:
@@ -419,7 +420,7 @@ def get_suite(name: str) -> Suite:
         return _quickdraw_suite()
     suites = _builtin_suites()
     if name not in suites:
-        raise ValueError(f"unknown suite {name!r}: choose one of {', '.join(SUITE_NAMES)}")
+        raise TanasError(f"unknown suite {name!r}: choose one of {', '.join(SUITE_NAMES)}")
     return suites[name]
 
 
@@ -434,3 +435,40 @@ def suite_availability(name: str, data_dir: str | Path | None = None) -> tuple[b
     except DatasetUnavailableError as error:
         return False, str(error)
     return True, ""
+
+
+CUSTOM_SUITE = "custom"
+ALL_SUITE_NAMES = SUITE_NAMES + (CUSTOM_SUITE,)
+
+
+def resolve_suite(name: str, workspace=None) -> Suite:
+    """A built-in suite, or ``"custom"``: the custom tasks saved in ``workspace`` (a ``store.Workspace``)."""
+    if name == CUSTOM_SUITE:
+        if workspace is None:
+            raise TanasError("the custom suite lives in a workspace: pass the workspace that holds its tasks")
+        tasks = tuple(workspace.load_tasks())
+        if not tasks:
+            raise TanasError("the workspace has no custom tasks yet; add one (Tasks page or `tasks add`) first")
+        return Suite(CUSTOM_SUITE, "Custom tasks saved in the workspace", tasks)
+    return get_suite(name)
+
+
+def split_target(text: str) -> tuple[str, str]:
+    """``"SUITE:TASK"`` -> ``(suite, task)``; ``TanasError`` for anything else."""
+    if not isinstance(text, str) or text.count(":") != 1 or not all(p.strip() for p in text.split(":")):
+        raise TanasError(f"target must look like SUITE:TASK (e.g. ld8:mnist-10class), got {text!r}")
+    suite, task = (part.strip() for part in text.split(":"))
+    return suite, task
+
+
+def resolve_target(target: str, workspace=None) -> tuple[Suite, Task]:
+    """``"SUITE:TASK"`` -> (suite, task); ``TanasError`` naming the suite's tasks when the task is unknown."""
+    suite_name, task_name = split_target(target)
+    suite = resolve_suite(suite_name, workspace)
+    return suite, suite.task(task_name)
+
+
+def check_task_data(task: Task, preset_sizes: SplitSizes, spec: InputSpec | None = None) -> TaskSplits:
+    """The task's seed-0 splits at ``preset_sizes``: proves every output has images before the task is saved or
+    trained (``TanasError`` naming the empty output otherwise). Used by the Tasks page and ``tasks add``."""
+    return make_splits(task, preset_sizes, 0, spec)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +15,7 @@ from torch import nn
 
 from .networks import build_network, count_parameters
 from .tasks import SplitSizes, TaskSplits
+from .errors import TanasError
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ PRESETS: dict[str, Preset] = {
 def get_preset(name: str) -> Preset:
     """The preset ``name`` (``demo`` or ``paper``); ``ValueError`` otherwise."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        raise TanasError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
@@ -95,28 +95,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from error
+        raise TanasError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but CUDA is not available here; use device='auto' or 'cpu'")
+        raise TanasError("device 'cuda' was requested but CUDA is not available here; use device='auto' or 'cpu'")
     if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' was requested but MPS is not available here; use device='auto' or 'cpu'")
+        raise TanasError("device 'mps' was requested but MPS is not available here; use device='auto' or 'cpu'")
     return resolved
-
-
-@dataclass
-class TrainProgress:
-    """One training step: ``epoch`` in 1..epochs, ``step`` in 1..steps_per_epoch, running loss and accuracy."""
-
-    epoch: int
-    epochs: int
-    step: int
-    steps_per_epoch: int
-    loss: float
-    accuracy: float
-
-    @property
-    def fraction(self) -> float:
-        return ((self.epoch - 1) * self.steps_per_epoch + self.step) / (self.epochs * self.steps_per_epoch)
 
 
 @dataclass
@@ -133,28 +117,26 @@ class TrainResult:
 
 
 def train_network(splits: TaskSplits, arch: str, preset: Preset, seed: int = 0, device: str = "auto",
-                  on_progress: Callable[[TrainProgress], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> TrainResult:
+                  context=None) -> TrainResult:
     """Train ``arch`` at the preset's width on ``splits["train"]``; measure accuracy on val and test.
 
-    ``seed`` fixes initialisation and batch order, so a run repeats exactly on one device. ``should_stop`` is polled
-    every step; when it returns True, ``InterruptedError`` is raised and nothing is returned.
+    ``seed`` fixes initialisation and batch order, so a run repeats exactly on one device. ``context`` (a
+    ``RunContext``, optional: worker processes have none) gets per-step progress and may cancel (``Cancelled``).
     """
     torch.manual_seed(seed)
     model = build_network(arch, splits.task.num_outputs, splits.spec.channels, preset.widths[arch])
-    return train_model(model, splits, preset, preset.epochs_for(arch), seed, device, on_progress, should_stop)
+    return train_model(model, splits, preset, preset.epochs_for(arch), seed, device, context)
 
 
 def train_model(model: nn.Module, splits: TaskSplits, preset: Preset, epochs: float, seed: int = 0,
-                device: str = "auto", on_progress: Callable[[TrainProgress], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> TrainResult:
+                device: str = "auto", context=None) -> TrainResult:
     """Train an already built ``model`` with the preset's optimiser for ``epochs``, then measure val and test accuracy.
 
     The test split is read here, after training, and nowhere during a search.
     """
     started = time.perf_counter()
     target = resolve_device(device)
-    history = fit(model, *splits.tensors("train"), preset, epochs, seed, target, on_progress, should_stop,
+    history = fit(model, *splits.tensors("train"), preset, epochs, seed, target, context,
                   name=f"task {splits.task.name!r}")
     val_accuracy = evaluate(model, *splits.tensors("val"), device=target)
     test_accuracy = evaluate(model, *splits.tensors("test"), device=target)
@@ -180,16 +162,15 @@ def step_plan(num_images: int, batch_size: int, epochs: float) -> tuple[int, int
 
 
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: Preset, epochs: float,
-        seed: int = 0, device: str | torch.device = "auto",
-        on_progress: Callable[[TrainProgress], None] | None = None,
-        should_stop: Callable[[], bool] | None = None, name: str = "training") -> list[dict]:
+        seed: int = 0, device: str | torch.device = "auto", context=None, name: str = "training") -> list[dict]:
     """Train ``model`` in place on ``x_train [N, C, H, W]`` / ``y_train [N]``: AdamW + one-cycle schedule, batches
     of ``preset.batch_size``, ``epochs`` passes (a fraction runs that share of the last pass). Returns the per-epoch
-    history ``[{epoch, loss, train_accuracy}]``. ``should_stop`` is polled every step (``InterruptedError``)."""
+    history ``[{epoch, loss, train_accuracy}]``. ``context`` (optional ``RunContext``) is checked for a cancel and
+    told the progress at every step."""
     if epochs <= 0 or preset.batch_size < 1:
-        raise ValueError(f"{name}: needs epochs > 0 and batch_size >= 1, got {epochs} and {preset.batch_size}")
+        raise TanasError(f"{name}: needs epochs > 0 and batch_size >= 1, got {epochs} and {preset.batch_size}")
     if len(y_train) < 2:
-        raise ValueError(f"{name}: the training split has {len(y_train)} image(s); need at least 2")
+        raise TanasError(f"{name}: the training split has {len(y_train)} image(s); need at least 2")
     target = resolve_device(device)
     model.to(target)
     generator = torch.Generator().manual_seed(seed)
@@ -202,10 +183,9 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: 
         model.train()
         order = torch.randperm(len(y_train), generator=generator)
         seen, correct, loss_sum = 0, 0, 0.0
-        steps = min(steps_per_epoch, total_steps - done)
-        for step in range(1, steps + 1):
-            if should_stop is not None and should_stop():
-                raise InterruptedError("training was stopped")
+        for step in range(1, min(steps_per_epoch, total_steps - done) + 1):
+            if context is not None:
+                context.check()
             index = order[(step - 1) * batch: step * batch]
             inputs, targets = x_train[index].to(target), y_train[index].to(target)
             logits = model(inputs)
@@ -217,9 +197,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: 
             seen += len(targets)
             correct += int((logits.argmax(1) == targets).sum())
             loss_sum += float(loss.detach()) * len(targets)
-            if on_progress is not None:
-                on_progress(TrainProgress(epoch, passes, step, steps_per_epoch, loss_sum / seen, correct / seen))
-        done += steps
+            done += 1
+            if context is not None:
+                context.progress(f"epoch {epoch}/{passes}, step {done}/{total_steps}, loss {loss_sum / seen:.3f}, "
+                                 f"accuracy {correct / seen:.3f}", done / total_steps)
         history.append(dict(epoch=epoch, loss=loss_sum / seen, train_accuracy=correct / seen))
     return history
 
@@ -229,7 +210,7 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, devi
              batch_size: int = 512) -> float:
     """Accuracy in [0, 1] of ``model`` on ``inputs [N, C, H, W]`` / ``targets [N]``, in eval mode."""
     if len(targets) == 0:
-        raise ValueError("cannot evaluate on an empty split")
+        raise TanasError("cannot evaluate on an empty split")
     target = resolve_device(device)
     model.eval().to(target)
     correct = 0

@@ -9,36 +9,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 
-from .backends import Backend, LocalBackend
-from .networks import ARCHITECTURES, BackboneHeadNet, build_network
+from .context import RunContext
+from .networks import BackboneHeadNet, build_network
+from .requests import ZooRequest, parse_archs
 from .store import ArtifactRef, CorruptArtifactError, NetworkRecord, Workspace, config_key
-from .tasks import Suite, Task, get_suite, make_splits, SUITE_NAMES
-from .training import Preset, TrainProgress, TrainResult, get_preset, resolve_device, train_network
-
-CUSTOM_SUITE = "custom"
-
-
-def resolve_suite(name: str, workspace: Workspace | None = None) -> Suite:
-    """A built-in suite, or ``"custom"``: the custom tasks saved in ``workspace``."""
-    if name == CUSTOM_SUITE:
-        tasks = tuple((workspace or Workspace()).load_tasks())
-        if not tasks:
-            raise ValueError("the workspace has no custom tasks yet; add one (Tasks page or `tasks add`) first")
-        return Suite(CUSTOM_SUITE, "Custom tasks saved in the workspace", tasks)
-    return get_suite(name)
-
-
-def parse_archs(text: str | Iterable[str]) -> list[str]:
-    """``"vgg16,resnet18"`` or a list -> validated architecture names (``ValueError`` for unknown ones)."""
-    names = [a.strip() for a in (text.split(",") if isinstance(text, str) else text) if a.strip()]
-    unknown = [a for a in names if a not in ARCHITECTURES]
-    if unknown or not names:
-        raise ValueError(f"unknown architecture(s) {unknown or names}: choose from {', '.join(ARCHITECTURES)}")
-    return names
+from .tasks import CUSTOM_SUITE, SUITE_NAMES, Suite, Task, make_splits, resolve_suite
+from .training import Preset, TrainResult, get_preset, train_network
+from .errors import TanasError
 
 
 def network_key(suite: Suite, task: Task, arch: str, preset: Preset, seed: int) -> str:
@@ -59,24 +39,22 @@ class ZooEvent:
     arch: str
     seed: int
     status: str
-    progress: TrainProgress | None = None
     record: NetworkRecord | None = None
-    message: str = ""
 
 
-def ensure_network(workspace: Workspace, suite: Suite, task: Task, arch: str, preset: Preset, seed: int,
-                   device: str = "auto", on_progress: Callable[[TrainProgress], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> tuple[NetworkRecord, str]:
-    """The zoo network for this configuration: reused when stored and intact, trained (and stored) otherwise.
+def ensure_network(context: RunContext, suite: Suite, task: Task, arch: str, preset: Preset,
+                   seed: int) -> tuple[NetworkRecord, str]:
+    """The zoo network for this configuration: reused when stored and intact, trained here (and stored) otherwise.
 
     Returns ``(record, status)`` with status ``"reused"``, ``"trained"`` or ``"rebuilt-corrupt"`` (the stored
     checkpoint failed its sha256 check, so it was trained again and replaced).
     """
+    workspace = context.workspace
     key = network_key(suite, task, arch, preset, seed)
     existing, status = _stored_network(workspace, key)
     if existing is not None:
         return existing, status
-    result = train_zoo_network(suite, task, arch, preset, seed, device, on_progress, should_stop)
+    result = train_zoo_network(suite, task, arch, preset, seed, context.device, context)
     return store_network(workspace, suite, task, arch, preset, seed, result), status
 
 
@@ -93,13 +71,11 @@ def _stored_network(workspace: Workspace, key: str) -> tuple[NetworkRecord | Non
 
 
 def train_zoo_network(suite: Suite, task: Task, arch: str, preset: Preset, seed: int, device: str = "auto",
-                      on_progress: Callable[[TrainProgress], None] | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> TrainResult:
-    """Train one zoo network without touching any workspace (so it can run in a worker process or a Ray task);
-    the model comes back on the CPU."""
+                      context: RunContext | None = None) -> TrainResult:
+    """Train one zoo network without touching any workspace (so it can run in a worker process or a Ray task, with
+    no context); the model comes back on the CPU."""
     splits = make_splits(task, preset.sizes, seed, suite.spec)
-    result = train_network(splits, arch, preset, seed=seed, device=device, on_progress=on_progress,
-                           should_stop=should_stop)
+    result = train_network(splits, arch, preset, seed=seed, device=device, context=context)
     result.model = result.model.cpu()
     return result
 
@@ -142,58 +118,49 @@ def model_from_state(record: NetworkRecord, state: dict[str, torch.Tensor],
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"checkpoint {record.checkpoint} does not fit a {record.arch} of width {record.width} "
+        raise TanasError(f"checkpoint {record.checkpoint} does not fit a {record.arch} of width {record.width} "
                          f"with {record.num_classes} outputs: {str(error).splitlines()[0]}") from error
     return model.to(device).eval()
 
 
-def train_zoo(workspace: Workspace, suite: Suite, archs: list[str], seeds: list[int], preset: Preset | str,
-              device: str = "auto", tasks: list[str] | None = None,
-              on_event: Callable[[ZooEvent], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, workers: int = 1,
-              backend: Backend | None = None) -> list[NetworkRecord]:
-    """Ensure a network for every task x architecture x seed of ``suite`` (``tasks`` restricts the tasks).
+def train_zoo(request: ZooRequest, context: RunContext) -> list[NetworkRecord]:
+    """Ensure a network for every task x architecture x seed of ``request.suite`` (``request.tasks`` restricts the
+    tasks); returns their records in (seed, task, architecture) order.
 
     Stored networks are reused; each newly trained one is written as soon as it is done, so an interrupted run
-    keeps everything it finished. ``backend`` decides where the missing networks train (default: here, with a
-    progress event per training step). ``LocalBackend(workers > 1)`` (CPU only; ``workers`` is its shorthand)
-    trains that many at once in separate processes: small networks use two cores poorly, so this was 1.24x faster
-    for the demo zoo on a 2-core machine. ``RayBackend`` trains each as one Ray task. With several processes or Ray,
-    only finished networks are reported, and this process writes every result to the workspace.
+    keeps everything it finished. The context's backend decides where the missing networks train: here (per-step
+    progress), in ``request.workers`` local processes (CPU only: small networks use two cores poorly, so this was
+    1.24x faster for the demo zoo on a 2-core machine), or one Ray task each; then only finished networks are
+    reported, and this process writes every result. Every network is a ``ZooEvent`` to ``context.emit``.
     """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    archs = parse_archs(archs)
-    chosen = [suite.task(name) for name in tasks] if tasks else list(suite.tasks)
-    if not seeds:
-        raise ValueError("at least one seed is needed (--seeds K trains seeds 0..K-1)")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    backend = backend or LocalBackend(workers)
-    if isinstance(backend, LocalBackend) and resolve_device(device).type != "cpu":
-        backend = LocalBackend(1)  # worker processes are CPU-only; one accelerator trains one network at a time
-    jobs = [(task, arch, seed) for seed in seeds for task in chosen for arch in archs]
+    request.validate(context.workspace)
+    suite = resolve_suite(request.suite, context.workspace)
+    preset = get_preset(request.preset)
+    chosen = [suite.task(name) for name in request.tasks] if request.tasks else list(suite.tasks)
+    jobs = [(task, arch, seed) for seed in range(request.seeds) for task in chosen for arch in request.archs]
+    backend = context.backend.training(request.workers, context.device)
 
-    def emit(index, status, progress=None, record=None):
-        if on_event is not None:
-            task, arch, seed = jobs[index]
-            on_event(ZooEvent(index, len(jobs), suite.name, task.name, arch, seed, status, progress, record))
+    def emit(index, status, record=None):
+        task, arch, seed = jobs[index]
+        context.emit(ZooEvent(index, len(jobs), suite.name, task.name, arch, seed, status, record))
 
-    if not (isinstance(backend, LocalBackend) and backend.workers == 1):
-        return _train_fanout(workspace, suite, jobs, preset, device, backend, emit, should_stop)
+    if not backend.in_process:
+        return _train_fanout(context.with_backend(backend), suite, jobs, preset, emit)
     records = []
     for index, (task, arch, seed) in enumerate(jobs):
         emit(index, "training")
-        record, status = ensure_network(workspace, suite, task, arch, preset, seed, device,
-                                        on_progress=lambda p: emit(index, "training", progress=p),
-                                        should_stop=should_stop)
+        step = context.phase(f"{task.name} / {arch} / seed {seed}", index / len(jobs), (index + 1) / len(jobs))
+        record, status = ensure_network(step, suite, task, arch, preset, seed)
+        step.progress(status, 1.0)
         emit(index, status, record=record)
         records.append(record)
     return records
 
 
-def _train_fanout(workspace, suite, jobs, preset, device, backend, emit, should_stop) -> list[NetworkRecord]:
-    """Stored networks are reused here; the missing ones train through ``backend.map`` and are stored by this
-    process as each arrives."""
+def _train_fanout(context: RunContext, suite, jobs, preset, emit) -> list[NetworkRecord]:
+    """Stored networks are reused here; the missing ones train through ``context.backend.map`` and are stored by
+    this process as each arrives."""
+    workspace, backend = context.workspace, context.backend
     records: list[NetworkRecord | None] = [None] * len(jobs)
     statuses, missing = {}, []
     for index, (task, arch, seed) in enumerate(jobs):
@@ -206,14 +173,15 @@ def _train_fanout(workspace, suite, jobs, preset, device, backend, emit, should_
     # Longest first (DenseNet, then ResNet, then VGG) so the last network to finish is a short one.
     cost = {"densenet121": 0, "resnet18": 1, "vgg16": 2}
     missing.sort(key=lambda i: cost.get(jobs[i][1], 3))
-    work_device = "cpu" if isinstance(backend, LocalBackend) else device
+    work_device = backend.worker_device(context.device)
     items = [(suite, task, arch, preset, seed, work_device) for task, arch, seed in (jobs[i] for i in missing)]
     for index in missing:
         emit(index, "training")
-    for position, result in backend.map(train_zoo_network, items, should_stop=should_stop):
+    for done, (position, result) in enumerate(backend.map(train_zoo_network, items, check=context.check), 1):
         index = missing[position]
         task, arch, seed = jobs[index]
         records[index] = store_network(workspace, suite, task, arch, preset, seed, result)
+        context.progress(f"{done}/{len(missing)} trained: {task.name} / {arch} / seed {seed}", done / len(missing))
         emit(index, statuses[index], record=records[index])
     return [r for r in records if r is not None]
 

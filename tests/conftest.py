@@ -8,7 +8,7 @@ import pytest
 
 from tanas_core.store import Workspace
 from tanas_core.tasks import SplitSizes
-from tanas_core.training import Preset
+from tanas_core.training import PRESETS, Preset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,8 +48,11 @@ def workspace(tmp_path) -> Workspace:
 
 
 @pytest.fixture
-def tiny_preset() -> Preset:
-    """A preset that trains in about a second: 200 training images, narrow networks, one epoch."""
-    return Preset(name="tiny", sizes=SplitSizes(train=200, val=60, test=100),
+def tiny_preset(monkeypatch) -> Preset:
+    """A preset that trains in about a second: 200 training images, narrow networks, one epoch. Registered as
+    ``"tiny"`` for the test, so requests can name it."""
+    preset = Preset(name="tiny", sizes=SplitSizes(train=200, val=60, test=100),
                   widths={"vgg16": 0.0625, "resnet18": 0.0625, "densenet121": 0.0625}, epochs=1, batch_size=32,
-                  lr=0.01, weight_decay=0.01, epsilon=0.5, description="tests only")
+                    lr=0.01, weight_decay=0.01, epsilon=0.5, description="tests only")
+    monkeypatch.setitem(PRESETS, "tiny", preset)
+    return preset

@@ -20,9 +20,13 @@ def run_home() -> AppTest:
 
 
 def test_home_page_renders_datasets_and_empty_workspace(real_data):
+    from tanas_core.requests import DemoRequest
+
     app = run_home()
     assert not app.exception
     assert app.title[0].value == "TA-NAS Studio"
+    demo = DemoRequest()
+    assert any(f"`{demo.suite}` suite" in m.value and f"`{demo.target}`" in m.value for m in app.markdown)
     datasets = app.dataframe[0].value
     assert set(datasets["dataset"]) >= {"mnist", "cifar10", "cifar100", "quickdraw"}
     assert bool(datasets.set_index("dataset").loc["mnist", "available"])
@@ -30,13 +34,14 @@ def test_home_page_renders_datasets_and_empty_workspace(real_data):
     assert len(app.image) == 1  # the pipeline diagram from assets/
 
 
-def test_home_page_lists_trained_networks(real_data, tiny_preset):
+def test_home_page_lists_trained_networks(real_data):
+    from tanas_core.context import quiet_context
+    from tanas_core.requests import ZooRequest
     from tanas_core.store import Workspace
-    from tanas_core.tasks import get_suite
     from tanas_core.zoo import train_zoo
 
-    suite = get_suite("mnist4")
-    train_zoo(Workspace(), suite, ["vgg16"], [0], tiny_preset, device="cpu", tasks=["mnist-digit0"])
+    request = ZooRequest(suite="mnist4", archs=("vgg16",), seeds=1, preset="smoke", tasks=("mnist-digit0",))
+    train_zoo(request, quiet_context(Workspace(), "cpu"))
     app = run_home()
     assert not app.exception
     assert app.metric[0].value == "1"

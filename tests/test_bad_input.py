@@ -21,11 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tanas_core.distance import frechet_distance, logdet_distance  # noqa: E402
 from tanas_core.fuse import SearchBudget  # noqa: E402
 from tanas_core.jobs import JobRunner  # noqa: E402
-from tanas_core.nas import parse_target  # noqa: E402
+from tanas_core.job_kinds import JOB_KINDS  # noqa: E402
 from tanas_core.networks import build_network  # noqa: E402
 from tanas_core.search_space import OPERATIONS, Genotype  # noqa: E402
+from tanas_core.context import quiet_context  # noqa: E402
 from tanas_core.store import ArtifactRef, CorruptArtifactError, Workspace  # noqa: E402
-from tanas_core.tasks import SplitSizes, get_suite, make_splits, make_task  # noqa: E402
+from tanas_core.tasks import SplitSizes, get_suite, make_splits, make_task, resolve_target  # noqa: E402
 from tanas_core.training import get_preset, resolve_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,9 +81,9 @@ CASES = [
     ("unknown preset", "library", lambda t: get_preset("huge"), "unknown preset 'huge'"),
     ("unknown architecture", "library", lambda t: build_network("vit", 10), "unknown architecture 'vit'"),
     ("unavailable device", "library", lambda t: resolve_device("tpu"), "unknown device 'tpu'"),
-    ("target not SUITE:TASK", "library", lambda t: parse_target("mnist-10class", get_suite), "SUITE:TASK"),
+    ("target not SUITE:TASK", "library", lambda t: resolve_target("mnist-10class"), "SUITE:TASK"),
     ("workspace path that is a file", "library", _file_workspace, "is a file"),
-    ("unknown job kind", "library", lambda t: JobRunner(Workspace(t / "ws")).submit("mine", {}),
+    ("unknown job kind", "library", lambda t: JobRunner(Workspace(t / "ws"), JOB_KINDS).submit("mine", {}),
      "unknown job kind 'mine'"),
     ("CLI: unknown task", "CLI", lambda t: _cli("search", "--target", "ld8:nope"), "suite 'ld8' has no task 'nope'"),
     ("CLI: budget of zero rounds", "CLI", lambda t: _cli("search", "--target", "ld8:mnist-10class", "--budget",
@@ -169,7 +170,7 @@ def test_a_pickle_disguised_as_a_checkpoint_is_refused_and_not_executed(tmp_path
 
     workspace = Workspace(tmp_path / "ws")
     suite = get_suite("mnist4")
-    record, _ = ensure_network(workspace, suite, suite.task("mnist-digit0"), "vgg16", tiny_preset, 0, "cpu")
+    record, _ = ensure_network(quiet_context(workspace, "cpu"), suite, suite.task("mnist-digit0"), "vgg16", tiny_preset, 0)
     marker = tmp_path / "pwned"
     checkpoint = workspace.root / record.checkpoint
     torch.save({"weights": _Exploit(marker)}, checkpoint)  # a pickle, as torch.save writes it

@@ -166,3 +166,39 @@ def test_failed_download_leaves_no_empty_folder_behind(tmp_path, monkeypatch):
     with pytest.raises(data.DatasetUnavailableError, match="internet"):
         data.load_dataset("mnist", tmp_path, download=True)
     assert not (tmp_path / "MNIST").exists()
+
+
+def test_default_data_dir_order(tmp_path, monkeypatch):
+    """Bug 7: TANAS_DATA_DIR; else $TANAS_HOME/data holding data; else ../shared/datasets beside the checkout
+    holding data; else $TANAS_HOME/data."""
+    checkout = tmp_path / "checkout"
+    (checkout / "tanas_core").mkdir(parents=True)
+    monkeypatch.setattr(data, "__file__", str(checkout / "tanas_core" / "data.py"))
+    home, shared = tmp_path / "home", tmp_path / "shared" / "datasets"
+    monkeypatch.setenv("TANAS_HOME", str(home))
+    monkeypatch.delenv("TANAS_DATA_DIR", raising=False)
+    assert data.default_data_dir() == home / "data"  # nothing anywhere: where a download goes
+    shared.mkdir(parents=True)
+    assert data.default_data_dir() == home / "data"  # an empty folder beside the checkout is not data
+    (shared / "mnist.npz").write_bytes(b"")
+    assert data.default_data_dir() == shared
+    assert "beside the checkout" in data.data_dir_choice()[1]
+    (home / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    assert data.default_data_dir() == home / "data"  # the workspace's own data comes first
+    monkeypatch.setenv("TANAS_DATA_DIR", str(tmp_path / "chosen"))
+    assert data.default_data_dir() == tmp_path / "chosen"  # an explicit choice, even an empty one
+    assert data.data_dir_choice()[1] == "TANAS_DATA_DIR"
+
+
+def test_holds_dataset_ignores_the_bundled_digits_and_other_files(tmp_path):
+    assert not data.holds_dataset(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("x")
+    assert not data.holds_dataset(tmp_path)
+    (tmp_path / "quickdraw345.npz").write_bytes(b"")
+    assert data.holds_dataset(tmp_path)
+
+
+def test_unavailable_error_names_its_dataset(tmp_path):
+    with pytest.raises(data.DatasetUnavailableError) as error:
+        data.load_dataset("fashion_mnist", tmp_path / "empty", download=False)
+    assert error.value.dataset == "fashion_mnist"

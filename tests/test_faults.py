@@ -18,6 +18,8 @@ import pytest
 from conftest import REPO
 from tanas_core.store import Workspace
 from tanas_core.tasks import get_suite
+from tanas_core.context import RunContext, quiet_context
+from tanas_core.requests import ZooRequest
 from tanas_core.zoo import train_zoo, verify_checkpoint
 
 TASKS = ["mnist-digit0", "mnist-digit6", "mnist-0123-else", "mnist-10class"]
@@ -51,16 +53,17 @@ def test_sigkill_mid_zoo_keeps_every_finished_network_and_a_rerun_completes(real
     for record in finished:
         verify_checkpoint(workspace, record)  # every indexed checkpoint is whole
     statuses = {}
-    records = train_zoo(workspace, get_suite("mnist4"), ["vgg16", "resnet18"], [0], "smoke", device="cpu",
-                        tasks=TASKS, on_event=lambda e: statuses.__setitem__((e.task, e.arch), e.status))
+    records = train_zoo(ZooRequest(suite="mnist4", archs=("vgg16", "resnet18"), preset="smoke", tasks=tuple(TASKS)),
+                        RunContext(workspace, "cpu", on_event=lambda e: statuses.__setitem__((e.task, e.arch),
+                                                                                             e.status)))
     assert len(records) == 8
     reused = {(r.task, r.arch) for r in finished}
     assert {key for key, status in statuses.items() if status == "reused"} == reused  # artifacts lost: 0
 
 
 def test_sigkill_mid_search_keeps_its_partial_history_and_a_rerun_finishes(real_data, tmp_path):
-    from tanas_core.fuse import SearchBudget
     from tanas_core.nas import run_search
+    from tanas_core.requests import SearchBudget, SearchRequest
 
     workspace = Workspace(tmp_path / "ws")
     budget = "candidates=2,rounds=3,epochs_per_round=3,final_epochs=0.5"
@@ -78,12 +81,11 @@ def test_sigkill_mid_search_keeps_its_partial_history_and_a_rerun_finishes(real_
     assert len(runs) == 1 and runs[0]["status"] == "running"  # the dead process never marked it finished
     kept = workspace.read_events(f"search:{runs[0]['run_id']}")
     assert len(kept) >= 3 and [e["seq"] for e in kept] == list(range(len(kept)))
-    suite = get_suite("mnist4")
-    record = run_search(workspace, suite, suite.task("mnist-digit0"), space="standard", method="fuse",
-                        preset="smoke", budget=SearchBudget(candidates=2, rounds=3, epochs_per_round=3,
-                                                            final_epochs=0.5), device="cpu")
-    assert record["run_id"] == runs[0]["run_id"] and record["status"] == "done"
-    assert workspace.read_events(f"search:{record['run_id']}")[-1]["type"] == "finished"
+    request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="smoke",
+                            budget=SearchBudget(candidates=2, rounds=3, epochs_per_round=3, final_epochs=0.5))
+    record = run_search(request, quiet_context(workspace, "cpu"))
+    assert record.run_id == runs[0]["run_id"] and record.status == "done"
+    assert workspace.read_events(f"search:{record.run_id}")[-1]["type"] == "finished"
 
 
 def test_a_locked_database_makes_writers_wait_not_fail(tmp_path):
@@ -166,7 +168,8 @@ def test_an_unwritable_workspace_is_a_clear_error_and_keeps_earlier_results(real
         parent.chmod(0o755)
         home = parent / "workspace"
         workspace = Workspace(home)
-        train_zoo(workspace, get_suite("mnist4"), ["vgg16"], [0], tiny_preset, tasks=["mnist-digit0"])
+        train_zoo(ZooRequest(suite="mnist4", archs=("vgg16",), preset="tiny", tasks=("mnist-digit0",)),
+                  quiet_context(workspace))
         before = _snapshot(home)
         for path in [home, *home.rglob("*")]:
             path.chmod(0o555 if path.is_dir() else 0o444)  # owned by root: read-only for nobody

@@ -11,10 +11,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from tanas_core.fuse import SearchBudget
+from tanas_core.context import quiet_context
+from tanas_core.errors import TanasError
+from tanas_core.job_kinds import JOB_KINDS
 from tanas_core.jobs import JobRunner, get_job, list_jobs
+from tanas_core.nas import closest_tasks, get_search, search_events
+from tanas_core.requests import ClosestSettings, DistanceRequest, FisherConfig, SearchRequest
 from tanas_core.store import Workspace
-from tanas_core.task_distances import FisherConfig, distance_matrices
+from tanas_core.task_distances import distance_matrices
 from tanas_core.tasks import get_suite
 
 PAGES = ["app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py"]
@@ -54,8 +58,8 @@ def populated_root(tmp_path_factory, real_data):
     root = tmp_path_factory.mktemp("populated") / "home"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TANAS_DATA_DIR", str(real_data))
-        result = distance_matrices(Workspace(root), get_suite("mnist4"), "vgg16", "logdet", [0], "smoke",
-                                   config=FisherConfig(**SMALL_FISHER), device="cpu")
+        request = DistanceRequest(suite="mnist4", archs=("vgg16",), preset="smoke", fisher=FisherConfig(**SMALL_FISHER))
+        (result,) = distance_matrices(request, quiet_context(Workspace(root), "cpu"))
     return root, result
 
 
@@ -102,26 +106,30 @@ def test_distances_page_shows_the_stored_heatmap(populated):
 
 
 def test_distances_page_reports_bad_input_with_st_error(populated):
+    workspace, _, _ = populated
     app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
     by_label(app.number_input, "σ (log-det)").set_value(-1.0).run()
     assert not app.exception
-    assert any("σ must be positive" in e.value for e in app.error)
+    assert any("sigma must be in 1e-12..1e+06" in e.value for e in app.error), [e.value for e in app.error]
+    assert list_jobs(workspace) == []
 
 
 def test_custom_task_form_validates_and_saves(real_data):
     app = run_page("pages/1_Tasks.py")
-    app.text_input[0].set_value("bad task name!")
-    app.text_area[0].set_value("0, 1\n2")
-    app.button[0].click().run()
+    name, groups = by_label(app.text_input, "Name"), by_label(app.text_area, "Groups (one per line)")
+    save = by_label(app.button, "Save the task")
+    name.set_value("bad task name!")
+    groups.set_value("0, 1\n2")
+    save.click().run()
     assert not app.exception
     assert any("must be 1-64 characters" in e.value for e in app.error)
-    app.text_input[0].set_value("overlap")
-    app.text_area[0].set_value("0, 1\n1, 2")
-    app.button[0].click().run()
+    name.set_value("overlap")
+    groups.set_value("0, 1\n1, 2")
+    save.click().run()
     assert any("appears" in e.value or "twice" in e.value for e in app.error), [e.value for e in app.error]
-    app.text_input[0].set_value("low-vs-high")
-    app.text_area[0].set_value("0, 1, 2, 3, 4\n5, 6, 7, 8, 9")
-    app.button[0].click().run()
+    name.set_value("low-vs-high")
+    groups.set_value("0, 1, 2, 3, 4\n5, 6, 7, 8, 9")
+    save.click().run()
     assert not app.error and app.success
     assert [t.name for t in Workspace().load_tasks()] == ["low-vs-high"]
     assert len(app.image) == 2  # dataset grid + the new task's per-output preview
@@ -136,11 +144,14 @@ def test_search_page_launches_a_fuse_job_and_the_alpha_chart_gets_data(real_data
     for widget in app.number_input:
         if widget.label in values:
             widget.set_value(values[widget.label])
-    app.button[0].click().run()  # the form's submit button
-    assert not app.exception and not app.error
+    by_label(app.button, "Start the search").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
     workspace = Workspace()
     jobs = list_jobs(workspace, "search")
-    assert len(jobs) == 1 and jobs[0].params["space"] == "standard"
+    assert len(jobs) == 1
+    request = SearchRequest.from_dict(jobs[0].request)
+    assert (request.space, request.target, request.preset) == ("standard", "mnist4:mnist-10class", "smoke")
+    assert (request.budget.candidates, request.budget.rounds, request.budget.final_epochs) == (2, 1, 0.5)
     wait_for(workspace, jobs[0].id)
     assert get_job(workspace, jobs[0].id).status == "done", get_job(workspace, jobs[0].id).error
     app.run()
@@ -150,13 +161,13 @@ def test_search_page_launches_a_fuse_job_and_the_alpha_chart_gets_data(real_data
     assert app.success  # the winner's test accuracy
 
 
-def test_jobs_record_failures_cancel_and_interrupted_restarts(real_data, tiny_preset):
+def test_jobs_record_failures_cancel_and_interrupted_restarts(real_data):
     workspace = Workspace()
-    runner = JobRunner(workspace)
-    failing = runner.submit("search", dict(target="mnist4:no-such-task"))
-    assert runner.wait(failing, 60).status == "failed"
-    assert "has no task 'no-such-task'" in get_job(workspace, failing).error
-    with pytest.raises(ValueError, match="unknown job kind"):
+    runner = JobRunner(workspace, JOB_KINDS)
+    with pytest.raises(TanasError, match="no-such-task"):  # refused before a job is launched
+        runner.submit("search", dict(target="mnist4:no-such-task"))
+    assert list_jobs(workspace) == []
+    with pytest.raises(TanasError, match="unknown job kind"):
         runner.submit("mine-bitcoin", {})
 
     # cancel: a search stops between steps and keeps its partial history
@@ -167,17 +178,18 @@ def test_jobs_record_failures_cancel_and_interrupted_restarts(real_data, tiny_pr
         time.sleep(0.2)
     runner.cancel(job)
     final = runner.wait(job, 120)
-    assert final.status == "cancelled"
-    run = workspace.get_result("search", final.info["run_id"])[0]
-    assert run["status"] == "stopped" and workspace.read_events(f"search:{final.info['run_id']}")
+    assert final.status == "cancelled", final.error
+    run = get_search(workspace, final.info["run_id"])
+    assert run is not None and run.status != "done" and search_events(workspace, final.info["run_id"])
 
     # a job whose process died is marked interrupted by the next runner, and can be relaunched
     dead_owner = f"{os.uname().nodename}:999999"  # this host, a process id that does not exist
+    params = dict(request=dict(suite="mnist4", archs=["vgg16"], seeds=1, preset="smoke", tasks=["mnist-digit0"]),
+                  run=dict(backend="local"))
     with workspace.connect() as conn:
         conn.execute("INSERT INTO jobs VALUES ('zoo-dead', 'zoo', ?, 'running', 0.4, 'training', NULL, NULL, '{}', "
-                     "?, 0, 0, 0)", (json.dumps(dict(suite="mnist4", archs=["vgg16"], seeds=1, preset="smoke",
-                                                     tasks=["mnist-digit0"])), dead_owner))
-    JobRunner(workspace)  # what a server restart does: a new runner recovers lost jobs
+                     "?, 0, 0, 0)", (json.dumps(params), dead_owner))
+    JobRunner(workspace, JOB_KINDS)  # what a server restart does: a new runner recovers lost jobs
     assert get_job(workspace, "zoo-dead").status == "interrupted"
     relaunched = runner.relaunch("zoo-dead")
     assert runner.wait(relaunched, 120).status == "done"
@@ -185,35 +197,34 @@ def test_jobs_record_failures_cancel_and_interrupted_restarts(real_data, tiny_pr
 
 def test_two_users_jobs_get_separate_results(real_data):
     workspace = Workspace()
-    first, second = JobRunner(workspace), JobRunner(Workspace(workspace.root))
+    first, second = JobRunner(workspace, JOB_KINDS), JobRunner(Workspace(workspace.root), JOB_KINDS)
     budget = dict(candidates=2, rounds=1, epochs_per_round=1, final_epochs=0.5)
     a = first.submit("search", dict(target="mnist4:mnist-digit0", space="standard", preset="smoke", budget=budget))
     b = second.submit("search", dict(target="mnist4:mnist-digit6", space="standard", preset="smoke", budget=budget))
     jobs = [first.wait(a, 300), second.wait(b, 300)]
     assert [j.status for j in jobs] == ["done", "done"], [j.error for j in jobs]
-    runs = [workspace.get_result("search", j.info["run_id"])[0] for j in jobs]
-    assert [r["target"] for r in runs] == ["mnist-digit0", "mnist-digit6"]
-    assert runs[0]["run_id"] != runs[1]["run_id"]
+    runs = [get_search(workspace, j.info["run_id"]) for j in jobs]
+    assert [r.target for r in runs] == ["mnist-digit0", "mnist-digit6"]
+    assert runs[0].run_id != runs[1].run_id
     for run in runs:
-        events = workspace.read_events(f"search:{run['run_id']}")
+        events = search_events(workspace, run.run_id)
         assert events[-1]["type"] == "finished" and len({e["seq"] for e in events}) == len(events)
 
 
 def test_closest_tasks_respect_the_chosen_baselines(populated):
-    from tanas_core.nas import ClosestSettings, closest_tasks
-    from tanas_core.training import get_preset
-
     workspace, suite, result = populated
-    target = suite.task("mnist-10class")
-    settings = dict(archs=("vgg16",), fisher=FisherConfig(**SMALL_FISHER))
-    everyone = closest_tasks(workspace, suite, target, get_preset("smoke"), ClosestSettings(**settings, top=3))
-    assert [row["baseline"] for row in everyone] == [row["baseline"] for row in result.closest(target.name, 3)]
+    context = quiet_context(workspace, "cpu")
+
+    def search(**closest) -> SearchRequest:
+        settings = ClosestSettings(archs=("vgg16",), fisher=FisherConfig(**SMALL_FISHER), **closest)
+        return SearchRequest(target="mnist4:mnist-10class", preset="smoke", closest=settings)
+
+    everyone = closest_tasks(search(top=3), context)
+    assert [row["baseline"] for row in everyone] == [row["baseline"] for row in result.closest("mnist-10class", 3)]
     last = everyone[-1]["baseline"]
-    chosen = closest_tasks(workspace, suite, target, get_preset("smoke"),
-                           ClosestSettings(**settings, baselines=(last,)))
+    chosen = closest_tasks(search(baselines=(last,)), context)
     assert [row["baseline"] for row in chosen] == [last]
-    with pytest.raises(ValueError, match="not tasks of suite"):
-        closest_tasks(workspace, suite, target, get_preset("smoke"), ClosestSettings(**settings, baselines=("nope",)))
-    with pytest.raises(ValueError, match="other than the target"):
-        closest_tasks(workspace, suite, target, get_preset("smoke"),
-                      ClosestSettings(**settings, baselines=("mnist-10class",)))
+    with pytest.raises(TanasError, match="nope"):  # what every front-end does before running the request
+        search(baselines=("nope",)).validate(workspace)
+    with pytest.raises(TanasError, match="other than the target"):
+        closest_tasks(search(baselines=("mnist-10class",)), context)

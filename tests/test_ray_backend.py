@@ -16,7 +16,10 @@ from tanas_core.backends import LocalBackend, RayBackend, make_backend
 from tanas_core.fuse import SearchBudget, random_search
 from tanas_core.search_space import standard_space
 from tanas_core.store import Workspace
-from tanas_core.task_distances import FisherConfig, distance_matrices
+from tanas_core.task_distances import distance_matrices
+from tanas_core.context import RunContext, quiet_context
+from tanas_core.errors import TanasError
+from tanas_core.requests import DistanceRequest, FisherConfig, ZooRequest
 from tanas_core.tasks import get_suite, make_splits
 from tanas_core.zoo import train_zoo, verify_checkpoint
 
@@ -51,11 +54,11 @@ def one_thread():
 
 
 def test_zoo_on_ray_equals_local_and_lands_in_the_store(ray_cluster, one_thread, tmp_path, mnist4, tiny_preset):
-    tasks = ["mnist-digit0", "mnist-10class"]
+    request = ZooRequest(suite="mnist4", archs=("vgg16", "resnet18"), preset="tiny",
+                         tasks=("mnist-digit0", "mnist-10class"))
     events = []
-    on_ray = train_zoo(Workspace(tmp_path / "ray"), mnist4, ["vgg16", "resnet18"], [0], tiny_preset, tasks=tasks,
-                       backend=RayBackend(), on_event=events.append)
-    local = train_zoo(Workspace(tmp_path / "local"), mnist4, ["vgg16", "resnet18"], [0], tiny_preset, tasks=tasks)
+    on_ray = train_zoo(request, RunContext(Workspace(tmp_path / "ray"), backend=RayBackend(), on_event=events.append))
+    local = train_zoo(request, quiet_context(Workspace(tmp_path / "local")))
     assert [r.key for r in on_ray] == [r.key for r in local] and len(local) == 4
     for a, b in zip(on_ray, local):
         weights_a = verify_checkpoint(Workspace(tmp_path / "ray"), a)
@@ -66,26 +69,23 @@ def test_zoo_on_ray_equals_local_and_lands_in_the_store(ray_cluster, one_thread,
     # progress streamed back: every network reported training, then trained
     assert sorted(e.index for e in events if e.status == "trained") == [0, 1, 2, 3]
     # stored by the driver: a second run reuses all of them without Ray work
-    again = train_zoo(Workspace(tmp_path / "ray"), mnist4, ["vgg16", "resnet18"], [0], tiny_preset, tasks=tasks,
-                      backend=RayBackend(), on_event=events.append)
+    again = train_zoo(request, RunContext(Workspace(tmp_path / "ray"), backend=RayBackend(), on_event=events.append))
     assert [r.key for r in again] == [r.key for r in on_ray]
     assert [e.status for e in events[-4:]] == ["reused"] * 4
 
 
 @pytest.mark.parametrize("metric", ["logdet", "frechet-full"])
 def test_distance_matrix_on_ray_equals_local(ray_cluster, one_thread, tmp_path, mnist4, tiny_preset, metric):
-    config = FisherConfig(samples=32, head_samples=64)
-    on_ray = distance_matrices(Workspace(tmp_path / "ray"), mnist4, "vgg16", metric, [0, 1], tiny_preset,
-                               config=config, backend=RayBackend())
-    local = distance_matrices(Workspace(tmp_path / "local"), mnist4, "vgg16", metric, [0, 1], tiny_preset,
-                              config=config)
+    request = DistanceRequest(suite="mnist4", archs=("vgg16",), seeds=2, metric=metric, preset="tiny",
+                              fisher=FisherConfig(samples=32, head_samples=64))
+    [on_ray] = distance_matrices(request, quiet_context(Workspace(tmp_path / "ray"), backend=RayBackend()))
+    [local] = distance_matrices(request, quiet_context(Workspace(tmp_path / "local")))
     assert np.array_equal(on_ray.matrices, local.matrices)
     assert np.array_equal(on_ray.noise_floor, local.noise_floor)
     assert (on_ray.matrices[:, ~np.eye(4, dtype=bool)] > 0).all()
     ray_store = Workspace(tmp_path / "ray")
     assert len(ray_store.list_results("fisher")) == 2 * 4 * 4  # every F[b, t] of both seeds, written by the driver
-    cached = distance_matrices(ray_store, mnist4, "vgg16", metric, [0, 1], tiny_preset, config=config,
-                               backend=RayBackend())
+    [cached] = distance_matrices(request, quiet_context(ray_store, backend=RayBackend()))
     assert cached.cached and np.array_equal(cached.matrices, on_ray.matrices)
 
 
@@ -94,7 +94,7 @@ def test_random_search_on_ray_equals_local(ray_cluster, one_thread, mnist4, tiny
     budget = SearchBudget(random_candidates=3, random_epochs=2)
     args = (standard_space(), splits.tensors("train"), splits.tensors("val"), 10, tiny_preset, budget)
     events = []
-    on_ray = random_search(*args, backend=RayBackend(), on_event=events.append)
+    on_ray = random_search(*args, context=RunContext(None, backend=RayBackend(), on_event=events.append))
     local = random_search(*args)
     assert on_ray.status == local.status == "done"
     assert _without_times(on_ray.evaluated) == _without_times(local.evaluated)
@@ -110,7 +110,7 @@ def _without_times(rows: list[dict]) -> list[dict]:
 def test_ray_task_errors_arrive_as_the_library_errors(ray_cluster):
     with pytest.raises(ValueError, match="unknown suite") as caught:
         list(RayBackend().map(get_suite, [("ld8",), ("no-such-suite",)]))
-    assert type(caught.value) is ValueError and "Traceback" not in str(caught.value)
+    assert type(caught.value) is TanasError and "Traceback" not in str(caught.value)
 
 
 def test_backend_choice_errors_are_clear():
@@ -150,7 +150,7 @@ def test_zoo_page_runs_its_job_on_ray_when_chosen_in_the_sidebar(ray_cluster, re
     assert not app.exception and not app.error
     workspace = Workspace()
     [job] = list_jobs(workspace, "zoo")
-    assert job.params["backend"] == "ray" and job.params["ray_address"] is None
+    assert job.on_ray and job.run["ray_address"] is None
     deadline = time.monotonic() + 300
     while get_job(workspace, job.id).active and time.monotonic() < deadline:
         time.sleep(0.5)

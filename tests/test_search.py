@@ -14,7 +14,10 @@ from tanas_core.fuse import SearchBudget, fuse, random_search
 from tanas_core.networks.cells import cell_network, make_operation
 from tanas_core.search_space import (OPERATIONS, Cell, Genotype, SearchSpace, Skeleton, count_cells, related_space,
                                      standard_space)
-from tanas_core.tasks import TaskSplits, get_suite, make_splits
+from tanas_core.tasks import TaskSplits, get_suite, make_splits, resolve_target
+from tanas_core.context import RunContext, quiet_context
+from tanas_core.errors import Cancelled
+from tanas_core.requests import SearchRequest
 
 TINY = Skeleton(channels=4, cells=2, reductions=(1,), stem_multiplier=1)
 
@@ -165,7 +168,7 @@ def test_fuse_moves_alpha_away_from_a_crippled_candidate(odd_even_splits, tiny_p
     def run():
         events = []
         outcome = fuse(_Planted(space, good), odd_even_splits.tensors("train"), odd_even_splits.tensors("val"),
-                       classes, tiny_preset, budget, seed=5, device="cpu", on_event=events.append,
+                       classes, tiny_preset, budget, seed=5, context=RunContext(None, "cpu", on_event=events.append),
                        incumbent=crippled, build=build)
         return outcome, events
 
@@ -194,8 +197,8 @@ def test_random_search_picks_the_best_validation_accuracy(odd_even_splits, tiny_
     space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect", "avg_pool_3x3"), TINY, nodes=2)
     events = []
     outcome = random_search(space, odd_even_splits.tensors("train"), odd_even_splits.tensors("val"), 5, tiny_preset,
-                            SearchBudget(random_candidates=3, random_epochs=1), seed=0, device="cpu",
-                            on_event=events.append)
+                            SearchBudget(random_candidates=3, random_epochs=1), seed=0,
+                            context=RunContext(None, "cpu", on_event=events.append))
     assert len(outcome.evaluated) == 3 == len(events)
     best = max(outcome.evaluated, key=lambda row: row["val_accuracy"])
     assert outcome.best == Genotype.from_json(best["genotype"])
@@ -212,7 +215,7 @@ def test_bad_budget_and_data_are_refused(odd_even_splits, tiny_preset):
     bad = x.clone()
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        fuse(space, (bad, y), odd_even_splits.tensors("val"), 5, tiny_preset, device="cpu")
+        fuse(space, (bad, y), odd_even_splits.tensors("val"), 5, tiny_preset, context=RunContext(None, "cpu"))
 
 
 # ------------------------------------------------------------------------------------------------ search runs
@@ -227,44 +230,55 @@ def test_search_reads_only_train_and_validation_until_the_winner_is_trained(work
         return original(self, split)
 
     monkeypatch.setattr(TaskSplits, "tensors", recording)
-    suite = get_suite("mnist4")
     space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect", "max_pool_3x3"), TINY, nodes=2)
-    record = nas.run_search(workspace, suite, suite.task("mnist-digit0"), space=space, method="fuse",
-                            preset=tiny_preset, budget=SearchBudget(candidates=2, rounds=2, epochs_per_round=1,
-                                                                    final_epochs=1),
-                            device="cpu", on_event=lambda e: log.append(("event", e["type"])))
-    assert record["status"] == "done" and 0 <= record["test_accuracy"] <= 1
+    request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="tiny",
+                            budget=SearchBudget(candidates=2, rounds=2, epochs_per_round=1, final_epochs=1))
+    context = RunContext(workspace, "cpu", on_event=lambda e: log.append(("event", e["type"])))
+    record = nas.run_search(request, context, space)
+    assert record.status == "done" and 0 <= record.test_accuracy <= 1
     first_test = log.index(("data", "test"))
     last_search_event = max(i for i, entry in enumerate(log) if entry[0] == "event" and entry[1] != "finished")
     assert first_test > last_search_event
     assert {entry[1] for entry in log[:first_test] if entry[0] == "data"} == {"train", "val"}
     # the live stream is in the store, and a repeated request is a store read
-    stored = nas.search_events(workspace, record["run_id"])
-    assert [e["type"] for e in stored].count("alpha") == sum(r["steps"] for r in record["rounds"])
+    stored = nas.search_events(workspace, record.run_id)
+    assert [e["type"] for e in stored].count("alpha") == sum(r["steps"] for r in record.rounds)
     assert stored[-1]["type"] == "finished"
     monkeypatch.setattr(nas, "fuse", lambda *a, **k: pytest.fail("a finished search ran again"))
-    assert nas.run_search(workspace, suite, suite.task("mnist-digit0"), space=space, method="fuse",
-                          preset=tiny_preset, budget=SearchBudget(candidates=2, rounds=2, epochs_per_round=1,
-                                                                  final_epochs=1), device="cpu") == record
+    assert nas.run_search(request, quiet_context(workspace, "cpu"), space) == record
 
 
-def test_a_stopped_search_keeps_its_partial_history(workspace, real_data, tiny_preset):
-    suite = get_suite("mnist4")
+def test_a_cancelled_search_keeps_its_partial_history(workspace, real_data, tiny_preset):
     space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect"), TINY, nodes=2)
     seen = []
-    record = nas.run_search(workspace, suite, suite.task("mnist-digit0"), space=space, method="fuse",
-                            preset=tiny_preset, budget=SearchBudget(candidates=2, rounds=3, epochs_per_round=2),
-                            device="cpu", on_event=seen.append, should_stop=lambda: len(seen) >= 4)
-    assert record["status"] == "stopped" and "test_accuracy" not in record
-    stored = nas.search_events(workspace, record["run_id"])
+    request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="tiny",
+                            budget=SearchBudget(candidates=2, rounds=3, epochs_per_round=2))
+    context = RunContext(workspace, "cpu", on_event=seen.append,
+                         cancelled=lambda: sum(e.get("type") == "alpha" for e in seen) >= 4)
+    with pytest.raises(Cancelled) as cancelled:
+        nas.run_search(request, context, space)
+    assert not isinstance(cancelled.value, OSError)  # a cancel is never mistaken for a disk fault
+    run_id = next(e["run_id"] for e in seen if e.get("type") == "run_started")
+    stored = nas.search_events(workspace, run_id)
     assert sum(e["type"] == "alpha" for e in stored) == 4
-    assert workspace.get_result("search", record["run_id"])[0]["status"] == "stopped"
+    record = nas.get_search(workspace, run_id)
+    assert record.status == "stopped" and record.test_accuracy is None and len(record.rounds) == 1
 
 
-def test_parse_target_names_the_problem(real_data):
+def test_a_time_limit_ends_the_search_with_the_best_so_far(workspace, real_data, tiny_preset):
+    space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect"), TINY, nodes=2)
+    request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="tiny",
+                            budget=SearchBudget(candidates=2, rounds=50, epochs_per_round=2, max_seconds=1.0,
+                                                final_epochs=0.2))
+    record = nas.run_search(request, quiet_context(workspace, "cpu"), space)
+    assert record.status == "done" and record.ended == "time limit" and record.test_accuracy is not None
+    assert len(record.rounds) < 50
+
+
+def test_resolve_target_names_the_problem(real_data):
     with pytest.raises(ValueError, match="SUITE:TASK"):
-        nas.parse_target("mnist-10class", get_suite)
+        resolve_target("mnist-10class")
     with pytest.raises(ValueError, match="has no task 'nope'"):
-        nas.parse_target("ld8:nope", get_suite)
-    suite, task = nas.parse_target("ld8:mnist-10class", get_suite)
+        resolve_target("ld8:nope")
+    suite, task = resolve_target("ld8:mnist-10class")
     assert suite.name == "ld8" and task.name == "mnist-10class"

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from tanas_core import zoo as zoo_module
+from tanas_core.context import RunContext, quiet_context
+from tanas_core.requests import DistanceRequest, FisherConfig, ZooRequest
 from tanas_core.store import CorruptArtifactError, Workspace
 from tanas_core.tasks import get_suite
 from tanas_core.zoo import ensure_network, load_network, network_key, train_zoo, verify_checkpoint
@@ -33,14 +35,14 @@ def test_workspace_path_that_is_a_file_is_refused(tmp_path):
 
 def test_same_configuration_is_reused_not_retrained(workspace, mnist4, tiny_preset, monkeypatch):
     task = mnist4.task("mnist-digit0")
-    first, status = ensure_network(workspace, mnist4, task, "vgg16", tiny_preset, seed=0, device="cpu")
+    first, status = ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "vgg16", tiny_preset, 0)
     assert status == "trained" and (workspace.root / first.checkpoint).is_file()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a stored network was trained again")
 
     monkeypatch.setattr(zoo_module, "train_network", no_training)
-    again, status = ensure_network(workspace, mnist4, task, "vgg16", tiny_preset, seed=0, device="cpu")
+    again, status = ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "vgg16", tiny_preset, 0)
     assert status == "reused" and again.key == first.key and again.sha256 == first.sha256
     # A different seed is a different network.
     assert network_key(mnist4, task, "vgg16", tiny_preset, 1) != first.key
@@ -55,12 +57,12 @@ def test_crash_between_file_and_row_leaves_nothing_trusted(workspace, mnist4, ti
     with monkeypatch.context() as patch:
         patch.setattr(workspace, "record_network", crash)
         with pytest.raises(KeyboardInterrupt):
-            ensure_network(workspace, mnist4, task, "resnet18", tiny_preset, seed=0, device="cpu")
+            ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "resnet18", tiny_preset, 0)
     key = network_key(mnist4, task, "resnet18", tiny_preset, 0)
     assert workspace.artifact_path("networks", key).is_file()  # the file made it ...
     assert workspace.find_network(key) is None  # ... but without a row it is not trusted
     assert workspace.list_networks() == []
-    record, status = ensure_network(workspace, mnist4, task, "resnet18", tiny_preset, seed=0, device="cpu")
+    record, status = ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "resnet18", tiny_preset, 0)
     assert status == "trained" and workspace.find_network(key) == record
     assert not list(workspace.artifact_path("networks", key).parent.glob("*.tmp"))  # no temp files left behind
 
@@ -82,7 +84,7 @@ def test_failed_write_leaves_no_partial_file(workspace, monkeypatch):
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
 def test_corrupt_checkpoint_detected_reported_and_rebuilt(workspace, mnist4, tiny_preset, damage):
     task = mnist4.task("mnist-digit0")
-    record, _ = ensure_network(workspace, mnist4, task, "vgg16", tiny_preset, seed=0, device="cpu")
+    record, _ = ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "vgg16", tiny_preset, 0)
     path = workspace.root / record.checkpoint
     raw = bytearray(path.read_bytes())
     if damage == "truncate":
@@ -94,14 +96,14 @@ def test_corrupt_checkpoint_detected_reported_and_rebuilt(workspace, mnist4, tin
         path.unlink()
     with pytest.raises(CorruptArtifactError, match="Fix: `python -m tanas_core zoo train --suite mnist4"):
         load_network(workspace, record)
-    rebuilt, status = ensure_network(workspace, mnist4, task, "vgg16", tiny_preset, seed=0, device="cpu")
+    rebuilt, status = ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "vgg16", tiny_preset, 0)
     assert status == "rebuilt-corrupt"
     verify_checkpoint(workspace, rebuilt)  # intact again
     assert load_network(workspace, rebuilt).head.out_features == 2
 
 
 def test_checkpoint_of_another_architecture_is_refused(workspace, mnist4, tiny_preset):
-    record, _ = ensure_network(workspace, mnist4, mnist4.task("mnist-digit0"), "vgg16", tiny_preset, 0, "cpu")
+    record, _ = ensure_network(quiet_context(workspace, "cpu"), mnist4, mnist4.task("mnist-digit0"), "vgg16", tiny_preset, 0)
     record.arch = "resnet18"
     with pytest.raises(ValueError, match="does not fit a resnet18"):
         load_network(workspace, record)
@@ -122,28 +124,29 @@ def test_loaded_network_reproduces_trained_accuracy(workspace, mnist4, tiny_pres
     from tanas_core.training import evaluate
 
     task = mnist4.task("mnist-digit0")
-    record, _ = ensure_network(workspace, mnist4, task, "resnet18", tiny_preset, 0, "cpu")
+    record, _ = ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "resnet18", tiny_preset, 0)
     model = load_network(workspace, record)
     splits = make_splits(task, tiny_preset.sizes, 0, mnist4.spec)
     assert evaluate(model, *splits.tensors("test"), device="cpu") == pytest.approx(record.test_accuracy)
 
 
 def test_train_zoo_covers_tasks_archs_seeds_and_reports_events(workspace, mnist4, tiny_preset):
-    events = []
-    records = train_zoo(workspace, mnist4, ["vgg16", "densenet121"], [0, 1], tiny_preset, device="cpu",
-                        tasks=["mnist-digit0"], on_event=events.append)
+    events, fractions = [], []
+    context = RunContext(workspace, "cpu", on_event=events.append, on_progress=lambda m, f: fractions.append(f))
+    records = train_zoo(ZooRequest(suite="mnist4", archs=("vgg16", "densenet121"), seeds=2, preset="tiny",
+                                   tasks=("mnist-digit0",)), context)
     assert {(r.arch, r.seed) for r in records} == {("vgg16", 0), ("vgg16", 1), ("densenet121", 0),
                                                    ("densenet121", 1)}
     assert [e.status for e in events if e.status != "training"] == ["trained"] * 4
-    assert any(e.progress is not None and e.progress.fraction == 1.0 for e in events)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 8  # step-level, monotone
     assert len(workspace.list_networks(suite="mnist4")) == 4
     with pytest.raises(ValueError, match="unknown architecture"):
-        train_zoo(workspace, mnist4, ["vgg17"], [0], tiny_preset)
+        train_zoo(ZooRequest(suite="mnist4", archs=("vgg17",), preset="tiny"), context)
 
 
 def test_parallel_workers_store_every_network_once(workspace, mnist4, tiny_preset):
-    records = train_zoo(workspace, mnist4, ["vgg16", "resnet18"], [0], tiny_preset, device="cpu",
-                        tasks=["mnist-digit0", "mnist-digit6"], workers=2)
+    records = train_zoo(ZooRequest(suite="mnist4", archs=("vgg16", "resnet18"), preset="tiny",
+                                   tasks=("mnist-digit0", "mnist-digit6"), workers=2), quiet_context(workspace, "cpu"))
     assert [(r.task, r.arch) for r in records] == [("mnist-digit0", "vgg16"), ("mnist-digit0", "resnet18"),
                                                   ("mnist-digit6", "vgg16"), ("mnist-digit6", "resnet18")]
     stored = workspace.list_networks()
@@ -153,11 +156,11 @@ def test_parallel_workers_store_every_network_once(workspace, mnist4, tiny_prese
 
 
 def test_distance_matrices_cached_asymmetric_with_noise_floor(workspace, mnist4, tiny_preset):
-    from tanas_core.task_distances import FisherConfig, across_architectures, distance_matrices
+    from tanas_core.task_distances import across_architectures, distance_matrices
 
-    config = FisherConfig(samples=16, head_samples=32)
-    result = distance_matrices(workspace, mnist4, "vgg16", "frechet", [0, 1], tiny_preset, config=config,
-                               device="cpu")
+    request = DistanceRequest(suite="mnist4", archs=("vgg16",), seeds=2, metric="frechet", preset="tiny",
+                              fisher=FisherConfig(samples=16, head_samples=32))
+    [result] = distance_matrices(request, quiet_context(workspace, "cpu"))
     assert result.matrices.shape == (2, 4, 4) and not result.cached
     assert (result.matrices[:, range(4), range(4)] == 0).all()
     assert ((result.matrices >= 0) & (result.matrices <= 1)).all()
@@ -165,10 +168,9 @@ def test_distance_matrices_cached_asymmetric_with_noise_floor(workspace, mnist4,
     assert result.noise_floor.shape == (4,) and (result.noise_floor > 0).all()
     ranked = result.closest("mnist-10class", 3)
     assert [r["distance"] for r in ranked] == sorted(r["distance"] for r in ranked)
-    again = distance_matrices(workspace, mnist4, "vgg16", "frechet", [0, 1], tiny_preset, config=config,
-                              device="cpu")
+    [again] = distance_matrices(request, quiet_context(workspace, "cpu"))
     assert again.cached and (again.matrices == result.matrices).all()
     combined = across_architectures([result, again])
     assert combined.matrices.shape == (4, 4, 4)
-    with pytest.raises(ValueError, match="unknown metric"):
-        distance_matrices(workspace, mnist4, "vgg16", "euclid", [0], tiny_preset)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        DistanceRequest(suite="mnist4", metric="euclid").validate()

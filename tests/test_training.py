@@ -4,6 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tanas_core.context import RunContext
+from tanas_core.errors import Cancelled
+
 from tanas_core.tasks import get_suite, make_splits
 from tanas_core.training import get_preset, resolve_device, train_network
 
@@ -22,11 +25,14 @@ def test_same_seed_same_weights_and_progress_reported(real_data, tiny_preset):
     suite = get_suite("mnist4")
     splits = make_splits(suite.task("mnist-digit0"), tiny_preset.sizes, seed=3, spec=suite.spec)
     seen = []
-    first = train_network(splits, "resnet18", tiny_preset, seed=3, device="cpu", on_progress=seen.append)
+    first = train_network(splits, "resnet18", tiny_preset, seed=3, device="cpu",
+                          context=RunContext(None, "cpu", on_progress=lambda message, f: seen.append((message, f))))
     second = train_network(splits, "resnet18", tiny_preset, seed=3, device="cpu")
     for (name, a), b in zip(first.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), name
-    assert [p.step for p in seen] == list(range(1, len(seen) + 1)) and seen[-1].fraction == 1.0
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and len(set(fractions)) == len(seen) and fractions[-1] == 1.0
+    assert seen[0][0].startswith("epoch 1/1, step 1/")
     other = train_network(splits, "resnet18", tiny_preset, seed=4, device="cpu")
     assert not torch.equal(other.model.head.weight, first.model.head.weight)
 
@@ -34,8 +40,8 @@ def test_same_seed_same_weights_and_progress_reported(real_data, tiny_preset):
 def test_stop_request_interrupts_training(real_data, tiny_preset):
     suite = get_suite("mnist4")
     splits = make_splits(suite.task("mnist-digit0"), tiny_preset.sizes, seed=0, spec=suite.spec)
-    with pytest.raises(InterruptedError):
-        train_network(splits, "vgg16", tiny_preset, device="cpu", should_stop=lambda: True)
+    with pytest.raises(Cancelled):
+        train_network(splits, "vgg16", tiny_preset, device="cpu", context=RunContext(None, cancelled=lambda: True))
 
 
 def test_device_resolution():

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..search_space import CELL_INPUTS, Cell, Genotype
 from .common import BackboneHeadNet
+from ..errors import TanasError
 
 
 class _ReLUConvBN(nn.Sequential):
@@ -87,7 +88,7 @@ def make_operation(name: str, channels: int, stride: int) -> nn.Module:
         return _DilConv(channels, int(name[-1]), stride, 2)
     if name == "conv_7x1_1x7":
         return _Conv7x1_1x7(channels, stride)
-    raise ValueError(f"unknown operation {name!r}")
+    raise TanasError(f"unknown operation {name!r}")
 
 
 class CellModule(nn.Module):
@@ -141,9 +142,9 @@ class CellBackbone(nn.Module):
 def cell_network(genotype: Genotype, num_classes: int, in_channels: int = 3) -> BackboneHeadNet:
     """The network of ``genotype`` for ``num_classes`` outputs on ``in_channels``-channel images of any size >= 4."""
     if num_classes < 2:
-        raise ValueError(f"a network needs at least 2 outputs, got num_classes={num_classes}")
+        raise TanasError(f"a network needs at least 2 outputs, got num_classes={num_classes}")
     if in_channels < 1:
-        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        raise TanasError(f"in_channels must be >= 1, got {in_channels}")
     backbone = CellBackbone(genotype, in_channels)
     return BackboneHeadNet(backbone, backbone.feature_dim, num_classes, "cellnet",
                            dict(genotype=genotype.to_dict(), num_classes=num_classes, in_channels=in_channels))

@@ -1,0 +1,134 @@
+"""``bench fisher`` / ``pages`` / ``zoo`` / ``backends``: the benchmarks; ``tanas_core.bench`` measures and
+analyses, this module only prints."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..requests import ZooRequest, parse_archs
+from ..tasks import SUITE_NAMES
+from ..training import PRESETS
+from .common import ProgressPrinter, print_table, run_settings
+from .zoo import zoo_options, zoo_request
+
+BENCH_SUITE = "ld8"  # the source document's 8 tasks: what the README's benchmark figures were measured on
+
+
+def register(commands) -> None:
+    """Add the ``bench`` group to ``commands``."""
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="action", required=True)
+    fisher = bench.add_parser("fisher", help="time the Fisher paths against a batched backward pass")
+    fisher.add_argument("--samples", type=int, default=256, help="M: images per Fisher (default: 256)")
+    fisher.add_argument("--repeats", type=int, default=5)
+    fisher.add_argument("--device", default="auto")
+    fisher.set_defaults(func=run_fisher)
+    pages = bench.add_parser("pages", help="time every app page on a populated workspace (AppTest)")
+    pages.add_argument("--repeats", type=int, default=5)
+    pages.set_defaults(func=run_pages)
+    zoo = bench.add_parser("zoo", help="train a zoo from scratch (throw-away workspace) and time it")
+    zoo_options(zoo, suite_required=False)
+    zoo.set_defaults(func=run_zoo, request=lambda args: zoo_request(args, BENCH_SUITE))
+    backends = bench.add_parser("backends", help="the same zoo trained locally and on a local Ray, timed")
+    backends.add_argument("--suite", default=BENCH_SUITE, choices=list(SUITE_NAMES))
+    backends.add_argument("--archs", default=",".join(ZooRequest.default("archs")),
+                          help="comma-separated architectures")
+    backends.add_argument("--seeds", type=int, default=2)
+    backends.add_argument("--preset", default=ZooRequest.default("preset"), choices=list(PRESETS))
+    backends.add_argument("--ray-workers", type=int, default=2, help="CPUs of the local Ray (one per task)")
+    backends.set_defaults(func=run_backends)
+
+
+def run_fisher(args) -> int:
+    """Time the Fisher paths on a demo VGG-16 and print the table, the Gram's cost and the goals."""
+    from ..bench import bench_fisher, fisher_goals, fisher_setup
+
+    setup = fisher_setup(args.samples, args.device)
+    samples = len(setup["targets"])
+    print(f"Fisher benchmark: demo VGG-16 ({setup['params']:,} parameters, {setup['backbone_params']:,} in the "
+          f"backbone), M = {samples} real CIFAR-10 images, device {setup['device']}, torch threads "
+          f"{torch.get_num_threads()}")
+    rows = bench_fisher(setup["model"], setup["inputs"], setup["targets"], setup["other_targets"],
+                        repeats=args.repeats)
+    table = pd.DataFrame(rows)[["path", "median_s", "x_floor", "peak_extra_MiB", "runs"]]
+    with pd.option_context("display.width", 200, "display.precision", 3):
+        print(table.to_string(index=False))
+    goals = fisher_goals(rows, samples, setup["backbone_params"])
+    print(f"each M x M Gram of a factor is {goals['gram_gflop']:.1f} GFLOP in float64 (2 M^2 n), run at "
+          f"{goals['gram_gflops_per_s']:.1f} GFLOP/s here; (d) needs two, so the Grams alone are "
+          f"{goals['grams_x_floor']:.1f}x the floor on this device")
+    print("goals: " + "; ".join(f"{g['goal']}: {g['value']} {'met' if g['met'] else 'NOT met'}"
+                                for g in goals["goals"]))
+    return 0
+
+
+def run_pages(args) -> int:
+    """Time every page (AppTest) on ``--workspace`` or on a throw-away workspace populated here."""
+    from ..bench import bench_pages, populate_for_pages
+    from ..store import Workspace
+
+    repo = Path(__file__).resolve().parents[2]
+    if args.workspace is None:
+        home = Path(tempfile.mkdtemp(prefix="tanas-bench-pages-"))
+        os.environ["TANAS_HOME"] = str(home)  # the pages under test read their workspace from TANAS_HOME
+        print(f"populating a throw-away workspace {home} (smoke preset: mnist4 zoo, distances, one FUSE search)")
+        populate_for_pages(Workspace(home))
+    else:
+        os.environ["TANAS_HOME"] = str(Path(args.workspace).resolve())
+    rows = bench_pages(repo, args.repeats)
+    print_table([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in rows])
+    print(f"medians of {args.repeats} AppTest sessions per page; goal: every render within 2 s")
+    return 0
+
+
+def run_zoo(args) -> int:
+    """Train a zoo from scratch in a throw-away workspace; per-network rows, per-architecture medians, the goal."""
+    from ..bench import bench_zoo
+
+    request = zoo_request(args, BENCH_SUITE)
+    with ProgressPrinter() as printer:
+        result = bench_zoo(request, run_settings(args), **printer.sinks())
+    records = result["records"]
+    print(f"\nzoo benchmark: suite {request.suite}, preset {request.preset}, {len(records)} networks, "
+          f"{request.workers} worker(s), device {records[0].device if records else run_settings(args).device}")
+    print_table(result["rows"])
+    print("\nper architecture: " + ", ".join(f"{a['arch']} median {a['median_s']:.1f} s (sum {a['sum_s']:.1f} s)"
+                                             for a in result["per_arch"]))
+    print(f"total wall time (incl. data preparation and evaluation): {result['total_s']:.1f} s"
+          f" — goal {result['goal_s']:.0f} s: {'met' if result['met'] else 'NOT met'}")
+    return 0
+
+
+def run_backends(args) -> int:
+    """Train the same zoo locally and on a local Ray, then project the paper zoo's time from measured steps."""
+    from ..bench import bench_backends, paper_projection, paper_step_seconds
+
+    archs = parse_archs(args.archs)
+    with ProgressPrinter() as printer:
+        rows = bench_backends(args.suite, args.seeds, archs, args.preset, args.ray_workers, **printer.sinks())
+    print(f"\nbackend benchmark: suite {args.suite}, {len(archs)} architecture(s), {args.seeds} seed(s), preset "
+          f"{args.preset}, every network trained from scratch in a throw-away workspace, device cpu")
+    print_table([dict(backend=r["backend"], networks=r["networks"], wall_s=f"{r['wall_s']:.1f}",
+                      median_network_s=f"{r['median_network_s']:.1f}", sum_network_s=f"{r['sum_network_s']:.1f}",
+                      speedup=f"{r['ratio']:.2f}x") for r in rows])
+    speedup = rows[-1]["ratio"]
+    steps = paper_step_seconds(args.suite, archs)
+    print("\npaper preset, measured on this machine: seconds per training step (full width, batch 128) and the "
+          "steps of one network (all training images, 30 epochs)")
+    print_table([dict(arch=r["arch"], step_s=f"{r['step_s']:.2f}", steps_per_network=int(r["steps_per_network"]),
+                      hours_per_network_here=f"{r['network_hours']:.1f}") for r in steps])
+    projection = paper_projection(args.suite, archs, steps, speedup)
+    print(f"\nPROJECTION (not a measurement): the paper zoo of {args.suite} = {projection['tasks']} tasks x "
+          f"{len(archs)} architectures x 10 seeds = {projection['networks']} networks, {projection['hours']:,.0f} "
+          f"machine-hours of one network at a time on a machine like this one. Ray ({args.ray_workers} one-core "
+          f"tasks at once) trained the zoo above {speedup:.2f}x as fast as the local backend; at that rate a Ray "
+          "cluster of N such machines would take about:")
+    for wall in projection["walls"]:
+        print(f"  N = {wall['machines']:>2}: {wall['hours']:,.0f} h")
+    print("On GPU machines each network is one Ray task asking for one GPU, so N machines with g GPUs train N*g "
+          "networks at once: wall time ~ ceil(networks / (N*g)) x the per-network GPU time, which was not measured "
+          "here (no GPU was lent to this task).")
+    return 0

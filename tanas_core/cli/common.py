@@ -1,0 +1,225 @@
+"""Shared options and printers of the command groups.
+
+Options that feed a request default to ``None``: ``Request.from_dict`` treats ``None`` as "use the request's
+default", so a default lives in one place (``tanas_core/requests.py``) and the help texts only quote it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pandas as pd
+
+from ..backends import BACKENDS
+from ..context import RunContext, RunSettings
+from ..errors import TanasError
+from ..requests import METRICS, HEADS, DistanceSettings, FisherConfig, Request, SearchBudget
+from ..store import Workspace
+from ..tasks import ALL_SUITE_NAMES
+from ..training import PRESETS
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) if value else "all"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_help(text: str, request_type: type[Request], name: str) -> str:
+    """``text`` followed by the request's default for field ``name`` (the only place that default is written)."""
+    return f"{text} (default: {_shown(request_type.default(name))})".lstrip()
+
+
+def range_help(text: str, request_type: type[Request], name: str) -> str:
+    """``text`` with the request's default and inclusive range for field ``name``."""
+    low, high = request_type.limits(name)
+    return f"{text} (default: {_shown(request_type.default(name))}; {_shown(low)}..{_shown(high)})"
+
+
+def workspace(args) -> Workspace:
+    """The workspace of ``--workspace`` (``None``: ``$TANAS_HOME`` or ``~/.tanas``)."""
+    return Workspace(args.workspace)
+
+
+# ---------------------------------------------------------------------------------------------- run settings
+
+def run_options(sub: argparse.ArgumentParser, backend: bool = True) -> None:
+    """``--device`` and, for commands with fan-out work, ``--backend`` / ``--ray-address``."""
+    sub.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: auto)")
+    if not backend:
+        return
+    sub.add_argument("--backend", default=None, choices=BACKENDS,
+                     help="where networks, Fishers and random-search candidates run: here (default: local) or as "
+                          "Ray tasks")
+    sub.add_argument("--ray-address", default=None,
+                     help="a running Ray cluster (e.g. ray://head:10001); default: start a local Ray")
+
+
+def run_settings(args) -> RunSettings:
+    """``--backend`` / ``--ray-address`` / ``--device`` as ``RunSettings`` (its defaults for missing ones)."""
+    return RunSettings.from_dict(dict(backend=getattr(args, "backend", None),
+                                      ray_address=getattr(args, "ray_address", None),
+                                      device=getattr(args, "device", None)))
+
+
+def make_context(args, space: Workspace, **sinks) -> RunContext:
+    """The run context of a command: its workspace, the ``run_settings`` and the printers' sinks."""
+    return run_settings(args).context(space, **sinks)
+
+
+# ---------------------------------------------------------------------------------------------- request options
+
+def suite_option(sub: argparse.ArgumentParser, required: bool = True) -> None:
+    sub.add_argument("--suite", required=required, default=None, choices=list(ALL_SUITE_NAMES))
+
+
+def preset_option(sub: argparse.ArgumentParser, request_type: type[Request]) -> None:
+    sub.add_argument("--preset", default=None, choices=list(PRESETS),
+                     help=default_help("training preset of the zoo networks", request_type, "preset"))
+
+
+def budget_option(sub: argparse.ArgumentParser) -> None:
+    names = ", ".join(f.name for f in dataclasses.fields(SearchBudget))
+    sub.add_argument("--budget", default=None,
+                     help=f"search budget as NAME=VALUE pairs, comma-separated: {names} (unnamed ones keep their "
+                          "defaults)")
+
+
+def parse_budget(text: str | None) -> SearchBudget:
+    """``"candidates=4,rounds=2,max_seconds=600"`` -> ``SearchBudget`` (via ``from_dict``: its limits apply)."""
+    names = [f.name for f in dataclasses.fields(SearchBudget)]
+    changes = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in names or not value.strip():
+            raise TanasError(f"--budget: {item!r} is not NAME=VALUE with NAME one of {', '.join(names)}")
+        changes[name] = value.strip()
+    return SearchBudget.from_dict(changes)
+
+
+def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettings]) -> None:
+    """The distance settings (``DistanceSettings`` / ``ClosestSettings`` fields and the Fisher's)."""
+    sub.add_argument("--arch", default=None, help=default_help("architecture(s), comma-separated", settings, "archs"))
+    sub.add_argument("--metric", default=None, choices=list(METRICS), help=default_help("task distance metric", settings, "metric"))
+    sub.add_argument("--seeds", type=int, default=None, help=range_help("K: networks of seeds 0..K-1", settings,
+                                                                        "seeds"))
+    sub.add_argument("--sigma", type=float, default=None,
+                     help=default_help("sigma of the log-det distance", settings, "sigma"))
+    sub.add_argument("--samples", type=int, default=None,
+                     help=range_help("M: target images per Fisher", FisherConfig, "samples"))
+    sub.add_argument("--head-samples", type=int, default=None,
+                     help=range_help("images the refitted head is trained on (>= --samples)", FisherConfig,
+                                     "head_samples"))
+    sub.add_argument("--head", default=None, choices=list(HEADS),
+                     help=default_help("refit a linear head on the target (empirical Fisher) or keep the baseline's "
+                                       "head (model Fisher)", FisherConfig, "head"))
+    sub.add_argument("--projection-dim", type=int, default=None,
+                     help="CountSketch width for frechet-full when M x n does not fit in memory (default: exact)")
+    sub.add_argument("--workers", type=int, default=None,
+                     help=range_help("processes for training missing zoo networks", settings, "workers"))
+
+
+def distance_settings(args) -> dict:
+    """The ``DistanceSettings`` fields given on the command line (``None`` for the ones left to defaults)."""
+    fisher = dict(samples=args.samples, head_samples=args.head_samples, head=args.head,
+                  projection_dim=args.projection_dim)
+    return dict(archs=args.arch, metric=args.metric, seeds=args.seeds, sigma=args.sigma, workers=args.workers,
+                fisher={k: v for k, v in fisher.items() if v is not None})
+
+
+def closest_settings(args) -> dict:
+    """``ClosestSettings`` fields of search / compare: the distance settings, ``--top`` and ``--baselines``."""
+    return dict(distance_settings(args), top=args.top, baselines=args.baselines)
+
+
+# ---------------------------------------------------------------------------------------------- printers
+
+def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
+    """Rows as a plain text table (``(none)`` when empty)."""
+    if not rows:
+        print("(none)")
+        return
+    frame = pd.DataFrame(rows)
+    if columns:
+        frame = frame[columns]
+    print(frame.to_string(index=False))
+
+
+_NOTES = {"reused": "reused", "trained": "trained", "rebuilt-corrupt": "checkpoint was CORRUPT: retrained"}
+
+
+class ProgressPrinter:
+    """A tqdm bar fed by a ``RunContext``: ``on_progress`` sets its text, ``on_event`` counts zoo networks and
+    writes one line per finished network. Use as a context manager so the bar is closed on errors too."""
+
+    def __init__(self, prefix: str = ""):
+        from tqdm import tqdm
+
+        self.prefix = prefix
+        self.bar = tqdm(total=0, unit="net", dynamic_ncols=True)
+
+    def on_progress(self, message: str, fraction: float) -> None:
+        self.bar.set_description(f"{self.prefix}{100 * fraction:3.0f}% {message}"[:110])
+
+    def on_event(self, event) -> None:
+        if not hasattr(event, "status") or not hasattr(event, "total"):
+            return  # search events are not about zoo networks
+        self.bar.total = event.total
+        if event.status in _NOTES and event.record is not None:
+            r = event.record
+            label = f"{event.task} {event.arch} s{event.seed}"
+            self.bar.write(f"{label:<46} {_NOTES[event.status]:<8} test acc {r.test_accuracy:.4f}  "
+                           f"{r.params:>9,} params  {r.seconds:6.1f} s  {r.device}")
+            self.bar.update(1)
+        self.bar.refresh()
+
+    def sinks(self) -> dict:
+        """``on_progress`` / ``on_event`` keyword arguments for ``RunContext``."""
+        return dict(on_progress=self.on_progress, on_event=self.on_event)
+
+    def __enter__(self) -> ProgressPrinter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+class SearchPrinter:
+    """Plain lines for searches (their logs are long, so no bar): one line per new phase of the run, the FUSE
+    rounds' alpha steps, random-search candidates, and each zoo network a search had to train."""
+
+    def __init__(self):
+        self.last_phase = None
+
+    def on_progress(self, message: str, fraction: float) -> None:
+        # Step messages change every step; print a line only when the phase (all but the last part) changes.
+        phase = message.rsplit(" › ", 1)[0] if " › " in message else message
+        if phase != self.last_phase:
+            self.last_phase = phase
+            print(f"[{message}] {100 * fraction:.0f}%", flush=True)
+
+    def on_event(self, event) -> None:
+        if not isinstance(event, dict):
+            if getattr(event, "status", None) in _NOTES and getattr(event, "record", None) is not None:
+                print(f"  zoo network {event.task} {event.arch} s{event.seed}: {_NOTES[event.status]}, test acc "
+                      f"{event.record.test_accuracy:.4f}", flush=True)
+            return
+        kind = event.get("type")
+        if kind == "alpha" and (event["step"] % 5 == 0 or event["step"] == 1):
+            weights = " ".join(f"{w:.3f}" for w in event["weights"])
+            print(f"  round {event['round']} step {event['step']:>3}  softmax(alpha) [{weights}]  "
+                  f"train loss {event['train_loss']:.3f}  val loss {event['val_loss']:.3f}  "
+                  f"{event['elapsed']:6.1f} s", flush=True)
+        elif kind == "round_done":
+            print(f"  round {event['round']} done after {event['steps']} steps "
+                  f"({'converged' if event['converged'] else 'step limit'}): winner {event['winner']}", flush=True)
+        elif kind == "candidate":
+            print(f"  candidate {event['step']}: {event['candidates'][0]} val accuracy {event['val_accuracy']:.3f} "
+                  f"({event['seconds']:.1f} s)", flush=True)
+
+    def sinks(self) -> dict:
+        """``on_progress`` / ``on_event`` keyword arguments for ``RunContext``."""
+        return dict(on_progress=self.on_progress, on_event=self.on_event)

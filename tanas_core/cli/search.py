@@ -1,0 +1,86 @@
+"""``search`` / ``compare``: an architecture for a target task, and the comparison table of the methods."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..requests import METHODS, SPACES, ClosestSettings, CompareRequest, SearchRequest
+from .common import (SearchPrinter, budget_option, closest_settings, default_help, distance_options, make_context,
+                     parse_budget, preset_option, print_table, range_help, run_options, workspace)
+
+
+def register(commands) -> None:
+    """Add ``search`` and ``compare`` to ``commands``."""
+    search = commands.add_parser("search", help="search an architecture for a target task")
+    _options(search, SearchRequest)
+    search.add_argument("--space", default=None, choices=list(SPACES),
+                        help=default_help("search space", SearchRequest, "space"))
+    search.add_argument("--method", default=None, choices=list(METHODS),
+                        help=default_help("search method", SearchRequest, "method"))
+    search.set_defaults(func=run_search, request=search_request)
+    compare = commands.add_parser("compare", help="hand-designed networks vs random search vs FUSE on a target")
+    _options(compare, CompareRequest)
+    compare.add_argument("--out", default=".", help="directory for the CSV file")
+    compare.set_defaults(func=run_compare, request=compare_request)
+
+
+def _options(sub, request_type) -> None:
+    """The closest-task settings (distance settings, ``--top``, ``--baselines``), target, budget, seed."""
+    distance_options(sub, ClosestSettings)
+    preset_option(sub, request_type)
+    run_options(sub)
+    sub.add_argument("--target", required=True, help="SUITE:TASK, e.g. ld8:mnist-10class")
+    sub.add_argument("--top", type=int, default=None,
+                     help=range_help("k closest tasks that define the related space", ClosestSettings, "top"))
+    sub.add_argument("--baselines", help="comma-separated learned tasks to choose from (default: all others)")
+    budget_option(sub)
+    sub.add_argument("--seed", type=int, default=None, help=default_help("search seed", request_type, "seed"))
+
+
+def _common(args) -> dict:
+    return dict(target=args.target, preset=args.preset, budget=parse_budget(args.budget), seed=args.seed,
+                closest=ClosestSettings.from_dict(closest_settings(args)))
+
+
+def search_request(args) -> SearchRequest:
+    """The ``SearchRequest`` of ``search`` (``--head``, ``--projection-dim`` and ``--workers`` included)."""
+    return SearchRequest.from_dict(dict(_common(args), space=args.space, method=args.method))
+
+
+def compare_request(args) -> CompareRequest:
+    """The ``CompareRequest`` of ``compare``."""
+    return CompareRequest.from_dict(_common(args))
+
+
+def run_search(args) -> int:
+    """Run one search and print its space, winner and (after the final training) accuracies."""
+    from ..nas import run_search as search
+
+    request = search_request(args)
+    record = search(request, make_context(args, workspace(args), **SearchPrinter().sinks()))
+    sources = record.space.get("sources") or []
+    print(f"search {record.run_id}: {record.status}")
+    print(f"  space {record.space['name']} ({record.space['size']} genotypes"
+          + (f", from {', '.join(sources)}" if sources else "") + ")")
+    print(f"  winner {record.genotype_text}")
+    if record.test_accuracy is not None:
+        print(f"  test accuracy {record.test_accuracy:.4f}  val accuracy {record.val_accuracy:.4f}  "
+              f"params {record.params / 1e6:.3f} M  search {record.search_seconds:.1f} s  "
+              f"training {record.train_seconds:.1f} s  on {record.device}")
+    return 0
+
+
+def run_compare(args) -> int:
+    """Run (or read) the comparison, print its table and write its CSV into ``--out``."""
+    from ..nas import COMPARISON_COLUMNS, compare, write_csv
+
+    request = compare_request(args)
+    result = compare(request, make_context(args, workspace(args), **SearchPrinter().sinks()))
+    print(f"\ncomparison on {result.suite}:{result.target} (preset {request.preset}); closest task: "
+          + ", ".join(f"{row['baseline']} ({row['distance']:.3f})" for row in result.closest))
+    rows = result.table_rows()
+    print_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
+                COMPARISON_COLUMNS)
+    out = Path(args.out) / Path(result.csv).name
+    write_csv(rows, out, COMPARISON_COLUMNS)
+    print(f"whole comparison: {result.seconds:.1f} s; CSV: {out}")
+    return 0

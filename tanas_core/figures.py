@@ -1,0 +1,94 @@
+"""Plotly figures of the app's results: pure functions of arrays and event lists (no Streamlit), so they can be tested
+and reused outside the app (a notebook, a report).
+
+- ``heatmap_figure``: a distance matrix ``d[b, t]`` (rows: baselines, columns: targets), the closest baseline of each
+  target starred;
+- ``atlas_figure``: 2-D task coordinates (``task_distances.task_atlas``) coloured by dataset;
+- ``alpha_figure`` / ``curves_figure``: a search's live event stream (``nas.search_events``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+_MARGIN = dict(l=10, r=10, t=50, b=10)
+
+
+def closest_rows(matrix: np.ndarray) -> list[int]:
+    """Row index of the smallest entry of each column, ignoring the diagonal (a task is not its own baseline)."""
+    matrix = np.asarray(matrix, dtype=float)
+    masked = np.where(np.eye(len(matrix), dtype=bool), np.inf, matrix)
+    return [int(row) for row in np.argmin(masked, axis=0)]
+
+
+def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, closest: bool = True,
+                   colorbar: str = "distance") -> go.Figure:
+    """Heatmap of ``matrix [baselines, targets]`` with hover values; the closest baseline of each target column
+    (off the diagonal) is marked with a star."""
+    figure = go.Figure(go.Heatmap(z=np.asarray(matrix).tolist(), x=tasks, y=tasks, colorscale="Viridis",
+                                  colorbar=dict(title=colorbar),
+                                  hovertemplate="baseline %{y}<br>target %{x}<br>d = %{z:.4f}<extra></extra>"))
+    if closest and len(tasks) > 1:
+        figure.add_trace(go.Scatter(x=tasks, y=[tasks[r] for r in closest_rows(matrix)], mode="markers",
+                                    name="closest baseline",
+                                    marker=dict(symbol="star", size=14, color="white",
+                                                line=dict(color="black", width=1)),
+                                    hovertemplate="closest baseline to %{x}: %{y}<extra></extra>"))
+    figure.update_layout(title=title, xaxis_title="target t (column)", yaxis_title="baseline b (row)",
+                         yaxis_autorange="reversed", height=520, margin=_MARGIN, legend=dict(orientation="h", y=-0.25))
+    return figure
+
+
+def atlas_figure(coordinates: np.ndarray, tasks: list[str], datasets: list[str]) -> go.Figure:
+    """Scatter of 2-D task coordinates, one trace (colour) per dataset."""
+    coordinates = np.asarray(coordinates)
+    frame = pd.DataFrame(dict(x=coordinates[:, 0], y=coordinates[:, 1], task=tasks, dataset=datasets))
+    figure = go.Figure()
+    for dataset, group in frame.groupby("dataset"):
+        figure.add_trace(go.Scatter(x=group.x, y=group.y, mode="markers+text", text=group.task, name=dataset,
+                                    textposition="top center", marker=dict(size=12)))
+    figure.update_layout(title="Task atlas (classical MDS of the symmetrised mean distances)", height=460,
+                         xaxis_title="MDS 1", yaxis_title="MDS 2", margin=_MARGIN)
+    return figure
+
+
+def _round_offsets(alpha_events: list[dict]) -> dict[int, int]:
+    """First x of each FUSE round, so the steps of consecutive rounds follow each other on one axis."""
+    offsets, total = {}, 0
+    for event in alpha_events:
+        offsets.setdefault(event["round"], total)
+        total = max(total, offsets[event["round"]] + event["step"])
+    return offsets
+
+
+def alpha_figure(events: list[dict]) -> go.Figure:
+    """Softmax weight of each candidate over the FUSE steps (one line per candidate of each round)."""
+    figure = go.Figure()
+    rows = [e for e in events if e.get("type") == "alpha"]
+    offsets = _round_offsets(rows)
+    for round_index in sorted(offsets):
+        in_round = [e for e in rows if e["round"] == round_index]
+        for c, candidate in enumerate(in_round[0]["candidates"]):
+            figure.add_trace(go.Scatter(x=[offsets[round_index] + e["step"] for e in in_round],
+                                        y=[e["weights"][c] for e in in_round], mode="lines",
+                                        name=f"round {round_index}: {candidate}"))
+    figure.update_layout(title="softmax(α) per candidate", xaxis_title="step", yaxis_title="weight",
+                         yaxis_range=[0, 1], height=380, margin=_MARGIN)
+    return figure
+
+
+def curves_figure(events: list[dict]) -> go.Figure:
+    """Training / validation loss and validation accuracy over steps (FUSE) or candidates (random search)."""
+    figure = go.Figure()
+    rows = [e for e in events if e.get("type") in ("alpha", "candidate")]
+    x = list(range(1, len(rows) + 1))
+    if rows and rows[0]["type"] == "alpha":
+        figure.add_trace(go.Scatter(x=x, y=[e["train_loss"] for e in rows], name="train loss (c̄)"))
+        figure.add_trace(go.Scatter(x=x, y=[e["val_loss"] for e in rows], name="val loss (c̄)"))
+    figure.add_trace(go.Scatter(x=x, y=[e["val_accuracy"] for e in rows], name="val accuracy", yaxis="y2"))
+    figure.update_layout(title="losses and validation accuracy", xaxis_title="update", height=380,
+                         yaxis=dict(title="loss"), yaxis2=dict(title="accuracy", overlaying="y", side="right",
+                                                               range=[0, 1]),
+                         margin=_MARGIN)
+    return figure

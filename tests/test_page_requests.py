@@ -1,0 +1,130 @@
+"""The pages build one request from their widgets and validate it before anything runs (issue 11, bugs 1, 4, 8)."""
+from __future__ import annotations
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from tanas_core.context import quiet_context
+from tanas_core.jobs import list_jobs
+from tanas_core.nas import closest_tasks, run_search
+from tanas_core.requests import ClosestSettings, DistanceRequest, FisherConfig, SearchBudget, SearchRequest
+from tanas_core.task_distances import distance_matrices
+from tanas_core.store import Workspace
+from tanas_core.training import PRESETS
+from test_pages import by_label, plotly_specs, wait_for
+
+COMPUTE = "Compute in the background"
+
+
+def distances_page(preset: str, samples: int, head_samples: int) -> AppTest:
+    app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+    by_label(app.selectbox, "Suite").set_value("mnist4")
+    by_label(app.selectbox, "Preset").set_value(preset)
+    by_label(app.number_input, "M: images per Fisher").set_value(samples)
+    by_label(app.number_input, "images for the refitted head").set_value(head_samples)
+    return app.run()
+
+
+def press_compute(app: AppTest) -> None:
+    """Press the page's compute button when it is shown (a refused request shows none)."""
+    for button in [b for b in app.button if b.label == COMPUTE]:
+        button.click().run()
+
+
+def test_distances_page_refuses_m_above_the_presets_images_before_any_job(real_data):
+    images = PRESETS["smoke"].sizes.train
+    app = distances_page("smoke", images + 100, images + 200)
+    press_compute(app)
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert any(f"at most {images} training images" in e for e in errors), errors
+    assert list_jobs(Workspace()) == []
+
+
+def test_distances_page_refuses_head_images_below_m_before_any_job(real_data):
+    app = distances_page("demo", 600, 512)
+    press_compute(app)
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert any("must be >= images per Fisher" in e and "600" in e for e in errors), errors
+    assert list_jobs(Workspace()) == []
+
+
+def test_distances_page_submits_the_request_it_looks_up_and_then_shows_its_result(real_data):
+    app = distances_page("smoke", 32, 64)
+    assert not app.error, [e.value for e in app.error]
+    press_compute(app)
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    jobs = list_jobs(Workspace())
+    assert len(jobs) == 1 and jobs[0].kind == "distances"
+    widgets = DistanceRequest(suite="mnist4", archs=("vgg16",), preset="smoke",
+                              fisher=FisherConfig(samples=32, head_samples=64))
+    assert DistanceRequest.from_dict(jobs[0].request) == widgets
+    wait_for(Workspace(), jobs[0].id)
+    app.run()  # the lookup uses the same request: the job's result is on the page now
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    heatmaps = [t for spec in plotly_specs(app) for t in spec["data"] if t["type"] == "heatmap"]
+    assert heatmaps and np.isfinite(np.asarray(heatmaps[0]["z"], dtype=float)).all()
+    assert not [b for b in app.button if b.label == COMPUTE]
+
+
+def test_search_page_budget_inputs_are_bounded_by_the_budget_limits(real_data):
+    app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120).run()
+    assert not app.exception
+    labels = {"candidates": "FUSE candidates C", "rounds": "FUSE rounds", "epochs_per_round": "epochs per round",
+              "random_candidates": "random candidates", "random_epochs": "epochs per random candidate",
+              "final_epochs": "final training epochs"}
+    for name, label in labels.items():
+        widget = by_label(app.number_input, label)
+        assert (widget.min, widget.max) == SearchBudget.limits(name), (label, widget.min, widget.max)
+        assert widget.value == SearchBudget.default(name)
+
+
+def test_search_page_names_the_task_and_budget_of_the_related_spaces_genotype(real_data):
+    """Bug 6: a genotype stored by a non-default budget (as the demo's) builds the related space, and the page says
+    which task and which budget it came from."""
+    workspace = Workspace()
+    context = quiet_context(workspace, "cpu")
+    closest = ClosestSettings(archs=("vgg16",))  # what the page asks for with its default widgets
+    distance_matrices(closest.distance_request("mnist4", "smoke"), context)
+    (nearest,) = closest_tasks(SearchRequest(target="mnist4:mnist-10class", preset="smoke", closest=closest), context)
+    budget = SearchBudget(candidates=2, rounds=1, epochs_per_round=0.05)
+    assert budget != SearchBudget()
+    run_search(SearchRequest(target=f"mnist4:{nearest['baseline']}", space="standard", preset="smoke", budget=budget,
+                             final_training=False), context)
+
+    app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120).run()
+    by_label(app.selectbox, "Suite").set_value("mnist4").run()
+    by_label(app.selectbox, "Preset").set_value("smoke").run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert by_label(app.selectbox, "Target task").value == "mnist-10class"
+    assert any(m.label == f"Related space from {nearest['baseline']}" for m in app.metric), [m.label for m in app.metric]
+    captions = [c.value for c in app.caption]
+    assert f"{nearest['baseline']}: genotype from a 2-candidate × 1-round FUSE search (0.05 epochs per round)" in \
+        captions, captions
+
+
+def custom_task_form(app: AppTest, name: str, groups: str, replace: bool) -> AppTest:
+    by_label(app.text_input, "Name").set_value(name)
+    by_label(app.text_area, "Groups (one per line)").set_value(groups)
+    by_label(app.checkbox, "replace an existing task of that name").set_value(replace)
+    return by_label(app.button, "Save the task").click().run()
+
+
+def test_tasks_page_refuses_to_redefine_a_custom_task_unless_replace_is_ticked(real_data):
+    app = AppTest.from_file(str(REPO / "pages/1_Tasks.py"), default_timeout=60).run()
+    custom_task_form(app, "halves", "0, 1, 2, 3, 4\n5, 6, 7, 8, 9", replace=False)
+    assert not app.error and app.success
+    original = Workspace().load_tasks()[0].to_dict()
+
+    custom_task_form(app, "halves", "0, 1\n2, 3", replace=False)
+    assert not app.exception
+    assert any("already exists" in e.value for e in app.error), [e.value for e in app.error]
+    assert [t.to_dict() for t in Workspace().load_tasks()] == [original]
+
+    custom_task_form(app, "halves", "0, 1\n2, 3", replace=True)
+    assert not app.error and app.success
+    (saved,) = Workspace().load_tasks()
+    assert saved.num_outputs == 2 and saved.to_dict() != original
+    assert any("removed 0 network(s)" in i.value for i in app.info), [i.value for i in app.info]

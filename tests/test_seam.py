@@ -1,0 +1,187 @@
+"""The seam between the library and its front-ends (issue 11): typed requests, one run context, one cancel, the
+bugs that came from copied defaults. Runs on scikit-learn's bundled digits (no data pack needed)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tanas_core import nas
+from tanas_core.context import RunContext, quiet_context
+from tanas_core.errors import Cancelled, TanasError
+from tanas_core.job_kinds import JOB_KINDS
+from tanas_core.jobs import JobRunner, list_jobs
+from tanas_core.requests import (ClosestSettings, CompareRequest, DemoRequest, DistanceRequest, FisherConfig,
+                                 SearchBudget, SearchRequest, ZooRequest, ZooSearchRequest)
+from tanas_core.store import Workspace
+from tanas_core.task_distances import distance_matrices
+from tanas_core.tasks import make_task
+from tanas_core.zoo import train_zoo
+
+SMALL_FISHER = FisherConfig(samples=16, head_samples=32)
+TINY_SEARCH = SearchBudget(candidates=2, rounds=1, epochs_per_round=0.5, final_epochs=0.3, window=2, min_steps=2)
+
+
+@pytest.fixture
+def digits_workspace(workspace) -> Workspace:
+    """A workspace whose custom suite is three tasks on the bundled digits."""
+    for task in (make_task("digits-zero", "digits", [["0"]], other=True),
+                 make_task("digits-low-high", "digits", [["0", "1", "2", "3", "4"], ["5", "6", "7", "8", "9"]]),
+                 make_task("digits-10class", "digits", [[str(d)] for d in range(10)])):
+        workspace.save_task(task)
+    return workspace
+
+
+def _related_request(**changes) -> SearchRequest:
+    closest = ClosestSettings(archs=("vgg16",), fisher=SMALL_FISHER)
+    return SearchRequest(**dict(dict(target="custom:digits-10class", space="related", preset="tiny",
+                                     budget=TINY_SEARCH, closest=closest), **changes))
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+@pytest.mark.parametrize("request_type", [ZooRequest, DistanceRequest, SearchRequest, CompareRequest,
+                                          ZooSearchRequest, DemoRequest, ClosestSettings, SearchBudget,
+                                          FisherConfig])
+def test_every_request_round_trips_through_json(request_type):
+    values = dict(suite="mnist4") if "suite" in {f.name for f in dataclasses.fields(request_type)} else {}
+    if request_type in (SearchRequest, CompareRequest):
+        values = dict(target="mnist4:mnist-digit0")
+    request = request_type(**values)
+    request.validate()
+    assert request_type.from_dict(request.to_dict()) == request
+    with pytest.raises(TanasError, match="unknown field"):
+        request_type.from_dict(dict(request.to_dict(), speed=11))
+
+
+def test_defaults_live_in_the_request_types_only():
+    # a missing or None field is the request's default; JSON numbers come back as the field's type
+    assert DistanceRequest.from_dict(dict(suite="mnist4", sigma=None, seeds=2.0)) == DistanceRequest(suite="mnist4",
+                                                                                                      seeds=2)
+    assert SearchBudget.from_dict(dict(epochs_per_round=3)).to_dict() == SearchBudget(epochs_per_round=3.0).to_dict()
+    assert ClosestSettings().distance_request("ld8", "demo").fisher == FisherConfig()
+    with pytest.raises(TanasError, match="candidates must be in 2..32"):
+        SearchBudget.from_dict(dict(candidates=33))
+    assert SearchBudget.limits("candidates") == (2, 32)
+
+
+def test_head_images_below_m_name_the_real_cause():
+    with pytest.raises(TanasError, match=r"images for the head \(512\) must be >= images per Fisher M \(600\)"):
+        DistanceRequest(suite="mnist4", fisher=FisherConfig(samples=600)).validate()
+    with pytest.raises(TanasError, match="smoke preset has at most 300 training images"):
+        DistanceRequest(suite="mnist4", preset="smoke", fisher=FisherConfig(samples=400, head_samples=400)).validate()
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+def test_a_job_request_is_validated_before_anything_is_launched(digits_workspace):
+    runner = JobRunner(digits_workspace, JOB_KINDS)
+    with pytest.raises(TanasError, match="has no task 'nope'"):
+        runner.submit("search", dict(target="custom:nope"))
+    with pytest.raises(TanasError, match="unknown field"):
+        runner.submit("zoo", dict(suite="custom", colour="red"))
+    assert list_jobs(digits_workspace) == []
+
+
+def test_launching_the_same_job_twice_attaches_to_the_running_one(digits_workspace, tiny_preset):
+    runner = JobRunner(digits_workspace, JOB_KINDS)
+    request = ZooRequest(suite="custom", archs=("vgg16",), preset="tiny")
+    first = runner.submit("zoo", request)
+    second = runner.submit("zoo", request.to_dict())
+    assert first == second and len(list_jobs(digits_workspace)) == 1
+    assert runner.wait(first, 120).status == "done"
+
+
+def test_a_cancelled_job_is_cancelled_not_failed_and_cancel_is_not_an_os_error(digits_workspace, tiny_preset):
+    assert not issubclass(Cancelled, OSError) and not issubclass(Cancelled, ValueError)
+    with pytest.raises(Cancelled):
+        train_zoo(ZooRequest(suite="custom", archs=("vgg16",), preset="tiny"),
+                  RunContext(digits_workspace, "cpu", cancelled=lambda: True))
+    assert digits_workspace.list_networks() == []
+    runner = JobRunner(digits_workspace, JOB_KINDS)
+    job = runner.submit("zoo", ZooRequest(suite="custom", archs=("vgg16", "resnet18"), seeds=2, preset="tiny"))
+    runner.cancel(job)
+    final = runner.wait(job, 120)
+    assert final.status == "cancelled" and final.error is None and "disk" not in final.message
+
+
+def test_a_bug_in_a_job_keeps_its_traceback_a_user_error_does_not(digits_workspace):
+    def buggy(request, context):
+        return {}["missing"]
+
+    def refused(request, context):
+        raise TanasError("choose another suite")
+
+    from tanas_core.jobs import JobKind
+
+    runner = JobRunner(digits_workspace, dict(buggy=JobKind(ZooRequest, buggy), refused=JobKind(ZooRequest, refused)))
+    bug = runner.wait(runner.submit("buggy", ZooRequest(suite="custom")), 30)
+    user = runner.wait(runner.submit("refused", ZooRequest(suite="custom", seeds=2)), 30)
+    assert bug.status == user.status == "failed"
+    assert bug.error.startswith("KeyError") and "Traceback" in bug.error
+    assert user.error == "choose another suite"
+
+
+# ---------------------------------------------------------------------------------------------- progress, bug 3
+
+def test_progress_is_monotone_and_step_level_across_every_phase_of_a_related_search(digits_workspace,
+                                                                                    tiny_preset):
+    seen = []
+    context = RunContext(digits_workspace, "cpu", on_progress=lambda message, fraction: seen.append((message,
+                                                                                                    fraction)))
+    record = nas.run_search(_related_request(), context)
+    assert record.done and record.test_accuracy is not None
+    fractions = [fraction for _, fraction in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    phases = ["closest tasks", "genotype of", "fuse search", "training the winner"]
+    firsts = [next(i for i, (message, _) in enumerate(seen) if phase in message) for phase in phases]
+    assert firsts == sorted(firsts)  # each phase shows up, in order, on one scale
+    winner = [fraction for message, fraction in seen if "training the winner" in message]
+    assert min(winner) >= 0.85 and len(set(winner)) > 1  # no jump back to 0 %, and it moves step by step
+    search = [fraction for message, fraction in seen if "round 1/1" in message and "genotype" not in message]
+    assert len(set(search)) > 1 and 0 < min(search)  # a 1-round search moves too
+
+
+# ---------------------------------------------------------------------------------------------- related space, bug 6
+
+def test_the_related_space_uses_the_closest_tasks_stored_genotype_whatever_its_budget(digits_workspace,
+                                                                                     tiny_preset, monkeypatch):
+    request = _related_request()
+    distance_matrices(request.closest.distance_request("custom", "tiny"), quiet_context(digits_workspace, "cpu"))
+    preview = nas.preview_related_space(digits_workspace, request)
+    [closest] = [row["baseline"] for row in preview.closest]
+    assert preview.space is None and preview.missing == [closest]
+    # the demo (or any other budget) stored the closest task's genotype
+    other_budget = SearchBudget(candidates=3, rounds=1, epochs_per_round=0.3, window=2, min_steps=2)
+    stored = nas.run_search(SearchRequest(target=f"custom:{closest}", space="standard", preset="tiny",
+                                          budget=other_budget, final_training=False),
+                            quiet_context(digits_workspace, "cpu"))
+    preview = nas.preview_related_space(digits_workspace, request)
+    assert preview.space is not None and preview.missing == []
+    assert preview.budgets() == {closest: other_budget} and preview.records[closest].run_id == stored.run_id
+    # and a related search with the default budget reuses it: one FUSE run (the target's), no sub-search
+    calls = []
+    original = nas.fuse
+    monkeypatch.setattr(nas, "fuse", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    record = nas.run_search(request.replace(budget=SearchBudget(candidates=2, rounds=1, epochs_per_round=0.3,
+                                                                final_epochs=0.3)),
+                            quiet_context(digits_workspace, "cpu"))
+    assert len(calls) == 1 and record.sources == [closest]
+
+
+# ---------------------------------------------------------------------------------------------- custom tasks, bug 8
+
+def test_reusing_a_custom_task_name_is_refused_unless_replaced_and_old_networks_go(digits_workspace, tiny_preset):
+    train_zoo(ZooRequest(suite="custom", archs=("vgg16",), preset="tiny", tasks=("digits-zero",)),
+              quiet_context(digits_workspace, "cpu"))
+    old = digits_workspace.list_networks()
+    assert [r.task for r in old] == ["digits-zero"]
+    redefined = make_task("digits-zero", "digits", [["0"], ["1"]], other=True)
+    with pytest.raises(TanasError, match="already exists with another definition"):
+        digits_workspace.save_task(redefined)
+    assert digits_workspace.save_task(make_task("digits-zero", "digits", [["0"]], other=True)) == []  # same: no-op
+    removed = digits_workspace.save_task(redefined, replace=True)
+    assert removed == [old[0].key] and digits_workspace.list_networks() == []
+    assert not (digits_workspace.root / old[0].checkpoint).exists()
+    [task] = [t for t in digits_workspace.load_tasks() if t.name == "digits-zero"]
+    assert task.num_outputs == 3
