@@ -7,7 +7,8 @@ import streamlit as st
 from tanas_core import ui
 from tanas_core.data import DATASETS, DatasetUnavailableError, load_dataset, sample_grid
 from tanas_core.errors import TanasError
-from tanas_core.tasks import SUITE_NAMES, check_task_data, get_suite, make_task, suite_availability
+from tanas_core.tasks import check_task_data, make_task
+from tanas_core.suites import SUITE_NAMES, get_suite, suite_availability
 from tanas_core.training import PRESETS
 
 # Custom tasks are checked at the demo preset's sizes: the smallest splits the app trains on by default.

@@ -7,7 +7,7 @@ import streamlit as st
 from tanas_core import ui
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import DistanceSettings, ZooRequest
-from tanas_core.tasks import ALL_SUITE_NAMES
+from tanas_core.suites import ALL_SUITE_NAMES
 from tanas_core.training import PRESETS
 from tanas_core.zoo import zoo_table
 

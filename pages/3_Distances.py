@@ -13,7 +13,7 @@ from tanas_core.figures import atlas_figure, heatmap_figure
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import METRICS, DistanceRequest, FisherConfig
 from tanas_core.task_distances import across_architectures, stored_distances, task_atlas
-from tanas_core.tasks import ALL_SUITE_NAMES, resolve_suite
+from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
 
 METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "frechet": "Fréchet, diagonal (eq. 8)",

@@ -13,10 +13,9 @@ from tanas_core import nas, ui
 from tanas_core.figures import alpha_figure, curves_figure
 from tanas_core.jobs import get_job, list_jobs
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.requests import (METHODS, SPACES, ClosestSettings, CompareRequest, SearchBudget, SearchRequest,
-                                 split_target)
+from tanas_core.requests import METHODS, SPACES, ClosestSettings, CompareRequest, SearchBudget, SearchRequest
 from tanas_core.search_space import Genotype, cell_dot, source_formula_cells, standard_space
-from tanas_core.tasks import ALL_SUITE_NAMES, resolve_suite
+from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite, split_target
 from tanas_core.training import PRESETS
 
 SEARCH_KINDS = ("search", "demo", "compare")  # the jobs whose search runs the live panel follows

@@ -141,7 +141,8 @@ def fisher_setup(samples: int = 256, device: str = "auto") -> dict:
     other_targets, params, backbone_params, device}``."""
     from .context import quiet_context
     from .store import Workspace
-    from .tasks import get_suite, make_splits
+    from .tasks import make_splits
+    from .suites import get_suite
     from .training import get_preset, resolve_device
     from .zoo import ensure_network, load_network
 
@@ -282,7 +283,7 @@ def paper_projection(suite_name: str, archs: tuple[str, ...], steps: list[dict],
     """PROJECTION (not a measurement) of the paper zoo (``seeds`` seeds of every task x architecture) from
     ``paper_step_seconds`` rows: ``{tasks, networks, hours, walls: [{machines, hours}]}``, walls assuming Ray
     clusters of such machines that each train ``speedup`` x as fast as one network at a time."""
-    from .tasks import get_suite
+    from .suites import get_suite
 
     tasks = len(get_suite(suite_name).tasks)
     hours = sum(r["network_hours"] for r in steps) * tasks * seeds
@@ -296,7 +297,8 @@ def paper_step_seconds(suite_name: str = "ld8", archs: tuple[str, ...] = ("vgg16
     ``steps`` steps after a warm-up one, a real batch of the preset's size), and the steps one network of each task
     needs (every training image, the preset's epochs). For projections; nothing is trained to the end."""
     from .networks import build_network
-    from .tasks import get_suite, make_splits
+    from .tasks import make_splits
+    from .suites import get_suite
     from .training import get_preset
 
     paper, suite = get_preset("paper"), get_suite(suite_name)

@@ -110,7 +110,7 @@ class RunContext:
     def phase(self, label: str, start: float, end: float) -> RunContext:
         """A child context for the part [start, end] (fractions of this phase) of the work, named ``label``."""
         if not 0 <= start <= end <= 1:
-            raise TanasError(f"a phase must satisfy 0 <= start <= end <= 1, got {start}, {end}")
+            raise ValueError(f"a phase must satisfy 0 <= start <= end <= 1, got {start}, {end}")
         width = self._end - self._start
         return self._child(_start=self._start + width * start, _end=self._start + width * end,
                            _label=f"{self._label} › {label}" if self._label else label)

@@ -26,7 +26,8 @@ from .requests import ClosestSettings, CompareRequest, SearchBudget, SearchReque
 from .search_space import Genotype, SearchSpace, related_space, standard_space
 from .store import Workspace, config_key
 from .task_distances import across_architectures, distance_matrices, stored_distances
-from .tasks import Suite, Task, make_splits, resolve_suite, resolve_target
+from .tasks import Task, make_splits
+from .suites import Suite, resolve_suite, resolve_target
 from .training import Preset, get_preset, resolve_device, train_model
 from .zoo import ensure_network
 

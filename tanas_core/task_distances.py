@@ -1,10 +1,8 @@
 """Distance matrices between the tasks of a suite, per architecture and seed, with their noise floor.
 
 ``d[b, t]`` (row = baseline ``b``, column = target ``t``, as in the source document) compares ``F[b, t]``, the Fisher
-of the baseline network ``N_b`` on the target data ``X_t``, with ``F[t, t]``. ``N_b``'s head predicts task ``b``'s
-classes, so by default (``head="refit"``) a fresh linear head is fitted on ``X_t``'s training images with ``N_b``'s
-backbone frozen, and the empirical Fisher uses task ``t``'s labels; ``head="own"`` keeps ``N_b``'s head and uses the
-model Fisher (labels drawn from its own softmax). The same procedure gives ``F[t, t]``, so ``d[t, t] = 0``.
+of the baseline network ``N_b`` on the target data ``X_t`` (``target_fisher``), with ``F[t, t]``; the same procedure
+gives both, so ``d[t, t] = 0``.
 
 ``X_t`` is the same for every network seed (the target's seed-0 training split), so seed-to-seed differences come from
 the networks only; the distance between two seeds' networks of the same task on the same data is the noise floor
@@ -14,183 +12,22 @@ Fisher results and whole matrices are cached in the workspace; asking again is a
 """
 from __future__ import annotations
 
-import copy
-import functools
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .context import RunContext
 from .distance import frechet_distance, logdet_distance
-from .fisher import FisherFactor, diagonal_fisher, fisher_factor
-from .networks import BackboneHeadNet
-from .store import NetworkRecord, Workspace, config_key
-from .tasks import Suite, Task, make_splits
-from .training import Preset, get_preset, resolve_device
-from .requests import DistanceRequest, FisherConfig, ZooRequest
-from .tasks import resolve_suite
-from .zoo import model_from_state, network_key, train_zoo, verify_checkpoint
 from .errors import TanasError
-
-METRICS = ("logdet", "frechet", "frechet-full")
-
-
-def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Tensor, num_classes: int,
-               weight_decay: float = 1e-4, steps: int = 100) -> BackboneHeadNet:
-    """A copy of ``model`` with a new linear head for ``num_classes`` fitted on frozen backbone ``features [N, d]``.
-
-    Full-batch L-BFGS on the L2-regularised cross-entropy: deterministic, and it converges in well under a second
-    on demo feature sizes.
-    """
-    torch.manual_seed(0)
-    head = torch.nn.Linear(features.shape[1], num_classes).to(features.device)
-    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = F.cross_entropy(head(features), labels) + weight_decay * head.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    refitted = copy.deepcopy(model)
-    refitted.head = head.requires_grad_(True)
-    return refitted.eval()
-
-
-def _fisher_key(record: NetworkRecord, suite: Suite, target: Task, preset: Preset, representation: str,
-                config: FisherConfig) -> str:
-    return config_key(dict(network=record.key, sha=record.sha256, target=target.fingerprint(), spec=vars(suite.spec),
-                           sizes=vars(preset.sizes), representation=representation, config=vars(config)))
-
-
-def _stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor | None:
-    stored = workspace.get_result("fisher", key)
-    if stored is None:
-        return None
-    payload, ref = stored
-    matrix = workspace.read_tensors(ref)["fisher"]
-    if payload["representation"] == "diagonal" or payload["sketch_seed"] is None:
-        return matrix
-    return FisherFactor(matrix, payload["n"], payload["sketch_seed"])
-
-
-def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord, suite: Suite, target: Task,
-                          preset: Preset, representation: str, config: FisherConfig,
-                          device: str = "auto") -> tuple[torch.Tensor | FisherFactor, float]:
-    """``(F[b, t], seconds)`` from N_b's weights ``state`` without touching any workspace (so it can run in a Ray
-    task); the result is on the CPU."""
-    started = time.perf_counter()
-    target_device = resolve_device(device)
-    model = model_from_state(record, state, target_device)
-    images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples)
-    if len(labels) < config.samples:
-        raise TanasError(f"task {target.name!r} has {len(labels)} training images; the Fisher needs {config.samples}")
-    if config.head == "refit":
-        with torch.no_grad():
-            features = torch.cat([model.features(images[i:i + 256].to(target_device))
-                                  for i in range(0, len(images), 256)])
-        model = refit_head(model, features, labels.to(target_device), target.num_outputs)
-        kind, targets = "empirical", labels[: config.samples]
-    else:
-        kind, targets = "model", None
-    inputs = images[: config.samples]
-    if representation == "diagonal":
-        result = diagonal_fisher(model, inputs, targets, kind=kind, params=config.params,
-                                 batch_size=config.batch_size)
-    elif representation == "factor":
-        result = fisher_factor(model, inputs, targets, kind=kind, params=config.params,
-                               projection_dim=config.projection_dim, batch_size=config.batch_size)
-    else:
-        raise TanasError(f"representation must be 'diagonal' or 'factor', got {representation!r}")
-    return result, time.perf_counter() - started
-
-
-def _store_fisher(workspace: Workspace, key: str, record: NetworkRecord, target: Task, representation: str,
-                  result: torch.Tensor | FisherFactor, seconds: float) -> None:
-    matrix = result.matrix if isinstance(result, FisherFactor) else result
-    if isinstance(result, FisherFactor):
-        n, sketch_seed = result.num_params, result.sketch_seed
-    else:
-        n, sketch_seed = result.shape[-1], None
-    ref = workspace.write_tensors("fisher", key, {"fisher": matrix})
-    workspace.put_result("fisher", key, dict(network=record.key, arch=record.arch, baseline=record.task,
-                                             target=target.name, seed=record.seed, representation=representation,
-                                             n=n, sketch_seed=sketch_seed, seconds=seconds), ref)
-
-
-@functools.lru_cache(maxsize=16)
-def _target_examples(target: Task, sizes, spec, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` training images ``[count, C, H, W]`` and labels of ``target``'s seed-0 split: ``X_t`` for
-    every baseline of a column, so it is built once per target rather than once per (baseline, target) pair."""
-    images, labels = make_splits(target, sizes, seed=0, spec=spec).tensors("train")
-    return images[:count], labels[:count]
-
-
-class _FisherSource:
-    """The ``F[b, t]`` of a distance computation, computed where ``backend`` runs work and stored by this process.
-
-    Locally, ``get`` reads a Fisher from the store each time it is asked for (so at most the two Fishers of one
-    pair are in memory, which matters for full-matrix factors); on Ray it returns an object-store handle, uploaded
-    once and passed to every distance task that needs it.
-    """
-
-    def __init__(self, context: RunContext, suite, preset, representation, config):
-        self.workspace, self.suite, self.preset = context.workspace, suite, preset
-        # Locally the Fishers are computed here, one after the other; on Ray, one task per pair.
-        self.backend = context.backend.training(1, context.device)
-        self.device, self.check = self.backend.worker_device(context.device), context.check
-        self.representation, self.config = representation, config
-        self.handles: dict[str, object] = {}
-        self.count = 0
-
-    def key(self, record: NetworkRecord, target: Task) -> str:
-        return _fisher_key(record, self.suite, target, self.preset, self.representation, self.config)
-
-    def ensure(self, pairs: list[tuple[NetworkRecord, Task]], on_done: Callable[[NetworkRecord, Task], None]) -> None:
-        """Compute every missing ``F[b, t]`` of ``pairs`` (one piece of work per pair) and store each as it
-        arrives."""
-        missing = []
-        for record, target in pairs:
-            if self.workspace.get_result("fisher", self.key(record, target)) is None:
-                missing.append((record, target))
-            else:
-                self.count += 1
-                on_done(record, target)
-        states: dict[str, object] = {}
-
-        def items():  # lazily: locally, one network's weights are read when its first pair runs
-            for record, target in missing:
-                if record.key not in states:
-                    states[record.key] = self.backend.put(verify_checkpoint(self.workspace, record))
-                yield (states[record.key], record, self.suite, target, self.preset, self.representation,
-                       self.config, self.device)
-
-        for position, (result, seconds) in self.backend.map(compute_target_fisher, items(), check=self.check):
-            record, target = missing[position]
-            _store_fisher(self.workspace, self.key(record, target), record, target, self.representation, result,
-                          seconds)
-            self.count += 1
-            on_done(record, target)
-
-    def get(self, record: NetworkRecord, target: Task):
-        key = self.key(record, target)
-        if self.backend.in_process:
-            return _stored_fisher(self.workspace, key)
-        if key not in self.handles:
-            self.handles[key] = self.backend.put(_stored_fisher(self.workspace, key))
-        return self.handles[key]
-
-    def release(self, keep: list[tuple[NetworkRecord, Task]]) -> None:
-        """Drop the object-store handles except those of ``keep`` (needed again for the noise floor)."""
-        kept = {self.key(record, target) for record, target in keep}
-        self.handles = {key: handle for key, handle in self.handles.items() if key in kept}
-
+from .requests import DistanceRequest, FisherConfig, ZooRequest
+from .store import NetworkRecord, Workspace, config_key
+from .suites import Suite, resolve_suite
+from .target_fisher import FisherSource
+from .tasks import Task
+from .training import Preset, get_preset
+from .zoo import network_key, train_zoo
 
 def _pair_distance(metric: str, fisher_b, fisher_t, sigma: float) -> float:
     if metric == "logdet":
@@ -334,7 +171,7 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
     records = train_zoo(ZooRequest(suite=request.suite, archs=(arch,), seeds=request.seeds, preset=request.preset,
                                    workers=request.workers), context.phase("zoo networks", 0.0, 0.3))
     by_task_seed = {(r.task, r.seed): r for r in records}
-    fishers = _FisherSource(context, suite, preset, "factor" if request.metric == "frechet-full" else "diagonal",
+    fishers = FisherSource(context, suite, preset, "factor" if request.metric == "frechet-full" else "diagonal",
                             request.fisher)
     tasks = list(suite.tasks)
     fisher_phase = context.phase("Fisher matrices and distances", 0.3, 0.95)
@@ -348,7 +185,7 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
     return result
 
 
-def _seed_matrix(fishers: _FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
+def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
                  context: RunContext, index: int) -> np.ndarray:
     """One seed's ``d[b, t]``: every ``F[b, t]`` (computed or read), then every off-diagonal pair."""
     work = request.seeds * len(tasks) * len(tasks)
@@ -367,7 +204,7 @@ def _seed_matrix(fishers: _FisherSource, request: DistanceRequest, networks: lis
     return matrix
 
 
-def _noise_floor(fishers: _FisherSource, request: DistanceRequest, by_task_seed: dict, tasks: list[Task],
+def _noise_floor(fishers: FisherSource, request: DistanceRequest, by_task_seed: dict, tasks: list[Task],
                  seeds: list[int]) -> np.ndarray:
     """Per task, the mean distance between its networks of different seeds on its own data (NaN with one seed)."""
     noise = np.full(len(tasks), np.nan)

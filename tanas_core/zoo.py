@@ -16,7 +16,8 @@ from .context import RunContext
 from .networks import BackboneHeadNet, build_network
 from .requests import ZooRequest, parse_archs
 from .store import ArtifactRef, CorruptArtifactError, NetworkRecord, Workspace, config_key
-from .tasks import CUSTOM_SUITE, SUITE_NAMES, Suite, Task, make_splits, resolve_suite
+from .tasks import Task, make_splits
+from .suites import CUSTOM_SUITE, SUITE_NAMES, Suite, resolve_suite
 from .training import Preset, TrainResult, get_preset, train_network
 from .errors import TanasError
 

@@ -26,7 +26,8 @@ from tanas_core.networks import build_network  # noqa: E402
 from tanas_core.search_space import OPERATIONS, Genotype  # noqa: E402
 from tanas_core.context import quiet_context  # noqa: E402
 from tanas_core.store import ArtifactRef, CorruptArtifactError, Workspace  # noqa: E402
-from tanas_core.tasks import SplitSizes, get_suite, make_splits, make_task, resolve_target  # noqa: E402
+from tanas_core.tasks import SplitSizes, make_splits, make_task  # noqa: E402
+from tanas_core.suites import get_suite, resolve_target  # noqa: E402
 from tanas_core.training import get_preset, resolve_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

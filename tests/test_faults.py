@@ -17,7 +17,6 @@ import pytest
 
 from conftest import REPO
 from tanas_core.store import Workspace
-from tanas_core.tasks import get_suite
 from tanas_core.context import RunContext, quiet_context
 from tanas_core.requests import ZooRequest
 from tanas_core.zoo import train_zoo, verify_checkpoint

@@ -19,7 +19,7 @@ from tanas_core.nas import closest_tasks, get_search, search_events
 from tanas_core.requests import ClosestSettings, DistanceRequest, FisherConfig, SearchRequest
 from tanas_core.store import Workspace
 from tanas_core.task_distances import distance_matrices
-from tanas_core.tasks import get_suite
+from tanas_core.suites import get_suite
 
 PAGES = ["app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py"]
 SMALL_FISHER = dict(samples=32, head_samples=64)

@@ -20,7 +20,8 @@ from tanas_core.task_distances import distance_matrices
 from tanas_core.context import RunContext, quiet_context
 from tanas_core.errors import TanasError
 from tanas_core.requests import DistanceRequest, FisherConfig, ZooRequest
-from tanas_core.tasks import get_suite, make_splits
+from tanas_core.tasks import make_splits
+from tanas_core.suites import get_suite
 from tanas_core.zoo import train_zoo, verify_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ from tanas_core.fuse import SearchBudget, fuse, random_search
 from tanas_core.networks.cells import cell_network, make_operation
 from tanas_core.search_space import (OPERATIONS, Cell, Genotype, SearchSpace, Skeleton, count_cells, related_space,
                                      standard_space)
-from tanas_core.tasks import TaskSplits, get_suite, make_splits, resolve_target
+from tanas_core.tasks import TaskSplits, make_splits
+from tanas_core.suites import get_suite, resolve_target
 from tanas_core.context import RunContext, quiet_context
 from tanas_core.errors import Cancelled
 from tanas_core.requests import SearchRequest

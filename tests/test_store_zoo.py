@@ -10,7 +10,7 @@ from tanas_core import zoo as zoo_module
 from tanas_core.context import RunContext, quiet_context
 from tanas_core.requests import DistanceRequest, FisherConfig, ZooRequest
 from tanas_core.store import CorruptArtifactError, Workspace
-from tanas_core.tasks import get_suite
+from tanas_core.suites import get_suite
 from tanas_core.zoo import ensure_network, load_network, network_key, train_zoo, verify_checkpoint
 
 

@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from tanas_core.tasks import SplitSizes, Task, get_suite, make_splits, make_task, suite_availability
+from tanas_core.tasks import SplitSizes, Task, make_splits, make_task
+
+from tanas_core.suites import get_suite, suite_availability
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -7,7 +7,9 @@ import torch
 from tanas_core.context import RunContext
 from tanas_core.errors import Cancelled
 
-from tanas_core.tasks import get_suite, make_splits
+from tanas_core.tasks import make_splits
+
+from tanas_core.suites import get_suite
 from tanas_core.training import get_preset, resolve_device, train_network
 
 

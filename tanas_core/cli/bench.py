@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from ..requests import ZooRequest, parse_archs
-from ..tasks import SUITE_NAMES
+from ..suites import SUITE_NAMES
 from ..training import PRESETS
 from .common import ProgressPrinter, print_table, run_settings
 from .zoo import zoo_options, zoo_request

@@ -15,7 +15,7 @@ from ..context import RunContext, RunSettings
 from ..errors import TanasError
 from ..requests import METRICS, HEADS, DistanceSettings, FisherConfig, Request, SearchBudget
 from ..store import Workspace
-from ..tasks import ALL_SUITE_NAMES
+from ..suites import ALL_SUITE_NAMES
 from ..training import PRESETS
 
 

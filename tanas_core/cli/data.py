@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import DatasetUnavailableError, check_datasets, data_dir_choice
-from ..tasks import SUITE_NAMES, get_suite
+from ..suites import SUITE_NAMES, get_suite
 
 
 def register(commands) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..requests import DistanceRequest
-from ..tasks import resolve_suite
+from ..suites import resolve_suite
 from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option,
                      run_options, suite_option, workspace)
 

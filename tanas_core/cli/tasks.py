@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ..errors import TanasError
 from ..requests import ZooRequest
-from ..tasks import ALL_SUITE_NAMES, CUSTOM_SUITE, SUITE_NAMES, Task, check_task_data, resolve_suite, \
-    suite_availability
+from ..suites import ALL_SUITE_NAMES, CUSTOM_SUITE, SUITE_NAMES, resolve_suite, suite_availability
+from ..tasks import Task, check_task_data
 from ..training import get_preset
 from .common import workspace
 

@@ -1,0 +1,253 @@
+"""The building blocks of requests: the ``Request`` base (JSON round trip, limits, choices, validation) and the
+settings that several operations share (``FisherConfig``, ``SearchBudget``, ``DistanceSettings``).
+The operations' requests are in ``requests``.
+
+``from_dict`` refuses unknown fields, treats a missing or ``None`` field as its default, and turns JSON numbers and
+lists back into the field's type, so ``to_dict`` -> ``from_dict`` is the identity and equal requests have equal keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Iterable
+
+from .errors import TanasError
+from .networks import ARCHITECTURES
+from .training import PRESETS
+
+METRICS = ("logdet", "frechet", "frechet-full")
+SPACES = ("related", "standard")
+METHODS = ("fuse", "random")
+HEADS = ("refit", "own")
+PARAMS = ("backbone", "all")
+
+
+def parse_archs(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"vgg16,resnet18"`` or a list -> validated architecture names (``TanasError`` for unknown ones)."""
+    names = [a.strip() for a in (text.split(",") if isinstance(text, str) else text) if a.strip()]
+    unknown = [a for a in names if a not in ARCHITECTURES]
+    if unknown or not names:
+        raise TanasError(f"unknown architecture(s) {unknown or names}: choose from {', '.join(ARCHITECTURES)}")
+    return tuple(names)
+
+
+def parse_names(text: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``"a,b"`` or a list -> a tuple of stripped, non-empty names."""
+    if not text:
+        return ()
+    return tuple(n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip())
+
+
+def preset_names() -> tuple[str, ...]:
+    """The presets a request may name (``training.PRESETS``, which a test or a script may extend)."""
+    return tuple(PRESETS)
+
+
+def _coerce(request_type: type, name: str, type_name: str, value):
+    """A JSON / CLI value as the field's type (``int`` stays exact, ``float`` always a float, lists as tuples)."""
+    nested = request_type.NESTED.get(name)
+    if nested is not None:
+        return value if isinstance(value, nested) else nested.from_dict(value)
+    if type_name.startswith("tuple"):
+        return parse_archs(value) if name == "archs" else parse_names(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return value
+    try:
+        if type_name.startswith("int"):
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if type_name.startswith("float"):
+            return float(value)
+    except ValueError:
+        raise TanasError(f"{request_type.WHAT}: {name} needs a{'n integer' if type_name.startswith('int') else ' number'}"
+                         f", got {value!r}") from None
+    return value
+
+
+class Request:
+    """Shared behaviour of the request types (all frozen dataclasses)."""
+
+    WHAT: ClassVar[str] = "request"
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {}  # field -> inclusive (low, high)
+    CHOICES: ClassVar[dict] = {}  # field -> allowed values, or a function giving them (presets can be added)
+    NESTED: ClassVar[dict[str, type]] = {}
+
+    @classmethod
+    def from_dict(cls, params: dict | None):
+        """A validated request from a JSON object; unknown fields are refused, missing / ``None`` ones default."""
+        if params is not None and not isinstance(params, dict):
+            raise TanasError(f"{cls.WHAT}: expected a JSON object, got {type(params).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(params or {}) - set(known))
+        if unknown:
+            raise TanasError(f"{cls.WHAT}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        values = {name: _coerce(cls, name, str(known[name].type), value)
+                  for name, value in (params or {}).items() if value is not None}
+        try:
+            request = cls(**values)
+        except TypeError as error:
+            raise TanasError(f"{cls.WHAT}: {error}") from None
+        request.validate()
+        return request
+
+    def to_dict(self) -> dict:
+        """JSON-ready: nested requests as objects, tuples as lists, float fields as floats."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Request):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif str(f.type).startswith("float") and value is not None:
+                value = float(value)
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (validated)."""
+        request = dataclasses.replace(self, **changes)
+        request.validate()
+        return request
+
+    @classmethod
+    def limits(cls, name: str) -> tuple[float, float]:
+        """The inclusive ``(low, high)`` range of a numeric field (for widgets and error messages)."""
+        return cls.LIMITS[name]
+
+    @classmethod
+    def default(cls, name: str):
+        """The default value of field ``name``."""
+        request_field = next(f for f in fields(cls) if f.name == name)
+        if request_field.default_factory is not dataclasses.MISSING:
+            return request_field.default_factory()
+        return request_field.default
+
+    def validate(self) -> None:
+        """``TanasError`` naming the first field out of its range or choices."""
+        for name, (low, high) in self.LIMITS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise TanasError(f"{self.WHAT}: {name} must be in {_number(low)}..{_number(high)}, got {value!r}")
+        for name, choices in self.CHOICES.items():
+            choices = choices() if callable(choices) else choices
+            if getattr(self, name) not in choices:
+                raise TanasError(f"{self.WHAT}: {name} must be one of {', '.join(choices)}, got "
+                                 f"{getattr(self, name)!r}")
+        for name in self.NESTED:
+            getattr(self, name).validate()
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------------------------------------- parts
+
+@dataclass(frozen=True)
+class FisherConfig(Request):
+    """How each ``F[b, t]`` is computed.
+
+    ``samples``: M, images of ``X_t`` the Fisher averages over; ``head_samples``: images the refitted head is trained
+    on (the first ``samples`` of them are the Fisher's, so ``head_samples >= samples``); ``head``: ``"refit"`` or
+    ``"own"``; ``params``: ``"backbone"`` or ``"all"``; ``projection_dim``: CountSketch width for full-matrix metrics
+    (``None``: exact); ``batch_size``: samples per per-sample-gradient chunk.
+    """
+
+    WHAT: ClassVar[str] = "Fisher settings"
+    LIMITS: ClassVar[dict] = dict(samples=(2, 8192), head_samples=(2, 65536), batch_size=(1, 4096),
+                                  projection_dim=(1, 100_000_000))
+    CHOICES: ClassVar[dict] = dict(head=HEADS, params=PARAMS)
+
+    samples: int = 256
+    head_samples: int = 512
+    head: str = "refit"
+    params: str = "backbone"
+    projection_dim: int | None = None
+    batch_size: int = 128
+
+    def validate(self) -> None:
+        super().validate()
+        if self.head_samples < self.samples:
+            raise TanasError(f"{self.WHAT}: images for the head ({self.head_samples}) must be >= images per Fisher "
+                             f"M ({self.samples}): the Fisher uses the head's training images; raise head_samples "
+                             f"to at least {self.samples}")
+
+    def check_preset(self, preset_name: str) -> None:
+        """``TanasError`` when the preset's tasks cannot have M = ``samples`` training images (the head uses up to
+        ``head_samples``, fewer when a task has fewer)."""
+        available = PRESETS[preset_name].sizes.train
+        if available is not None and self.samples > available:
+            raise TanasError(f"{self.WHAT}: the {preset_name} preset has at most {available} training images per "
+                             f"task, fewer than M = {self.samples} images per Fisher; lower M to <= {available} or "
+                             "choose a larger preset")
+
+
+@dataclass(frozen=True)
+class SearchBudget(Request):
+    """What a search may spend, in epochs of the training split (wall seconds are measured and reported).
+
+    FUSE: ``rounds`` rounds of ``candidates`` candidates, at most ``epochs_per_round`` epochs of weight steps per
+    round (fewer when alpha converges: max change of softmax(alpha) < ``tolerance`` over ``window`` steps, checked
+    after ``min_steps``). Random search: ``random_candidates`` genotypes trained ``random_epochs`` each.
+    ``final_epochs``: training of the chosen genotype from scratch. ``max_seconds``: optional wall-clock cap on the
+    search itself (checked between steps; the search ends with the best candidate so far).
+    """
+
+    WHAT: ClassVar[str] = "search budget"
+    LIMITS: ClassVar[dict] = dict(candidates=(2, 32), rounds=(1, 100), epochs_per_round=(0.01, 1000.0),
+                                  random_candidates=(1, 10000), random_epochs=(0.01, 1000.0),
+                                  final_epochs=(0.01, 1000.0), warmup=(0.0, 0.95), alpha_lr=(1e-6, 10.0),
+                                  tolerance=(1e-9, 0.99), window=(1, 1000), min_steps=(1, 100000),
+                                  max_seconds=(1.0, 1e7))
+
+    # Defaults mirror the source document's cost ratio (FUSE 2 GPU days, random search 4): FUSE sees 2 x 4
+    # candidates for half an epoch each, random search 8 candidates for a whole epoch each.
+    candidates: int = 4
+    rounds: int = 2
+    epochs_per_round: float = 0.5
+    random_candidates: int = 8
+    random_epochs: float = 1.0
+    final_epochs: float = 3.0
+    warmup: float = 0.25
+    alpha_lr: float = 1.0
+    tolerance: float = 0.02
+    window: int = 8
+    min_steps: int = 8
+    max_seconds: float | None = None
+
+    @property
+    def effort(self) -> float:
+        """Candidate-epochs a FUSE search with this budget may spend (to rank stored genotypes by effort)."""
+        return self.candidates * self.rounds * self.epochs_per_round
+
+
+@dataclass(frozen=True)
+class DistanceSettings(Request):
+    """How task distances are computed: architectures (matrices averaged over them), ``seeds`` zoo seeds 0..K-1,
+    the ``metric`` (eq. 5 ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``), ``sigma`` (log-det only), the
+    Fisher settings and ``workers`` (local processes that train missing zoo networks)."""
+
+    WHAT: ClassVar[str] = "distance settings"
+    LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64))
+    CHOICES: ClassVar[dict] = dict(metric=METRICS)
+    NESTED: ClassVar[dict] = dict(fisher=FisherConfig)
+
+    archs: tuple = ("vgg16",)
+    seeds: int = 1
+    metric: str = "logdet"
+    sigma: float = 1e-3
+    fisher: FisherConfig = field(default_factory=FisherConfig)
+    workers: int = 1
+
+    def validate(self) -> None:
+        super().validate()
+        parse_archs(self.archs)
+
+    def settings(self) -> dict:
+        """The ``DistanceSettings`` fields of this object (to build another request from them)."""
+        return {f.name: getattr(self, f.name) for f in fields(DistanceSettings)}
