@@ -58,6 +58,7 @@ def _fisher_key(record: NetworkRecord, suite: Suite, target: Task, preset: Prese
 
 
 def stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor | None:
+    """The stored ``F[b, t]`` of ``key`` (a diagonal tensor or a ``FisherFactor``), or ``None``."""
     stored = workspace.get_result("fisher", key)
     if stored is None:
         return None

@@ -70,15 +70,18 @@ def make_context(args, space: Workspace, **sinks) -> RunContext:
 # ---------------------------------------------------------------------------------------------- request options
 
 def suite_option(sub: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--suite``: a built-in suite or ``custom``."""
     sub.add_argument("--suite", required=required, default=None, choices=list(ALL_SUITE_NAMES))
 
 
 def preset_option(sub: argparse.ArgumentParser, request_type: type[Request]) -> None:
+    """``--preset``, its default taken from ``request_type``."""
     sub.add_argument("--preset", default=None, choices=list(PRESETS),
                      help=default_help("training preset of the zoo networks", request_type, "preset"))
 
 
 def budget_option(sub: argparse.ArgumentParser) -> None:
+    """``--budget NAME=VALUE,...``, parsed into a ``SearchBudget`` by the command."""
     names = ", ".join(f.name for f in dataclasses.fields(SearchBudget))
     sub.add_argument("--budget", default=None,
                      help=f"search budget as NAME=VALUE pairs, comma-separated: {names} (unnamed ones keep their "
