@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from tanas_core import nas, ui
+from tanas_core import comparison, nas, ui
 from tanas_core.figures import alpha_figure, curves_figure
 from tanas_core.jobs import get_job, list_jobs
 from tanas_core.networks import ARCHITECTURES
@@ -180,11 +180,11 @@ def show_comparison(request: SearchRequest) -> None:
             ui.submit(space, "compare", comparison_request)
     ui.job_panel(space, "compare", "Comparison jobs", limit=3)
     suite_name, target = split_target(request.target)
-    comparison = nas.latest_comparison(space, suite_name, target)
-    if comparison is None:
+    stored = comparison.latest_comparison(space, suite_name, target)
+    if stored is None:
         st.caption("No comparison stored for this target yet.")
         return
-    table = pd.DataFrame(comparison.table_rows())
+    table = pd.DataFrame(stored.table_rows())
     st.dataframe(table, hide_index=True, width="stretch")
     ui.download_csv(table, f"comparison-{suite_name}-{target}.csv")
 

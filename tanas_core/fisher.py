@@ -25,9 +25,10 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .errors import TanasError
 
-_SUPPORTED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
+from .errors import TanasError
+from .per_sample import layer_gradients, layer_slots
+
 _PIECE_ELEMENTS = 1 << 20  # per-sample gradient elements per piece (4 MiB of float32): measured best on a CPU
 
 
@@ -172,83 +173,6 @@ def _fisher_mode(model: nn.Module, selected: list[tuple[str, nn.Parameter]]):
             p.requires_grad_(flag)
 
 
-def _layer_slots(model: nn.Module, selected) -> list[tuple[nn.Module, dict[str, tuple[int, int]]]]:
-    """For each layer owning selected parameters: ``{"weight"/"bias": (offset, numel)}`` into the flat vector."""
-    offsets, position = {}, 0
-    for name, p in selected:
-        offsets[name] = (position, p.numel())
-        position += p.numel()
-    slots, covered = [], set()
-    for module_name, module in model.named_modules():
-        own = {local: f"{module_name}.{local}" if module_name else local
-               for local, _ in module.named_parameters(recurse=False)}
-        chosen = {local: offsets[full] for local, full in own.items() if full in offsets}
-        if not chosen:
-            continue
-        if not isinstance(module, _SUPPORTED) or (isinstance(module, nn.BatchNorm2d)
-                                                  and not module.track_running_stats):
-            raise TanasError(f"per-sample gradients are not implemented for layer {module_name!r} "
-                             f"({type(module).__name__}); supported: Conv2d, Linear, BatchNorm2d with running stats")
-        slots.append((module, chosen))
-        covered.update(own[local] for local in chosen)
-    missing = set(offsets) - covered
-    if missing:
-        raise TanasError(f"parameters {sorted(missing)[:3]} belong to no supported layer")
-    return slots
-
-
-def _per_sample_grad(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each sample's gradient of the module's parameters: ``{"weight": [B, *w.shape], "bias": [B, *b.shape]}``."""
-    batch = x.shape[0]
-    if isinstance(module, nn.Linear):
-        out = {"weight": grad_out.unsqueeze(2) * x.unsqueeze(1)}
-        if module.bias is not None:
-            out["bias"] = grad_out
-        return out
-    if isinstance(module, nn.Conv2d):
-        padding = module.padding
-        if module.padding_mode != "zeros" or isinstance(padding, str):
-            raise TanasError("per-sample gradients support Conv2d with zero padding given as numbers only")
-        positions = grad_out.shape[2] * grad_out.shape[3]
-        if module.groups > 1 or positions >= 64:
-            weight = _per_sample_weight_by_conv(module, x, grad_out)
-        else:
-            columns = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding,
-                               stride=module.stride)
-            weight = torch.bmm(grad_out.reshape(batch, module.out_channels, positions),
-                               columns.transpose(1, 2)).reshape(batch, *module.weight.shape)
-        out = {"weight": weight}
-        if module.bias is not None:
-            out["bias"] = grad_out.sum(dim=(2, 3))
-        return out
-    # BatchNorm2d in eval mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.
-    normalised = (x - module.running_mean.view(1, -1, 1, 1)) * torch.rsqrt(module.running_var.view(1, -1, 1, 1)
-                                                                           + module.eps)
-    out = {}
-    if module.weight is not None:
-        out["weight"] = (grad_out * normalised).sum(dim=(2, 3))
-    if module.bias is not None:
-        out["bias"] = grad_out.sum(dim=(2, 3))
-    return out
-
-
-def _per_sample_weight_by_conv(module: nn.Conv2d, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
-    """Per-sample weight gradients ``[B, C_out, C_in / groups, kh, kw]`` as the weight gradient of one grouped
-    convolution in which every sample is its own group of channels.
-
-    On feature maps of 8 x 8 or more, and for grouped / depthwise convolutions, this runs the library's weight-gradient
-    kernel and was measured 1.5-6x faster than unfold + batched matmul on a CPU (which copies the input kernel-size
-    times); on 4 x 4 and smaller maps, unfold wins and is used instead.
-    """
-    batch, c_in = x.shape[:2]
-    c_out = grad_out.shape[1]
-    weight = torch.nn.grad.conv2d_weight(
-        x.reshape(1, batch * c_in, *x.shape[2:]), (batch * c_out, *module.weight.shape[1:]),
-        grad_out.reshape(1, batch * c_out, *grad_out.shape[2:]), stride=module.stride, padding=module.padding,
-        dilation=module.dilation, groups=batch * module.groups)
-    return weight.reshape(batch, *module.weight.shape)
-
-
 def _sketch_tables(total: int, k: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     buckets = torch.randint(0, k, (total,), generator=generator)
@@ -289,7 +213,7 @@ def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
     _check_inputs(inputs, targets, kind)
     if batch_size < 1:
         raise TanasError(f"batch_size must be >= 1, got {batch_size}")
-    slots = dict(_layer_slots(model, selected))
+    slots = dict(layer_slots(model, selected))
     total = sum(p.numel() for _, p in selected)
     device = selected[0][1].device
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -310,7 +234,7 @@ def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
             # Pieces of a few samples keep each layer's per-sample gradients cache-sized before they are reduced.
             for first in range(0, layer_input.shape[0], piece):
                 rows = slice(first, first + piece)
-                grads = _per_sample_grad(module, layer_input[rows], grad_out[rows])
+                grads = layer_gradients(module, layer_input[rows], grad_out[rows])
                 for local, (offset, size) in slots[module].items():
                     current["sink"].add(offset, rows, grads[local].reshape(-1, size))
 

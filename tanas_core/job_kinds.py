@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from .context import RunContext
 from .jobs import JobKind, JobRunner
-from .nas import compare, run_search
+from .comparison import compare
+from .nas import run_search
 from .requests import CompareRequest, DemoRequest, DistanceRequest, SearchRequest, ZooRequest
 from .store import Workspace
 from .task_distances import across_architectures, distance_matrices

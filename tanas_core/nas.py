@@ -5,35 +5,31 @@ search, the ``zoo search`` step), each search run (``run_search``: its live even
 ``SearchRecord``), and each comparison table (``compare``: a ``Comparison``, also exported as CSV). A repeated request
 with the same configuration is read from the store. The target's test split is read once, after the search, to
 evaluate the winner trained from scratch. ``preview_closest`` and ``preview_related_space`` answer the same questions
-from the store only, for pages that must not compute.
+from the store only, for pages that must not compute. The comparison table of the methods is in ``comparison``.
 """
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from .context import RunContext
 from .errors import Cancelled, TanasError
 from .fuse import SearchOutcome, fuse, random_search
-from .networks import ARCHITECTURES, count_parameters
+from .networks import count_parameters
 from .networks.cells import cell_network
-from .records import COMPARISON_COLUMNS, Comparison, ComparisonRow, SearchRecord
-from .requests import ClosestSettings, CompareRequest, SearchBudget, SearchRequest, ZooSearchRequest
+from .records import SearchRecord
+from .requests import ClosestSettings, SearchBudget, SearchRequest, ZooSearchRequest
 from .search_space import Genotype, SearchSpace, related_space, standard_space
 from .store import Workspace, config_key
 from .task_distances import across_architectures, distance_matrices, stored_distances
 from .tasks import Task, make_splits
 from .suites import Suite, resolve_suite, resolve_target
 from .training import Preset, get_preset, resolve_device, train_model
-from .zoo import ensure_network
 
-__all__ = ["COMPARISON_COLUMNS", "ClosestSettings", "Comparison", "RelatedPreview", "SearchRecord",
-           "best_stored_genotype", "closest_tasks", "compare", "get_search", "latest_comparison",
-           "preview_closest", "preview_related_space", "run_search", "search_events", "write_csv", "zoo_search"]
+__all__ = ["ClosestSettings", "RelatedPreview", "SearchRecord", "best_stored_genotype", "closest_tasks", "get_search",
+           "preview_closest", "preview_related_space", "run_search", "search_events", "zoo_search"]
 
 
 # ---------------------------------------------------------------------------------------------- closest tasks
@@ -200,6 +196,7 @@ def run_search(request: SearchRequest, context: RunContext, space: SearchSpace |
                         request.final_training)
     stored = get_search(workspace, run_id)
     if stored is not None and stored.done:
+        context.emit(dict(type="run_started", run_id=run_id))  # a page follows the stored run like a live one
         return stored
     record = SearchRecord(run_id, suite.name, target.name, request.method, space.describe(), "running", preset.name,
                           request.budget.to_dict(), request.seed, target.fingerprint(), request.final_training,
@@ -277,57 +274,6 @@ def search_events(workspace: Workspace, run_id: str, after: int = -1) -> list[di
     return workspace.read_events(f"search:{run_id}", after)
 
 
-# ---------------------------------------------------------------------------------------------- comparison
-
-COMPARED = (("random", "standard", "random search"), ("fuse", "standard", "FUSE, standard space"),
-            ("fuse", "related", "FUSE, related space"))
-
-
-def _hand_designed(request: CompareRequest, context: RunContext, suite: Suite, target: Task) -> list[ComparisonRow]:
-    preset, rows = get_preset(request.preset), []
-    for arch, step in zip(ARCHITECTURES, context.step_phases([f"{a} on {target.name}" for a in ARCHITECTURES])):
-        record, _ = ensure_network(step, suite, target, arch, preset, request.seed)
-        rows.append(ComparisonRow("hand-designed", arch, record.test_accuracy, record.val_accuracy,
-                                  record.params / 1e6, None, record.seconds, preset.epochs_for(arch), record.device))
-    return rows
-
-
-def compare(request: CompareRequest, context: RunContext) -> Comparison:
-    """The source document's comparison table for ``request.target``: VGG-16, ResNet-18, DenseNet-121 trained on it
-    (the zoo networks, seed ``request.seed``), random search and FUSE on the standard space, FUSE on the related
-    space. Stored (kind ``comparison``) and exported to ``<workspace>/exports/``; stored parts are reused."""
-    workspace = context.workspace
-    request.validate(workspace)
-    suite, target = resolve_target(request.target, workspace)
-    started = time.perf_counter()
-    rows = _hand_designed(request, context.phase("hand-designed networks", 0.0, 0.25), suite, target)
-    nearest = closest_tasks(request.search("related", "fuse"), context.phase("closest tasks", 0.25, 0.3))
-    for index, (method, space, label) in enumerate(COMPARED):
-        step = context.phase(label, 0.3 + 0.7 * index / len(COMPARED), 0.3 + 0.7 * (index + 1) / len(COMPARED))
-        record = run_search(request.search(space, method), step)
-        rows.append(ComparisonRow(label, f"cell {Genotype.from_json(record.genotype).id}", record.test_accuracy,
-                                  record.val_accuracy, record.params / 1e6, record.search_seconds,
-                                  record.train_seconds, request.budget.final_epochs, record.device, space,
-                                  int(record.space["size"]), ", ".join(record.sources) or None, record.run_id))
-    export = workspace.root / "exports" / f"comparison-{suite.name}-{target.name}.csv"
-    export.parent.mkdir(exist_ok=True)
-    result = Comparison(suite.name, target.name, rows, str(export), nearest, time.perf_counter() - started,
-                        request.preset, request.budget.to_dict(), time.time(), request.to_dict())
-    write_csv(result.table_rows(), export, COMPARISON_COLUMNS)
-    workspace.put_result("comparison", config_key(dict(kind="comparison", target=target.fingerprint(),
-                                                       request=request.to_dict())), result.to_payload())
-    context.progress("done", 1.0)
-    return result
-
-
-def latest_comparison(workspace: Workspace, suite: str, target: str) -> Comparison | None:
-    """The newest stored comparison table for ``suite:target``, or ``None``."""
-    for payload in workspace.list_results("comparison"):
-        if payload["suite"] == suite and payload["target"] == target and "preset" in payload:
-            return Comparison.from_payload(payload)
-    return None
-
-
 def zoo_search(request: ZooSearchRequest, context: RunContext) -> list[SearchRecord]:
     """Store a best genotype (FUSE, standard space) for each task of ``request.suite`` (or ``request.tasks``);
     tasks already searched with this budget are read from the store."""
@@ -336,13 +282,3 @@ def zoo_search(request: ZooSearchRequest, context: RunContext) -> list[SearchRec
     names = list(request.tasks) or [t.name for t in suite.tasks]
     return [run_search(request.genotype_search(name), step)
             for name, step in zip(names, context.step_phases([f"searching {name}" for name in names]))]
-
-
-def write_csv(rows: list[dict], path: str | Path, columns: list[str] | None = None) -> Path:
-    """Write ``rows`` to ``path`` as CSV (columns: ``columns`` or the first row's keys)."""
-    path = Path(path)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns or list(rows[0]), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path

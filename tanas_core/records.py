@@ -1,11 +1,43 @@
-"""Typed records of searches and comparisons, as stored in the workspace (``results`` rows of kind ``search`` and
-``comparison``): pages and the CLI read attributes, the store keeps ``to_payload()`` JSON."""
+"""Typed records of what the workspace holds: zoo networks (rows of the ``networks`` table), search runs and
+comparisons (``results`` rows of kind ``search`` and ``comparison``, kept as ``to_payload()`` JSON). Pages and the CLI
+read attributes, never string keys."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
 COMPARISON_COLUMNS = ["method", "architecture", "test_accuracy", "val_accuracy", "params_m", "search_seconds",
                       "train_seconds", "train_epochs", "device", "space", "space_size", "closest_task"]
+
+
+@dataclass
+class NetworkRecord:
+    """One trained network of the zoo, as indexed in the ``networks`` table."""
+
+    key: str
+    suite: str
+    task: str
+    task_definition: str
+    arch: str
+    width: float
+    in_channels: int
+    num_classes: int
+    preset: str
+    seed: int
+    test_accuracy: float
+    val_accuracy: float
+    epsilon: float
+    params: int
+    seconds: float
+    device: str
+    checkpoint: str
+    sha256: str
+    history: list = field(default_factory=list)
+    created_at: float = 0.0
+
+    @property
+    def is_epsilon_approximation(self) -> bool:
+        """True when test accuracy >= 1 - epsilon (the source document's definition)."""
+        return self.test_accuracy >= 1.0 - self.epsilon
 
 
 def _known(cls, payload: dict) -> dict:

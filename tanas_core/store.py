@@ -21,7 +21,7 @@ import sqlite3
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .data import workspace_home
+from .records import NetworkRecord
 from .errors import TanasError
 
 SCHEMA_VERSION = 1
@@ -93,37 +94,6 @@ class ArtifactRef:
 
     path: str
     sha256: str
-
-
-@dataclass
-class NetworkRecord:
-    """One trained network of the zoo, as indexed in the ``networks`` table."""
-
-    key: str
-    suite: str
-    task: str
-    task_definition: str
-    arch: str
-    width: float
-    in_channels: int
-    num_classes: int
-    preset: str
-    seed: int
-    test_accuracy: float
-    val_accuracy: float
-    epsilon: float
-    params: int
-    seconds: float
-    device: str
-    checkpoint: str
-    sha256: str
-    history: list = field(default_factory=list)
-    created_at: float = 0.0
-
-    @property
-    def is_epsilon_approximation(self) -> bool:
-        """True when test accuracy >= 1 - epsilon (the source document's definition)."""
-        return self.test_accuracy >= 1.0 - self.epsilon
 
 
 class Workspace:

@@ -71,7 +71,7 @@ def run_search(args) -> int:
 
 def run_compare(args) -> int:
     """Run (or read) the comparison, print its table and write its CSV into ``--out``."""
-    from ..nas import COMPARISON_COLUMNS, compare, write_csv
+    from ..comparison import COMPARISON_COLUMNS, compare, write_csv
 
     request = compare_request(args)
     result = compare(request, make_context(args, workspace(args), **SearchPrinter().sinks()))
