@@ -16,7 +16,9 @@ from tanas_core.task_distances import across_architectures, stored_distances, ta
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
 
-METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "frechet": "Fréchet, diagonal (eq. 8)",
+METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "logdet-scaled": "log-det, scale-free (extension of eq. 5)",
+                 "frechet": "Fréchet, diagonal (eq. 8)", "frechet-sorted": "Fréchet, sorted per tensor (extension)",
+                 "frechet-mass": "Fréchet, per-tensor mass (extension)",
                  "frechet-full": "Fréchet, full matrices (eq. 7)"}
 
 space = ui.page_header("Task distances", "d[b, t]: row = baseline task b, column = target task t. Asymmetric: "
@@ -61,13 +63,18 @@ def show_result(name: str, result, suite, metric: str) -> None:
                                      "network(s)"), key=f"mean-{name}")
     right.plotly_chart(heatmap_figure(result.std, result.tasks, f"{name}: standard deviation", closest=False,
                                       colorbar="std"), key=f"std-{name}")
-    noise = pd.DataFrame(dict(task=result.tasks, noise_floor=result.noise_floor))
+    noise = pd.DataFrame({"task": result.tasks, "reference r[t]": result.reference,
+                          "cross-initialisation spread": result.noise_floor})
+    if result.metric.startswith("logdet"):
+        noise["log-det lift of F[t, t]"] = result.lift.mean(axis=0)
     closest = pd.DataFrame([dict(target=t, **{k: v for k, v in result.closest(t, 1)[0].items() if k != "per_seed"})
                             for t in result.tasks])
     left, right = st.columns(2)
     left.markdown("**Closest baseline per target**")
     left.dataframe(closest, hide_index=True, width="stretch")
-    right.markdown("**Seed-to-seed noise floor** (same task, different seeds; NaN with one seed)")
+    right.markdown("**Reference per target**: r[t], the distance of t's same-initialisation replicates (a baseline "
+                   "closer than r[t] cannot be told apart from t); the spread between different seeds (NaN with one "
+                   "seed); for log-det, how far F[t, t] rises above σ² (near 0: the distance measures σ)")
     right.dataframe(noise, hide_index=True, width="stretch")
     frame = pd.DataFrame(result.mean, index=pd.Index(result.tasks, name="baseline \\ target"), columns=result.tasks)
     ui.download_csv(frame, f"distances-{suite.name}-{name.replace(' ', '_')}-{metric}.csv",

@@ -13,6 +13,17 @@ amplifies them), so exactness wins.
   ``d = sqrt(1 - tr((F_b F_t)^(1/2)))``. For factors, ``tr((F_b F_t)^(1/2))`` is the nuclear norm of
   ``G_b G_t^T / M``; for diagonals it is ``sum_i sqrt(f_b,i f_t,i)``, which gives equation 8's
   ``||sqrt(f_b) - sqrt(f_t)|| / sqrt(2)``.
+
+Extensions that are **not** in the source document, on diagonals (``segments``: the sizes of the parameter tensors,
+in order, that the diagonal concatenates):
+
+* ``scaled_logdet_distance``: equation 5 on diagonals divided by their mean, so ``sigma`` is relative to the mean
+  diagonal and multiplying a Fisher by a constant changes nothing (literal equation 5 shifts by ``log`` of it).
+* ``sorted_frechet_distance``: equation 8 on each tensor's sorted diagonal. Two networks of one task that differ in
+  the order of their units have permuted diagonals within a tensor; sorting removes that, the tensor layout stays.
+* ``mass_frechet_distance``: equation 8 on the per-tensor Fisher mass profile (each tensor's share of the trace).
+* ``logdet_lift``: ``mean log(f + sigma^2) - log sigma^2``, how far a Fisher rises above ``sigma^2``; near 0 the
+  log-det distance measures ``sigma``, not the Fisher.
 """
 from __future__ import annotations
 
@@ -135,3 +146,58 @@ def _trace(tensor: torch.Tensor, kind: str) -> float:
 
 def _non_finite(name: str) -> str:
     return f"{name} contains NaN or Inf: the network or its data produced non-finite gradients"
+
+
+def _diagonal(value: FisherLike, name: str, metric: str) -> torch.Tensor:
+    tensor, _, kind, _ = _as_float64(value, name)
+    if kind != "diagonal":
+        raise TanasError(f"the {metric} distance works on Fisher diagonals; compute diagonals (metric frechet or "
+                         "logdet) rather than factors")
+    return tensor
+
+
+def scaled_logdet_distance(fisher_b: FisherLike, fisher_t: FisherLike, sigma: float) -> float:
+    """Equation 5 on unit-mean diagonals: ``|mean log(f_b/mean f_b + s^2) - mean log(f_t/mean f_t + s^2)|``; scale
+    free (a constant factor on either Fisher changes nothing), ``sigma`` relative to the mean diagonal."""
+    scaled = []
+    for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t)):
+        diagonal = _diagonal(value, name, "logdet-scaled")
+        mean = float(diagonal.mean())
+        if mean <= 0:
+            raise TanasError(f"{name} is all zeros: a scale-free log-det needs some Fisher mass")
+        scaled.append(diagonal / mean)
+    return logdet_distance(scaled[0], scaled[1], sigma)
+
+
+def _split(diagonal: torch.Tensor, segments: list[int], name: str) -> list[torch.Tensor]:
+    if sum(segments) != diagonal.numel() or any(size < 1 for size in segments):
+        raise TanasError(f"{name}: parameter tensor sizes {segments[:4]}... add up to {sum(segments)}, not the "
+                         f"diagonal's {diagonal.numel()} entries")
+    return list(torch.split(diagonal, list(segments)))
+
+
+def sorted_frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike, segments: list[int]) -> float:
+    """Equation 8 on each parameter tensor's sorted diagonal (``segments``: tensor sizes, in order): invariant to
+    permuting the units of any layer. An extension of equation 8, not equation 8."""
+    parts = [torch.cat([piece.sort().values for piece in _split(_diagonal(value, name, "frechet-sorted"),
+                                                                   segments, name)])
+             for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t))]
+    return frechet_distance(parts[0], parts[1])
+
+
+def mass_frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike, segments: list[int]) -> float:
+    """Equation 8 on the per-tensor Fisher mass profiles ``[len(segments)]`` (each tensor's summed diagonal):
+    invariant to permuting units, blind to how mass spreads inside a tensor. An extension of equation 8."""
+    profiles = [torch.stack([piece.sum() for piece in _split(_diagonal(value, name, "frechet-mass"), segments,
+                                                             name)])
+                for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t))]
+    return frechet_distance(profiles[0], profiles[1])
+
+
+def logdet_lift(fisher: FisherLike, sigma: float, scaled: bool = False) -> float:
+    """``mean log(f + sigma^2) - log sigma^2`` of a diagonal (``scaled``: of the unit-mean diagonal): 0 when the
+    Fisher is negligible against ``sigma^2``, so that the log-det distance would only measure ``sigma``."""
+    diagonal = _diagonal(fisher, "fisher", "logdet-scaled" if scaled else "logdet")
+    if scaled:
+        diagonal = diagonal / max(float(diagonal.mean()), 1e-300)
+    return logdet_per_parameter(diagonal, sigma) - math.log(float(sigma) ** 2)

@@ -1,9 +1,13 @@
-"""Typed records of what the workspace holds: zoo networks (rows of the ``networks`` table), search runs and
-comparisons (``results`` rows of kind ``search`` and ``comparison``, kept as ``to_payload()`` JSON). Pages and the CLI
+"""Typed records of what the workspace holds: zoo networks (rows of the ``networks`` table), task-distance matrices,
+search runs and comparisons (``results`` rows of kind ``search`` and ``comparison``, kept as ``to_payload()`` JSON). Pages and the CLI
 read attributes, never string keys."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from .errors import TanasError
 
 COMPARISON_COLUMNS = ["method", "architecture", "test_accuracy", "val_accuracy", "params_m", "search_seconds",
                       "train_seconds", "train_epochs", "device", "space", "space_size", "closest_task"]
@@ -33,6 +37,7 @@ class NetworkRecord:
     sha256: str
     history: list = field(default_factory=list)
     created_at: float = 0.0
+    replicate: int = 0  # 0: the zoo network of ``seed``; r >= 1: same initial weights, data seed ``seed + 1000 r``
 
     @property
     def is_epsilon_approximation(self) -> bool:
@@ -144,3 +149,97 @@ class Comparison:
         values = _known(cls, payload)
         values["rows"] = [ComparisonRow(**_known(ComparisonRow, row)) for row in payload["rows"]]
         return cls(**values)
+
+
+@dataclass
+class DistanceResult:
+    """Distance matrices of one suite x architecture x metric.
+
+    Attributes:
+        tasks: task names; ``matrices[k, b, t]`` is seed ``k``'s ``d[b, t]`` (row baseline, column target).
+        mean, std: over seeds, ``[T, T]``.
+        replicates: ``[seeds, T, K]``, ``d[r, t]`` for the K same-initialisation replicates ``r`` of ``t`` (same
+            initial weights as ``t``'s network, other data seed) placed as baselines of column ``t``; K may be 0.
+        reference: per task, the mean of ``replicates`` (``nan`` without replicates): the distance a baseline has
+            to beat to be told apart from ``t`` itself (the source's Remarks 1/2 setting: same initialisation).
+        noise_floor: per task, the mean distance between networks of *different* initialisations (seeds) on the
+            task's own data (``nan`` with one seed): the cross-initialisation spread, not the reference.
+        lift: ``[seeds, T]``, ``mean log(diag F[t, t] + sigma^2) - log sigma^2`` (log-det metrics; else ``nan``).
+    """
+
+    suite: str
+    arch: str
+    metric: str
+    sigma: float
+    seeds: list
+    tasks: list
+    matrices: np.ndarray
+    noise_floor: np.ndarray
+    seconds: float
+    cached: bool = False
+    replicates: np.ndarray | None = None
+    lift: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        seeds, tasks = len(self.seeds), len(self.tasks)
+        if self.replicates is None:
+            self.replicates = np.zeros((seeds, tasks, 0))
+        if self.lift is None:
+            self.lift = np.full((seeds, tasks), np.nan)
+
+    @property
+    def reference(self) -> np.ndarray:
+        """Per task, the mean same-initialisation replicate distance ``r[t]`` (``nan`` without replicates)."""
+        if self.replicates.shape[-1] == 0:
+            return np.full(len(self.tasks), np.nan)
+        return self.replicates.mean(axis=(0, 2))
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.matrices.mean(axis=0)
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.matrices.std(axis=0)
+
+    def closest(self, target: str, k: int = 3) -> list[dict]:
+        """The ``k`` baselines closest to ``target`` (column ``target``, excluding itself), nearest first, with the
+        mean and standard deviation over seeds."""
+        if target not in self.tasks:
+            raise TanasError(f"task {target!r} is not in suite {self.suite!r}: {', '.join(self.tasks)}")
+        column = self.tasks.index(target)
+        rows = [dict(baseline=name, distance=float(self.mean[b, column]), std=float(self.std[b, column]),
+                     per_seed=[float(v) for v in self.matrices[:, b, column]])
+                for b, name in enumerate(self.tasks) if b != column]
+        return sorted(rows, key=lambda row: row["distance"])[:k]
+
+    def dataset_contrast(self, datasets: dict[str, str]) -> tuple[float, float]:
+        """Mean of the seed-averaged ``d[b, t]`` over pairs from the same dataset and over pairs across datasets
+        (``datasets``: task name -> dataset; diagonal excluded)."""
+        same, across = [], []
+        for b, baseline in enumerate(self.tasks):
+            for t, target in enumerate(self.tasks):
+                if b != t:
+                    (same if datasets[baseline] == datasets[target] else across).append(self.mean[b, t])
+        return float(np.mean(same)) if same else float("nan"), float(np.mean(across)) if across else float("nan")
+
+    def to_payload(self) -> dict:
+        """JSON-ready (NaN as ``None``)."""
+        def plain(array: np.ndarray):
+            return np.where(np.isnan(array), None, array).tolist() if array.size else array.tolist()
+
+        return dict(suite=self.suite, arch=self.arch, metric=self.metric, sigma=self.sigma, seeds=self.seeds,
+                    tasks=self.tasks, matrices=self.matrices.tolist(), noise_floor=plain(self.noise_floor),
+                    seconds=self.seconds, replicates=self.replicates.tolist(), lift=plain(self.lift))
+
+    @classmethod
+    def from_payload(cls, payload: dict, cached: bool = False) -> DistanceResult:
+        def array(name: str):
+            value = payload.get(name)
+            return None if value is None else np.asarray(value, dtype=float)
+
+        seeds, tasks = len(payload["seeds"]), len(payload["tasks"])
+        replicates = array("replicates")
+        return cls(payload["suite"], payload["arch"], payload["metric"], payload["sigma"], payload["seeds"],
+                   payload["tasks"], np.asarray(payload["matrices"]), array("noise_floor"), payload["seconds"],
+                   cached, None if replicates is None else replicates.reshape(seeds, tasks, -1), array("lift"))

@@ -36,7 +36,7 @@ class ZooRequest(Request):
     """Train (or reuse) a network per task x architecture x seed of ``suite`` (``tasks``: a subset)."""
 
     WHAT: ClassVar[str] = "zoo request"
-    LIMITS: ClassVar[dict] = dict(seeds=(1, 20), workers=(1, 64))
+    LIMITS: ClassVar[dict] = dict(seeds=(1, 20), workers=(1, 64), replicates=(0, 10))
     CHOICES: ClassVar[dict] = dict(preset=preset_names)
 
     suite: str = ""
@@ -45,6 +45,7 @@ class ZooRequest(Request):
     preset: str = "demo"
     tasks: tuple = ()
     workers: int = 1
+    replicates: int = 0  # same-initialisation replicates per network (other data seeds): the distances' reference
 
     def validate(self, workspace=None) -> None:
         super().validate()
@@ -64,8 +65,9 @@ class DistanceRequest(DistanceSettings):
 
     def validate(self, workspace=None) -> None:
         super().validate()
-        self.fisher.check_preset(self.preset)
         _check_suite(self.suite, workspace)
+        if workspace is not None:  # the probe images of every task must hold M
+            self.fisher.check_probe(resolve_suite(self.suite, workspace).tasks)
 
     def for_arch(self, arch: str) -> DistanceRequest:
         """The same request for one architecture."""
@@ -82,6 +84,7 @@ class ClosestSettings(DistanceSettings):
     LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, top=(1, 50))
 
     archs: tuple = tuple(ARCHITECTURES)
+    replicates: int = 0  # ranking only: the reference is the Distances page's business
     top: int = 1
     baselines: tuple = ()
 
@@ -111,9 +114,9 @@ class SearchRequest(Request):
 
     def validate(self, workspace=None) -> None:
         super().validate()
-        if self.space == "related":  # the closest-task settings are used only to build a related space
-            self.closest.fisher.check_preset(self.preset)
         _check_target(self.target, workspace, self.closest.baselines)
+        if self.space == "related" and workspace is not None:  # closest-task settings build a related space only
+            self.closest.fisher.check_probe(resolve_suite(split_target(self.target)[0], workspace).tasks)
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,9 @@ class CompareRequest(Request):
 
     def validate(self, workspace=None) -> None:
         super().validate()
-        self.closest.fisher.check_preset(self.preset)
         _check_target(self.target, workspace, self.closest.baselines)
+        if workspace is not None:
+            self.closest.fisher.check_probe(resolve_suite(split_target(self.target)[0], workspace).tasks)
 
     def search(self, space: str, method: str) -> SearchRequest:
         """One of the comparison's searches."""

@@ -13,9 +13,11 @@ from typing import ClassVar, Iterable
 
 from .errors import TanasError
 from .networks import ARCHITECTURES
+from .probe import probe_capacity
 from .training import PRESETS
 
-METRICS = ("logdet", "frechet", "frechet-full")
+# Equations 5, 8 and 7 of the source, and three extensions of them (see ``distance``).
+METRICS = ("logdet", "logdet-scaled", "frechet", "frechet-sorted", "frechet-mass", "frechet-full")
 SPACES = ("related", "standard")
 METHODS = ("fuse", "random")
 HEADS = ("refit", "own")
@@ -152,10 +154,11 @@ def _number(value: float) -> str:
 class FisherConfig(Request):
     """How each ``F[b, t]`` is computed.
 
-    ``samples``: M, images of ``X_t`` the Fisher averages over; ``head_samples``: images the refitted head is trained
-    on (the first ``samples`` of them are the Fisher's, so ``head_samples >= samples``); ``head``: ``"refit"`` or
-    ``"own"``; ``params``: ``"backbone"`` or ``"all"``; ``projection_dim``: CountSketch width for full-matrix metrics
-    (``None``: exact); ``batch_size``: samples per per-sample-gradient chunk.
+    ``samples``: M, held-out probe images of ``X_t`` the Fisher averages over (``tasks.make_probe``: no network
+    trained on them, no head was fitted on them; rounded down to a multiple of the task's outputs);
+    ``head_samples``: training images of ``X_t`` the refitted head is fitted on; ``head``: ``"refit"`` or ``"own"``;
+    ``params``: ``"backbone"`` or ``"all"``; ``projection_dim``: CountSketch width for full-matrix metrics (``None``:
+    exact); ``batch_size``: samples per per-sample-gradient chunk.
     """
 
     WHAT: ClassVar[str] = "Fisher settings"
@@ -170,21 +173,13 @@ class FisherConfig(Request):
     projection_dim: int | None = None
     batch_size: int = 128
 
-    def validate(self) -> None:
-        super().validate()
-        if self.head_samples < self.samples:
-            raise TanasError(f"{self.WHAT}: images for the head ({self.head_samples}) must be >= images per Fisher "
-                             f"M ({self.samples}): the Fisher uses the head's training images; raise head_samples "
-                             f"to at least {self.samples}")
-
-    def check_preset(self, preset_name: str) -> None:
-        """``TanasError`` when the preset's tasks cannot have M = ``samples`` training images (the head uses up to
-        ``head_samples``, fewer when a task has fewer)."""
-        available = PRESETS[preset_name].sizes.train
-        if available is not None and self.samples > available:
-            raise TanasError(f"{self.WHAT}: the {preset_name} preset has at most {available} training images per "
-                             f"task, fewer than M = {self.samples} images per Fisher; lower M to <= {available} or "
-                             "choose a larger preset")
+    def check_probe(self, tasks) -> None:
+        """``TanasError`` when a task of ``tasks`` has fewer held-out probe images than M = ``samples``."""
+        for task in tasks:
+            available = probe_capacity(task)
+            if self.samples > available:
+                raise TanasError(f"{self.WHAT}: task {task.name!r} has {available} held-out probe images, fewer "
+                                 f"than M = {self.samples} images per Fisher; lower M to <= {available}")
 
 
 @dataclass(frozen=True)
@@ -229,11 +224,13 @@ class SearchBudget(Request):
 @dataclass(frozen=True)
 class DistanceSettings(Request):
     """How task distances are computed: architectures (matrices averaged over them), ``seeds`` zoo seeds 0..K-1,
-    the ``metric`` (eq. 5 ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``), ``sigma`` (log-det only), the
-    Fisher settings and ``workers`` (local processes that train missing zoo networks)."""
+    the ``metric`` (eq. 5 ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``, or the extensions
+    ``logdet-scaled``, ``frechet-sorted``, ``frechet-mass``), ``sigma`` (log-det only), the Fisher settings,
+    ``workers`` (local processes that train missing zoo networks) and ``replicates`` (K same-initialisation
+    replicates per task and seed, whose distance to the task is the reference ``r[t]``)."""
 
     WHAT: ClassVar[str] = "distance settings"
-    LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64))
+    LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64), replicates=(0, 10))
     CHOICES: ClassVar[dict] = dict(metric=METRICS)
     NESTED: ClassVar[dict] = dict(fisher=FisherConfig)
 
@@ -243,6 +240,8 @@ class DistanceSettings(Request):
     sigma: float = 1e-3
     fisher: FisherConfig = field(default_factory=FisherConfig)
     workers: int = 1
+    # Same-initialisation replicates per task and seed: the reference r[t] every column must beat.
+    replicates: int = 2
 
     def validate(self) -> None:
         super().validate()

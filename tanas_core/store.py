@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS networks (
     checkpoint TEXT NOT NULL,          -- path relative to the workspace
     sha256 TEXT NOT NULL,
     history TEXT NOT NULL,             -- per-epoch metrics as JSON
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    replicate INTEGER NOT NULL DEFAULT 0   -- same-initialisation replicate number (0: the zoo network)
 );
 CREATE INDEX IF NOT EXISTS networks_by_task ON networks (suite, task, arch, seed);
 CREATE TABLE IF NOT EXISTS results (
@@ -117,6 +118,9 @@ class Workspace:
         self.db_path = self.root / "tanas.db"
         with self.connect() as conn:
             conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(networks)")}
+            if "replicate" not in columns:  # a workspace written before replicates existed
+                conn.execute("ALTER TABLE networks ADD COLUMN replicate INTEGER NOT NULL DEFAULT 0")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def __repr__(self) -> str:
@@ -256,7 +260,7 @@ class Workspace:
         if preset:
             query, args = query + " AND preset = ?", args + [preset]
         with self.connect() as conn:
-            rows = conn.execute(query + " ORDER BY suite, task, arch, seed", args).fetchall()
+            rows = conn.execute(query + " ORDER BY suite, task, arch, seed, replicate", args).fetchall()
         return [_network_from_row(row) for row in rows]
 
     def forget_network(self, key: str) -> None:

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 
 from .context import RunContext
 from .errors import TanasError
-from .fisher import FisherFactor, diagonal_fisher, fisher_factor
-from .networks import BackboneHeadNet
+from .fisher import FisherFactor, diagonal_fisher, fisher_factor, select_parameters
+from .networks import BackboneHeadNet, build_network
 from .requests import FisherConfig
 from .store import NetworkRecord, Workspace, config_key
 from .suites import Suite
-from .tasks import Task, make_splits
+from .tasks import Task, make_probe, make_splits
 from .training import Preset, resolve_device
 from .zoo import model_from_state, verify_checkpoint
 
@@ -54,7 +54,8 @@ def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Ten
 def _fisher_key(record: NetworkRecord, suite: Suite, target: Task, preset: Preset, representation: str,
                 config: FisherConfig) -> str:
     return config_key(dict(network=record.key, sha=record.sha256, target=target.fingerprint(), spec=vars(suite.spec),
-                           sizes=vars(preset.sizes), representation=representation, config=vars(config)))
+                           sizes=vars(preset.sizes), representation=representation, config=vars(config),
+                           inputs="probe"))
 
 
 def stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor | None:
@@ -73,22 +74,22 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
                           preset: Preset, representation: str, config: FisherConfig,
                           device: str = "auto") -> tuple[torch.Tensor | FisherFactor, float]:
     """``(F[b, t], seconds)`` from N_b's weights ``state`` without touching any workspace (so it can run in a Ray
-    task); the result is on the CPU."""
+    task); the result is on the CPU. The head is refitted on ``X_t``'s training images; the Fisher averages over
+    ``X_t``'s held-out probe images (``tasks.make_probe``), which no zoo network trained on and no head was fitted
+    on, so a network's fit to its own training images cannot pin the Fisher near zero."""
     started = time.perf_counter()
     target_device = resolve_device(device)
     model = model_from_state(record, state, target_device)
-    images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples)
-    if len(labels) < config.samples:
-        raise TanasError(f"task {target.name!r} has {len(labels)} training images; the Fisher needs {config.samples}")
+    inputs, probe_labels = _probe_examples(target, suite.spec, config.samples)
     if config.head == "refit":
+        images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples)
         with torch.no_grad():
             features = torch.cat([model.features(images[i:i + 256].to(target_device))
                                   for i in range(0, len(images), 256)])
         model = refit_head(model, features, labels.to(target_device), target.num_outputs)
-        kind, targets = "empirical", labels[: config.samples]
+        kind, targets = "empirical", probe_labels
     else:
         kind, targets = "model", None
-    inputs = images[: config.samples]
     if representation == "diagonal":
         result = diagonal_fisher(model, inputs, targets, kind=kind, params=config.params,
                                  batch_size=config.batch_size)
@@ -114,9 +115,22 @@ def _store_fisher(workspace: Workspace, key: str, record: NetworkRecord, target:
 
 
 @functools.lru_cache(maxsize=16)
+def _probe_examples(target: Task, spec, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X_t`` for the Fisher: ``count`` held-out probe images ``[count, C, H, W]`` of ``target`` and their labels."""
+    return make_probe(target, count, spec)
+
+
+@functools.lru_cache(maxsize=64)
+def fisher_segments(arch: str, width: float, in_channels: int, num_classes: int, params: str) -> tuple[int, ...]:
+    """The sizes of the parameter tensors a Fisher diagonal concatenates, in order (for per-tensor metrics)."""
+    model = build_network(arch, num_classes, in_channels, width)
+    return tuple(p.numel() for _, p in select_parameters(model, params))
+
+
+@functools.lru_cache(maxsize=16)
 def _target_examples(target: Task, sizes, spec, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` training images ``[count, C, H, W]`` and labels of ``target``'s seed-0 split: ``X_t`` for
-    every baseline of a column, so it is built once per target rather than once per (baseline, target) pair."""
+    """The first ``count`` training images ``[count, C, H, W]`` and labels of ``target``'s seed-0 split: the refitted
+    heads' data for every baseline of a column, built once per target rather than once per pair."""
     images, labels = make_splits(target, sizes, seed=0, spec=spec).tensors("train")
     return images[:count], labels[:count]
 
@@ -137,6 +151,11 @@ class FisherSource:
         self.representation, self.config = representation, config
         self.handles: dict[str, object] = {}
         self.count = 0
+
+    def segments(self, record: NetworkRecord, target: Task) -> tuple[int, ...]:
+        """Parameter tensor sizes of ``F[record, target]`` (the refitted head predicts ``target``'s outputs)."""
+        classes = target.num_outputs if self.config.head == "refit" else record.num_classes
+        return fisher_segments(record.arch, record.width, record.in_channels, classes, self.config.params)
 
     def key(self, record: NetworkRecord, target: Task) -> str:
         return _fisher_key(record, self.suite, target, self.preset, self.representation, self.config)

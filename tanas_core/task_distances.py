@@ -1,12 +1,14 @@
-"""Distance matrices between the tasks of a suite, per architecture and seed, with their noise floor.
+"""Distance matrices between the tasks of a suite, per architecture and seed, with the reference they must beat.
 
 ``d[b, t]`` (row = baseline ``b``, column = target ``t``, as in the source document) compares ``F[b, t]``, the Fisher
 of the baseline network ``N_b`` on the target data ``X_t`` (``target_fisher``), with ``F[t, t]``; the same procedure
 gives both, so ``d[t, t] = 0``.
 
-``X_t`` is the same for every network seed (the target's seed-0 training split), so seed-to-seed differences come from
-the networks only; the distance between two seeds' networks of the same task on the same data is the noise floor
-(the source document's Theorem 1 says it tends to 0).
+``X_t`` (held-out probe images, ``probe``) is the same for every network seed, so seed-to-seed differences come from
+the networks only. The **reference** ``r[t]`` is the distance of ``t``'s same-initialisation replicates (same initial
+weights, other data) placed as baselines of column ``t``: a baseline closer than that cannot be told apart from ``t``
+itself. The distance between networks of different seeds (initialisations) is kept as the cross-initialisation
+spread; the source's Theorem 1 (strongly convex loss, averaged iterates) is not claimed for it.
 
 Fisher results and whole matrices are cached in the workspace; asking again is a store read.
 """
@@ -14,100 +16,45 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from .context import RunContext
-from .distance import frechet_distance, logdet_distance
+from .distance import (frechet_distance, logdet_distance, logdet_lift, mass_frechet_distance, scaled_logdet_distance,
+                       sorted_frechet_distance)
 from .errors import TanasError
+from .records import DistanceResult
 from .requests import DistanceRequest, FisherConfig, ZooRequest
 from .store import NetworkRecord, Workspace, config_key
 from .suites import Suite, resolve_suite
-from .target_fisher import FisherSource
+from .target_fisher import FisherSource, stored_fisher
 from .tasks import Task
 from .training import Preset, get_preset
 from .zoo import network_key, train_zoo
 
-def _pair_distance(metric: str, fisher_b, fisher_t, sigma: float) -> float:
+def _pair_distance(metric: str, fisher_b, fisher_t, sigma: float, segments: list[int]) -> float:
     if metric == "logdet":
         return logdet_distance(fisher_b, fisher_t, sigma)
+    if metric == "logdet-scaled":
+        return scaled_logdet_distance(fisher_b, fisher_t, sigma)
+    if metric == "frechet-sorted":
+        return sorted_frechet_distance(fisher_b, fisher_t, segments)
+    if metric == "frechet-mass":
+        return mass_frechet_distance(fisher_b, fisher_t, segments)
     return frechet_distance(fisher_b, fisher_t)
-
-
-@dataclass
-class DistanceResult:
-    """Distance matrices of one suite x architecture x metric.
-
-    Attributes:
-        tasks: task names; ``matrices[k, b, t]`` is seed ``k``'s ``d[b, t]`` (row baseline, column target).
-        mean, std: over seeds, ``[T, T]``.
-        noise_floor: per task, the mean distance between networks of different seeds on the task's own data
-            (``nan`` with one seed).
-    """
-
-    suite: str
-    arch: str
-    metric: str
-    sigma: float
-    seeds: list
-    tasks: list
-    matrices: np.ndarray
-    noise_floor: np.ndarray
-    seconds: float
-    cached: bool = False
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.matrices.mean(axis=0)
-
-    @property
-    def std(self) -> np.ndarray:
-        return self.matrices.std(axis=0)
-
-    def closest(self, target: str, k: int = 3) -> list[dict]:
-        """The ``k`` baselines closest to ``target`` (column ``target``, excluding itself), nearest first, with the
-        mean and standard deviation over seeds."""
-        if target not in self.tasks:
-            raise TanasError(f"task {target!r} is not in suite {self.suite!r}: {', '.join(self.tasks)}")
-        column = self.tasks.index(target)
-        rows = [dict(baseline=name, distance=float(self.mean[b, column]), std=float(self.std[b, column]),
-                     per_seed=[float(v) for v in self.matrices[:, b, column]])
-                for b, name in enumerate(self.tasks) if b != column]
-        return sorted(rows, key=lambda row: row["distance"])[:k]
-
-    def dataset_contrast(self, datasets: dict[str, str]) -> tuple[float, float]:
-        """Mean of the seed-averaged ``d[b, t]`` over pairs from the same dataset and over pairs across datasets
-        (``datasets``: task name -> dataset; diagonal excluded)."""
-        same, across = [], []
-        for b, baseline in enumerate(self.tasks):
-            for t, target in enumerate(self.tasks):
-                if b != t:
-                    (same if datasets[baseline] == datasets[target] else across).append(self.mean[b, t])
-        return float(np.mean(same)) if same else float("nan"), float(np.mean(across)) if across else float("nan")
-
-    def to_payload(self) -> dict:
-        return dict(suite=self.suite, arch=self.arch, metric=self.metric, sigma=self.sigma, seeds=self.seeds,
-                    tasks=self.tasks, matrices=self.matrices.tolist(), noise_floor=self.noise_floor.tolist(),
-                    seconds=self.seconds)
-
-    @classmethod
-    def from_payload(cls, payload: dict, cached: bool = False) -> DistanceResult:
-        return cls(payload["suite"], payload["arch"], payload["metric"], payload["sigma"], payload["seeds"],
-                   payload["tasks"], np.asarray(payload["matrices"]), np.asarray(payload["noise_floor"]),
-                   payload["seconds"], cached)
 
 
 def _distances_key(suite: Suite, arch: str, metric: str, seeds: list[int], preset: Preset, sigma: float,
                    config: FisherConfig) -> str:
     return config_key(dict(kind="distances", networks=[network_key(suite, t, arch, preset, s) for s in seeds
                                                        for t in suite.tasks],
-                           metric=metric, sigma=sigma if metric == "logdet" else None, config=vars(config)))
+                           metric=metric, sigma=sigma if metric.startswith("logdet") else None, config=vars(config)))
 
 
 def _request_key(request: DistanceRequest, suite: Suite, arch: str) -> str:
-    return _distances_key(suite, arch, request.metric, list(range(request.seeds)), get_preset(request.preset),
-                          request.sigma, request.fisher)
+    key = _distances_key(suite, arch, request.metric, list(range(request.seeds)), get_preset(request.preset),
+                         request.sigma, request.fisher)
+    return config_key(dict(matrices=key, replicates=request.replicates)) if request.replicates else key
 
 
 def stored_distances(workspace: Workspace, request: DistanceRequest) -> list[DistanceResult | None]:
@@ -169,54 +116,106 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
         return DistanceResult.from_payload(stored[0], cached=True)
     started = time.perf_counter()
     records = train_zoo(ZooRequest(suite=request.suite, archs=(arch,), seeds=request.seeds, preset=request.preset,
-                                   workers=request.workers), context.phase("zoo networks", 0.0, 0.3))
-    by_task_seed = {(r.task, r.seed): r for r in records}
+                                   workers=request.workers, replicates=request.replicates),
+                        context.phase("zoo networks and replicates", 0.0, 0.3))
+    networks = {(r.task, r.seed, r.replicate): r for r in records}
     fishers = FisherSource(context, suite, preset, "factor" if request.metric == "frechet-full" else "diagonal",
-                            request.fisher)
+                           request.fisher)
     tasks = list(suite.tasks)
     fisher_phase = context.phase("Fisher matrices and distances", 0.3, 0.95)
-    matrices = np.stack([_seed_matrix(fishers, request, [by_task_seed[(t.name, seed)] for t in tasks], tasks,
+    matrices = np.stack([_seed_matrix(fishers, request, [networks[(t.name, seed, 0)] for t in tasks], tasks,
                                       fisher_phase, index) for index, seed in enumerate(seeds)])
-    noise = _noise_floor(fishers, request, by_task_seed, tasks, seeds)
+    replicates = _replicate_distances(fishers, request, networks, tasks, seeds, fisher_phase)
+    noise = _noise_floor(fishers, request, networks, tasks, seeds)
     result = DistanceResult(suite.name, arch, request.metric, float(request.sigma), seeds, [t.name for t in tasks],
-                            matrices, noise, time.perf_counter() - started)
+                            matrices, noise, time.perf_counter() - started, False, replicates,
+                            _lifts(fishers, request, networks, tasks, seeds))
     context.workspace.put_result("distances", key, result.to_payload())
     context.progress("done", 1.0)
     return result
 
 
+def _distances(fishers: FisherSource, request: DistanceRequest, pairs: list[tuple[NetworkRecord, NetworkRecord]],
+               target_of, context_check) -> list[float]:
+    """``d`` of each ``(baseline network, target network)`` pair on the target's data (``target_of(pair index)``)."""
+    def item(index: int, baseline: NetworkRecord, own: NetworkRecord) -> tuple:
+        target = target_of(index)
+        return (request.metric, fishers.get(baseline, target), fishers.get(own, target), request.sigma,
+                fishers.segments(own, target))
+
+    values = [0.0] * len(pairs)
+    items = (item(index, *pair) for index, pair in enumerate(pairs))
+    for position, value in fishers.backend.map(_pair_distance, items, check=context_check):
+        values[position] = value
+    return values
+
+
 def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
                  context: RunContext, index: int) -> np.ndarray:
     """One seed's ``d[b, t]``: every ``F[b, t]`` (computed or read), then every off-diagonal pair."""
-    work = request.seeds * len(tasks) * len(tasks)
+    work = request.seeds * len(tasks) * (len(tasks) + request.replicates)
 
     def report(record: NetworkRecord, target: Task) -> None:
         context.progress(f"seed {record.seed}: F[{record.task}, {target.name}]", min(fishers.count, work) / work)
 
     fishers.ensure([(record, target) for target in tasks for record in networks], report)
     pairs = [(b, t) for t in range(len(tasks)) for b in range(len(tasks)) if b != t]
-    items = ((request.metric, fishers.get(networks[b], tasks[t]), fishers.get(networks[t], tasks[t]), request.sigma)
-             for b, t in pairs)
+    values = _distances(fishers, request, [(networks[b], networks[t]) for b, t in pairs],
+                        lambda i: tasks[pairs[i][1]], context.check)
     matrix = np.zeros((len(tasks), len(tasks)))
-    for position, value in fishers.backend.map(_pair_distance, items, check=context.check):
-        matrix[pairs[position]] = value
+    for (b, t), value in zip(pairs, values):
+        matrix[b, t] = value
     fishers.release(keep=[(networks[t], tasks[t]) for t in range(len(tasks))])
     return matrix
 
 
-def _noise_floor(fishers: FisherSource, request: DistanceRequest, by_task_seed: dict, tasks: list[Task],
+def _replicate_distances(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],
+                         seeds: list[int], context: RunContext) -> np.ndarray:
+    """``[seeds, T, K]``: each same-initialisation replicate of ``t`` placed as a baseline of column ``t``."""
+    replicates = np.zeros((len(seeds), len(tasks), request.replicates))
+    if not request.replicates:
+        return replicates
+    keys = [(k, t, r) for k, seed in enumerate(seeds) for t in range(len(tasks))
+            for r in range(1, request.replicates + 1)]
+    work = len(seeds) * len(tasks) * (len(tasks) + request.replicates)
+    fishers.ensure([(networks[(tasks[t].name, seeds[k], r)], tasks[t]) for k, t, r in keys],
+                   lambda record, target: context.progress(f"replicate {record.replicate} of {record.task}, seed "
+                                                           f"{record.seed}", min(fishers.count, work) / work))
+    pairs = [(networks[(tasks[t].name, seeds[k], r)], networks[(tasks[t].name, seeds[k], 0)]) for k, t, r in keys]
+    values = _distances(fishers, request, pairs, lambda i: tasks[keys[i][1]], fishers.check)
+    for (k, t, r), value in zip(keys, values):
+        replicates[k, t, r - 1] = value
+    return replicates
+
+
+def _noise_floor(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],
                  seeds: list[int]) -> np.ndarray:
-    """Per task, the mean distance between its networks of different seeds on its own data (NaN with one seed)."""
+    """Per task, the mean distance between its networks of different initialisations (seeds) on its own data
+    (NaN with one seed): the cross-initialisation spread."""
     noise = np.full(len(tasks), np.nan)
     floor_pairs = [(t, i, j) for t in range(len(tasks)) for i, j in itertools.combinations(seeds, 2)]
-    items = ((request.metric, fishers.get(by_task_seed[(tasks[t].name, i)], tasks[t]),
-              fishers.get(by_task_seed[(tasks[t].name, j)], tasks[t]), request.sigma) for t, i, j in floor_pairs)
+    values = _distances(fishers, request, [(networks[(tasks[t].name, i, 0)], networks[(tasks[t].name, j, 0)])
+                                           for t, i, j in floor_pairs],
+                        lambda index: tasks[floor_pairs[index][0]], fishers.check)
     floors: dict[int, list[float]] = {}
-    for position, value in fishers.backend.map(_pair_distance, items, check=fishers.check):
-        floors.setdefault(floor_pairs[position][0], []).append(value)
-    for t, values in floors.items():
-        noise[t] = float(np.mean(values))
+    for (t, _, _), value in zip(floor_pairs, values):
+        floors.setdefault(t, []).append(value)
+    for t, values_t in floors.items():
+        noise[t] = float(np.mean(values_t))
     return noise
+
+
+def _lifts(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],
+           seeds: list[int]) -> np.ndarray:
+    """``[seeds, T]`` log-det lift of each ``F[t, t]`` above ``sigma^2`` (log-det metrics only, else NaN)."""
+    lift = np.full((len(seeds), len(tasks)), np.nan)
+    if request.metric.startswith("logdet"):
+        for k, seed in enumerate(seeds):
+            for t, task in enumerate(tasks):
+                lift[k, t] = logdet_lift(stored_fisher(fishers.workspace, fishers.key(networks[(task.name, seed, 0)],
+                                                                                      task)),
+                                         request.sigma, scaled=request.metric == "logdet-scaled")
+    return lift
 
 
 def across_architectures(results: list[DistanceResult]) -> DistanceResult:
@@ -227,9 +226,18 @@ def across_architectures(results: list[DistanceResult]) -> DistanceResult:
     for other in results[1:]:
         if other.tasks != first.tasks or other.metric != first.metric:
             raise TanasError("combine results of the same suite and metric only")
+    replicates = [r.replicates for r in results]
     return DistanceResult(first.suite, "+".join(r.arch for r in results), first.metric, first.sigma,
                           [f"{r.arch}:{s}" for r in results for s in r.seeds], first.tasks,
                           np.concatenate([r.matrices for r in results]),
-                          np.nanmean(np.stack([r.noise_floor for r in results]), axis=0)
-                          if len(first.seeds) > 1 else first.noise_floor,
-                          sum(r.seconds for r in results))
+                          _mean_spread([r.noise_floor for r in results]),
+                          sum(r.seconds for r in results), False,
+                          np.concatenate(replicates) if len({r.shape[-1] for r in replicates}) == 1 else None,
+                          np.concatenate([r.lift for r in results]))
+
+
+def _mean_spread(spreads: list[np.ndarray]) -> np.ndarray:
+    """Per task, the mean of the architectures' cross-initialisation spreads (NaN where none has one)."""
+    stacked = np.stack(spreads)
+    counts = (~np.isnan(stacked)).sum(axis=0)
+    return np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), np.nan)

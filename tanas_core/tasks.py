@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from .errors import TanasError
+from .probe import probe_mask, probe_selection
+from .selection import all_remaining, balanced_take, class_members
 from .data import DATASETS, RawDataset, dataset_class_names, load_dataset, to_model_input
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -238,18 +240,18 @@ def make_splits(task: Task, sizes: SplitSizes, seed: int, spec: InputSpec | None
     spec = spec or InputSpec(channels=dataset.channels)
     mapping = task.label_map(dataset.class_names)
     rng = np.random.default_rng(seed)
-    train_pool = _members(dataset.y_train, mapping, task.num_outputs, rng)
-    test_pool = _members(dataset.y_test, mapping, task.num_outputs, np.random.default_rng(_TEST_SELECTION_SEED))
+    train_pool = class_members(dataset.y_train, mapping, task.num_outputs, rng, exclude=probe_mask(dataset))
+    test_pool = class_members(dataset.y_test, mapping, task.num_outputs, np.random.default_rng(_TEST_SELECTION_SEED))
 
     indices, labels = {}, {}
     nothing_used = [[0] * len(output) for output in train_pool]
     if sizes.val is None:
         val_take = [[int(round(len(c) * sizes.val_fraction)) for c in output] for output in train_pool]
-        train_take = (_all_remaining(train_pool, val_take) if sizes.train is None
-                      else _balanced_take(train_pool, sizes.train, val_take))
+        train_take = (all_remaining(train_pool, val_take) if sizes.train is None
+                      else balanced_take(train_pool, sizes.train, val_take))
     elif sizes.train is None:
-        val_take = _balanced_take(train_pool, sizes.val, nothing_used)
-        train_take = _all_remaining(train_pool, val_take)
+        val_take = balanced_take(train_pool, sizes.val, nothing_used)
+        train_take = all_remaining(train_pool, val_take)
     else:
         # Scarce data: shrink train and validation together, keeping their ratio, rather than starving train.
         outputs = len(train_pool)
@@ -258,10 +260,10 @@ def make_splits(task: Task, sizes: SplitSizes, seed: int, spec: InputSpec | None
         if per_output - val_per_output < 1:
             raise TanasError(f"task {task.name!r}: split sizes train={sizes.train}, val={sizes.val} leave fewer than "
                              f"one training image per output for its {outputs} outputs; use larger split sizes")
-        val_take = _balanced_take(train_pool, val_per_output * outputs, nothing_used)
-        train_take = _balanced_take(train_pool, (per_output - val_per_output) * outputs, val_take)
+        val_take = balanced_take(train_pool, val_per_output * outputs, nothing_used)
+        train_take = balanced_take(train_pool, (per_output - val_per_output) * outputs, val_take)
     test_take = ([[len(c) for c in output] for output in test_pool] if sizes.test is None
-                 else _balanced_take(test_pool, sizes.test, [[0] * len(o) for o in test_pool]))
+                 else balanced_take(test_pool, sizes.test, [[0] * len(o) for o in test_pool]))
     for split, pool, take, offset in (("val", train_pool, val_take, None), ("train", train_pool, train_take, val_take),
                                       ("test", test_pool, test_take, None)):
         chosen, outs = [], []
@@ -280,41 +282,14 @@ def make_splits(task: Task, sizes: SplitSizes, seed: int, spec: InputSpec | None
     return TaskSplits(task, dataset, spec, seed, indices, labels)
 
 
-def _members(labels: np.ndarray, mapping: np.ndarray, outputs: int, rng) -> list[list[np.ndarray]]:
-    """Per output, per source class (label order): that class's positions, shuffled by ``rng``."""
-    pool = []
-    for output in range(outputs):
-        classes = np.flatnonzero(mapping == output)
-        pool.append([rng.permutation(np.flatnonzero(labels == c)) for c in classes])
-    return pool
-
-
-def _balanced_take(pool, total: int, used) -> list[list[int]]:
-    """Per output and class, how many images to take so every output gets the same count (<= total // outputs)."""
-    if total < len(pool):
-        raise TanasError(f"a split of {total} images cannot hold one image of each of {len(pool)} outputs")
-    capacity = [[len(m) - u for m, u in zip(classes, used_c)] for classes, used_c in zip(pool, used)]
-    per_output = min(total // len(pool), *(sum(c) for c in capacity))
-    return [_spread(per_output, caps) for caps in capacity]
-
-
-def _spread(count: int, capacities: list[int]) -> list[int]:
-    """Split ``count`` over classes as evenly as their ``capacities`` allow (water-filling)."""
-    take = [0] * len(capacities)
-    remaining = count
-    open_classes = [i for i, c in enumerate(capacities) if c > 0]
-    while remaining > 0 and open_classes:
-        share, extra = divmod(remaining, len(open_classes))
-        for rank, i in enumerate(list(open_classes)):
-            add = min(share + (1 if rank < extra else 0), capacities[i] - take[i])
-            take[i] += add
-            remaining -= add
-        open_classes = [i for i in open_classes if take[i] < capacities[i]]
-    return take
-
-
-def _all_remaining(pool, used) -> list[list[int]]:
-    return [[len(m) - u for m, u in zip(classes, used_c)] for classes, used_c in zip(pool, used)]
+def make_probe(task: Task, count: int, spec: InputSpec | None = None,
+               dataset: RawDataset | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probe_selection`` as model input: images ``[n, C, H, W]`` and labels ``[n]`` (the same for every seed)."""
+    dataset = dataset if dataset is not None else load_dataset(task.dataset)
+    spec = spec or InputSpec(channels=dataset.channels)
+    positions, labels = probe_selection(task, count, dataset)
+    images = to_model_input(dataset.x_train[positions], dataset, spec.channels, spec.size)
+    return images, torch.from_numpy(labels)
 
 
 def check_task_data(task: Task, preset_sizes: SplitSizes, spec: InputSpec | None = None) -> TaskSplits:

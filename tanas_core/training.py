@@ -117,15 +117,17 @@ class TrainResult:
 
 
 def train_network(splits: TaskSplits, arch: str, preset: Preset, seed: int = 0, device: str = "auto",
-                  context=None) -> TrainResult:
+                  context=None, batch_seed: int | None = None) -> TrainResult:
     """Train ``arch`` at the preset's width on ``splits["train"]``; measure accuracy on val and test.
 
-    ``seed`` fixes initialisation and batch order, so a run repeats exactly on one device. ``context`` (a
-    ``RunContext``, optional: worker processes have none) gets per-step progress and may cancel (``Cancelled``).
+    ``seed`` fixes the initial weights (the backbone is drawn first, so every task's network of one seed starts from
+    the same backbone) and, unless ``batch_seed`` is given, the batch order; a run repeats exactly on one device.
+    ``context`` (a ``RunContext``, optional: worker processes have none) gets per-step progress and may cancel.
     """
     torch.manual_seed(seed)
     model = build_network(arch, splits.task.num_outputs, splits.spec.channels, preset.widths[arch])
-    return train_model(model, splits, preset, preset.epochs_for(arch), seed, device, context)
+    return train_model(model, splits, preset, preset.epochs_for(arch), seed if batch_seed is None else batch_seed,
+                       device, context)
 
 
 def train_model(model: nn.Module, splits: TaskSplits, preset: Preset, epochs: float, seed: int = 0,

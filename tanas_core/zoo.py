@@ -22,11 +22,25 @@ from .training import Preset, TrainResult, get_preset, train_network
 from .errors import TanasError
 
 
-def network_key(suite: Suite, task: Task, arch: str, preset: Preset, seed: int) -> str:
-    """Configuration hash of a zoo network."""
+# Training pools without the held-out probe images (``tasks.probe_mask``): networks trained before had other data.
+SPLITS_VERSION = "probe-v1"
+REPLICATE_SEED_STRIDE = 1000
+
+
+def data_seed(seed: int, replicate: int = 0) -> int:
+    """The data seed (training subsample and batch order) of a zoo network: ``seed`` itself, or for replicate
+    ``r >= 1`` of seed ``s``, ``s + 1000 r``: the same initial weights (``seed``), other data."""
+    return seed + REPLICATE_SEED_STRIDE * replicate
+
+
+def network_key(suite: Suite, task: Task, arch: str, preset: Preset, seed: int, replicate: int = 0) -> str:
+    """Configuration hash of a zoo network (``replicate`` > 0: a same-initialisation replicate)."""
     spec = suite.spec
-    return config_key(dict(task=task.fingerprint(), channels=spec.channels, size=spec.size, arch=arch,
-                           preset=preset.to_dict(), seed=seed))
+    payload = dict(task=task.fingerprint(), channels=spec.channels, size=spec.size, arch=arch,
+                   preset=preset.to_dict(), seed=seed, splits=SPLITS_VERSION)
+    if replicate:
+        payload["replicate"] = replicate
+    return config_key(payload)
 
 
 @dataclass
@@ -41,22 +55,23 @@ class ZooEvent:
     seed: int
     status: str
     record: NetworkRecord | None = None
+    replicate: int = 0
 
 
 def ensure_network(context: RunContext, suite: Suite, task: Task, arch: str, preset: Preset,
-                   seed: int) -> tuple[NetworkRecord, str]:
+                   seed: int, replicate: int = 0) -> tuple[NetworkRecord, str]:
     """The zoo network for this configuration: reused when stored and intact, trained here (and stored) otherwise.
 
     Returns ``(record, status)`` with status ``"reused"``, ``"trained"`` or ``"rebuilt-corrupt"`` (the stored
     checkpoint failed its sha256 check, so it was trained again and replaced).
     """
     workspace = context.workspace
-    key = network_key(suite, task, arch, preset, seed)
+    key = network_key(suite, task, arch, preset, seed, replicate)
     existing, status = _stored_network(workspace, key)
     if existing is not None:
         return existing, status
-    result = train_zoo_network(suite, task, arch, preset, seed, context.device, context)
-    return store_network(workspace, suite, task, arch, preset, seed, result), status
+    result = train_zoo_network(suite, task, arch, preset, seed, context.device, context, replicate)
+    return store_network(workspace, suite, task, arch, preset, seed, result, replicate), status
 
 
 def _stored_network(workspace: Workspace, key: str) -> tuple[NetworkRecord | None, str]:
@@ -72,19 +87,20 @@ def _stored_network(workspace: Workspace, key: str) -> tuple[NetworkRecord | Non
 
 
 def train_zoo_network(suite: Suite, task: Task, arch: str, preset: Preset, seed: int, device: str = "auto",
-                      context: RunContext | None = None) -> TrainResult:
+                      context: RunContext | None = None, replicate: int = 0) -> TrainResult:
     """Train one zoo network without touching any workspace (so it can run in a worker process or a Ray task, with
-    no context); the model comes back on the CPU."""
-    splits = make_splits(task, preset.sizes, seed, suite.spec)
-    result = train_network(splits, arch, preset, seed=seed, device=device, context=context)
+    no context); the model comes back on the CPU. Initial weights from ``seed``, data from ``data_seed``."""
+    splits = make_splits(task, preset.sizes, data_seed(seed, replicate), suite.spec)
+    result = train_network(splits, arch, preset, seed=seed, device=device, context=context,
+                           batch_seed=data_seed(seed, replicate))
     result.model = result.model.cpu()
     return result
 
 
 def store_network(workspace: Workspace, suite: Suite, task: Task, arch: str, preset: Preset, seed: int,
-                  result: TrainResult) -> NetworkRecord:
+                  result: TrainResult, replicate: int = 0) -> NetworkRecord:
     """Write a trained network's checkpoint (safetensors) and its row; returns the row."""
-    key = network_key(suite, task, arch, preset, seed)
+    key = network_key(suite, task, arch, preset, seed, replicate)
     metadata = dict(arch=arch, config=json.dumps(result.model.config), task=task.fingerprint(), key=key)
     ref = workspace.write_tensors("networks", key, result.model.state_dict(), metadata)
     record = NetworkRecord(
@@ -92,7 +108,7 @@ def store_network(workspace: Workspace, suite: Suite, task: Task, arch: str, pre
         width=float(preset.widths[arch]), in_channels=suite.spec.channels, num_classes=task.num_outputs,
         preset=preset.name, seed=seed, test_accuracy=result.test_accuracy, val_accuracy=result.val_accuracy,
         epsilon=preset.epsilon, params=result.params, seconds=result.seconds, device=result.device,
-        checkpoint=ref.path, sha256=ref.sha256, history=result.history, created_at=time.time())
+        checkpoint=ref.path, sha256=ref.sha256, history=result.history, created_at=time.time(), replicate=replicate)
     workspace.record_network(record)
     return record
 
@@ -126,7 +142,8 @@ def model_from_state(record: NetworkRecord, state: dict[str, torch.Tensor],
 
 def train_zoo(request: ZooRequest, context: RunContext) -> list[NetworkRecord]:
     """Ensure a network for every task x architecture x seed of ``request.suite`` (``request.tasks`` restricts the
-    tasks); returns their records in (seed, task, architecture) order.
+    tasks), and ``request.replicates`` same-initialisation replicates of each; returns their records in (seed,
+    task, architecture, replicate) order.
 
     Stored networks are reused; each newly trained one is written as soon as it is done, so an interrupted run
     keeps everything it finished. The context's backend decides where the missing networks train: here (per-step
@@ -138,24 +155,29 @@ def train_zoo(request: ZooRequest, context: RunContext) -> list[NetworkRecord]:
     suite = resolve_suite(request.suite, context.workspace)
     preset = get_preset(request.preset)
     chosen = [suite.task(name) for name in request.tasks] if request.tasks else list(suite.tasks)
-    jobs = [(task, arch, seed) for seed in range(request.seeds) for task in chosen for arch in request.archs]
+    jobs = [(task, arch, seed, replicate) for seed in range(request.seeds) for task in chosen
+            for arch in request.archs for replicate in range(request.replicates + 1)]
     backend = context.backend.training(request.workers, context.device)
 
     def emit(index, status, record=None):
-        task, arch, seed = jobs[index]
-        context.emit(ZooEvent(index, len(jobs), suite.name, task.name, arch, seed, status, record))
+        task, arch, seed, replicate = jobs[index]
+        context.emit(ZooEvent(index, len(jobs), suite.name, task.name, arch, seed, status, record, replicate))
 
     if not backend.in_process:
         return _train_fanout(context.with_backend(backend), suite, jobs, preset, emit)
     records = []
-    for index, (task, arch, seed) in enumerate(jobs):
+    for index, (task, arch, seed, replicate) in enumerate(jobs):
         emit(index, "training")
-        step = context.phase(f"{task.name} / {arch} / seed {seed}", index / len(jobs), (index + 1) / len(jobs))
-        record, status = ensure_network(step, suite, task, arch, preset, seed)
+        step = context.phase(_label(task, arch, seed, replicate), index / len(jobs), (index + 1) / len(jobs))
+        record, status = ensure_network(step, suite, task, arch, preset, seed, replicate)
         step.progress(status, 1.0)
         emit(index, status, record=record)
         records.append(record)
     return records
+
+
+def _label(task: Task, arch: str, seed: int, replicate: int) -> str:
+    return f"{task.name} / {arch} / seed {seed}" + (f" / replicate {replicate}" if replicate else "")
 
 
 def _train_fanout(context: RunContext, suite, jobs, preset, emit) -> list[NetworkRecord]:
@@ -164,8 +186,8 @@ def _train_fanout(context: RunContext, suite, jobs, preset, emit) -> list[Networ
     workspace, backend = context.workspace, context.backend
     records: list[NetworkRecord | None] = [None] * len(jobs)
     statuses, missing = {}, []
-    for index, (task, arch, seed) in enumerate(jobs):
-        record, statuses[index] = _stored_network(workspace, network_key(suite, task, arch, preset, seed))
+    for index, (task, arch, seed, replicate) in enumerate(jobs):
+        record, statuses[index] = _stored_network(workspace, network_key(suite, task, arch, preset, seed, replicate))
         if record is not None:
             records[index] = record
             emit(index, "reused", record=record)
@@ -175,14 +197,15 @@ def _train_fanout(context: RunContext, suite, jobs, preset, emit) -> list[Networ
     cost = {"densenet121": 0, "resnet18": 1, "vgg16": 2}
     missing.sort(key=lambda i: cost.get(jobs[i][1], 3))
     work_device = backend.worker_device(context.device)
-    items = [(suite, task, arch, preset, seed, work_device) for task, arch, seed in (jobs[i] for i in missing)]
+    items = [(suite, task, arch, preset, seed, work_device, None, replicate)
+             for task, arch, seed, replicate in (jobs[i] for i in missing)]
     for index in missing:
         emit(index, "training")
     for done, (position, result) in enumerate(backend.map(train_zoo_network, items, check=context.check), 1):
         index = missing[position]
-        task, arch, seed = jobs[index]
-        records[index] = store_network(workspace, suite, task, arch, preset, seed, result)
-        context.progress(f"{done}/{len(missing)} trained: {task.name} / {arch} / seed {seed}", done / len(missing))
+        task, arch, seed, replicate = jobs[index]
+        records[index] = store_network(workspace, suite, task, arch, preset, seed, result, replicate)
+        context.progress(f"{done}/{len(missing)} trained: {_label(task, arch, seed, replicate)}", done / len(missing))
         emit(index, statuses[index], record=records[index])
     return [r for r in records if r is not None]
 

@@ -83,9 +83,12 @@ def test_every_option_reaches_the_request():
     assert zoo.workers == 2 and zoo.tasks == ("mnist-digit0",)
 
 
-def test_head_samples_below_samples_is_explained_not_raised_silently():
-    with pytest.raises(TanasError, match=r"images for the head \(512\) must be >= images per Fisher M \(1024\)"):
-        parse_request(["distance", "--suite", "mnist4", "--samples", "1024"])
+def test_fisher_images_out_of_range_are_explained_not_clipped():
+    # the Fisher's images are held-out probe images, so fewer head images than M is fine ...
+    assert parse_request(["distance", "--suite", "mnist4", "--samples", "1024"]).fisher.head_samples == 512
+    # ... and M outside its range is the request's error, never a silent clip
+    with pytest.raises(TanasError, match=r"samples must be in 2..8192, got 9000"):
+        parse_request(["distance", "--suite", "mnist4", "--samples", "9000"])
 
 
 def test_budget_out_of_range_is_one_error_line_naming_the_range(capsys):

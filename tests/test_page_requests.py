@@ -11,7 +11,6 @@ from tanas_core.nas import closest_tasks, run_search
 from tanas_core.requests import ClosestSettings, DistanceRequest, FisherConfig, SearchBudget, SearchRequest
 from tanas_core.task_distances import distance_matrices
 from tanas_core.store import Workspace
-from tanas_core.training import PRESETS
 from test_pages import by_label, plotly_specs, wait_for
 
 COMPUTE = "Compute in the background"
@@ -32,22 +31,12 @@ def press_compute(app: AppTest) -> None:
         button.click().run()
 
 
-def test_distances_page_refuses_m_above_the_presets_images_before_any_job(real_data):
-    images = PRESETS["smoke"].sizes.train
-    app = distances_page("smoke", images + 100, images + 200)
+def test_distances_page_refuses_m_above_a_tasks_probe_images_before_any_job(real_data):
+    app = distances_page("smoke", 1500, 512)  # mnist-digit0 holds 1000 held-out probe images (2 x 500)
     press_compute(app)
     assert not app.exception
     errors = [e.value for e in app.error]
-    assert any(f"at most {images} training images" in e for e in errors), errors
-    assert list_jobs(Workspace()) == []
-
-
-def test_distances_page_refuses_head_images_below_m_before_any_job(real_data):
-    app = distances_page("demo", 600, 512)
-    press_compute(app)
-    assert not app.exception
-    errors = [e.value for e in app.error]
-    assert any("must be >= images per Fisher" in e and "600" in e for e in errors), errors
+    assert any("'mnist-digit0' has 1000 held-out probe images" in e and "M = 1500" in e for e in errors), errors
     assert list_jobs(Workspace()) == []
 
 
@@ -128,3 +117,15 @@ def test_tasks_page_refuses_to_redefine_a_custom_task_unless_replace_is_ticked(r
     (saved,) = Workspace().load_tasks()
     assert saved.num_outputs == 2 and saved.to_dict() != original
     assert any("removed 0 network(s)" in i.value for i in app.info), [i.value for i in app.info]
+
+
+def test_distances_page_offers_every_metric_with_a_label(real_data):
+    from tanas_core.settings import METRICS
+
+    app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+    labels = by_label(app.selectbox, "Metric").options
+    assert len(labels) == len(METRICS) and all(label and label != "None" for label in labels), labels
+    for metric in METRICS:
+        by_label(app.selectbox, "Metric").set_value(metric)
+        app.run()
+        assert not app.exception, (metric, app.exception)

@@ -85,14 +85,15 @@ def test_distance_matrix_on_ray_equals_local(ray_cluster, one_thread, tmp_path, 
     assert np.array_equal(on_ray.noise_floor, local.noise_floor)
     assert (on_ray.matrices[:, ~np.eye(4, dtype=bool)] > 0).all()
     ray_store = Workspace(tmp_path / "ray")
-    assert len(ray_store.list_results("fisher")) == 2 * 4 * 4  # every F[b, t] of both seeds, written by the driver
+    # every F[b, t] of both seeds and every replicate's F[r, t] (2 per task and seed), written by the driver
+    assert len(ray_store.list_results("fisher")) == 2 * 4 * 4 + 2 * 4 * 2
     [cached] = distance_matrices(request, quiet_context(ray_store, backend=RayBackend()))
     assert cached.cached and np.array_equal(cached.matrices, on_ray.matrices)
 
 
 def test_random_search_on_ray_equals_local(ray_cluster, one_thread, mnist4, tiny_preset):
     splits = make_splits(mnist4.task("mnist-10class"), tiny_preset.sizes, 0, mnist4.spec)
-    budget = SearchBudget(random_candidates=3, random_epochs=2)
+    budget = SearchBudget(random_candidates=3, random_epochs=6)  # enough steps for candidates to leave chance
     args = (standard_space(), splits.tensors("train"), splits.tensors("val"), 10, tiny_preset, budget)
     events = []
     on_ray = random_search(*args, context=RunContext(None, backend=RayBackend(), on_event=events.append))

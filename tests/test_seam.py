@@ -65,11 +65,11 @@ def test_defaults_live_in_the_request_types_only():
     assert SearchBudget.limits("candidates") == (2, 32)
 
 
-def test_head_images_below_m_name_the_real_cause():
-    with pytest.raises(TanasError, match=r"images for the head \(512\) must be >= images per Fisher M \(600\)"):
-        DistanceRequest(suite="mnist4", fisher=FisherConfig(samples=600)).validate()
-    with pytest.raises(TanasError, match="smoke preset has at most 300 training images"):
-        DistanceRequest(suite="mnist4", preset="smoke", fisher=FisherConfig(samples=400, head_samples=400)).validate()
+def test_m_above_a_tasks_held_out_probe_images_is_refused_with_the_limit(digits_workspace):
+    request = DistanceRequest(suite="custom", fisher=FisherConfig(samples=400))
+    request.validate()  # without the workspace only the form is checked
+    with pytest.raises(TanasError, match=r"task '[\w-]+' has \d+ held-out probe images, fewer than M = 400"):
+        request.validate(digits_workspace)
 
 
 # ---------------------------------------------------------------------------------------------- jobs

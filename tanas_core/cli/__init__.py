@@ -15,9 +15,9 @@ import sys
 
 from ..errors import Cancelled, TanasError
 from ..requests import Request
-from . import bench, data, distance, search, tasks, zoo
+from . import bench, data, distance, search, tasks, validate, zoo
 
-GROUPS = (data, tasks, zoo, distance, search, bench)
+GROUPS = (data, tasks, zoo, distance, validate, search, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -112,10 +112,12 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
     sub.add_argument("--sigma", type=float, default=None,
                      help=default_help("sigma of the log-det distance", settings, "sigma"))
     sub.add_argument("--samples", type=int, default=None,
-                     help=range_help("M: target images per Fisher", FisherConfig, "samples"))
+                     help=range_help("M: held-out probe images of the target per Fisher", FisherConfig, "samples"))
     sub.add_argument("--head-samples", type=int, default=None,
-                     help=range_help("images the refitted head is trained on (>= --samples)", FisherConfig,
-                                     "head_samples"))
+                     help=range_help("training images the refitted head is fitted on", FisherConfig, "head_samples"))
+    sub.add_argument("--replicates", type=int, default=None,
+                     help=range_help("same-initialisation replicates per task and seed (the reference r[t])",
+                                     settings, "replicates"))
     sub.add_argument("--head", default=None, choices=list(HEADS),
                      help=default_help("refit a linear head on the target (empirical Fisher) or keep the baseline's "
                                        "head (model Fisher)", FisherConfig, "head"))
@@ -130,7 +132,7 @@ def distance_settings(args) -> dict:
     fisher = dict(samples=args.samples, head_samples=args.head_samples, head=args.head,
                   projection_dim=args.projection_dim)
     return dict(archs=args.arch, metric=args.metric, seeds=args.seeds, sigma=args.sigma, workers=args.workers,
-                fisher={k: v for k, v in fisher.items() if v is not None})
+                replicates=args.replicates, fisher={k: v for k, v in fisher.items() if v is not None})
 
 
 def closest_settings(args) -> dict:

@@ -64,9 +64,15 @@ def print_result(result, datasets: dict[str, str]) -> None:
     print("column means (average distance to target t): "
           + ", ".join(f"{name} {value:.4f}" for name, value in zip(
               result.tasks, result.mean.sum(0) / max(1, len(result.tasks) - 1))))
+    if result.replicates.shape[-1]:
+        print("reference r[t] (same-initialisation replicates of t as baselines; a baseline must beat it): "
+              + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.reference)))
     if len(result.seeds) > 1:
-        print("noise floor (same task, different seeds, same data): "
+        print("cross-initialisation spread (same task, different seeds): "
               + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.noise_floor)))
+    if result.metric.startswith("logdet"):
+        print("log-det lift of F[t, t] above sigma^2 (near 0: the distance measures sigma): "
+              + ", ".join(f"{name} {value:.2f}" for name, value in zip(result.tasks, result.lift.mean(0))))
     if len(set(datasets.values())) > 1:
         same, across = result.dataset_contrast(datasets)
         print(f"mean off-diagonal distance: same-dataset pairs {same:.4f}, cross-dataset pairs {across:.4f}")

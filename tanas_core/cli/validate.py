@@ -1,0 +1,61 @@
+"""``validate distances``: does each task-distance metric beat its own noise on a suite? (prints, writes JSON)"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..validation import REPORT_METRICS, ValidateRequest
+from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option, print_table,
+                     run_options, suite_option, workspace)
+
+GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
+
+
+def register(commands) -> None:
+    """Add the ``validate`` group to ``commands``."""
+    group = commands.add_parser("validate", help="checks that results beat their noise").add_subparsers(
+        dest="action", required=True)
+    sub = group.add_parser("distances", help="per metric: identity test, signal/noise, dataset AUC, stability, lift")
+    suite_option(sub)
+    distance_options(sub, ValidateRequest)
+    preset_option(sub, ValidateRequest)
+    run_options(sub)
+    sub.add_argument("--metrics", default=None,
+                     help=f"comma-separated metrics to report (default: {','.join(REPORT_METRICS)})")
+    sub.add_argument("--json", default=None, help="also write the report to this JSON file")
+    sub.set_defaults(func=run_validate, request=validate_request)
+
+
+def validate_request(args) -> ValidateRequest:
+    """The ``ValidateRequest`` of ``validate distances`` (``--metric`` is not used: ``--metrics`` lists them)."""
+    settings = {k: v for k, v in distance_settings(args).items() if k != "metric"}
+    return ValidateRequest.from_dict(dict(settings, suite=args.suite, preset=args.preset, metrics=args.metrics))
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def run_validate(args) -> int:
+    """Compute the report, print one row per metric with each goal met or not, write ``--json``."""
+    from ..validation import validate_distances
+
+    request = validate_request(args)
+    with ProgressPrinter() as printer:
+        report = validate_distances(request, make_context(args, workspace(args), **printer.sinks()))
+    print(f"\ndistance validation: suite {report['suite']}, {', '.join(report['archs'])}, {report['seeds']} seed(s), "
+          f"{report['replicates']} same-initialisation replicate(s) per network, preset {report['preset']}")
+    rows = [dict(metric=name, **{key: _shown(value) for key, value in figures.items()})
+            for name, figures in report["metrics"].items()]
+    print_table(rows)
+    print("goals: " + ", ".join(f"{key} >= {goal:g}" for key, goal in GOALS.items()))
+    for name, figures in report["metrics"].items():
+        missed = [key for key, goal in GOALS.items() if figures[key] is not None and not figures[key] >= goal]
+        print(f"  {name}: " + ("every goal met" if not missed else "misses " + ", ".join(missed)))
+    print(f"default metric (best identity test, then signal/noise): {report['default_metric']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,153 @@
+"""Does a task distance beat its own noise? The report that can say "no".
+
+For each metric it computes the suite's matrices with same-initialisation replicates (``DistanceRequest.replicates``)
+and answers, from the networks alone:
+
+* ``identity_top1``: a replicate of ``t`` (same initial weights, other data) placed among the baselines of column
+  ``t``: the fraction of (target, architecture, seed, replicate) cases in which it ranks closest. A metric that
+  cannot find a task's own twin cannot rank related tasks.
+* ``signal_to_noise``: median over columns of (median ``d[b, t]`` over the other baselines) / ``r[t]``.
+* ``same_dataset_auc``: mean over columns of the AUC of "the baseline comes from the target's dataset" scored by
+  closeness (``None`` for single-dataset suites).
+* ``closest_stability``: the fraction of (architecture, seed) matrices whose closest baseline of a column equals the
+  closest of the aggregate (all architectures and seeds), over all columns.
+* ``logdet_lift``: min over targets of ``mean log(diag F[t, t] + sigma^2) - log sigma^2`` (log-det metrics only).
+* ``seconds``: what the metric took (Fisher matrices are shared between the diagonal metrics, so the first pays).
+
+The default metric is the one whose report is best (``identity_top1``, then ``signal_to_noise``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .context import RunContext
+from .errors import TanasError
+from .networks import ARCHITECTURES
+from .records import DistanceResult
+from .requests import DistanceRequest, DistanceSettings
+from .settings import METRICS
+from .suites import resolve_suite
+from .task_distances import across_architectures, distance_matrices
+
+REPORT_METRICS = tuple(m for m in METRICS if m != "frechet-full")  # full factors are too costly for a sweep
+
+
+@dataclass(frozen=True)
+class ValidateRequest(DistanceSettings):
+    """``validate distances``: the distance settings (``metric`` unused: every metric of ``metrics`` is reported)
+    on ``suite``'s zoo of ``preset``."""
+
+    WHAT: ClassVar[str] = "validation request"
+    LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, replicates=(1, 10))
+
+    archs: tuple = tuple(ARCHITECTURES)
+    seeds: int = 3
+    suite: str = ""
+    preset: str = "demo"
+    metrics: tuple = REPORT_METRICS
+
+    def validate(self, workspace=None) -> None:
+        super().validate()
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise TanasError(f"validation request: metrics must be among {', '.join(METRICS)}, got {unknown}")
+        self.distance_request(self.metrics[0]).validate(workspace)
+
+    def distance_request(self, metric: str) -> DistanceRequest:
+        """The distance computation of one metric."""
+        return DistanceRequest(suite=self.suite, preset=self.preset, **dict(self.settings(), metric=metric))
+
+
+def identity_top1(results: list[DistanceResult]) -> float:
+    """Fraction of (target, architecture, seed, replicate) cases where the replicate beats every other baseline."""
+    hits = []
+    for result in results:
+        tasks = len(result.tasks)
+        for k in range(len(result.seeds)):
+            for t in range(tasks):
+                others = min(result.matrices[k, b, t] for b in range(tasks) if b != t)
+                hits.extend(float(value < others) for value in result.replicates[k, t])
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def signal_to_noise(results: list[DistanceResult]) -> float:
+    """Median over (architecture, target) columns of median_b mean_seeds d[b, t] / r[t]."""
+    ratios = []
+    for result in results:
+        reference, mean = result.reference, result.mean
+        for t in range(len(result.tasks)):
+            others = [mean[b, t] for b in range(len(result.tasks)) if b != t]
+            if reference[t] > 0:
+                ratios.append(float(np.median(others)) / float(reference[t]))
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def _auc(same: list[float], other: list[float]) -> float:
+    """P(a same-dataset baseline is closer than another one), ties counted half (distances: smaller is closer)."""
+    wins = sum((s < o) + 0.5 * (s == o) for s in same for o in other)
+    return wins / (len(same) * len(other))
+
+
+def same_dataset_auc(results: list[DistanceResult], datasets: dict[str, str]) -> float | None:
+    """Mean over columns with both kinds of baseline of the same-dataset AUC; ``None`` for one-dataset suites."""
+    if len(set(datasets.values())) < 2:
+        return None
+    aucs = []
+    for result in results:
+        for t, target in enumerate(result.tasks):
+            rows = [(b, name) for b, name in enumerate(result.tasks) if b != t]
+            same = [result.mean[b, t] for b, name in rows if datasets[name] == datasets[target]]
+            other = [result.mean[b, t] for b, name in rows if datasets[name] != datasets[target]]
+            if same and other:
+                aucs.append(_auc(same, other))
+    return float(np.mean(aucs)) if aucs else None
+
+
+def closest_stability(results: list[DistanceResult]) -> float:
+    """Fraction of (architecture, seed, target) whose closest baseline equals the aggregate's closest."""
+    combined = across_architectures(results)
+    masked = np.where(np.eye(len(combined.tasks), dtype=bool), np.inf, combined.matrices)
+    aggregate = masked.mean(axis=0).argmin(axis=0)
+    return float((masked.argmin(axis=1) == aggregate[None, :]).mean())
+
+
+def logdet_lift(results: list[DistanceResult]) -> float | None:
+    """Min over targets of the lift of ``F[t, t]`` above ``sigma^2`` (mean over architectures and seeds)."""
+    if not results[0].metric.startswith("logdet"):
+        return None
+    return float(np.concatenate([r.lift for r in results]).mean(axis=0).min())
+
+
+def metric_report(results: list[DistanceResult], datasets: dict[str, str], seconds: float) -> dict:
+    """Every figure of one metric's results (one ``DistanceResult`` per architecture)."""
+    return dict(identity_top1=identity_top1(results), signal_to_noise=signal_to_noise(results),
+                same_dataset_auc=same_dataset_auc(results, datasets), closest_stability=closest_stability(results),
+                logdet_lift=logdet_lift(results), seconds=seconds)
+
+
+def default_metric(metrics: dict[str, dict]) -> str:
+    """The metric this report supports best: highest ``identity_top1``, then highest ``signal_to_noise``."""
+    def score(item):
+        report = item[1]
+        return (np.nan_to_num(report["identity_top1"], nan=-1.0), np.nan_to_num(report["signal_to_noise"], nan=-1.0))
+
+    return max(metrics.items(), key=score)[0]
+
+
+def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
+    """The report: ``{suite, archs, seeds, preset, replicates, default_metric, metrics: {NAME: {identity_top1,
+    signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds}}}`` (JSON-ready)."""
+    request.validate(context.workspace)
+    suite = resolve_suite(request.suite, context.workspace)
+    datasets = {task.name: task.dataset for task in suite.tasks}
+    metrics = {}
+    for metric, phase in zip(request.metrics, context.step_phases(list(request.metrics))):
+        started = time.perf_counter()
+        results = distance_matrices(request.distance_request(metric), phase)
+        metrics[metric] = metric_report(results, datasets, time.perf_counter() - started)
+    return dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
+                replicates=request.replicates, default_metric=default_metric(metrics), metrics=metrics)

@@ -1,0 +1,157 @@
+"""Task distances that can be trusted (issue 12): same-initialisation replicates, held-out probe images, scale-free
+and permutation-robust metrics, and a report that can say "no". Runs on scikit-learn's bundled digits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tanas_core import training
+from tanas_core.context import quiet_context
+from tanas_core.data import load_dataset
+from tanas_core.distance import (frechet_distance, logdet_distance, logdet_lift, mass_frechet_distance,
+                                 scaled_logdet_distance, sorted_frechet_distance)
+from tanas_core.fisher import diagonal_fisher, select_parameters
+from tanas_core.networks import build_network
+from tanas_core.probe import probe_capacity, probe_mask, probe_selection
+from tanas_core.records import DistanceResult
+from tanas_core.requests import FisherConfig
+from tanas_core.suites import resolve_suite
+from tanas_core.tasks import make_splits, make_task
+from tanas_core.validation import (ValidateRequest, closest_stability, identity_top1, same_dataset_auc,
+                                   signal_to_noise, validate_distances)
+from tanas_core.zoo import data_seed, train_zoo_network
+
+TASKS = (make_task("digits-zero", "digits", [["0"]], other=True),
+         make_task("digits-low-high", "digits", [["0", "1", "2", "3", "4"], ["5", "6", "7", "8", "9"]]),
+         make_task("digits-10class", "digits", [[str(d)] for d in range(10)]))
+
+
+@pytest.fixture
+def digits_workspace(workspace):
+    for task in TASKS:
+        workspace.save_task(task)
+    return workspace
+
+
+# ---------------------------------------------------------------------------------------------- replicates, probe
+
+def test_a_replicate_starts_from_its_tasks_initial_weights_and_sees_other_data(digits_workspace, tiny_preset,
+                                                                              monkeypatch):
+    started = {}
+
+    def capture(model, splits, *args, **kwargs):  # record the network as training would start, then stop
+        started[(splits.task.name, splits.seed)] = ({k: v.clone() for k, v in model.state_dict().items()},
+                                                    splits.indices["train"].copy())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_model", capture)
+    suite = resolve_suite("custom", digits_workspace)
+    for task in TASKS[:2]:
+        for replicate in (0, 1):
+            with pytest.raises(KeyboardInterrupt):
+                train_zoo_network(suite, task, "vgg16", tiny_preset, 3, "cpu", replicate=replicate)
+    (zero, zero_data), (twin, twin_data) = started[("digits-zero", 3)], started[("digits-zero", data_seed(3, 1))]
+    other, _ = started[("digits-low-high", 3)]
+    backbone = [name for name in zero if name.startswith("backbone.")]
+    assert all(torch.equal(zero[name], twin[name]) for name in zero)  # same initial weights, head included
+    assert all(torch.equal(zero[name], other[name]) for name in backbone)  # every task of a seed: one backbone
+    assert not np.array_equal(np.sort(zero_data), np.sort(twin_data))  # other data
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda t: t.name)
+def test_probe_images_are_in_no_training_validation_or_head_fit_split(task, tiny_preset):
+    dataset = load_dataset("digits")
+    held_out = probe_mask(dataset)
+    positions, labels = probe_selection(task, probe_capacity(task, dataset), dataset)
+    assert held_out[positions].all() and len(set(positions)) == len(positions)
+    assert np.bincount(labels).min() == np.bincount(labels).max()  # class-balanced
+    for seed in (0, 1, data_seed(0, 1), data_seed(1, 2)):
+        splits = make_splits(task, tiny_preset.sizes, seed)  # seed 0's train split is every head's fit set
+        for split in ("train", "val"):
+            assert not held_out[splits.indices[split]].any(), (seed, split)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+def _permute_last_block(model, generator) -> None:
+    """Permute the output channels of VGG's last conv (and its BatchNorm, and the head's inputs): the same function,
+    with the units of two backbone tensors in another order (the last block holds most of the Fisher mass)."""
+    convs = [i for i, layer in enumerate(model.backbone) if isinstance(layer, torch.nn.Conv2d)]
+    conv, norm = model.backbone[convs[-1]], model.backbone[convs[-1] + 1]
+    order = torch.randperm(conv.out_channels, generator=generator)
+    with torch.no_grad():
+        conv.weight.copy_(conv.weight[order])
+        for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var):
+            tensor.copy_(tensor[order])
+        model.head.weight.copy_(model.head.weight[:, order])
+
+
+def test_permutation_robust_metrics_ignore_the_order_of_a_layers_units():
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = build_network("vgg16", 3, 1, 0.125)
+    inputs, targets = torch.randn(24, 1, 32, 32, generator=generator), torch.randint(0, 3, (24,), generator=generator)
+    before = diagonal_fisher(model, inputs, targets)
+    outputs = model.eval()(inputs)
+    _permute_last_block(model, generator)
+    assert torch.allclose(model.eval()(inputs), outputs, atol=1e-5)  # the same function
+    after = diagonal_fisher(model, inputs, targets)
+    segments = [p.numel() for _, p in select_parameters(model, "backbone")]
+    assert frechet_distance(before, after) > 0.01  # eq. 8 sees the new unit order
+    assert sorted_frechet_distance(before, after, segments) < 1e-3
+    assert mass_frechet_distance(before, after, segments) < 1e-3
+
+
+def test_scale_free_log_det_ignores_a_constant_factor_that_literal_eq5_turns_into_a_distance():
+    fisher = torch.rand(500, generator=torch.Generator().manual_seed(1)) * 1e-4
+    assert logdet_distance(fisher, 100 * fisher, 1e-3) > 1.0
+    assert scaled_logdet_distance(fisher, 100 * fisher, 1e-3) < 1e-9
+    assert logdet_lift(fisher * 1e-6, 1e-3) < 0.01 < 2 < logdet_lift(fisher * 1e3, 1e-3)
+
+
+# ---------------------------------------------------------------------------------------------- the report
+
+def _result(matrices, replicates, suite="s", tasks=("a", "b", "c")) -> DistanceResult:
+    matrices, replicates = np.asarray(matrices, float), np.asarray(replicates, float)
+    return DistanceResult(suite, "vgg16", "frechet", 0.0, list(range(len(matrices))), list(tasks), matrices,
+                          np.full(len(tasks), np.nan), 0.0, replicates=replicates)
+
+
+def test_the_identity_test_ranks_an_exact_copy_first_and_a_scrambled_twin_last():
+    # d[b, t] between different tasks ~ 0.5; an exact copy of t is at 0, a shuffled-label twin further than all
+    rng = np.random.default_rng(0)
+    matrices = 0.4 + 0.2 * rng.random((2, 3, 3))
+    matrices[:, range(3), range(3)] = 0
+    copies, scrambled = np.zeros((2, 3, 1)), np.full((2, 3, 1), 0.9)
+    assert identity_top1([_result(matrices, copies)]) == 1.0
+    assert identity_top1([_result(matrices, scrambled)]) == 0.0
+    assert signal_to_noise([_result(matrices, np.full((2, 3, 1), 0.1))]) == pytest.approx(
+        np.median([np.median([matrices.mean(0)[b, t] for b in range(3) if b != t]) / 0.1 for t in range(3)]))
+
+
+def test_dataset_auc_and_closest_stability_on_a_constructed_case():
+    # a, b from one dataset, c from another: a and b are each other's closest, c is far from both
+    matrices = np.array([[[0, 0.1, 0.9], [0.1, 0, 0.8], [0.9, 0.8, 0]]] * 3, float)
+    result = _result(matrices, np.zeros((3, 3, 1)))
+    assert same_dataset_auc([result], dict(a="x", b="x", c="y")) == 1.0
+    assert same_dataset_auc([result], dict(a="x", b="x", c="x")) is None
+    assert closest_stability([result]) == 1.0
+    flipped = matrices.copy()
+    flipped[1, 1, 0], flipped[1, 2, 0] = 0.95, 0.05  # one seed's column a prefers c
+    assert closest_stability([_result(flipped, np.zeros((3, 3, 1)))]) == pytest.approx(8 / 9)
+
+
+def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspace, tiny_preset):
+    request = ValidateRequest(suite="custom", archs=("vgg16",), seeds=2, preset="tiny", replicates=1,
+                              metrics=("logdet", "logdet-scaled", "frechet", "frechet-sorted"),
+                              fisher=FisherConfig(samples=24, head_samples=48))
+    report = validate_distances(request, quiet_context(digits_workspace, "cpu"))
+    assert set(report["metrics"]) == set(request.metrics) and report["default_metric"] in request.metrics
+    for name, figures in report["metrics"].items():
+        assert 0 <= figures["identity_top1"] <= 1 and figures["signal_to_noise"] > 0
+        assert 0 <= figures["closest_stability"] <= 1 and figures["seconds"] >= 0
+        assert figures["same_dataset_auc"] is None  # one dataset
+        assert (figures["logdet_lift"] is not None) == name.startswith("logdet")
+    # the networks, their replicates and the Fishers are computed once for every metric
+    assert len(digits_workspace.list_networks()) == 3 * 2 * 2
