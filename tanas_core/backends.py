@@ -111,13 +111,25 @@ class LocalBackend:
                 for future in as_completed(futures):
                     if check is not None:
                         check()
-                    yield futures[future], future.result()
+                    yield futures[future], _result(future)
             finally:
                 for future in futures:
                     future.cancel()
 
     def describe(self) -> str:
         return "local (this process)" if self.workers == 1 else f"local ({self.workers} processes)"
+
+
+def _result(future):
+    """A worker's result; a worker process that died (killed, out of memory) is a clear error, not a raw traceback."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise TanasError("a worker process stopped abruptly (killed, or out of memory?); everything finished before "
+                         "is kept in the workspace: run the same command again to go on, or use fewer workers "
+                         "(--workers 1)") from None
 
 
 @dataclass

@@ -185,3 +185,16 @@ def test_reusing_a_custom_task_name_is_refused_unless_replaced_and_old_networks_
     assert not (digits_workspace.root / old[0].checkpoint).exists()
     [task] = [t for t in digits_workspace.load_tasks() if t.name == "digits-zero"]
     assert task.num_outputs == 3
+
+
+def _die() -> None:
+    import os
+
+    os._exit(9)  # a worker process killed mid-work (as by the out-of-memory killer)
+
+
+def test_a_worker_process_that_dies_is_a_clear_error_not_a_raw_traceback():
+    from tanas_core.backends import LocalBackend
+
+    with pytest.raises(TanasError, match="worker process stopped abruptly.*run the same command again"):
+        list(LocalBackend(2).map(_die, [(), ()]))

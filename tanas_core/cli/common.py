@@ -103,10 +103,13 @@ def parse_budget(text: str | None) -> SearchBudget:
     return SearchBudget.from_dict(changes)
 
 
-def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettings]) -> None:
-    """The distance settings (``DistanceSettings`` / ``ClosestSettings`` fields and the Fisher's)."""
+def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettings], metric: bool = True) -> None:
+    """The distance settings (``DistanceSettings`` / ``ClosestSettings`` fields and the Fisher's; ``metric``: with
+    ``--metric``)."""
     sub.add_argument("--arch", default=None, help=default_help("architecture(s), comma-separated", settings, "archs"))
-    sub.add_argument("--metric", default=None, choices=list(METRICS), help=default_help("task distance metric", settings, "metric"))
+    if metric:
+        sub.add_argument("--metric", default=None, choices=list(METRICS),
+                         help=default_help("task distance metric", settings, "metric"))
     sub.add_argument("--seeds", type=int, default=None, help=range_help("K: networks of seeds 0..K-1", settings,
                                                                         "seeds"))
     sub.add_argument("--sigma", type=float, default=None,
@@ -131,7 +134,7 @@ def distance_settings(args) -> dict:
     """The ``DistanceSettings`` fields given on the command line (``None`` for the ones left to defaults)."""
     fisher = dict(samples=args.samples, head_samples=args.head_samples, head=args.head,
                   projection_dim=args.projection_dim)
-    return dict(archs=args.arch, metric=args.metric, seeds=args.seeds, sigma=args.sigma, workers=args.workers,
+    return dict(archs=args.arch, metric=getattr(args, "metric", None), seeds=args.seeds, sigma=args.sigma, workers=args.workers,
                 replicates=args.replicates, fisher={k: v for k, v in fisher.items() if v is not None})
 
 

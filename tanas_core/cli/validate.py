@@ -17,7 +17,7 @@ def register(commands) -> None:
         dest="action", required=True)
     sub = group.add_parser("distances", help="per metric: identity test, signal/noise, dataset AUC, stability, lift")
     suite_option(sub)
-    distance_options(sub, ValidateRequest)
+    distance_options(sub, ValidateRequest, metric=False)
     preset_option(sub, ValidateRequest)
     run_options(sub)
     sub.add_argument("--metrics", default=None,
@@ -27,7 +27,7 @@ def register(commands) -> None:
 
 
 def validate_request(args) -> ValidateRequest:
-    """The ``ValidateRequest`` of ``validate distances`` (``--metric`` is not used: ``--metrics`` lists them)."""
+    """The ``ValidateRequest`` of ``validate distances`` (``--metrics`` lists the metrics to report)."""
     settings = {k: v for k, v in distance_settings(args).items() if k != "metric"}
     return ValidateRequest.from_dict(dict(settings, suite=args.suite, preset=args.preset, metrics=args.metrics))
 
