@@ -15,6 +15,7 @@ from tanas_core.requests import METRICS, DistanceRequest, FisherConfig
 from tanas_core.task_distances import across_architectures, stored_distances, task_atlas
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
+from tanas_core.validation import latest_validation, verdict
 
 METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "logdet-scaled": "log-det, scale-free (extension of eq. 5)",
                  "frechet": "Fréchet, diagonal (eq. 8)", "frechet-sorted": "Fréchet, sorted per tensor (extension)",
@@ -83,9 +84,22 @@ def show_result(name: str, result, suite, metric: str) -> None:
     st.plotly_chart(atlas_figure(task_atlas(result.mean), result.tasks, datasets), key=f"atlas-{name}")
 
 
+def show_verdict(request: DistanceRequest) -> None:
+    """The validation report's plain answer for this suite, preset and metric: does it beat its noise?"""
+    answer, why = verdict(latest_validation(space, request.suite, request.preset), request.metric)
+    text = f"**Separates these tasks from noise ({request.metric}): {answer}** — {why}."
+    if answer == "yes":
+        st.success(text)
+    elif answer == "no":
+        st.warning(text + " Read the closest baselines below as ties within the noise, not as findings.")
+    else:
+        st.info(text + f" Measure it: `python -m tanas_core validate distances --suite {request.suite} --preset "
+                f"{request.preset}`.")
+
+
 request = request_from_widgets()
 with ui.user_errors():
-    request.validate(space)  # before any lookup or job: M above the preset's images, head images < M, σ <= 0
+    request.validate(space)  # before any lookup or job: M above a task's probe images, σ out of range
     suite = resolve_suite(request.suite, space)
     results = dict(zip(request.archs, stored_distances(space, request)))
 
@@ -96,6 +110,7 @@ if missing:
     if st.button("Compute in the background", type="primary"):
         ui.submit(space, "distances", request.replace(archs=missing))
 ui.job_panel(space, "distances", "Distance jobs")
+show_verdict(request)
 
 ready = {arch: result for arch, result in results.items() if result is not None}
 if not ready:

@@ -30,6 +30,7 @@ from .networks import ARCHITECTURES
 from .records import DistanceResult
 from .requests import DistanceRequest, DistanceSettings
 from .settings import METRICS
+from .store import Workspace, config_key
 from .suites import resolve_suite
 from .task_distances import across_architectures, distance_matrices
 
@@ -149,5 +150,33 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
         started = time.perf_counter()
         results = distance_matrices(request.distance_request(metric), phase)
         metrics[metric] = metric_report(results, datasets, time.perf_counter() - started)
-    return dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
-                replicates=request.replicates, default_metric=default_metric(metrics), metrics=metrics)
+    report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
+                  replicates=request.replicates, default_metric=default_metric(metrics), metrics=metrics,
+                  created_at=time.time())
+    context.workspace.put_result("validation", config_key(request.to_dict()), report)
+    return report
+
+
+GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
+
+
+def latest_validation(workspace: Workspace, suite: str, preset: str) -> dict | None:
+    """The newest stored ``validate_distances`` report of ``suite`` on ``preset``'s zoo, or ``None``."""
+    for report in workspace.list_results("validation"):
+        if report.get("suite") == suite and report.get("preset") == preset:
+            return report
+    return None
+
+
+def verdict(report: dict | None, metric: str) -> tuple[str, str]:
+    """``("yes" | "no" | "not measured", why)``: does ``metric`` separate the suite's tasks from their noise, by the
+    report (identity test and signal-to-noise must both meet their goals)?"""
+    if report is None or metric not in report["metrics"]:
+        return "not measured", "no validation report for this suite, preset and metric yet"
+    figures = report["metrics"][metric]
+    checks = [(name, figures[name], GOALS[name]) for name in ("identity_top1", "signal_to_noise")]
+    missed = [f"{name} {value:.2f} < {goal:g}" for name, value, goal in checks if not value >= goal]
+    scope = f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} replicate(s)"
+    if missed:
+        return "no", f"{'; '.join(missed)} ({scope})"
+    return "yes", f"identity {figures['identity_top1']:.2f}, signal/noise {figures['signal_to_noise']:.2f} ({scope})"

@@ -155,3 +155,28 @@ def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspac
         assert (figures["logdet_lift"] is not None) == name.startswith("logdet")
     # the networks, their replicates and the Fishers are computed once for every metric
     assert len(digits_workspace.list_networks()) == 3 * 2 * 2
+
+
+def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_data):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import REPO
+    from tanas_core.store import Workspace
+    from test_pages import by_label
+
+    def page_text() -> str:
+        app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+        by_label(app.selectbox, "Suite").set_value("mnist4")
+        by_label(app.selectbox, "Metric").set_value("frechet")
+        app.run()
+        assert not app.exception
+        return " ".join(e.value for e in [*app.info, *app.warning, *app.success])
+
+    assert "Separates these tasks from noise (frechet): not measured" in page_text()
+    figures = dict(identity_top1=0.68, signal_to_noise=1.19, same_dataset_auc=None, closest_stability=0.86,
+                   logdet_lift=None, seconds=1.0)
+    report = dict(suite="mnist4", preset="demo", archs=["vgg16"], seeds=3, replicates=2, default_metric="frechet",
+                  metrics=dict(frechet=figures), created_at=0.0)
+    Workspace().put_result("validation", "constructed", report)
+    text = page_text()
+    assert "Separates these tasks from noise (frechet): no" in text and "identity_top1 0.68 < 0.95" in text

@@ -4,12 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..validation import REPORT_METRICS, ValidateRequest
+from ..validation import GOALS, REPORT_METRICS, ValidateRequest
 from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option, print_table,
                      run_options, suite_option, workspace)
-
-GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
-
 
 def register(commands) -> None:
     """Add the ``validate`` group to ``commands``."""
