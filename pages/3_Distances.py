@@ -57,6 +57,17 @@ def request_from_widgets() -> DistanceRequest:
                            preset=preset, fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples)))
 
 
+def closest_row(result, target: str) -> dict:
+    """The closest baseline of ``target`` with how often it wins (seeds x bootstrap), its 95 % interval, and the
+    runners-up inside the noise (their paired difference to it reaches 0): ties, not a ranking."""
+    best = result.closest(target, 1)[0]
+    low, high = result.interval(best["baseline"], target)
+    return {"target": target, "closest baseline": best["baseline"], "distance": best["distance"],
+            "95 % interval": f"{low:.3f} – {high:.3f}",
+            "rank frequency": result.rank_frequency(target)[best["baseline"]],
+            "tied with it (inside the noise)": ", ".join(result.not_separable(target)) or "none"}
+
+
 def show_result(name: str, result, suite, metric: str) -> None:
     """Mean and std heatmaps, closest baselines, noise floor, the CSV and the task atlas of one result."""
     left, right = st.columns(2)
@@ -68,10 +79,10 @@ def show_result(name: str, result, suite, metric: str) -> None:
                           "cross-initialisation spread": result.noise_floor})
     if result.metric.startswith("logdet"):
         noise["log-det lift of F[t, t]"] = result.lift.mean(axis=0)
-    closest = pd.DataFrame([dict(target=t, **{k: v for k, v in result.closest(t, 1)[0].items() if k != "per_seed"})
-                            for t in result.tasks])
+    closest = pd.DataFrame([closest_row(result, t) for t in result.tasks])
     left, right = st.columns(2)
-    left.markdown("**Closest baseline per target**")
+    left.markdown("**Closest baseline per target** (rank frequency over seeds × bootstrap resamples of the probe "
+                  "images; baselines whose paired difference to it reaches 0 are ties)")
     left.dataframe(closest, hide_index=True, width="stretch")
     right.markdown("**Reference per target**: r[t], the distance of t's same-initialisation replicates (a baseline "
                    "closer than r[t] cannot be told apart from t); the spread between different seeds (NaN with one "

@@ -165,6 +165,8 @@ class DistanceResult:
         noise_floor: per task, the mean distance between networks of *different* initialisations (seeds) on the
             task's own data (``nan`` with one seed): the cross-initialisation spread, not the reference.
         lift: ``[seeds, T]``, ``mean log(diag F[t, t] + sigma^2) - log sigma^2`` (log-det metrics; else ``nan``).
+        bootstrap: ``[seeds, S, T, T]``, ``d[b, t]`` on S resamples of each column's probe images (the same images
+            for every baseline of a column, so differences within a column are paired); S = 0 for full matrices.
     """
 
     suite: str
@@ -179,6 +181,7 @@ class DistanceResult:
     cached: bool = False
     replicates: np.ndarray | None = None
     lift: np.ndarray | None = None
+    bootstrap: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         seeds, tasks = len(self.seeds), len(self.tasks)
@@ -186,6 +189,41 @@ class DistanceResult:
             self.replicates = np.zeros((seeds, tasks, 0))
         if self.lift is None:
             self.lift = np.full((seeds, tasks), np.nan)
+        if self.bootstrap is None:
+            self.bootstrap = np.zeros((seeds, 0, tasks, tasks))
+
+    def _samples(self) -> np.ndarray:
+        """``[N, T, T]``: every bootstrap matrix of every seed, or the per-seed matrices without a bootstrap."""
+        if self.bootstrap.shape[1]:
+            return self.bootstrap.reshape(-1, len(self.tasks), len(self.tasks))
+        return self.matrices
+
+    def rank_frequency(self, target: str) -> dict[str, float]:
+        """Per baseline, how often it is the closest one to ``target`` over seeds x bootstrap resamples."""
+        t = self._index(target)
+        column = self._samples()[:, :, t].copy()
+        column[:, t] = np.inf
+        wins = np.bincount(column.argmin(axis=1), minlength=len(self.tasks)) / len(column)
+        return {name: float(wins[b]) for b, name in enumerate(self.tasks) if b != t}
+
+    def interval(self, baseline: str, target: str, level: float = 0.95) -> tuple[float, float]:
+        """The ``level`` percentile interval of ``d[baseline, target]`` over seeds x bootstrap resamples."""
+        values = self._samples()[:, self._index(baseline), self._index(target)]
+        tail = (1 - level) / 2 * 100
+        return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+    def not_separable(self, target: str, level: float = 0.95) -> list[str]:
+        """The baselines whose paired difference to the closest baseline of ``target`` (same resamples) has a
+        ``level`` interval reaching 0: inside the noise, a tie with the closest, not a runner-up."""
+        t, best = self._index(target), self._index(self.closest(target, 1)[0]["baseline"])
+        column = self._samples()[:, :, t]
+        return [name for b, name in enumerate(self.tasks) if b not in (t, best)
+                and np.percentile(column[:, b] - column[:, best], (1 - level) / 2 * 100) <= 0]
+
+    def _index(self, task: str) -> int:
+        if task not in self.tasks:
+            raise TanasError(f"task {task!r} is not in suite {self.suite!r}: {', '.join(self.tasks)}")
+        return self.tasks.index(task)
 
     @property
     def reference(self) -> np.ndarray:
@@ -230,7 +268,8 @@ class DistanceResult:
 
         return dict(suite=self.suite, arch=self.arch, metric=self.metric, sigma=self.sigma, seeds=self.seeds,
                     tasks=self.tasks, matrices=self.matrices.tolist(), noise_floor=plain(self.noise_floor),
-                    seconds=self.seconds, replicates=self.replicates.tolist(), lift=plain(self.lift))
+                    seconds=self.seconds, replicates=self.replicates.tolist(), lift=plain(self.lift),
+                    bootstrap=self.bootstrap.tolist())
 
     @classmethod
     def from_payload(cls, payload: dict, cached: bool = False) -> DistanceResult:
@@ -239,7 +278,8 @@ class DistanceResult:
             return None if value is None else np.asarray(value, dtype=float)
 
         seeds, tasks = len(payload["seeds"]), len(payload["tasks"])
-        replicates = array("replicates")
+        replicates, bootstrap = array("replicates"), array("bootstrap")
         return cls(payload["suite"], payload["arch"], payload["metric"], payload["sigma"], payload["seeds"],
                    payload["tasks"], np.asarray(payload["matrices"]), array("noise_floor"), payload["seconds"],
-                   cached, None if replicates is None else replicates.reshape(seeds, tasks, -1), array("lift"))
+                   cached, None if replicates is None else replicates.reshape(seeds, tasks, -1), array("lift"),
+                   None if bootstrap is None else bootstrap.reshape(seeds, -1, tasks, tasks))

@@ -158,12 +158,13 @@ class FisherConfig(Request):
     trained on them, no head was fitted on them; rounded down to a multiple of the task's outputs);
     ``head_samples``: training images of ``X_t`` the refitted head is fitted on; ``head``: ``"refit"`` or ``"own"``;
     ``params``: ``"backbone"`` or ``"all"``; ``projection_dim``: CountSketch width for full-matrix metrics (``None``:
-    exact); ``batch_size``: samples per per-sample-gradient chunk.
+    exact); ``batch_size``: samples per per-sample-gradient chunk; ``chunks``: pieces of the probe images whose
+    diagonals are kept apart (their weighted mean is the Fisher; resampling them is the bootstrap over images).
     """
 
     WHAT: ClassVar[str] = "Fisher settings"
     LIMITS: ClassVar[dict] = dict(samples=(2, 8192), head_samples=(2, 65536), batch_size=(1, 4096),
-                                  projection_dim=(1, 100_000_000))
+                                  projection_dim=(1, 100_000_000), chunks=(1, 64))
     CHOICES: ClassVar[dict] = dict(head=HEADS, params=PARAMS)
 
     samples: int = 256
@@ -172,6 +173,7 @@ class FisherConfig(Request):
     params: str = "backbone"
     projection_dim: int | None = None
     batch_size: int = 128
+    chunks: int = 8  # diagonals are stored per piece of the probe images: the bootstrap resamples the pieces
 
     def check_probe(self, tasks) -> None:
         """``TanasError`` when a task of ``tasks`` has fewer held-out probe images than M = ``samples``."""
@@ -230,7 +232,8 @@ class DistanceSettings(Request):
     replicates per task and seed, whose distance to the task is the reference ``r[t]``)."""
 
     WHAT: ClassVar[str] = "distance settings"
-    LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64), replicates=(0, 10))
+    LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64), replicates=(0, 10),
+                                  bootstrap=(0, 1000))
     CHOICES: ClassVar[dict] = dict(metric=METRICS)
     NESTED: ClassVar[dict] = dict(fisher=FisherConfig)
 
@@ -242,6 +245,8 @@ class DistanceSettings(Request):
     workers: int = 1
     # Same-initialisation replicates per task and seed: the reference r[t] every column must beat.
     replicates: int = 2
+    # Bootstrap samples over the probe images (diagonal metrics): intervals, rank frequency, paired differences.
+    bootstrap: int = 40
 
     def validate(self) -> None:
         super().validate()

@@ -65,6 +65,9 @@ def stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor
         return None
     payload, ref = stored
     matrix = workspace.read_tensors(ref)["fisher"]
+    if payload["representation"] == "diagonal" and matrix.ndim == 2:  # per-piece diagonals: their weighted mean
+        sizes = torch.tensor(payload.get("chunk_sizes") or [1] * len(matrix), dtype=torch.float64)
+        return ((matrix.double() * (sizes / sizes.sum())[:, None]).sum(0)).to(matrix.dtype)
     if payload["representation"] == "diagonal" or payload["sketch_seed"] is None:
         return matrix
     return FisherFactor(matrix, payload["n"], payload["sketch_seed"])
@@ -91,8 +94,7 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
     else:
         kind, targets = "model", None
     if representation == "diagonal":
-        result = diagonal_fisher(model, inputs, targets, kind=kind, params=config.params,
-                                 batch_size=config.batch_size)
+        result = _chunk_diagonals(model, inputs, targets, kind, config)
     elif representation == "factor":
         result = fisher_factor(model, inputs, targets, kind=kind, params=config.params,
                                projection_dim=config.projection_dim, batch_size=config.batch_size)
@@ -101,9 +103,32 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
     return result, time.perf_counter() - started
 
 
+def _chunk_diagonals(model, inputs: torch.Tensor, targets: torch.Tensor | None, kind: str,
+                     config: FisherConfig) -> torch.Tensor:
+    """``[B, n]``: the diagonal Fisher of each of ``config.chunks`` consecutive pieces of the probe images (sizes
+    differ by at most one; the full-sample Fisher is their size-weighted mean, ``chunk_sizes``). Resampling the
+    pieces is the bootstrap over Fisher images."""
+    pieces = torch.tensor_split(torch.arange(len(inputs)), min(config.chunks, len(inputs)))
+    return torch.stack([diagonal_fisher(model, inputs[piece], None if targets is None else targets[piece],
+                                        kind=kind, params=config.params, batch_size=config.batch_size)
+                        for piece in pieces])
+
+
+def chunk_sizes(samples: int, chunks: int) -> list[int]:
+    """Images in each probe piece of ``_chunk_diagonals`` (``samples`` images in ``chunks`` pieces)."""
+    return [len(piece) for piece in torch.tensor_split(torch.arange(samples), min(chunks, samples))]
+
+
+def probe_images_used(target: Task, config: FisherConfig) -> int:
+    """How many probe images a Fisher of ``target`` averages over: M rounded down to a multiple of its outputs."""
+    return config.samples // target.num_outputs * target.num_outputs
+
+
 def _store_fisher(workspace: Workspace, key: str, record: NetworkRecord, target: Task, representation: str,
-                  result: torch.Tensor | FisherFactor, seconds: float) -> None:
+                  result: torch.Tensor | FisherFactor, seconds: float, config: FisherConfig) -> None:
     matrix = result.matrix if isinstance(result, FisherFactor) else result
+    sizes = (chunk_sizes(probe_images_used(target, config), len(matrix))
+             if representation == "diagonal" and matrix.ndim == 2 else None)
     if isinstance(result, FisherFactor):
         n, sketch_seed = result.num_params, result.sketch_seed
     else:
@@ -111,7 +136,19 @@ def _store_fisher(workspace: Workspace, key: str, record: NetworkRecord, target:
     ref = workspace.write_tensors("fisher", key, {"fisher": matrix})
     workspace.put_result("fisher", key, dict(network=record.key, arch=record.arch, baseline=record.task,
                                              target=target.name, seed=record.seed, representation=representation,
-                                             n=n, sketch_seed=sketch_seed, seconds=seconds), ref)
+                                             n=n, sketch_seed=sketch_seed, seconds=seconds, chunk_sizes=sizes), ref)
+
+
+def stored_chunks(workspace: Workspace, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The stored per-piece diagonals ``[B, n]`` of ``F[b, t]`` and each piece's share of the images ``[B]``
+    (float64, summing to 1); ``None`` when missing or not a diagonal."""
+    stored = workspace.get_result("fisher", key)
+    if stored is None or stored[0]["representation"] != "diagonal":
+        return None
+    chunks = workspace.read_tensors(stored[1])["fisher"]
+    chunks = chunks if chunks.ndim == 2 else chunks[None]
+    sizes = torch.tensor(stored[0].get("chunk_sizes") or [1] * len(chunks), dtype=torch.float64)
+    return chunks, sizes / sizes.sum()
 
 
 @functools.lru_cache(maxsize=16)
@@ -182,7 +219,7 @@ class FisherSource:
         for position, (result, seconds) in self.backend.map(compute_target_fisher, items(), check=self.check):
             record, target = missing[position]
             _store_fisher(self.workspace, self.key(record, target), record, target, self.representation, result,
-                          seconds)
+                          seconds, self.config)
             self.count += 1
             on_done(record, target)
 

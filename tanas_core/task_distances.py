@@ -18,6 +18,7 @@ import itertools
 import time
 
 import numpy as np
+import torch
 
 from .context import RunContext
 from .distance import (frechet_distance, logdet_distance, logdet_lift, mass_frechet_distance, scaled_logdet_distance,
@@ -27,7 +28,7 @@ from .records import DistanceResult
 from .requests import DistanceRequest, FisherConfig, ZooRequest
 from .store import NetworkRecord, Workspace, config_key
 from .suites import Suite, resolve_suite
-from .target_fisher import FisherSource, stored_fisher
+from .target_fisher import FisherSource, stored_chunks, stored_fisher
 from .tasks import Task
 from .training import Preset, get_preset
 from .zoo import network_key, train_zoo
@@ -54,7 +55,8 @@ def _distances_key(suite: Suite, arch: str, metric: str, seeds: list[int], prese
 def _request_key(request: DistanceRequest, suite: Suite, arch: str) -> str:
     key = _distances_key(suite, arch, request.metric, list(range(request.seeds)), get_preset(request.preset),
                          request.sigma, request.fisher)
-    return config_key(dict(matrices=key, replicates=request.replicates)) if request.replicates else key
+    extras = dict(replicates=request.replicates, bootstrap=request.bootstrap)
+    return config_key(dict(matrices=key, **extras)) if any(extras.values()) else key
 
 
 def stored_distances(workspace: Workspace, request: DistanceRequest) -> list[DistanceResult | None]:
@@ -126,10 +128,12 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
     matrices = np.stack([_seed_matrix(fishers, request, [networks[(t.name, seed, 0)] for t in tasks], tasks,
                                       fisher_phase, index) for index, seed in enumerate(seeds)])
     replicates = _replicate_distances(fishers, request, networks, tasks, seeds, fisher_phase)
+    bootstrap = np.stack([_bootstrap(fishers, request, [networks[(t.name, seed, 0)] for t in tasks], tasks, index)
+                          for index, seed in enumerate(seeds)])
     noise = _noise_floor(fishers, request, networks, tasks, seeds)
     result = DistanceResult(suite.name, arch, request.metric, float(request.sigma), seeds, [t.name for t in tasks],
                             matrices, noise, time.perf_counter() - started, False, replicates,
-                            _lifts(fishers, request, networks, tasks, seeds))
+                            _lifts(fishers, request, networks, tasks, seeds), bootstrap)
     context.workspace.put_result("distances", key, result.to_payload())
     context.progress("done", 1.0)
     return result
@@ -167,6 +171,28 @@ def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list
         matrix[b, t] = value
     fishers.release(keep=[(networks[t], tasks[t]) for t in range(len(tasks))])
     return matrix
+
+
+def _bootstrap(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
+               index: int) -> np.ndarray:
+    """``[S, T, T]``: ``d[b, t]`` on ``request.bootstrap`` resamples of each column's probe-image pieces. Every
+    baseline of a column is resampled with the same pieces as ``F[t, t]`` (the same images): differences within a
+    column are paired. Empty for full-matrix metrics."""
+    samples, count = request.bootstrap, len(tasks)
+    if not samples or fishers.representation != "diagonal":
+        return np.zeros((samples if fishers.representation == "diagonal" else 0, count, count))
+    rng, out = np.random.default_rng(7919 + index), np.zeros((samples, count, count))
+    for t, target in enumerate(tasks):
+        column = [stored_chunks(fishers.workspace, fishers.key(network, target)) for network in networks]
+        segments, pieces = fishers.segments(networks[t], target), len(column[t][0])
+        for s in range(samples):
+            draw = torch.from_numpy(rng.integers(pieces, size=pieces))
+            weights = column[t][1][draw] / column[t][1][draw].sum()
+            resampled = [(chunks[draw].double() * weights[:, None]).sum(0) for chunks, _ in column]
+            for b in range(count):
+                if b != t:
+                    out[s, b, t] = _pair_distance(request.metric, resampled[b], resampled[t], request.sigma, segments)
+    return out
 
 
 def _replicate_distances(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],
@@ -226,14 +252,15 @@ def across_architectures(results: list[DistanceResult]) -> DistanceResult:
     for other in results[1:]:
         if other.tasks != first.tasks or other.metric != first.metric:
             raise TanasError("combine results of the same suite and metric only")
-    replicates = [r.replicates for r in results]
+    replicates, bootstraps = [r.replicates for r in results], [r.bootstrap for r in results]
     return DistanceResult(first.suite, "+".join(r.arch for r in results), first.metric, first.sigma,
                           [f"{r.arch}:{s}" for r in results for s in r.seeds], first.tasks,
                           np.concatenate([r.matrices for r in results]),
                           _mean_spread([r.noise_floor for r in results]),
                           sum(r.seconds for r in results), False,
                           np.concatenate(replicates) if len({r.shape[-1] for r in replicates}) == 1 else None,
-                          np.concatenate([r.lift for r in results]))
+                          np.concatenate([r.lift for r in results]),
+                          np.concatenate(bootstraps) if len({b.shape[1] for b in bootstraps}) == 1 else None)
 
 
 def _mean_spread(spreads: list[np.ndarray]) -> np.ndarray:

@@ -180,3 +180,30 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     Workspace().put_result("validation", "constructed", report)
     text = page_text()
     assert "Separates these tasks from noise (frechet): no" in text and "identity_top1 0.68 < 0.95" in text
+
+
+def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies_add_up(digits_workspace,
+                                                                                      tiny_preset):
+    from tanas_core.requests import DistanceRequest
+    from tanas_core.task_distances import distance_matrices
+
+    request = DistanceRequest(suite="custom", archs=("vgg16",), seeds=2, metric="frechet", preset="tiny",
+                              replicates=0, bootstrap=60, fisher=FisherConfig(samples=28, head_samples=48, chunks=7))
+    [result] = distance_matrices(request, quiet_context(digits_workspace, "cpu"))
+    assert result.bootstrap.shape == (2, 60, 3, 3)
+    covered = []
+    for k in range(2):
+        for b in range(3):
+            for t in range(3):
+                if b != t:
+                    samples = result.bootstrap[k, :, b, t]
+                    low, high = np.percentile(samples, [2.5, 97.5])
+                    covered.append(low <= result.matrices[k, b, t] <= high)
+    assert np.mean(covered) >= 0.9, covered  # the full-sample value lies inside its own bootstrap interval
+    for target in result.tasks:
+        frequency = result.rank_frequency(target)
+        assert sum(frequency.values()) == pytest.approx(1.0) and set(frequency) == set(result.tasks) - {target}
+        closest = result.closest(target, 1)[0]["baseline"]
+        assert closest not in result.not_separable(target)
+        low, high = result.interval(closest, target)
+        assert low <= high
