@@ -22,8 +22,11 @@ Design choices:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
+import types
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +109,8 @@ class LocalBackend:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-            futures = {pool.submit(function, *item): index for index, item in enumerate(items)}
+            with _bare_main():  # the worker processes start during these submits
+                futures = {pool.submit(function, *item): index for index, item in enumerate(items)}
             try:
                 for future in as_completed(futures):
                     if check is not None:
@@ -118,6 +122,22 @@ class LocalBackend:
 
     def describe(self) -> str:
         return "local (this process)" if self.workers == 1 else f"local ({self.workers} processes)"
+
+
+@contextlib.contextmanager
+def _bare_main():
+    """Start worker processes without re-running this process's ``__main__``.
+
+    ``spawn`` re-executes the parent's ``__main__`` file in every worker. Streamlit installs the page script being run
+    as ``__main__`` (in the app server and in AppTest), so a worker would run a page and die. The work functions
+    handed to ``map`` live in importable modules, so the workers need no ``__main__`` at all."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _result(future):

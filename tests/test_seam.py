@@ -198,3 +198,23 @@ def test_a_worker_process_that_dies_is_a_clear_error_not_a_raw_traceback():
 
     with pytest.raises(TanasError, match="worker process stopped abruptly.*run the same command again"):
         list(LocalBackend(2).map(_die, [(), ()]))
+
+
+def _square(value: int) -> int:
+    return value * value
+
+
+def test_worker_processes_do_not_rerun_a_streamlit_page_installed_as_main(tmp_path, monkeypatch):
+    # Streamlit (the app server, AppTest) installs the page it runs as __main__; spawn would re-run it in each worker
+    import sys
+    import types
+
+    from tanas_core.backends import LocalBackend
+
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a worker re-ran the page')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    assert sorted(LocalBackend(2).map(_square, [(2,), (3,)])) == [(0, 4), (1, 9)]
+    assert sys.modules["__main__"] is fake_main  # put back afterwards
