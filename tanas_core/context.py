@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable
 
-from .backends import Backend, LocalBackend
+from .backends import Backend, LocalBackend, make_backend
 from .errors import Cancelled
 from .store import Workspace
 
@@ -151,8 +151,6 @@ class RunSettings:
     ``backend`` (``"local"`` or ``"ray"``), ``ray_address`` (``None``: a local Ray) and ``device``."""
 
     def __init__(self, backend: str = "local", ray_address: str | None = None, device: str = "auto"):
-        from .backends import make_backend
-
         self.backend, self.ray_address, self.device = backend, ray_address or None, device
         make_backend(self.backend, self.ray_address)  # TanasError for an unknown backend or a misplaced address
 
@@ -166,7 +164,5 @@ class RunSettings:
 
     def context(self, workspace: Workspace, **sinks) -> RunContext:
         """A ``RunContext`` on ``workspace`` with these settings (``sinks``: on_progress, on_event, cancelled)."""
-        from .backends import make_backend
-
         return RunContext(workspace, device=self.device, backend=make_backend(self.backend, self.ray_address),
                           **sinks)

@@ -25,7 +25,7 @@ from .search_space import Genotype, SearchSpace, related_space, standard_space
 from .store import Workspace, config_key
 from .task_distances import across_architectures, distance_matrices, stored_distances
 from .tasks import Task, make_splits
-from .suites import Suite, resolve_suite, resolve_target
+from .suites import Suite, resolve_suite, resolve_target, split_target
 from .training import Preset, get_preset, resolve_device, train_model
 
 __all__ = ["ClosestSettings", "RelatedPreview", "SearchRecord", "best_stored_genotype", "closest_tasks", "get_search",
@@ -93,7 +93,7 @@ def best_stored_genotype(workspace: Workspace, suite: Suite, task: Task,
 def task_genotype(request: SearchRequest, context: RunContext, task_name: str) -> Genotype:
     """The best genotype of a learned task: the best stored one (any budget), else a FUSE search on the standard
     space over its training / validation splits with the request's budget, stored (the ``zoo search`` step)."""
-    suite, task = resolve_target(f"{request.target.split(':')[0]}:{task_name}", context.workspace)
+    suite, task = resolve_target(f"{split_target(request.target)[0]}:{task_name}", context.workspace)
     stored = best_stored_genotype(context.workspace, suite, task, request.preset)
     if stored is not None:
         context.progress(f"stored genotype of {task_name} (run {stored[1].run_id})", 1.0)

@@ -33,23 +33,22 @@ def probe_mask(dataset: RawDataset) -> np.ndarray:
 def probe_capacity(task, dataset: RawDataset | None = None) -> int:
     """How many class-balanced probe images ``task`` has (its scarcest output's probe images x its outputs)."""
     dataset = dataset if dataset is not None else load_dataset(task.dataset)
-    pool = class_members(dataset.y_train, task.label_map(dataset.class_names), task.num_outputs,
-                    np.random.default_rng(_PROBE_SEED), exclude=~probe_mask(dataset))
-    return min(sum(map(len, output)) for output in pool) * task.num_outputs
+    outputs = task.label_map(dataset.class_names)[dataset.y_train[probe_mask(dataset)]]
+    return int(np.bincount(outputs[outputs >= 0], minlength=task.num_outputs).min()) * task.num_outputs
 
 
 def probe_selection(task, count: int, dataset: RawDataset) -> tuple[np.ndarray, np.ndarray]:
     """``(positions into the dataset's training images [n], task outputs [n])`` of ``count`` class-balanced probe
     images of ``task`` (``n``: ``count`` rounded down to a multiple of its outputs), in a fixed order;
     ``TanasError`` when the task has fewer (``probe_capacity``)."""
-    rng = np.random.default_rng(_PROBE_SEED)
-    pool = class_members(dataset.y_train, task.label_map(dataset.class_names), task.num_outputs, rng,
-                    exclude=~probe_mask(dataset))
-    available = min(sum(map(len, output)) for output in pool) * task.num_outputs
+    available = probe_capacity(task, dataset)
     if count > available:
         raise TanasError(f"task {task.name!r} has {available} held-out probe images (its scarcest output has "
                          f"{available // task.num_outputs}); the Fisher asks for M = {count}: lower M to <= "
                          f"{available}")
+    rng = np.random.default_rng(_PROBE_SEED)
+    pool = class_members(dataset.y_train, task.label_map(dataset.class_names), task.num_outputs, rng,
+                         exclude=~probe_mask(dataset))
     take = balanced_take(pool, count, [[0] * len(output) for output in pool])
     chosen = [members[:n] for output, counts in zip(pool, take) for members, n in zip(output, counts)]
     outputs = [np.full(n, o, dtype=np.int64) for o, counts in enumerate(take) for n in counts]

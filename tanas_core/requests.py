@@ -65,9 +65,9 @@ class DistanceRequest(DistanceSettings):
 
     def validate(self, workspace=None) -> None:
         super().validate()
-        _check_suite(self.suite, workspace)
-        if workspace is not None:  # the probe images of every task must hold M
-            self.fisher.check_probe(resolve_suite(self.suite, workspace).tasks)
+        suite = _check_suite(self.suite, workspace)
+        if suite is not None:  # the probe images of every task must hold M
+            self.fisher.check_probe(suite.tasks)
 
     def for_arch(self, arch: str) -> DistanceRequest:
         """The same request for one architecture."""
@@ -114,9 +114,9 @@ class SearchRequest(Request):
 
     def validate(self, workspace=None) -> None:
         super().validate()
-        _check_target(self.target, workspace, self.closest.baselines)
-        if self.space == "related" and workspace is not None:  # closest-task settings build a related space only
-            self.closest.fisher.check_probe(resolve_suite(split_target(self.target)[0], workspace).tasks)
+        suite = _check_target(self.target, workspace, self.closest.baselines)
+        if self.space == "related" and suite is not None:  # closest-task settings build a related space only
+            self.closest.fisher.check_probe(suite.tasks)
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,9 @@ class CompareRequest(Request):
 
     def validate(self, workspace=None) -> None:
         super().validate()
-        _check_target(self.target, workspace, self.closest.baselines)
-        if workspace is not None:
-            self.closest.fisher.check_probe(resolve_suite(split_target(self.target)[0], workspace).tasks)
+        suite = _check_target(self.target, workspace, self.closest.baselines)
+        if suite is not None:
+            self.closest.fisher.check_probe(suite.tasks)
 
     def search(self, space: str, method: str) -> SearchRequest:
         """One of the comparison's searches."""
@@ -202,23 +202,26 @@ class DemoRequest(Request):
     def search(self) -> SearchRequest:
         return SearchRequest(target=f"{self.suite}:{self.target}", space="related", method="fuse",
                              preset=self.preset, budget=self.budget,
-                             closest=ClosestSettings(**dict(self.distances().settings(), archs=self.archs)))
+                             closest=ClosestSettings(**self.distances().settings()))
 
 
 # ---------------------------------------------------------------------------------------------- checks
 
-def _check_suite(name: str, workspace, tasks: tuple = ()) -> None:
-    """The suite exists (built-in, or ``custom`` with tasks in ``workspace``) and has ``tasks``. Without a
-    workspace only the name's form is checked (the job runner checks again with its workspace before launching)."""
+def _check_suite(name: str, workspace, tasks: tuple = ()):
+    """The suite exists (built-in, or ``custom`` with tasks in ``workspace``) and has ``tasks``; returns it (``None``
+    without a workspace: then only the name's form is checked, and the job runner checks again with its workspace
+    before launching)."""
     if name not in SUITE_NAMES and name != CUSTOM_SUITE:
         raise TanasError(f"unknown suite {name!r}: choose one of {', '.join(SUITE_NAMES + (CUSTOM_SUITE,))}")
     if workspace is None:
-        return
+        return None
     suite = resolve_suite(name, workspace)
     for task in tasks:
         suite.task(task)
+    return suite
 
 
-def _check_target(target: str, workspace, baselines: tuple = ()) -> None:
+def _check_target(target: str, workspace, baselines: tuple = ()):
+    """``_check_suite`` for a ``"SUITE:TASK"`` target and the chosen baselines; returns the suite (or ``None``)."""
     suite_name, task_name = split_target(target)
-    _check_suite(suite_name, workspace, (task_name, *baselines))
+    return _check_suite(suite_name, workspace, (task_name, *baselines))

@@ -64,11 +64,11 @@ def stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor
     if stored is None:
         return None
     payload, ref = stored
+    if payload["representation"] == "diagonal":  # per-piece diagonals: their size-weighted mean is the Fisher
+        chunks, weights = _read_chunks(workspace, payload, ref)
+        return (chunks.double() * weights[:, None]).sum(0).to(chunks.dtype)
     matrix = workspace.read_tensors(ref)["fisher"]
-    if payload["representation"] == "diagonal" and matrix.ndim == 2:  # per-piece diagonals: their weighted mean
-        sizes = torch.tensor(payload.get("chunk_sizes") or [1] * len(matrix), dtype=torch.float64)
-        return ((matrix.double() * (sizes / sizes.sum())[:, None]).sum(0)).to(matrix.dtype)
-    if payload["representation"] == "diagonal" or payload["sketch_seed"] is None:
+    if payload["sketch_seed"] is None:
         return matrix
     return FisherFactor(matrix, payload["n"], payload["sketch_seed"])
 
@@ -145,9 +145,13 @@ def stored_chunks(workspace: Workspace, key: str) -> tuple[torch.Tensor, torch.T
     stored = workspace.get_result("fisher", key)
     if stored is None or stored[0]["representation"] != "diagonal":
         return None
-    chunks = workspace.read_tensors(stored[1])["fisher"]
+    return _read_chunks(workspace, *stored)
+
+
+def _read_chunks(workspace: Workspace, payload: dict, ref) -> tuple[torch.Tensor, torch.Tensor]:
+    chunks = workspace.read_tensors(ref)["fisher"]
     chunks = chunks if chunks.ndim == 2 else chunks[None]
-    sizes = torch.tensor(stored[0].get("chunk_sizes") or [1] * len(chunks), dtype=torch.float64)
+    sizes = torch.tensor(payload.get("chunk_sizes") or [1] * len(chunks), dtype=torch.float64)
     return chunks, sizes / sizes.sum()
 
 
