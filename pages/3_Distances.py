@@ -5,6 +5,7 @@ architectures not stored yet, submitted as a job: what is shown is exactly what 
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -15,7 +16,7 @@ from tanas_core.requests import METRICS, DistanceRequest, FisherConfig
 from tanas_core.task_distances import across_architectures, stored_distances, task_atlas
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
-from tanas_core.validation import latest_validation, verdict
+from tanas_core.validation import latest_validation, rank_agreement, row_name, verdict
 
 METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "logdet-scaled": "log-det, scale-free (extension of eq. 5)",
                  "frechet": "Fréchet, diagonal (eq. 8)", "frechet-sorted": "Fréchet, sorted per tensor (extension)",
@@ -69,36 +70,67 @@ def closest_row(result, target: str) -> dict:
 
 
 def show_result(name: str, result, suite, metric: str) -> None:
-    """Mean and std heatmaps, closest baselines, noise floor, the CSV and the task atlas of one result."""
+    """Mean (ties with the closest circled) and std heatmaps, closest baselines, reference, CSV and atlas."""
     left, right = st.columns(2)
+    ties = [[result.tasks.index(b) for b in result.not_separable(t)] for t in result.tasks]
     left.plotly_chart(heatmap_figure(result.mean, result.tasks, f"{name}: mean over {len(result.seeds)} "
-                                     "network(s)"), key=f"mean-{name}")
-    right.plotly_chart(heatmap_figure(result.std, result.tasks, f"{name}: standard deviation", closest=False,
-                                      colorbar="std"), key=f"std-{name}")
+                                     "network(s)", ties=ties), key=f"mean-{name}")
+    if len(result.seeds) > 1:
+        right.plotly_chart(heatmap_figure(result.std, result.tasks, f"{name}: standard deviation over seeds",
+                                          closest=False, colorbar="std"), key=f"std-{name}")
+    else:
+        right.info("The spread over seeds needs ≥ 2 seeds: raise **Seeds** to see it. The reference r[t] and the "
+                   "bootstrap intervals below are measured with one seed too.")
     noise = pd.DataFrame({"task": result.tasks, "reference r[t]": result.reference,
-                          "cross-initialisation spread": result.noise_floor})
+                          "cross-initialisation spread": result.noise_floor if len(result.seeds) > 1 else
+                          ["needs ≥ 2 seeds"] * len(result.tasks)})
     if result.metric.startswith("logdet"):
         noise["log-det lift of F[t, t]"] = result.lift.mean(axis=0)
     closest = pd.DataFrame([closest_row(result, t) for t in result.tasks])
     left, right = st.columns(2)
     left.markdown("**Closest baseline per target** (rank frequency over seeds × bootstrap resamples of the probe "
-                  "images; baselines whose paired difference to it reaches 0 are ties)")
+                  "images; baselines whose paired difference to it reaches 0 are ties, circled on the heatmap)")
     left.dataframe(closest, hide_index=True, width="stretch")
     right.markdown("**Reference per target**: r[t], the distance of t's same-initialisation replicates (a baseline "
-                   "closer than r[t] cannot be told apart from t); the spread between different seeds (NaN with one "
-                   "seed); for log-det, how far F[t, t] rises above σ² (near 0: the distance measures σ)")
+                   "closer than r[t] cannot be told apart from t); the spread between different seeds; for "
+                   "log-det, how far F[t, t] rises above σ² (near 0: the distance measures σ)")
     right.dataframe(noise, hide_index=True, width="stretch")
     frame = pd.DataFrame(result.mean, index=pd.Index(result.tasks, name="baseline \\ target"), columns=result.tasks)
-    ui.download_csv(frame, f"distances-{suite.name}-{name.replace(' ', '_')}-{metric}.csv",
+    ui.download_csv(frame, f"distances-{suite.name}-{name.replace(' ', '_')}-{result.view}-{metric}.csv",
                     "Download the mean matrix (CSV)")
     datasets = [suite.task(t).dataset for t in result.tasks]
     st.plotly_chart(atlas_figure(task_atlas(result.mean), result.tasks, datasets), key=f"atlas-{name}")
 
 
+def show_probe_view(request: DistanceRequest, suite, tanas) -> None:
+    """The common-probe tab: Task2Vec's design (one probe network embeds every task), its verdict, and how far it
+    agrees with the TA-NAS matrices (``tanas``: the combined TA-NAS result, or ``None``)."""
+    probe_request = request.replace(view="probe")
+    st.markdown("**Common probe network** (Task2Vec's design, not the source document's): per architecture and "
+                "seed one network trained on every class of the suite's datasets; its head is refitted per task and "
+                "d[b, t] compares its Fisher on X_b with its Fisher on X_t. The reference r[t] retrains the probe "
+                "(same initial weights, other data).")
+    show_verdict(probe_request)
+    stored = stored_distances(space, probe_request)
+    missing = tuple(arch for arch, result in zip(request.archs, stored) if result is None)
+    if missing:
+        st.info(f"The probe view is not in the workspace yet for {', '.join(missing)}.")
+        if st.button("Compute the common-probe view", key="probe-view"):
+            ui.submit(space, "distances", probe_request.replace(archs=missing))
+        return
+    probe = stored[0] if len(stored) == 1 else across_architectures(stored)
+    if tanas is not None:
+        agreement = rank_agreement([tanas], [probe])
+        st.metric("Rank agreement with the TA-NAS view (mean Spearman over target columns)",
+                  "n/a (needs ≥ 3 baselines)" if np.isnan(agreement) else f"{agreement:.2f}")
+    show_result("common probe", probe, suite, request.metric)
+
+
 def show_verdict(request: DistanceRequest) -> None:
-    """The validation report's plain answer for this suite, preset and metric: does it beat its noise?"""
-    answer, why = verdict(latest_validation(space, request.suite, request.preset), request.metric)
-    text = f"**Separates these tasks from noise ({request.metric}): {answer}** — {why}."
+    """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?"""
+    row = row_name(request.view, request.metric)
+    answer, why = verdict(latest_validation(space, request.suite, request.preset), row)
+    text = f"**Separates these tasks from noise ({row}): {answer}** — {why}."
     if answer == "yes":
         st.success(text)
     elif answer == "no":
@@ -124,12 +156,13 @@ ui.job_panel(space, "distances", "Distance jobs")
 show_verdict(request)
 
 ready = {arch: result for arch, result in results.items() if result is not None}
-if not ready:
-    st.stop()
 views = dict(ready)
 if len(ready) > 1:
     views["across architectures"] = across_architectures(list(ready.values()))
-for tab, (name, result) in zip(st.tabs(list(views)), views.items()):
+tabs = st.tabs([*views, "common probe (Task2Vec-style)"])
+for tab, (name, result) in zip(tabs, views.items()):
     with tab:
         show_result(name, result, suite, request.metric)
+with tabs[-1], ui.user_errors(stop=False):
+    show_probe_view(request, suite, list(views.values())[-1] if len(ready) == len(request.archs) else None)
 st.caption("PNG: use the camera button in each chart's toolbar.")

@@ -200,6 +200,39 @@ def bench_zoo(request, run, **sinks) -> dict:
                 met=total <= ZOO_GOAL_SECONDS)
 
 
+def bench_distances(suite: str, archs: tuple[str, ...], samples: list[int], replicates: int = 2,
+                    bootstrap: int = 40, **sinks) -> dict:
+    """One seed's TA-NAS distance matrices (``logdet``, ``replicates`` replicates, ``bootstrap`` resamples) of
+    ``suite`` per architecture at each M of ``samples``, in a throw-away workspace whose zoo is trained first (its
+    time reported apart). ``{zoo_s, rows: [{arch, M, fishers, seconds, s_per_fisher, x_first_M}]}``; every M
+    computes its Fishers afresh (the Fisher cache is keyed by M)."""
+    from .context import RunContext
+    from .requests import DistanceRequest, FisherConfig, ZooRequest
+    from .store import Workspace
+    from .task_distances import distance_matrices
+    from .zoo import train_zoo
+
+    with tempfile.TemporaryDirectory(prefix="tanas-bench-") as scratch:
+        cases = [(arch, m) for arch in archs for m in samples]
+        phases = RunContext(Workspace(scratch), device="cpu", **sinks).step_phases(
+            ["zoo and replicates", *(f"{arch}, M = {m}" for arch, m in cases)])
+        started = time.perf_counter()
+        train_zoo(ZooRequest(suite=suite, archs=archs, seeds=1, replicates=replicates, workers=2), phases[0])
+        zoo_seconds, rows = time.perf_counter() - started, []
+        for (arch, m), phase in zip(cases, phases[1:]):
+            request = DistanceRequest(suite=suite, archs=(arch,), seeds=1, metric="logdet", replicates=replicates,
+                                      bootstrap=bootstrap, fisher=FisherConfig(samples=m))
+            started = time.perf_counter()
+            [result] = distance_matrices(request, phase)
+            seconds = time.perf_counter() - started
+            fishers = len(result.tasks) * (len(result.tasks) + replicates)
+            rows.append(dict(arch=arch, M=m, fishers=fishers, seconds=seconds, s_per_fisher=seconds / fishers))
+    for row in rows:
+        first = next(r for r in rows if r["arch"] == row["arch"])
+        row["x_first_M"] = row["seconds"] / first["seconds"]
+    return dict(zoo_s=zoo_seconds, rows=rows)
+
+
 APP_PAGES = ("app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py")
 # Widget values that point a page at the results the benchmark stored (label -> value).
 _PAGE_SETTINGS = {"pages/3_Distances.py": {"Suite": "mnist4", "Preset": "smoke"},

@@ -23,11 +23,15 @@ def closest_rows(matrix: np.ndarray) -> list[int]:
 
 
 def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, closest: bool = True,
-                   colorbar: str = "distance") -> go.Figure:
-    """Heatmap of ``matrix [baselines, targets]`` with hover values; the closest baseline of each target column
-    (off the diagonal) is marked with a star."""
-    figure = go.Figure(go.Heatmap(z=np.asarray(matrix).tolist(), x=tasks, y=tasks, colorscale="Viridis",
-                                  colorbar=dict(title=colorbar),
+                   colorbar: str = "distance", ties: list[list[int]] | None = None) -> go.Figure:
+    """Heatmap of ``matrix [baselines, targets]`` with hover values (printed in the cells up to 10 tasks); the
+    closest baseline of each target column (off the diagonal) is marked with a star, and ``ties[t]`` (rows of
+    column ``t`` not separable from its closest baseline) with a hollow circle."""
+    matrix = np.asarray(matrix, dtype=float)
+    readable = len(tasks) <= 10
+    figure = go.Figure(go.Heatmap(z=matrix.tolist(), x=tasks, y=tasks, colorscale="Viridis",
+                                  colorbar=dict(title=colorbar), text=np.vectorize(lambda v: f"{v:.2f}")(matrix),
+                                  texttemplate="%{text}" if readable else None,
                                   hovertemplate="baseline %{y}<br>target %{x}<br>d = %{z:.4f}<extra></extra>"))
     if closest and len(tasks) > 1:
         figure.add_trace(go.Scatter(x=tasks, y=[tasks[r] for r in closest_rows(matrix)], mode="markers",
@@ -35,6 +39,13 @@ def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, closest: bo
                                     marker=dict(symbol="star", size=14, color="white",
                                                 line=dict(color="black", width=1)),
                                     hovertemplate="closest baseline to %{x}: %{y}<extra></extra>"))
+    tied = [(tasks[t], tasks[b]) for t, rows in enumerate(ties or []) for b in rows]
+    if tied:
+        figure.add_trace(go.Scatter(x=[t for t, _ in tied], y=[b for _, b in tied], mode="markers",
+                                    name="tied with the closest (inside the noise)",
+                                    marker=dict(symbol="circle-open", size=22, color="white", line=dict(width=2)),
+                                    hovertemplate="%{y} is not separable from the closest baseline of %{x}"
+                                                  "<extra></extra>"))
     figure.update_layout(title=title, xaxis_title="target t (column)", yaxis_title="baseline b (row)",
                          yaxis_autorange="reversed", height=520, margin=_MARGIN, legend=dict(orientation="h", y=-0.25))
     return figure

@@ -182,6 +182,7 @@ class DistanceResult:
     replicates: np.ndarray | None = None
     lift: np.ndarray | None = None
     bootstrap: np.ndarray | None = None
+    view: str = "tanas"  # "tanas" (the source's d[b, t]) or "probe" (one common probe network, ``probe_network``)
 
     def __post_init__(self) -> None:
         seeds, tasks = len(self.seeds), len(self.tasks)
@@ -269,7 +270,7 @@ class DistanceResult:
         return dict(suite=self.suite, arch=self.arch, metric=self.metric, sigma=self.sigma, seeds=self.seeds,
                     tasks=self.tasks, matrices=self.matrices.tolist(), noise_floor=plain(self.noise_floor),
                     seconds=self.seconds, replicates=self.replicates.tolist(), lift=plain(self.lift),
-                    bootstrap=self.bootstrap.tolist())
+                    bootstrap=self.bootstrap.tolist(), view=self.view)
 
     @classmethod
     def from_payload(cls, payload: dict, cached: bool = False) -> DistanceResult:
@@ -282,4 +283,5 @@ class DistanceResult:
         return cls(payload["suite"], payload["arch"], payload["metric"], payload["sigma"], payload["seeds"],
                    payload["tasks"], np.asarray(payload["matrices"]), array("noise_floor"), payload["seconds"],
                    cached, None if replicates is None else replicates.reshape(seeds, tasks, -1), array("lift"),
-                   None if bootstrap is None else bootstrap.reshape(seeds, -1, tasks, tasks))
+                   None if bootstrap is None else bootstrap.reshape(seeds, -1, tasks, tasks),
+                   payload.get("view", "tanas"))

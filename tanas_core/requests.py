@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .networks import ARCHITECTURES
-from .settings import (HEADS, METHODS, METRICS, PARAMS, SPACES, DistanceSettings, FisherConfig, Request, SearchBudget,
-                       parse_archs, parse_names, preset_names)
+from .settings import (HEADS, METHODS, METRICS, PARAMS, SPACES, VIEWS, DistanceSettings, FisherConfig, Request,
+                       SearchBudget, parse_archs, parse_names, preset_names)
 from .suites import CUSTOM_SUITE, SUITE_NAMES, resolve_suite, split_target
 from .errors import TanasError
 
-__all__ = ["HEADS", "METHODS", "METRICS", "PARAMS", "SPACES", "ClosestSettings", "CompareRequest", "DemoRequest",
-           "DistanceRequest", "DistanceSettings", "FisherConfig", "Request", "SearchBudget", "SearchRequest",
+__all__ = ["HEADS", "METHODS", "METRICS", "PARAMS", "SPACES", "VIEWS", "ClosestSettings", "CompareRequest",
+           "DemoRequest", "DistanceRequest", "DistanceSettings", "FisherConfig", "Request", "SearchBudget", "SearchRequest",
            "ZooRequest", "ZooSearchRequest", "parse_archs", "parse_names", "preset_names", "split_target"]
 
 
@@ -58,7 +58,7 @@ class DistanceRequest(DistanceSettings):
     """The ``d[b, t]`` matrices of ``suite`` for each architecture of ``archs`` (zoo networks of ``preset``)."""
 
     WHAT: ClassVar[str] = "distance request"
-    CHOICES: ClassVar[dict] = dict(metric=METRICS, preset=preset_names)
+    CHOICES: ClassVar[dict] = dict(DistanceSettings.CHOICES, preset=preset_names)
 
     suite: str = ""
     preset: str = "demo"

@@ -20,6 +20,9 @@ from .training import PRESETS
 METRICS = ("logdet", "logdet-scaled", "frechet", "frechet-sorted", "frechet-mass", "frechet-full")
 SPACES = ("related", "standard")
 METHODS = ("fuse", "random")
+# "tanas": d[b, t] compares task b's network on X_t with t's (the source); "probe": one common probe network per
+# architecture and seed embeds every task (Task2Vec's design, ``probe_network``).
+VIEWS = ("tanas", "probe")
 HEADS = ("refit", "own")
 PARAMS = ("backbone", "all")
 
@@ -167,7 +170,7 @@ class FisherConfig(Request):
                                   projection_dim=(1, 100_000_000), chunks=(1, 64))
     CHOICES: ClassVar[dict] = dict(head=HEADS, params=PARAMS)
 
-    samples: int = 256
+    samples: int = 512
     head_samples: int = 512
     head: str = "refit"
     params: str = "backbone"
@@ -228,13 +231,14 @@ class DistanceSettings(Request):
     """How task distances are computed: architectures (matrices averaged over them), ``seeds`` zoo seeds 0..K-1,
     the ``metric`` (eq. 5 ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``, or the extensions
     ``logdet-scaled``, ``frechet-sorted``, ``frechet-mass``), ``sigma`` (log-det only), the Fisher settings,
-    ``workers`` (local processes that train missing zoo networks) and ``replicates`` (K same-initialisation
-    replicates per task and seed, whose distance to the task is the reference ``r[t]``)."""
+    ``workers`` (local processes that train missing zoo networks), ``replicates`` (K same-initialisation
+    replicates per task and seed, whose distance to the task is the reference ``r[t]``), ``bootstrap`` (resamples
+    of the probe images) and the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the common probe network)."""
 
     WHAT: ClassVar[str] = "distance settings"
     LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64), replicates=(0, 10),
                                   bootstrap=(0, 1000))
-    CHOICES: ClassVar[dict] = dict(metric=METRICS)
+    CHOICES: ClassVar[dict] = dict(metric=METRICS, view=VIEWS)
     NESTED: ClassVar[dict] = dict(fisher=FisherConfig)
 
     archs: tuple = ("vgg16",)
@@ -247,10 +251,15 @@ class DistanceSettings(Request):
     replicates: int = 2
     # Bootstrap samples over the probe images (diagonal metrics): intervals, rank frequency, paired differences.
     bootstrap: int = 40
+    view: str = "tanas"
 
     def validate(self) -> None:
         super().validate()
         parse_archs(self.archs)
+        if self.view == "probe" and self.fisher.params != "backbone":
+            raise TanasError(f"{self.WHAT}: the common-probe view compares Fishers of heads refitted to different "
+                             "tasks, so it needs Fisher params 'backbone' (the head differs per task); got "
+                             f"{self.fisher.params!r}")
 
     def settings(self) -> dict:
         """The ``DistanceSettings`` fields of this object (to build another request from them)."""

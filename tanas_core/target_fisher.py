@@ -3,8 +3,8 @@ and cached in the workspace.
 
 ``N_b``'s head predicts task ``b``'s classes, so by default (``head="refit"``) a fresh linear head is fitted on
 ``X_t``'s training images with ``N_b``'s backbone frozen, and the empirical Fisher uses task ``t``'s labels;
-``head="own"`` keeps ``N_b``'s head and uses the model Fisher (labels drawn from its own softmax). ``X_t`` is the
-target's seed-0 training split for every network seed.
+``head="own"`` keeps ``N_b``'s head and uses the model Fisher (labels drawn from its own softmax). The head is fitted on the target's seed-0 training split; the Fisher averages
+over its held-out probe images (``probe``), the same for every network seed.
 """
 from __future__ import annotations
 
@@ -202,11 +202,15 @@ class FisherSource:
         return _fisher_key(record, self.suite, target, self.preset, self.representation, self.config)
 
     def ensure(self, pairs: list[tuple[NetworkRecord, Task]], on_done: Callable[[NetworkRecord, Task], None]) -> None:
-        """Compute every missing ``F[b, t]`` of ``pairs`` (one piece of work per pair) and store each as it
-        arrives."""
-        missing = []
+        """Compute every missing ``F[b, t]`` of ``pairs`` (one piece of work per distinct pair) and store each as
+        it arrives."""
+        missing, seen = [], set()
         for record, target in pairs:
-            if self.workspace.get_result("fisher", self.key(record, target)) is None:
+            key = self.key(record, target)
+            if key in seen:
+                continue
+            seen.add(key)
+            if self.workspace.get_result("fisher", key) is None:
                 missing.append((record, target))
             else:
                 self.count += 1

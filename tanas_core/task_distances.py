@@ -24,6 +24,7 @@ from .context import RunContext
 from .distance import (frechet_distance, logdet_distance, logdet_lift, mass_frechet_distance, scaled_logdet_distance,
                        sorted_frechet_distance)
 from .errors import TanasError
+from .probe_network import probe_networks
 from .records import DistanceResult
 from .requests import DistanceRequest, FisherConfig, ZooRequest
 from .store import NetworkRecord, Workspace, config_key
@@ -56,6 +57,8 @@ def _request_key(request: DistanceRequest, suite: Suite, arch: str) -> str:
     key = _distances_key(suite, arch, request.metric, list(range(request.seeds)), get_preset(request.preset),
                          request.sigma, request.fisher)
     extras = dict(replicates=request.replicates, bootstrap=request.bootstrap)
+    if request.view != "tanas":
+        extras["view"] = request.view
     return config_key(dict(matrices=key, **extras)) if any(extras.values()) else key
 
 
@@ -117,55 +120,75 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
     if stored is not None:
         return DistanceResult.from_payload(stored[0], cached=True)
     started = time.perf_counter()
-    records = train_zoo(ZooRequest(suite=request.suite, archs=(arch,), seeds=request.seeds, preset=request.preset,
-                                   workers=request.workers, replicates=request.replicates),
-                        context.phase("zoo networks and replicates", 0.0, 0.3))
-    networks = {(r.task, r.seed, r.replicate): r for r in records}
+    tasks = list(suite.tasks)
+    networks = _networks(request, suite, context.phase("zoo networks and replicates", 0.0, 0.3))
     fishers = FisherSource(context, suite, preset, "factor" if request.metric == "frechet-full" else "diagonal",
                            request.fisher)
-    tasks = list(suite.tasks)
+    # Whose data a baseline's Fisher is taken on: X_t (TA-NAS: b's network on t's images) or X_b (probe view: the
+    # one probe network on b's images).
+    data = (lambda b, t: tasks[t]) if request.view == "tanas" else (lambda b, t: tasks[b])
     fisher_phase = context.phase("Fisher matrices and distances", 0.3, 0.95)
-    matrices = np.stack([_seed_matrix(fishers, request, [networks[(t.name, seed, 0)] for t in tasks], tasks,
-                                      fisher_phase, index) for index, seed in enumerate(seeds)])
+    column = [[networks[(t.name, seed, 0)] for t in tasks] for seed in seeds]
+    matrices = np.stack([_seed_matrix(fishers, request, column[k], tasks, data, fisher_phase) for k in range(len(seeds))])
     replicates = _replicate_distances(fishers, request, networks, tasks, seeds, fisher_phase)
-    bootstrap = np.stack([_bootstrap(fishers, request, [networks[(t.name, seed, 0)] for t in tasks], tasks, index)
-                          for index, seed in enumerate(seeds)])
+    bootstrap = np.stack([_bootstrap(fishers, request, column[k], tasks, data, k) for k in range(len(seeds))])
     noise = _noise_floor(fishers, request, networks, tasks, seeds)
     result = DistanceResult(suite.name, arch, request.metric, float(request.sigma), seeds, [t.name for t in tasks],
                             matrices, noise, time.perf_counter() - started, False, replicates,
-                            _lifts(fishers, request, networks, tasks, seeds), bootstrap)
+                            _lifts(fishers, request, networks, tasks, seeds), bootstrap, request.view)
     context.workspace.put_result("distances", key, result.to_payload())
     context.progress("done", 1.0)
     return result
 
 
-def _distances(fishers: FisherSource, request: DistanceRequest, pairs: list[tuple[NetworkRecord, NetworkRecord]],
-               target_of, context_check) -> list[float]:
-    """``d`` of each ``(baseline network, target network)`` pair on the target's data (``target_of(pair index)``)."""
-    def item(index: int, baseline: NetworkRecord, own: NetworkRecord) -> tuple:
-        target = target_of(index)
-        return (request.metric, fishers.get(baseline, target), fishers.get(own, target), request.sigma,
-                fishers.segments(own, target))
+def _networks(request: DistanceRequest, suite: Suite, context: RunContext) -> dict:
+    """``{(task, seed, replicate): record}``: the zoo networks (TA-NAS view) or, in the probe view, the common
+    probe network of each seed and replicate for every task."""
+    arch = request.archs[0]
+    if request.view == "probe":
+        probes = probe_networks(context, suite, arch, get_preset(request.preset), list(range(request.seeds)),
+                                request.replicates)
+        return {(task.name, seed, r): record for (seed, r), record in probes.items() for task in suite.tasks}
+    records = train_zoo(ZooRequest(suite=request.suite, archs=(arch,), seeds=request.seeds, preset=request.preset,
+                                   workers=request.workers, replicates=request.replicates), context)
+    return {(r.task, r.seed, r.replicate): r for r in records}
+
+
+def _fisher_count(request: DistanceRequest, tasks: int) -> int:
+    """Distinct Fishers of one architecture (for progress): T per network in the TA-NAS view, 1 in the probe's."""
+    per_network = tasks if request.view == "tanas" else 1
+    return request.seeds * tasks * (per_network + request.replicates)
+
+
+Entry = tuple[NetworkRecord, Task]  # a network and the task whose probe images its Fisher is taken on
+
+
+def _distances(fishers: FisherSource, request: DistanceRequest, pairs: list[tuple[Entry, Entry]],
+               context_check) -> list[float]:
+    """``d`` of each ``(baseline entry, target entry)`` pair, in order."""
+    def item(baseline: Entry, own: Entry) -> tuple:
+        return (request.metric, fishers.get(*baseline), fishers.get(*own), request.sigma, fishers.segments(*own))
 
     values = [0.0] * len(pairs)
-    items = (item(index, *pair) for index, pair in enumerate(pairs))
+    items = (item(*pair) for pair in pairs)
     for position, value in fishers.backend.map(_pair_distance, items, check=context_check):
         values[position] = value
     return values
 
 
 def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
-                 context: RunContext, index: int) -> np.ndarray:
-    """One seed's ``d[b, t]``: every ``F[b, t]`` (computed or read), then every off-diagonal pair."""
-    work = request.seeds * len(tasks) * (len(tasks) + request.replicates)
+                 data, context: RunContext) -> np.ndarray:
+    """One seed's ``d[b, t]``: every Fisher (computed or read), then every off-diagonal pair; ``data(b, t)`` is
+    the task whose images baseline ``b``'s Fisher of column ``t`` is taken on."""
+    work = _fisher_count(request, len(tasks))
 
     def report(record: NetworkRecord, target: Task) -> None:
         context.progress(f"seed {record.seed}: F[{record.task}, {target.name}]", min(fishers.count, work) / work)
 
-    fishers.ensure([(record, target) for target in tasks for record in networks], report)
     pairs = [(b, t) for t in range(len(tasks)) for b in range(len(tasks)) if b != t]
-    values = _distances(fishers, request, [(networks[b], networks[t]) for b, t in pairs],
-                        lambda i: tasks[pairs[i][1]], context.check)
+    entries = [((networks[b], data(b, t)), (networks[t], tasks[t])) for b, t in pairs]
+    fishers.ensure([entry for pair in entries for entry in pair], report)
+    values = _distances(fishers, request, entries, context.check)
     matrix = np.zeros((len(tasks), len(tasks)))
     for (b, t), value in zip(pairs, values):
         matrix[b, t] = value
@@ -174,21 +197,23 @@ def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list
 
 
 def _bootstrap(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
-               index: int) -> np.ndarray:
-    """``[S, T, T]``: ``d[b, t]`` on ``request.bootstrap`` resamples of each column's probe-image pieces. Every
-    baseline of a column is resampled with the same pieces as ``F[t, t]`` (the same images): differences within a
-    column are paired. Empty for full-matrix metrics."""
+               data, index: int) -> np.ndarray:
+    """``[S, T, T]``: ``d[b, t]`` on ``request.bootstrap`` resamples of the probe-image pieces. Every entry of a
+    column is resampled with the same draw, so in the TA-NAS view (all on ``X_t``) differences within a column are
+    paired; in the probe view the baselines' own images are redrawn alongside ``F[t, t]``'s. Empty for full-matrix
+    metrics."""
     samples, count = request.bootstrap, len(tasks)
     if not samples or fishers.representation != "diagonal":
         return np.zeros((samples if fishers.representation == "diagonal" else 0, count, count))
     rng, out = np.random.default_rng(7919 + index), np.zeros((samples, count, count))
     for t, target in enumerate(tasks):
-        column = [stored_chunks(fishers.workspace, fishers.key(network, target)) for network in networks]
+        column = [stored_chunks(fishers.workspace, fishers.key(networks[b], data(b, t) if b != t else target))
+                  for b in range(count)]
         segments, pieces = fishers.segments(networks[t], target), len(column[t][0])
         for s in range(samples):
             draw = torch.from_numpy(rng.integers(pieces, size=pieces))
-            weights = column[t][1][draw] / column[t][1][draw].sum()
-            resampled = [(chunks[draw].double() * weights[:, None]).sum(0) for chunks, _ in column]
+            resampled = [(chunks[draw].double() * (weights[draw] / weights[draw].sum())[:, None]).sum(0)
+                         for chunks, weights in column]
             for b in range(count):
                 if b != t:
                     out[s, b, t] = _pair_distance(request.metric, resampled[b], resampled[t], request.sigma, segments)
@@ -203,13 +228,13 @@ def _replicate_distances(fishers: FisherSource, request: DistanceRequest, networ
         return replicates
     keys = [(k, t, r) for k, seed in enumerate(seeds) for t in range(len(tasks))
             for r in range(1, request.replicates + 1)]
-    work = len(seeds) * len(tasks) * (len(tasks) + request.replicates)
+    work = _fisher_count(request, len(tasks))
     fishers.ensure([(networks[(tasks[t].name, seeds[k], r)], tasks[t]) for k, t, r in keys],
-                   lambda record, target: context.progress(f"replicate {record.replicate} of {record.task}, seed "
+                   lambda record, target: context.progress(f"replicate {record.replicate} of {target.name}, seed "
                                                            f"{record.seed}", min(fishers.count, work) / work))
-    pairs = [(networks[(tasks[t].name, seeds[k], r)], networks[(tasks[t].name, seeds[k], 0)]) for k, t, r in keys]
-    values = _distances(fishers, request, pairs, lambda i: tasks[keys[i][1]], fishers.check)
-    for (k, t, r), value in zip(keys, values):
+    pairs = [((networks[(tasks[t].name, seeds[k], r)], tasks[t]), (networks[(tasks[t].name, seeds[k], 0)], tasks[t]))
+             for k, t, r in keys]
+    for (k, t, r), value in zip(keys, _distances(fishers, request, pairs, fishers.check)):
         replicates[k, t, r - 1] = value
     return replicates
 
@@ -220,9 +245,9 @@ def _noise_floor(fishers: FisherSource, request: DistanceRequest, networks: dict
     (NaN with one seed): the cross-initialisation spread."""
     noise = np.full(len(tasks), np.nan)
     floor_pairs = [(t, i, j) for t in range(len(tasks)) for i, j in itertools.combinations(seeds, 2)]
-    values = _distances(fishers, request, [(networks[(tasks[t].name, i, 0)], networks[(tasks[t].name, j, 0)])
-                                           for t, i, j in floor_pairs],
-                        lambda index: tasks[floor_pairs[index][0]], fishers.check)
+    values = _distances(fishers, request, [((networks[(tasks[t].name, i, 0)], tasks[t]),
+                                            (networks[(tasks[t].name, j, 0)], tasks[t])) for t, i, j in floor_pairs],
+                        fishers.check)
     floors: dict[int, list[float]] = {}
     for (t, _, _), value in zip(floor_pairs, values):
         floors.setdefault(t, []).append(value)
@@ -250,8 +275,8 @@ def across_architectures(results: list[DistanceResult]) -> DistanceResult:
         raise TanasError("no per-architecture results to combine")
     first = results[0]
     for other in results[1:]:
-        if other.tasks != first.tasks or other.metric != first.metric:
-            raise TanasError("combine results of the same suite and metric only")
+        if other.tasks != first.tasks or other.metric != first.metric or other.view != first.view:
+            raise TanasError("combine results of the same suite, metric and view only")
     replicates, bootstraps = [r.replicates for r in results], [r.bootstrap for r in results]
     return DistanceResult(first.suite, "+".join(r.arch for r in results), first.metric, first.sigma,
                           [f"{r.arch}:{s}" for r in results for s in r.seeds], first.tasks,
@@ -260,7 +285,8 @@ def across_architectures(results: list[DistanceResult]) -> DistanceResult:
                           sum(r.seconds for r in results), False,
                           np.concatenate(replicates) if len({r.shape[-1] for r in replicates}) == 1 else None,
                           np.concatenate([r.lift for r in results]),
-                          np.concatenate(bootstraps) if len({b.shape[1] for b in bootstraps}) == 1 else None)
+                          np.concatenate(bootstraps) if len({b.shape[1] for b in bootstraps}) == 1 else None,
+                          first.view)
 
 
 def _mean_spread(spreads: list[np.ndarray]) -> np.ndarray:

@@ -13,8 +13,12 @@ and answers, from the networks alone:
   closest of the aggregate (all architectures and seeds), over all columns.
 * ``logdet_lift``: min over targets of ``mean log(diag F[t, t] + sigma^2) - log sigma^2`` (log-det metrics only).
 * ``seconds``: what the metric took (Fisher matrices are shared between the diagonal metrics, so the first pays).
+* ``rank_agreement`` (probe-view rows): mean over columns of the Spearman correlation between the probe view's and
+  the TA-NAS view's ordering of the baselines (same metric).
 
-The default metric is the one whose report is best (``identity_top1``, then ``signal_to_noise``).
+Every metric is reported in both views: ``NAME`` for the source's TA-NAS matrices, ``probe:NAME`` for the common
+probe network (``probe_network``). The default metric is the one whose report is best (``identity_top1``, then
+``signal_to_noise``).
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from .errors import TanasError
 from .networks import ARCHITECTURES
 from .records import DistanceResult
 from .requests import DistanceRequest, DistanceSettings
-from .settings import METRICS
+from .settings import METRICS, VIEWS
 from .store import Workspace, config_key
 from .suites import resolve_suite
 from .task_distances import across_architectures, distance_matrices
@@ -50,17 +54,30 @@ class ValidateRequest(DistanceSettings):
     suite: str = ""
     preset: str = "demo"
     metrics: tuple = REPORT_METRICS
+    views: tuple = VIEWS
 
     def validate(self, workspace=None) -> None:
         super().validate()
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown or not self.metrics:
-            raise TanasError(f"validation request: metrics must be among {', '.join(METRICS)}, got {unknown}")
-        self.distance_request(self.metrics[0]).validate(workspace)
+        unknown = [m for m in self.metrics if m not in METRICS] + [v for v in self.views if v not in VIEWS]
+        if unknown or not self.metrics or not self.views:
+            raise TanasError(f"validation request: metrics must be among {', '.join(METRICS)} and views among "
+                             f"{', '.join(VIEWS)}, got {unknown or 'none'}")
+        for view in self.views:
+            self.distance_request(self.metrics[0], view).validate(workspace)
 
-    def distance_request(self, metric: str) -> DistanceRequest:
-        """The distance computation of one metric."""
-        return DistanceRequest(suite=self.suite, preset=self.preset, **dict(self.settings(), metric=metric))
+    def distance_request(self, metric: str, view: str = "tanas") -> DistanceRequest:
+        """The distance computation of one metric in one view."""
+        return DistanceRequest(suite=self.suite, preset=self.preset, **dict(self.settings(), metric=metric,
+                                                                           view=view))
+
+    def rows(self) -> list[tuple[str, str]]:
+        """``(view, metric)`` of every report row, the TA-NAS view first (the probe rows are compared with it)."""
+        return [(view, metric) for view in sorted(self.views, key=VIEWS.index) for metric in self.metrics]
+
+
+def row_name(view: str, metric: str) -> str:
+    """The report's name of a (view, metric) row: ``metric``, or ``probe:metric`` for the common-probe view."""
+    return metric if view == "tanas" else f"{view}:{metric}"
 
 
 def identity_top1(results: list[DistanceResult]) -> float:
@@ -123,36 +140,61 @@ def logdet_lift(results: list[DistanceResult]) -> float | None:
     return float(np.concatenate([r.lift for r in results]).mean(axis=0).min())
 
 
-def metric_report(results: list[DistanceResult], datasets: dict[str, str], seconds: float) -> dict:
-    """Every figure of one metric's results (one ``DistanceResult`` per architecture)."""
-    return dict(identity_top1=identity_top1(results), signal_to_noise=signal_to_noise(results),
-                same_dataset_auc=same_dataset_auc(results, datasets), closest_stability=closest_stability(results),
-                logdet_lift=logdet_lift(results), seconds=seconds)
+def _ranks(values: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(values, kind="stable"), kind="stable").astype(float)
+
+
+def rank_agreement(first: list[DistanceResult], second: list[DistanceResult]) -> float:
+    """Mean over (architecture, target) columns of the Spearman correlation between two views' mean distances of
+    the other baselines (1: the same order, 0: unrelated, -1: reversed); ``nan`` with fewer than 3 baselines."""
+    correlations = []
+    for a, b in zip(first, second):
+        for t in range(len(a.tasks)):
+            rows = [r for r in range(len(a.tasks)) if r != t]
+            if len(rows) >= 3:
+                correlations.append(float(np.corrcoef(_ranks(a.mean[rows, t]), _ranks(b.mean[rows, t]))[0, 1]))
+    return float(np.mean(correlations)) if correlations else float("nan")
+
+
+def metric_report(results: list[DistanceResult], datasets: dict[str, str], seconds: float,
+                  compared_with: list[DistanceResult] | None = None) -> dict:
+    """Every figure of one metric's results (one ``DistanceResult`` per architecture); ``rank_agreement`` with
+    ``compared_with`` (the TA-NAS view of the same metric) for probe-view rows, else ``None``."""
+    figures = dict(identity_top1=identity_top1(results), signal_to_noise=signal_to_noise(results),
+                   same_dataset_auc=same_dataset_auc(results, datasets), closest_stability=closest_stability(results),
+                   logdet_lift=logdet_lift(results), seconds=seconds,
+                   rank_agreement=None if compared_with is None else rank_agreement(results, compared_with))
+    # JSON has no NaN: a figure that cannot be measured (no replicates, < 3 baselines) is null
+    return {name: None if value is not None and np.isnan(value) else value for name, value in figures.items()}
 
 
 def default_metric(metrics: dict[str, dict]) -> str:
     """The metric this report supports best: highest ``identity_top1``, then highest ``signal_to_noise``."""
     def score(item):
-        report = item[1]
-        return (np.nan_to_num(report["identity_top1"], nan=-1.0), np.nan_to_num(report["signal_to_noise"], nan=-1.0))
+        return tuple(-1.0 if item[1][name] is None else item[1][name] for name in ("identity_top1", "signal_to_noise"))
 
     return max(metrics.items(), key=score)[0]
 
 
 def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
-    """The report: ``{suite, archs, seeds, preset, replicates, default_metric, metrics: {NAME: {identity_top1,
-    signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds}}}`` (JSON-ready)."""
+    """The report: ``{suite, archs, seeds, preset, replicates, views, default_metric, metrics: {NAME:
+    {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement}}}``
+    (JSON-ready; ``NAME``: ``row_name(view, metric)``)."""
     request.validate(context.workspace)
     suite = resolve_suite(request.suite, context.workspace)
     datasets = {task.name: task.dataset for task in suite.tasks}
-    metrics = {}
-    for metric, phase in zip(request.metrics, context.step_phases(list(request.metrics))):
+    metrics, tanas = {}, {}
+    rows = request.rows()
+    for (view, metric), phase in zip(rows, context.step_phases([row_name(*row) for row in rows])):
         started = time.perf_counter()
-        results = distance_matrices(request.distance_request(metric), phase)
-        metrics[metric] = metric_report(results, datasets, time.perf_counter() - started)
+        results = distance_matrices(request.distance_request(metric, view), phase)
+        if view == "tanas":
+            tanas[metric] = results
+        metrics[row_name(view, metric)] = metric_report(results, datasets, time.perf_counter() - started,
+                                                        tanas.get(metric) if view != "tanas" else None)
     report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
                   replicates=request.replicates, default_metric=default_metric(metrics), metrics=metrics,
-                  created_at=time.time())
+                  views=list(request.views), created_at=time.time())
     context.workspace.put_result("validation", config_key(request.to_dict()), report)
     return report
 
@@ -175,7 +217,8 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
         return "not measured", "no validation report for this suite, preset and metric yet"
     figures = report["metrics"][metric]
     checks = [(name, figures[name], GOALS[name]) for name in ("identity_top1", "signal_to_noise")]
-    missed = [f"{name} {value:.2f} < {goal:g}" for name, value, goal in checks if not value >= goal]
+    missed = [f"{name} not measured" if value is None else f"{name} {value:.2f} < {goal:g}"
+              for name, value, goal in checks if value is None or not value >= goal]
     scope = f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} replicate(s)"
     if missed:
         return "no", f"{'; '.join(missed)} ({scope})"

@@ -23,7 +23,7 @@ from .errors import TanasError
 
 
 # Training pools without the held-out probe images (``tasks.probe_mask``): networks trained before had other data.
-SPLITS_VERSION = "probe-v1"
+SPLITS_VERSION = "probe-v2"  # v2: 20 % probe share (v1: 10 %)
 REPLICATE_SEED_STRIDE = 1000
 
 

@@ -147,12 +147,14 @@ def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspac
                               metrics=("logdet", "logdet-scaled", "frechet", "frechet-sorted"),
                               fisher=FisherConfig(samples=24, head_samples=48))
     report = validate_distances(request, quiet_context(digits_workspace, "cpu"))
-    assert set(report["metrics"]) == set(request.metrics) and report["default_metric"] in request.metrics
+    rows = [*request.metrics, *(f"probe:{m}" for m in request.metrics)]  # both views, TA-NAS first
+    assert list(report["metrics"]) == rows and report["default_metric"] in rows
     for name, figures in report["metrics"].items():
+        assert "rank_agreement" in figures and figures["rank_agreement"] is None  # 2 baselines a column: no ranking
         assert 0 <= figures["identity_top1"] <= 1 and figures["signal_to_noise"] > 0
         assert 0 <= figures["closest_stability"] <= 1 and figures["seconds"] >= 0
         assert figures["same_dataset_auc"] is None  # one dataset
-        assert (figures["logdet_lift"] is not None) == name.startswith("logdet")
+        assert (figures["logdet_lift"] is not None) == name.split(":")[-1].startswith("logdet")
     # the networks, their replicates and the Fishers are computed once for every metric
     assert len(digits_workspace.list_networks()) == 3 * 2 * 2
 
@@ -207,3 +209,47 @@ def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies
         assert closest not in result.not_separable(target)
         low, high = result.interval(closest, target)
         assert low <= high
+
+
+# ---------------------------------------------------------------------------------------------- the common probe
+
+def test_the_probe_view_embeds_every_task_with_one_network_per_seed_and_is_symmetric_for_frechet(digits_workspace,
+                                                                                                 tiny_preset):
+    from tanas_core.probe_network import broad_data
+    from tanas_core.requests import DistanceRequest
+    from tanas_core.task_distances import distance_matrices
+
+    request = DistanceRequest(suite="custom", archs=("vgg16",), seeds=2, metric="frechet-sorted", preset="tiny",
+                              replicates=1, bootstrap=8, view="probe", fisher=FisherConfig(samples=24, head_samples=48))
+    [result] = distance_matrices(request, quiet_context(digits_workspace, "cpu"))
+    assert result.view == "probe" and result.matrices.shape == (2, 3, 3) and result.replicates.shape == (2, 3, 1)
+    # one probe network per seed and replicate, none per task; d[b, t] compares one network on X_b and X_t
+    assert digits_workspace.list_networks() == [] and len(digits_workspace.list_results("probe_network")) == 4
+    assert np.allclose(result.matrices, result.matrices.transpose(0, 2, 1))
+    assert (result.matrices[:, ~np.eye(3, dtype=bool)] > 0).all() and (result.replicates > 0).all()
+    # the broad task: every digit class, probe images excluded from its training data
+    images, labels = broad_data(resolve_suite("custom", digits_workspace), tiny_preset, 0)["train"]
+    assert set(labels.tolist()) == set(range(10)) and images.shape[1:] == (1, 32, 32)
+    again = distance_matrices(request, quiet_context(digits_workspace, "cpu"))[0]
+    assert again.cached and np.array_equal(again.matrices, result.matrices)
+
+
+def test_rank_agreement_is_one_for_the_same_order_and_minus_one_for_the_reverse():
+    from tanas_core.validation import rank_agreement
+
+    tasks = ("a", "b", "c", "d")
+    matrix = np.array([[0, 1, 2, 3], [1, 0, 5, 4], [2, 6, 0, 7], [3, 7, 9, 0]], float)[None]
+    reverse = matrix.copy()
+    for t in range(4):
+        rows = [r for r in range(4) if r != t]
+        reverse[0, rows, t] = matrix[0, rows[::-1], t]
+    base = _result(matrix, np.zeros((1, 4, 0)), tasks=tasks)
+    assert rank_agreement([base], [_result(matrix * 3 + 1, np.zeros((1, 4, 0)), tasks=tasks)]) == pytest.approx(1)
+    assert rank_agreement([base], [_result(reverse, np.zeros((1, 4, 0)), tasks=tasks)]) == pytest.approx(-1)
+
+
+def test_the_probe_view_needs_backbone_fishers():
+    from tanas_core.requests import DistanceRequest
+
+    with pytest.raises(ValueError, match="common-probe view .* needs Fisher params 'backbone'"):
+        DistanceRequest(suite="mnist4", view="probe", fisher=FisherConfig(params="all")).validate()

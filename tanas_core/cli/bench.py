@@ -1,4 +1,4 @@
-"""``bench fisher`` / ``pages`` / ``zoo`` / ``backends``: the benchmarks; ``tanas_core.bench`` measures and
+"""``bench fisher`` / ``pages`` / ``zoo`` / ``distances`` / ``backends``: the benchmarks; ``tanas_core.bench`` measures and
 analyses, this module only prints."""
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def register(commands) -> None:
     zoo = bench.add_parser("zoo", help="train a zoo from scratch (throw-away workspace) and time it")
     zoo_options(zoo, suite_required=False)
     zoo.set_defaults(func=run_zoo, request=lambda args: zoo_request(args, BENCH_SUITE))
+    distances = bench.add_parser("distances", help="one seed's distance matrices at several M (Fisher images)")
+    distances.add_argument("--suite", default="mnist4", choices=list(SUITE_NAMES))
+    distances.add_argument("--archs", default=",".join(ZooRequest.default("archs")),
+                           help="comma-separated architectures")
+    distances.add_argument("--samples", default="256,512,1000", help="comma-separated M values")
+    distances.set_defaults(func=run_distances)
     backends = bench.add_parser("backends", help="the same zoo trained locally and on a local Ray, timed")
     backends.add_argument("--suite", default=BENCH_SUITE, choices=list(SUITE_NAMES))
     backends.add_argument("--archs", default=",".join(ZooRequest.default("archs")),
@@ -99,6 +105,22 @@ def run_zoo(args) -> int:
                                              for a in result["per_arch"]))
     print(f"total wall time (incl. data preparation and evaluation): {result['total_s']:.1f} s"
           f" — goal {result['goal_s']:.0f} s: {'met' if result['met'] else 'NOT met'}")
+    return 0
+
+
+def run_distances(args) -> int:
+    """Time one seed's distance matrices per architecture at each M; print the table with ratios to the first M."""
+    from ..bench import bench_distances
+
+    archs, samples = parse_archs(args.archs), [int(m) for m in args.samples.split(",")]
+    with ProgressPrinter() as printer:
+        result = bench_distances(args.suite, archs, samples, **printer.sinks())
+    print(f"\ndistance benchmark: suite {args.suite}, 1 seed, 2 same-initialisation replicates, 40 bootstrap "
+          f"resamples, logdet, device cpu, torch threads {torch.get_num_threads()}; zoo + replicates trained first in "
+          f"{result['zoo_s']:.1f} s (not in the table)")
+    print_table([dict(arch=r["arch"], M=r["M"], fishers=r["fishers"], seconds=f"{r['seconds']:.1f}",
+                      s_per_fisher=f"{r['s_per_fisher']:.2f}", x_first_M=f"{r['x_first_M']:.2f}x")
+                 for r in result["rows"]])
     return 0
 
 

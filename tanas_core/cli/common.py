@@ -13,7 +13,7 @@ import pandas as pd
 from ..backends import BACKENDS
 from ..context import RunContext, RunSettings
 from ..errors import TanasError
-from ..requests import METRICS, HEADS, DistanceSettings, FisherConfig, Request, SearchBudget
+from ..requests import METRICS, HEADS, VIEWS, DistanceSettings, FisherConfig, Request, SearchBudget
 from ..store import Workspace
 from ..suites import ALL_SUITE_NAMES
 from ..training import PRESETS
@@ -106,10 +106,15 @@ def parse_budget(text: str | None) -> SearchBudget:
 def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettings], metric: bool = True) -> None:
     """The distance settings (``DistanceSettings`` / ``ClosestSettings`` fields and the Fisher's; ``metric``: with
     ``--metric``)."""
-    sub.add_argument("--arch", default=None, help=default_help("architecture(s), comma-separated", settings, "archs"))
+    sub.add_argument("--arch", "--archs", dest="arch", default=None,
+                     help=default_help("architecture(s), comma-separated", settings, "archs"))
     if metric:
         sub.add_argument("--metric", default=None, choices=list(METRICS),
                          help=default_help("task distance metric", settings, "metric"))
+        sub.add_argument("--view", default=None, choices=list(VIEWS),
+                         help=default_help("tanas: the source's d[b, t] (task b's network on t's images); probe: one "
+                                           "common probe network embeds every task (Task2Vec's design)", settings,
+                                           "view"))
     sub.add_argument("--seeds", type=int, default=None, help=range_help("K: networks of seeds 0..K-1", settings,
                                                                         "seeds"))
     sub.add_argument("--sigma", type=float, default=None,
@@ -121,6 +126,9 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
     sub.add_argument("--replicates", type=int, default=None,
                      help=range_help("same-initialisation replicates per task and seed (the reference r[t])",
                                      settings, "replicates"))
+    sub.add_argument("--bootstrap", type=int, default=None,
+                     help=range_help("resamples of the probe images (intervals, rank frequency, ties)", settings,
+                                     "bootstrap"))
     sub.add_argument("--head", default=None, choices=list(HEADS),
                      help=default_help("refit a linear head on the target (empirical Fisher) or keep the baseline's "
                                        "head (model Fisher)", FisherConfig, "head"))
@@ -134,8 +142,9 @@ def distance_settings(args) -> dict:
     """The ``DistanceSettings`` fields given on the command line (``None`` for the ones left to defaults)."""
     fisher = dict(samples=args.samples, head_samples=args.head_samples, head=args.head,
                   projection_dim=args.projection_dim)
-    return dict(archs=args.arch, metric=getattr(args, "metric", None), seeds=args.seeds, sigma=args.sigma, workers=args.workers,
-                replicates=args.replicates, fisher={k: v for k, v in fisher.items() if v is not None})
+    return dict(archs=args.arch, metric=getattr(args, "metric", None), view=getattr(args, "view", None),
+                seeds=args.seeds, sigma=args.sigma, workers=args.workers, replicates=args.replicates,
+                bootstrap=args.bootstrap, fisher={k: v for k, v in fisher.items() if v is not None})
 
 
 def closest_settings(args) -> dict:

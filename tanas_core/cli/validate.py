@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..settings import VIEWS
 from ..validation import GOALS, REPORT_METRICS, ValidateRequest
 from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option, print_table,
                      run_options, suite_option, workspace)
@@ -19,14 +20,18 @@ def register(commands) -> None:
     run_options(sub)
     sub.add_argument("--metrics", default=None,
                      help=f"comma-separated metrics to report (default: {','.join(REPORT_METRICS)})")
+    sub.add_argument("--views", default=None,
+                     help=f"comma-separated views to report (default: {','.join(VIEWS)}; probe: the common probe "
+                          "network, Task2Vec's design)")
     sub.add_argument("--json", default=None, help="also write the report to this JSON file")
     sub.set_defaults(func=run_validate, request=validate_request)
 
 
 def validate_request(args) -> ValidateRequest:
     """The ``ValidateRequest`` of ``validate distances`` (``--metrics`` lists the metrics to report)."""
-    settings = {k: v for k, v in distance_settings(args).items() if k != "metric"}
-    return ValidateRequest.from_dict(dict(settings, suite=args.suite, preset=args.preset, metrics=args.metrics))
+    settings = {k: v for k, v in distance_settings(args).items() if k not in ("metric", "view")}
+    return ValidateRequest.from_dict(dict(settings, suite=args.suite, preset=args.preset, metrics=args.metrics,
+                                          views=args.views))
 
 
 def _shown(value) -> str:

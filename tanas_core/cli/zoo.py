@@ -42,13 +42,17 @@ def zoo_options(sub, suite_required: bool = True) -> None:
     sub.add_argument("--workers", type=int, default=None,
                      help=range_help("networks trained at once in separate processes (CPU only; 2 suits a 2-core "
                                      "machine)", ZooRequest, "workers"))
+    sub.add_argument("--replicates", type=int, default=None,
+                     help=range_help("same-initialisation replicates per task and seed (other data seeds)",
+                                     ZooRequest, "replicates"))
     run_options(sub)
 
 
 def zoo_request(args, suite: str | None = None) -> ZooRequest:
     """The ``ZooRequest`` of ``zoo train`` (and ``bench zoo``, which passes its default ``suite``)."""
     return ZooRequest.from_dict(dict(suite=args.suite or suite, archs=args.archs, seeds=args.seeds,
-                                     preset=args.preset, tasks=getattr(args, "tasks", None), workers=args.workers))
+                                     preset=args.preset, tasks=getattr(args, "tasks", None), workers=args.workers,
+                                     replicates=args.replicates))
 
 
 def zoo_search_request(args) -> ZooSearchRequest:

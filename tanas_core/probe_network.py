@@ -1,0 +1,116 @@
+"""The common probe network: Task2Vec's design (Achille et al., 2019), which the source document does not use.
+
+TA-NAS compares ``F[b, t]`` (task ``b``'s own network on ``X_t``) with ``F[t, t]``, so every entry mixes two
+networks. Task2Vec instead embeds every task with **one** network: here, per architecture and seed, a network
+trained on the suite's broad task (every class of each of its datasets together, e.g. 10 digits + 10 CIFAR-10
+classes for ``ld8``), whose head is refitted on each task before the Fisher is taken on that task's held-out probe
+images. ``d[b, t]`` of the probe view compares ``F[P, X_b]`` with ``F[P, X_t]``: the same backbone, other data.
+
+Its replicates (same initial weights, other data seed) give the probe view's reference exactly as zoo replicates do
+for TA-NAS. Probe networks are stored like zoo networks (safetensors, sha256) but indexed as results of kind
+``probe_network``, so the zoo's tables list tasks only.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+
+import torch
+
+from .context import RunContext
+from .networks import build_network, count_parameters
+from .records import NetworkRecord
+from .store import CorruptArtifactError, config_key
+from .suites import Suite
+from .tasks import Task, make_splits, make_task
+from .data import dataset_class_names
+from .training import Preset, TrainResult, evaluate, fit, resolve_device
+from .zoo import SPLITS_VERSION, data_seed, verify_checkpoint
+
+PROBE_TASK = "probe: every class"
+
+
+def broad_tasks(suite: Suite) -> list[Task]:
+    """One task per dataset of ``suite`` with every class of that dataset as an output (the probe's training
+    data; their outputs are stacked in this order)."""
+    return [make_task(f"{dataset}-all-classes", dataset, [[c] for c in dataset_class_names(dataset)])
+            for dataset in suite.datasets]
+
+
+def probe_network_key(suite: Suite, arch: str, preset: Preset, seed: int, replicate: int = 0) -> str:
+    """Configuration hash of a probe network (everything that decides its weights)."""
+    return config_key(dict(kind="probe-network", tasks=[t.fingerprint() for t in broad_tasks(suite)],
+                           spec=vars(suite.spec), arch=arch, preset=preset.to_dict(), seed=seed, replicate=replicate,
+                           splits=SPLITS_VERSION))
+
+
+def broad_data(suite: Suite, preset: Preset, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{split: (images [N, C, H, W], labels [N])}`` of the broad task: each dataset's all-class splits at the
+    preset's sizes (data seed ``seed``; probe images excluded, as for every task), labels offset per dataset."""
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    offset = 0
+    for task in broad_tasks(suite):
+        splits = make_splits(task, preset.sizes, seed, suite.spec)
+        for split, items in parts.items():
+            images, labels = splits.tensors(split)
+            items.append((images, labels + offset))
+        offset += task.num_outputs
+    return {split: (torch.cat([x for x, _ in items]), torch.cat([y for _, y in items]))
+            for split, items in parts.items()}
+
+
+def train_probe_network(suite: Suite, arch: str, preset: Preset, seed: int, device: str = "auto",
+                        context: RunContext | None = None, replicate: int = 0) -> TrainResult:
+    """Train the probe network of ``(arch, seed, replicate)``: initial weights from ``seed`` (the same backbone
+    draw as every zoo network of that seed), data and batch order from ``data_seed(seed, replicate)``."""
+    started = time.perf_counter()
+    data = broad_data(suite, preset, data_seed(seed, replicate))
+    torch.manual_seed(seed)
+    model = build_network(arch, sum(t.num_outputs for t in broad_tasks(suite)), suite.spec.channels,
+                          preset.widths[arch])
+    history = fit(model, *data["train"], preset, preset.epochs_for(arch), data_seed(seed, replicate), device,
+                  context, name=f"probe network of {suite.name}")
+    val_accuracy, test_accuracy = (evaluate(model, *data[split], device=device) for split in ("val", "test"))
+    return TrainResult(model.cpu().eval(), test_accuracy, val_accuracy, count_parameters(model),
+                       time.perf_counter() - started, str(resolve_device(device)), history)
+
+
+def probe_networks(context: RunContext, suite: Suite, arch: str, preset: Preset, seeds: list[int],
+                   replicates: int) -> dict[tuple[int, int], NetworkRecord]:
+    """``{(seed, replicate): record}`` of the probe networks, trained here when missing or corrupt (each is
+    stored as soon as it is done)."""
+    jobs = [(seed, r) for seed in seeds for r in range(replicates + 1)]
+    records = {}
+    for index, (seed, replicate) in enumerate(jobs):
+        step = context.phase(f"probe network / {arch} / seed {seed}" + (f" / replicate {replicate}" if replicate
+                                                                        else ""),
+                             index / len(jobs), (index + 1) / len(jobs))
+        records[(seed, replicate)] = _ensure_probe(step, suite, arch, preset, seed, replicate)
+    return records
+
+
+def _ensure_probe(context: RunContext, suite: Suite, arch: str, preset: Preset, seed: int,
+                  replicate: int) -> NetworkRecord:
+    workspace, key = context.workspace, probe_network_key(suite, arch, preset, seed, replicate)
+    stored = workspace.get_result("probe_network", key)
+    if stored is not None:
+        record = NetworkRecord(**stored[0])
+        try:
+            verify_checkpoint(workspace, record)
+            return record
+        except CorruptArtifactError:
+            pass  # trained again below and replaced
+    result = train_probe_network(suite, arch, preset, seed, context.device, context, replicate)
+    ref = workspace.write_tensors("networks", key, result.model.state_dict(),
+                                  dict(arch=arch, config=json.dumps(result.model.config), key=key))
+    record = NetworkRecord(
+        key=key, suite=suite.name, task=PROBE_TASK, task_definition=json.dumps([t.to_dict() for t in
+                                                                                broad_tasks(suite)]),
+        arch=arch, width=float(preset.widths[arch]), in_channels=suite.spec.channels,
+        num_classes=result.model.head.out_features, preset=preset.name, seed=seed,
+        test_accuracy=result.test_accuracy, val_accuracy=result.val_accuracy, epsilon=preset.epsilon,
+        params=result.params, seconds=result.seconds, device=result.device, checkpoint=ref.path,
+        sha256=ref.sha256, history=result.history, created_at=time.time(), replicate=replicate)
+    workspace.put_result("probe_network", key, asdict(record), ref)
+    return record
