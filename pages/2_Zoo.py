@@ -34,7 +34,7 @@ with st.form("train"):
                 request.validate(space)
                 ui.submit(space, "zoo", request)
 
-ui.job_panel(space, "zoo", "Training jobs")
+ui.job_panel(space, ("zoo", "demo"), "Training jobs (and demo runs, which train the demo zoo)")
 
 st.header("Stored networks")
 networks = space.list_networks()

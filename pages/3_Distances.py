@@ -152,7 +152,7 @@ if missing:
             f"{request.preset}). Missing zoo networks are trained first.")
     if st.button("Compute in the background", type="primary"):
         ui.submit(space, "distances", request.replace(archs=missing))
-ui.job_panel(space, "distances", "Distance jobs")
+ui.job_panel(space, ("distances", "demo"), "Distance jobs (and demo runs, which compute the demo distances)")
 show_verdict(request)
 
 ready = {arch: result for arch, result in results.items() if result is not None}

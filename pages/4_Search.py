@@ -143,30 +143,30 @@ def show_winner(run_id: str) -> None:
                f"{record.params / 1e6:.3f} M parameters, search {record.search_seconds:.1f} s on {record.device}")
 
 
-@st.fragment(run_every=1.0)
-def live() -> None:
-    """The chosen (or newest) search-ish job: its progress, alpha and loss charts, candidates and winner."""
+def live() -> bool:
+    """The chosen (or newest) search-ish job: its progress, alpha and loss charts, candidates and winner; ``True``
+    while that job runs."""
     jobs = list_jobs(space, SEARCH_KINDS, 30)
     if not jobs:
         st.caption("No search yet.")
-        return
+        return False
     job = get_job(space, st.session_state.get("last_search_job") or jobs[0].id)
     ui.render_job(space, job.id)
     run_id = job.info.get("run_id")
     if not run_id:
-        return
+        return job.active
     events = nas.search_events(space, run_id)
     st.caption(f"search run `{run_id}`: {len(events)} events")
     updates = [e for e in events if e.get("type") in ("alpha", "candidate")]
-    if not updates:
-        return
-    left, right = st.columns(2)
-    if updates[0]["type"] == "alpha":
-        left.plotly_chart(alpha_figure(events), key="alpha-chart")
-    right.plotly_chart(curves_figure(events), key="curves-chart")
-    show_candidates(updates[-1])
+    if updates:
+        left, right = st.columns(2)
+        if updates[0]["type"] == "alpha":
+            left.plotly_chart(alpha_figure(events), key="alpha-chart")
+        right.plotly_chart(curves_figure(events), key="curves-chart")
+        show_candidates(updates[-1])
     if any(e.get("type") == "finished" for e in events):
         show_winner(run_id)
+    return job.active
 
 
 def show_comparison(request: SearchRequest) -> None:
@@ -205,6 +205,7 @@ with space_box, ui.user_errors(stop=False):
     show_spaces(request)
 launch(request, started)
 st.header("4. Live search")
-live()
+followed = list_jobs(space, SEARCH_KINDS, 30)
+ui.live_fragment(live, any(job.active for job in followed))
 st.header("5. Comparison")
 show_comparison(request)

@@ -101,8 +101,26 @@ class LocalBackend:
                     check()
                 yield index, function(*item)
             return
+        pending = dict(enumerate(items))
+        for attempt in range(WORKER_RESTARTS + 1):
+            try:
+                for index, value in self._pool_map(function, pending, check):
+                    del pending[index]
+                    yield index, value
+                return
+            except _WorkerDied:
+                if attempt == WORKER_RESTARTS:
+                    raise TanasError("a worker process stopped abruptly (killed, or out of memory?), "
+                                     f"{WORKER_RESTARTS + 1} times; everything finished before is kept in the "
+                                     "workspace: run the same command again to go on, or use fewer workers "
+                                     "(--workers 1)") from None
+
+    def _pool_map(self, function: Callable, pending: dict[int, tuple],
+                  check: Callable[[], None] | None) -> Iterator[tuple[int, Any]]:
+        """One process pool over ``pending`` (index -> item); ``_WorkerDied`` when a worker process dies."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
         import torch
 
@@ -110,12 +128,16 @@ class LocalBackend:
         with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=torch.set_num_threads, initargs=(threads,)) as pool:
             with _bare_main():  # the worker processes start during these submits
-                futures = {pool.submit(function, *item): index for index, item in enumerate(items)}
+                futures = {pool.submit(function, *item): index for index, item in pending.items()}
             try:
                 for future in as_completed(futures):
                     if check is not None:
                         check()
-                    yield futures[future], _result(future)
+                    try:
+                        value = future.result()
+                    except BrokenProcessPool:
+                        raise _WorkerDied from None
+                    yield futures[future], value
             finally:
                 for future in futures:
                     future.cancel()
@@ -140,16 +162,13 @@ def _bare_main():
             sys.modules["__main__"] = main
 
 
-def _result(future):
-    """A worker's result; a worker process that died (killed, out of memory) is a clear error, not a raw traceback."""
-    from concurrent.futures.process import BrokenProcessPool
+# A worker process that dies (a native crash in torch was seen once in a few hundred DenseNet trainings here, or the
+# out-of-memory killer) costs only its unfinished items: they are resubmitted to a fresh pool, this many times.
+WORKER_RESTARTS = 2
 
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise TanasError("a worker process stopped abruptly (killed, or out of memory?); everything finished before "
-                         "is kept in the workspace: run the same command again to go on, or use fewer workers "
-                         "(--workers 1)") from None
+
+class _WorkerDied(Exception):
+    """A process of the pool stopped abruptly; the pool is broken and its unfinished items must be resubmitted."""
 
 
 @dataclass

@@ -33,11 +33,12 @@ def workspace() -> Workspace:
         st.stop()
 
 
-def page_header(title: str, caption: str | None = None, backend: bool = True) -> Workspace:
-    """Every page's top: page config, title, caption, the workspace and (``backend``) the sidebar's compute-backend
-    selector. Returns the workspace."""
-    st.set_page_config(page_title=title if title == APP_TITLE else f"{title} · {APP_TITLE}", layout="wide")
-    st.title(title)
+def page_header(title: str | None, caption: str | None = None, backend: bool = True) -> Workspace:
+    """Every page's top: page config, title, caption (``title=None``: the page drew them itself), the workspace and
+    (``backend``) the sidebar's compute-backend selector. Returns the workspace."""
+    if title is not None:
+        st.set_page_config(page_title=f"{title} · {APP_TITLE}", layout="wide")
+        st.title(title)
     if caption:
         st.caption(caption)
     space = workspace()
@@ -109,22 +110,34 @@ def submit(space: Workspace, kind: str, request: Request) -> str | None:
     return job_id
 
 
+def live_fragment(render: Callable[[], bool], active: bool, every: float = 1.0) -> None:
+    """Run ``render`` (which returns whether what it shows is still running) as a fragment that refreshes every
+    ``every`` seconds only while ``active``: an idle page costs nothing. When the work it follows ends, one full
+    rerun shows the results and stops the polling."""
+    @st.fragment(run_every=every if active else None)
+    def fragment() -> None:
+        if not render() and active:
+            st.rerun()
+
+    fragment()
+
+
 def job_panel(space: Workspace, kinds: str | tuple[str, ...], title: str = "Jobs", limit: int = 5) -> None:
     """The recent jobs of ``kinds`` with progress bars, errors and cancel / relaunch buttons, refreshed every second
-    while one is active."""
+    while one is active (and not at all otherwise)."""
     label = kinds if isinstance(kinds, str) else " / ".join(kinds)
 
-    @st.fragment(run_every=1.0)
-    def panel():
+    def panel() -> bool:
         jobs = list_jobs(space, kinds, limit)
         if not jobs:
             st.caption(f"No {label} jobs yet.")
-            return
+            return False
         st.markdown(f"**{title}**")
         for job in jobs:
             render_job(space, job.id)
+        return any(job.active for job in jobs)
 
-    panel()
+    live_fragment(panel, any(job.active for job in list_jobs(space, kinds, limit)))
 
 
 def render_job(space: Workspace, job_id: str) -> None:

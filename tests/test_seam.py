@@ -196,8 +196,25 @@ def _die() -> None:
 def test_a_worker_process_that_dies_is_a_clear_error_not_a_raw_traceback():
     from tanas_core.backends import LocalBackend
 
-    with pytest.raises(TanasError, match="worker process stopped abruptly.*run the same command again"):
+    with pytest.raises(TanasError, match="worker process stopped abruptly.*3 times.*run the same command again"):
         list(LocalBackend(2).map(_die, [(), ()]))
+
+
+def _die_once(marker: str, value: int) -> int:
+    import os
+    from pathlib import Path
+
+    if value == 3 and not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(9)  # a native crash, once
+    return value * 10
+
+
+def test_a_worker_that_dies_once_costs_only_a_retry_of_the_unfinished_items(tmp_path):
+    from tanas_core.backends import LocalBackend
+
+    results = dict(LocalBackend(2).map(_die_once, [(str(tmp_path / "died"), v) for v in range(6)]))
+    assert (tmp_path / "died").exists() and results == {i: i * 10 for i in range(6)}
 
 
 def _square(value: int) -> int:
