@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-PAGES = [st.Page("pages/0_Home.py", title="Home", icon="🏠", default=True),
-         st.Page("pages/1_Tasks.py", title="Tasks", icon="🧩"),
-         st.Page("pages/2_Zoo.py", title="Zoo", icon="🧠"),
-         st.Page("pages/3_Distances.py", title="Distances", icon="🗺️"),
-         st.Page("pages/4_Search.py", title="Search", icon="🔎")]
+PAGES = [st.Page("pages/0_Home.py", title="Home", icon=":material/home:", default=True),
+         st.Page("pages/1_Tasks.py", title="Tasks", icon=":material/extension:"),
+         st.Page("pages/2_Zoo.py", title="Zoo", icon=":material/hub:"),
+         st.Page("pages/3_Distances.py", title="Distances", icon=":material/grid_on:"),
+         st.Page("pages/4_Search.py", title="Search", icon=":material/search:")]
 
 st.navigation(PAGES).run()

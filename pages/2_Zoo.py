@@ -20,8 +20,7 @@ with st.form("train"):
     # preselected: the architectures the distance defaults use, so a zoo trained as offered feeds the Distances page
     archs = columns[1].multiselect("Architectures", list(ARCHITECTURES),
                                    default=list(DistanceSettings.default("archs")))
-    low, high = ZooRequest.limits("seeds")
-    seeds = columns[2].number_input("Seeds", min_value=low, max_value=high, value=ZooRequest.default("seeds"))
+    seeds = ui.number_input(columns[2], "Seeds", ZooRequest, "seeds")
     presets = list(PRESETS)
     preset = columns[3].selectbox("Preset", presets, index=ui.index_of(presets, ZooRequest.default("preset")),
                                   format_func=lambda p: f"{p}: {PRESETS[p].description}")

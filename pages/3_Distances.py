@@ -13,7 +13,7 @@ from tanas_core import ui
 from tanas_core.figures import atlas_figure, heatmap_figure
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import METRICS, DistanceRequest, FisherConfig
-from tanas_core.task_distances import across_architectures, stored_distances, task_atlas
+from tanas_core.task_distances import across_architectures, nearest_stored, stored_distances, task_atlas
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
 from tanas_core.validation import latest_validation, rank_agreement, row_name, verdict
@@ -34,8 +34,7 @@ def request_from_widgets() -> DistanceRequest:
     suite = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
     archs = columns[1].multiselect("Architectures", list(ARCHITECTURES),
                                    default=list(DistanceRequest.default("archs")))
-    low, high = DistanceRequest.limits("seeds")
-    seeds = columns[2].number_input("Seeds", min_value=low, max_value=high, value=DistanceRequest.default("seeds"))
+    seeds = ui.number_input(columns[2], "Seeds", DistanceRequest, "seeds")
     metric = columns[3].selectbox("Metric", list(METRICS), format_func=METRIC_LABELS.get,
                                   index=ui.index_of(list(METRICS), DistanceRequest.default("metric")))
     presets = list(PRESETS)
@@ -45,12 +44,8 @@ def request_from_widgets() -> DistanceRequest:
         # σ, M and the head's images are checked by the request (with the range in the message), not the widget
         sigma = settings[0].number_input("σ (log-det)", value=DistanceRequest.default("sigma"), format="%.0e",
                                          disabled=metric != "logdet")
-        low, high = FisherConfig.limits("samples")
-        samples = settings[1].number_input("M: images per Fisher", min_value=low, max_value=high,
-                                           value=FisherConfig.default("samples"))
-        low, high = FisherConfig.limits("head_samples")
-        head_samples = settings[2].number_input("images for the refitted head", min_value=low, max_value=high,
-                                                value=FisherConfig.default("head_samples"))
+        samples = ui.number_input(settings[1], "M: images per Fisher", FisherConfig, "samples")
+        head_samples = ui.number_input(settings[2], "images for the refitted head", FisherConfig, "head_samples")
     if not archs:
         st.error("Choose at least one architecture.")
         st.stop()
@@ -156,13 +151,18 @@ ui.job_panel(space, ("distances", "demo"), "Distance jobs (and demo runs, which 
 show_verdict(request)
 
 ready = {arch: result for arch, result in results.items() if result is not None}
+nearest = {arch: found for arch in missing for found in [nearest_stored(space, request, arch)] if found}
+for arch, (result, differences) in nearest.items():
+    st.info(f"{arch}: showing the nearest stored result while the one asked for is missing; it differs in "
+            f"{'; '.join(differences)}.")
+    ready[arch] = result
 views = dict(ready)
-if len(ready) > 1:
+if len(ready) > 1 and not nearest:  # stand-ins may have other metrics: combine only what was asked for
     views["across architectures"] = across_architectures(list(ready.values()))
 tabs = st.tabs([*views, "common probe (Task2Vec-style)"])
 for tab, (name, result) in zip(tabs, views.items()):
     with tab:
         show_result(name, result, suite, request.metric)
 with tabs[-1], ui.user_errors(stop=False):
-    show_probe_view(request, suite, list(views.values())[-1] if len(ready) == len(request.archs) else None)
+    show_probe_view(request, suite, list(views.values())[-1] if not missing else None)
 st.caption("PNG: use the camera button in each chart's toolbar.")

@@ -54,7 +54,8 @@ def closest_widgets(suite, target: str) -> ClosestSettings:
 
 
 def budget_widgets() -> tuple[str, str, SearchBudget, bool]:
-    """The launch form: space, method and the budget, each input bounded by ``SearchBudget.LIMITS``."""
+    """The launch form: space, method and the budget (each input's range, ``SearchBudget.LIMITS``, is checked by
+    the request when the search starts)."""
     with st.form("search"):
         columns = st.columns(4)
         space_name = columns[0].radio("Space", list(SPACES), horizontal=True)
@@ -62,8 +63,7 @@ def budget_widgets() -> tuple[str, str, SearchBudget, bool]:
         values = {}
         slots = columns[2:] + list(st.columns(4))
         for slot, (name, label) in zip(slots, BUDGET_LABELS.items()):
-            low, high = SearchBudget.limits(name)
-            values[name] = slot.number_input(label, min_value=low, max_value=high, value=SearchBudget.default(name))
+            values[name] = ui.number_input(slot, label, SearchBudget, name)
         started = st.form_submit_button("Start the search", type="primary")
     return space_name, method, SearchBudget(**values), started
 
@@ -158,6 +158,10 @@ def live() -> bool:
     events = nas.search_events(space, run_id)
     st.caption(f"search run `{run_id}`: {len(events)} events")
     updates = [e for e in events if e.get("type") in ("alpha", "candidate")]
+    if updates and updates[-1]["type"] == "alpha" and job.active:
+        last = updates[-1]
+        st.progress(last["step"] / last.get("steps", last["step"]),
+                    text=f"FUSE round {last['round']}: step {last['step']}/{last.get('steps', '?')}")
     if updates:
         left, right = st.columns(2)
         if updates[0]["type"] == "alpha":

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 _MARGIN = dict(l=10, r=10, t=50, b=10)
+_FRACTION_TICKS = dict(tickmode="linear", tick0=0, dtick=0.2, tickformat=".1f")  # 0.0, 0.2, ... 1.0
 
 
 def closest_rows(matrix: np.ndarray) -> list[int]:
@@ -82,10 +83,11 @@ def alpha_figure(events: list[dict]) -> go.Figure:
         in_round = [e for e in rows if e["round"] == round_index]
         for c, candidate in enumerate(in_round[0]["candidates"]):
             figure.add_trace(go.Scatter(x=[offsets[round_index] + e["step"] for e in in_round],
-                                        y=[e["weights"][c] for e in in_round], mode="lines",
-                                        name=f"round {round_index}: {candidate}"))
+                                        y=[e["weights"][c] for e in in_round], mode="lines+markers",
+                                        marker=dict(size=5), name=f"round {round_index}: {candidate}"))
     figure.update_layout(title="softmax(α) per candidate", xaxis_title="step", yaxis_title="weight",
-                         yaxis_range=[0, 1], height=380, margin=_MARGIN)
+                         yaxis=dict(range=[0, 1], **_FRACTION_TICKS), xaxis=dict(rangemode="tozero"), height=380,
+                         margin=_MARGIN)
     return figure
 
 
@@ -95,11 +97,15 @@ def curves_figure(events: list[dict]) -> go.Figure:
     rows = [e for e in events if e.get("type") in ("alpha", "candidate")]
     x = list(range(1, len(rows) + 1))
     if rows and rows[0]["type"] == "alpha":
-        figure.add_trace(go.Scatter(x=x, y=[e["train_loss"] for e in rows], name="train loss (c̄)"))
-        figure.add_trace(go.Scatter(x=x, y=[e["val_loss"] for e in rows], name="val loss (c̄)"))
-    figure.add_trace(go.Scatter(x=x, y=[e["val_accuracy"] for e in rows], name="val accuracy", yaxis="y2"))
+        figure.add_trace(go.Scatter(x=x, y=[e["train_loss"] for e in rows], name="train loss (c̄)",
+                                    mode="lines+markers", marker=dict(size=5)))
+        figure.add_trace(go.Scatter(x=x, y=[e["val_loss"] for e in rows], name="val loss (c̄)",
+                                    mode="lines+markers", marker=dict(size=5)))
+    figure.add_trace(go.Scatter(x=x, y=[e["val_accuracy"] for e in rows], name="val accuracy", yaxis="y2",
+                                mode="lines+markers", marker=dict(size=5)))
     figure.update_layout(title="losses and validation accuracy", xaxis_title="update", height=380,
-                         yaxis=dict(title="loss"), yaxis2=dict(title="accuracy", overlaying="y", side="right",
-                                                               range=[0, 1]),
+                         yaxis=dict(title="loss", rangemode="tozero"),
+                         yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1],
+                                     **_FRACTION_TICKS),
                          margin=_MARGIN)
     return figure

@@ -187,7 +187,7 @@ def _fuse_round(mixture: _Mixture, candidates: list[Genotype], batches: tuple[_B
         searching = step > warmup_steps
         measured = mixture.alpha_step_on(*val_batches.val_batch(step), move=searching)
         history.append(mixture.weights())
-        context.emit(dict(method="fuse", type="alpha", round=round_index, step=step,
+        context.emit(dict(method="fuse", type="alpha", round=round_index, step=step, steps=step_limit,
                           phase="search" if searching else "warmup", candidates=[g.id for g in candidates],
                           genotypes=[g.to_json() for g in candidates], alpha=mixture.alpha.detach().cpu().tolist(),
                           weights=history[-1].tolist(), train_loss=train_loss, **measured,
@@ -208,7 +208,8 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
     ``preset`` gives the weights' optimiser (AdamW, ``lr``, ``weight_decay``) and ``batch_size``. ``build`` maps a
     genotype to a network (default ``cell_network`` for ``num_classes`` outputs); tests use it to plant a crippled
     candidate. Events to ``context.emit`` (one per alpha update): ``{method, type: "alpha", round, step,
-    candidates: [id], genotypes: [json], alpha: [C], weights: [C], train_loss, val_loss, val_accuracy,
+    steps (the round's step limit), candidates: [id], genotypes: [json], alpha: [C], weights: [C], train_loss,
+    val_loss, val_accuracy,
     candidate_val_accuracy, elapsed}`` plus a ``{type: "round_done"}`` per round; progress per step, each round a
     phase. A cancel ends the search with status ``"stopped"`` (partial rounds kept); ``budget.max_seconds`` ends it
     with the incumbent. Same seed, same result on one device.
@@ -229,7 +230,10 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
         keep = [incumbent] if incumbent is not None else []
         candidates = keep + space.sample_distinct(budget.candidates - len(keep), rng, exclude=keep)
         torch.manual_seed(seed * 1000 + round_index)
-        models = [build(genotype).to(target) for genotype in candidates]
+        models = []
+        for genotype in candidates:  # building dozens of candidates takes seconds: a cancel must not wait for all
+            context.check()
+            models.append(build(genotype).to(target))
         state = _Mixture(models, preset, budget, step_limit, target, mixture, weight_step)
         batches = (_Batches(*train, batch, generator, target),
                    _Batches(*val, min(preset.batch_size, len(val[1])), generator, target))

@@ -85,6 +85,26 @@ class Job:
     def on_ray(self) -> bool:
         return self.run.get("backend") == "ray"
 
+    def elapsed(self, now: float | None = None) -> float:
+        """Wall seconds since the job was launched (until its last update once it has ended)."""
+        end = (now if now is not None else time.time()) if self.active else self.updated_at
+        return max(0.0, end - self.created_at)
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Seconds left by linear extrapolation of the progress fraction (``None`` until 2 % and 5 s are done, or
+        once the job has ended): a rough guide, phases differ in pace."""
+        elapsed = self.elapsed(now)
+        if not self.active or self.progress < 0.02 or elapsed < 5:
+            return None
+        return elapsed * (1 - self.progress) / self.progress
+
+
+def clock(seconds: float) -> str:
+    """``seconds`` as ``m:ss`` (``h:mm:ss`` from an hour)."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
 
 # ---------------------------------------------------------------------------------------------- SQL
 

@@ -183,6 +183,7 @@ class DistanceResult:
     lift: np.ndarray | None = None
     bootstrap: np.ndarray | None = None
     view: str = "tanas"  # "tanas" (the source's d[b, t]) or "probe" (one common probe network, ``probe_network``)
+    request: dict | None = None  # the one-architecture DistanceRequest (to_dict) that computed it
 
     def __post_init__(self) -> None:
         seeds, tasks = len(self.seeds), len(self.tasks)
@@ -270,7 +271,7 @@ class DistanceResult:
         return dict(suite=self.suite, arch=self.arch, metric=self.metric, sigma=self.sigma, seeds=self.seeds,
                     tasks=self.tasks, matrices=self.matrices.tolist(), noise_floor=plain(self.noise_floor),
                     seconds=self.seconds, replicates=self.replicates.tolist(), lift=plain(self.lift),
-                    bootstrap=self.bootstrap.tolist(), view=self.view)
+                    bootstrap=self.bootstrap.tolist(), view=self.view, request=self.request)
 
     @classmethod
     def from_payload(cls, payload: dict, cached: bool = False) -> DistanceResult:
@@ -284,4 +285,4 @@ class DistanceResult:
                    payload["tasks"], np.asarray(payload["matrices"]), array("noise_floor"), payload["seconds"],
                    cached, None if replicates is None else replicates.reshape(seeds, tasks, -1), array("lift"),
                    None if bootstrap is None else bootstrap.reshape(seeds, -1, tasks, tasks),
-                   payload.get("view", "tanas"))
+                   payload.get("view", "tanas"), payload.get("request"))

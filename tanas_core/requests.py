@@ -84,7 +84,6 @@ class ClosestSettings(DistanceSettings):
     LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, top=(1, 50))
 
     archs: tuple = tuple(ARCHITECTURES)
-    replicates: int = 0  # ranking only: the reference is the Distances page's business
     top: int = 1
     baselines: tuple = ()
 

@@ -74,6 +74,34 @@ def stored_distances(workspace: Workspace, request: DistanceRequest) -> list[Dis
     return results
 
 
+def _differences(asked: dict, stored: dict, prefix: str = "") -> list[str]:
+    """``"name stored (asked: value)"`` for every setting in which ``stored`` differs from ``asked``."""
+    out = []
+    for name, value in asked.items():
+        other = stored.get(name)
+        if isinstance(value, dict) and isinstance(other, dict):
+            out += _differences(value, other, f"{prefix}{name}.")
+        elif name not in ("workers", "archs") and other != value:
+            out.append(f"{prefix}{name} {other} (asked: {value})")
+    return out
+
+
+def nearest_stored(workspace: Workspace, request: DistanceRequest, arch: str) -> tuple[DistanceResult, list[str]] | None:
+    """The stored result of ``arch`` on ``request``'s suite (and view) whose settings differ from the request's in
+    the fewest fields (the newest on a tie), with those differences; ``None`` when there is none. Shown while the
+    asked-for result is missing, so changing a setting does not hide what exists."""
+    asked, best = request.for_arch(arch).to_dict(), None
+    for payload in workspace.list_results("distances"):
+        stored = payload.get("request")
+        if (stored is None or payload["suite"] != request.suite or payload["arch"] != arch
+                or payload.get("view", "tanas") != request.view):
+            continue
+        differences = _differences(asked, stored)
+        if best is None or len(differences) < len(best[1]):
+            best = (payload, differences)
+    return None if best is None else (DistanceResult.from_payload(best[0], cached=True), best[1])
+
+
 def task_atlas(distances: np.ndarray) -> np.ndarray:
     """2-D coordinates ``[T, 2]`` of T tasks by classical MDS of the symmetrised distances ``(d + d^T) / 2``.
 
@@ -135,7 +163,8 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
     noise = _noise_floor(fishers, request, networks, tasks, seeds)
     result = DistanceResult(suite.name, arch, request.metric, float(request.sigma), seeds, [t.name for t in tasks],
                             matrices, noise, time.perf_counter() - started, False, replicates,
-                            _lifts(fishers, request, networks, tasks, seeds), bootstrap, request.view)
+                            _lifts(fishers, request, networks, tasks, seeds), bootstrap, request.view,
+                            request.to_dict())
     context.workspace.put_result("distances", key, result.to_payload())
     context.progress("done", 1.0)
     return result

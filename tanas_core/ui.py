@@ -17,7 +17,7 @@ import streamlit as st
 from .context import RunSettings
 from .errors import TanasError
 from .job_kinds import JOB_KINDS
-from .jobs import JobRunner, get_job, list_jobs
+from .jobs import JobRunner, clock, get_job, list_jobs
 from .requests import Request
 from .store import Workspace
 
@@ -143,7 +143,9 @@ def job_panel(space: Workspace, kinds: str | tuple[str, ...], title: str = "Jobs
 def render_job(space: Workspace, job_id: str) -> None:
     """One job: status, progress bar, message, error, and the buttons that make sense for its state."""
     job = get_job(space, job_id)
-    label = f"`{job.id}` · {job.status}" + (" · on Ray" if job.on_ray else "")
+    left = job.remaining()
+    timing = f"elapsed {clock(job.elapsed())}" + (f", about {clock(left)} left" if left is not None else "")
+    label = f"`{job.id}` · {job.kind} · {job.status} · {timing}" + (" · on Ray" if job.on_ray else "")
     if job.active:
         st.progress(job.progress, text=f"{label} · {job.message}")
         if st.button("Cancel", key=f"cancel-{job.id}"):
@@ -207,6 +209,15 @@ def suite_index(space: Workspace, names: list[str]) -> int:
     newest = space.list_results("distances")
     suite = newest[0]["suite"] if newest else None
     return names.index(suite) if suite in names else 0
+
+
+def number_input(container, label: str, request_type: type, name: str, **kwargs):
+    """A number input for the field ``name`` of ``request_type``: its default as the value and its range (the
+    type's ``LIMITS``) in the help, but not enforced by the browser, which would silently refuse a typed value: an
+    out-of-range value reaches the request, whose validation names the allowed range in an ``st.error``."""
+    low, high = request_type.limits(name)
+    help_text = f"allowed: {low:g} to {high:g}" + (f". {kwargs.pop('help')}" if "help" in kwargs else "")
+    return container.number_input(label, value=request_type.default(name), help=help_text, **kwargs)
 
 
 def index_of(options: list, value) -> int:

@@ -58,7 +58,9 @@ def test_distances_page_submits_the_request_it_looks_up_and_then_shows_its_resul
     assert not [b for b in app.button if b.label == COMPUTE]
 
 
-def test_search_page_budget_inputs_are_bounded_by_the_budget_limits(real_data):
+def test_search_page_budget_inputs_name_their_range_and_an_out_of_range_value_is_an_error(real_data):
+    """Issue 13: a value outside the budget's limits is not silently refused by the browser: Start shows an
+    ``st.error`` naming the allowed range, and no job starts."""
     app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120).run()
     assert not app.exception
     labels = {"candidates": "FUSE candidates C", "rounds": "FUSE rounds", "epochs_per_round": "epochs per round",
@@ -66,8 +68,15 @@ def test_search_page_budget_inputs_are_bounded_by_the_budget_limits(real_data):
               "final_epochs": "final training epochs"}
     for name, label in labels.items():
         widget = by_label(app.number_input, label)
-        assert (widget.min, widget.max) == SearchBudget.limits(name), (label, widget.min, widget.max)
-        assert widget.value == SearchBudget.default(name)
+        low, high = SearchBudget.limits(name)
+        assert f"allowed: {low:g} to {high:g}" in widget.help and widget.value == SearchBudget.default(name)
+    by_label(app.number_input, "FUSE rounds").set_value(500)
+    next(b for b in app.button if b.label == "Start the search").click()
+    app.run()
+    assert not app.exception
+    low, high = SearchBudget.limits("rounds")
+    assert any("rounds" in e.value and f"{high:g}" in e.value for e in app.error), [e.value for e in app.error]
+    assert list_jobs(Workspace(), "search") == []
 
 
 def test_search_page_names_the_task_and_budget_of_the_related_spaces_genotype(real_data):
@@ -129,3 +138,20 @@ def test_distances_page_offers_every_metric_with_a_label(real_data):
         by_label(app.selectbox, "Metric").set_value(metric)
         app.run()
         assert not app.exception, (metric, app.exception)
+
+
+def test_changing_a_setting_keeps_the_nearest_stored_result_visible_with_how_it_differs(real_data):
+    """Issue 13: a stored heatmap does not vanish when a Fisher setting changes; the page says how it differs."""
+    workspace = Workspace()
+    distance_matrices(DistanceRequest(suite="mnist4", preset="smoke", replicates=1, bootstrap=4,
+                                      fisher=FisherConfig(samples=64, head_samples=64)),
+                      quiet_context(workspace, "cpu"))
+    app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+    by_label(app.selectbox, "Suite").set_value("mnist4")
+    by_label(app.selectbox, "Preset").set_value("smoke")
+    app.run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    notes = [i.value for i in app.info if "nearest stored result" in i.value]
+    assert notes and "fisher.samples 64 (asked: 512)" in notes[0] and "replicates 1 (asked: 2)" in notes[0], notes
+    heatmaps = [t for spec in plotly_specs(app) for t in spec["data"] if t["type"] == "heatmap"]
+    assert heatmaps

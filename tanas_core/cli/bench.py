@@ -1,4 +1,4 @@
-"""``bench fisher`` / ``pages`` / ``zoo`` / ``distances`` / ``backends``: the benchmarks; ``tanas_core.bench`` measures and
+"""``bench fisher`` / ``pages`` / ``zoo`` / ``distances`` / ``app`` / ``backends``: the benchmarks; ``tanas_core.bench`` measures and
 analyses, this module only prints."""
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def register(commands) -> None:
                            help="comma-separated architectures")
     distances.add_argument("--samples", default="256,512,1000", help="comma-separated M values")
     distances.set_defaults(func=run_distances)
+    app = bench.add_parser("app", help="a real server and Chromium: idle CPU, job slowdown with tabs open, page "
+                                       "settle times, the demo's wall time")
+    app.add_argument("--idle-seconds", type=float, default=20.0, help="seconds of each idle CPU measurement")
+    app.add_argument("--screenshots", default=None, help="folder for screenshots of the app after the demo")
+    app.set_defaults(func=run_app)
     backends = bench.add_parser("backends", help="the same zoo trained locally and on a local Ray, timed")
     backends.add_argument("--suite", default=BENCH_SUITE, choices=list(SUITE_NAMES))
     backends.add_argument("--archs", default=",".join(ZooRequest.default("archs")),
@@ -121,6 +126,38 @@ def run_distances(args) -> int:
     print_table([dict(arch=r["arch"], M=r["M"], fishers=r["fishers"], seconds=f"{r['seconds']:.1f}",
                       s_per_fisher=f"{r['s_per_fisher']:.2f}", x_first_M=f"{r['x_first_M']:.2f}x")
                  for r in result["rows"]])
+    return 0
+
+
+def run_app(args) -> int:
+    """Measure the app in Chromium against a fresh ``make run`` server; print the tables and the goals."""
+    from ..bench_app import app_goals, bench_app
+    from ..data import default_data_dir
+
+    repo = Path(__file__).resolve().parents[2]
+    shots = Path(args.screenshots) if args.screenshots else None
+    measured = bench_app(repo, str(default_data_dir()), args.idle_seconds, shots)
+    print(f"app benchmark: `make run` server on 127.0.0.1, Chromium (headless) via Playwright, throw-away "
+          f"workspace, {os.cpu_count()} CPU cores")
+    print("\nidle CPU (percent of one core, over {:.0f} s; no job running)".format(args.idle_seconds))
+    print_table([dict(tabs=tabs, server=f"{cpu['server']:.1f}", chromium=f"{cpu['browser']:.1f}")
+                 for tabs, cpu in measured["idle"].items()])
+    zero, two = measured["job_0_tabs"], measured["job_2_tabs"]
+    print("\nzoo job launched from the Zoo page (mnist4, VGG-16, 1 seed, demo preset: 4 networks)")
+    print_table([dict(tabs_open=0, seconds=f"{zero['seconds']:.1f}", status=zero["status"]),
+                 dict(tabs_open="2 (home, Search)", seconds=f"{two['seconds']:.1f}", status=two["status"],
+                      ratio=f"{two['seconds'] / zero['seconds']:.2f}x")])
+    print("\npage settle times (until Streamlit's status widget is gone), seconds")
+    print_table([dict(page=r["page"], first_visit=f"{r['first_visit_s']:.2f}", revisit=f"{r['revisit_s']:.2f}")
+                 for r in measured["pages"]])
+    demo = measured["demo"]
+    print(f"\ndemo with the home page open: {demo['seconds']:.0f} s, {demo['status']}; longest time its progress "
+          f"stood still: {demo['longest_pause']:.1f} s" + (f"; error: {demo['error']}" if demo["error"] else ""))
+    print("\ngoals:")
+    for goal in app_goals(measured):
+        print(f"  {goal['goal']}: {goal['value']} {'met' if goal['met'] else 'NOT met'}")
+    if shots:
+        print(f"screenshots in {shots}")
     return 0
 
 
