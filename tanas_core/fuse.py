@@ -129,21 +129,30 @@ class _Mixture:
     def weights(self) -> torch.Tensor:
         return F.softmax(self.alpha.detach(), 0).cpu()
 
-    def weight_step_on(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """(i) alpha frozen: one step on every candidate's weights; returns the relaxed training loss."""
+    def weight_step_on(self, inputs: torch.Tensor, targets: torch.Tensor,
+                       check: Callable[[], None] | None = None) -> float:
+        """(i) alpha frozen: one step on every candidate's weights; returns the relaxed training loss. Independent
+        steps run candidate by candidate (the same gradients: each loss reaches only its own weights) with
+        ``check()`` between them, so a cancel does not wait for a whole step of dozens of candidates."""
         for model in self.models:
             model.train()
-        outputs = torch.stack([model(inputs) for model in self.models])
+        self.weight_optimizer.zero_grad(set_to_none=True)
         if self.weight_step == "relaxed":
+            outputs = torch.stack([model(inputs) for model in self.models])
             train_loss = F.nll_loss(relaxed_log_probs(outputs, F.softmax(self.alpha.detach(), 0), self.mixture),
                                     targets)
-            objective = train_loss
+            train_loss.backward()
         else:
+            detached = []
+            for model in self.models:
+                if check is not None:
+                    check()
+                output = model(inputs)
+                F.cross_entropy(output, targets).backward()
+                detached.append(output.detach())
             with torch.no_grad():
-                train_loss = F.nll_loss(relaxed_log_probs(outputs, F.softmax(self.alpha, 0), self.mixture), targets)
-            objective = sum(F.cross_entropy(output, targets) for output in outputs)
-        self.weight_optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+                train_loss = F.nll_loss(relaxed_log_probs(torch.stack(detached), F.softmax(self.alpha, 0),
+                                                          self.mixture), targets)
         self.weight_optimizer.step()
         self.schedule.step()
         return float(train_loss.detach())
@@ -181,9 +190,11 @@ def _fuse_round(mixture: _Mixture, candidates: list[Genotype], batches: tuple[_B
     train_batches, val_batches = batches
     history, step = [], 0
     for step in range(1, step_limit + 1):
-        if context.is_cancelled():
+        try:
+            context.check()
+            train_loss = mixture.weight_step_on(*train_batches.train_batch(step), check=context.check)
+        except Cancelled:  # before or inside this step: the weights of the steps done so far stand
             return step - 1, False, "time limit" if context.deadline_passed() else "cancelled", history
-        train_loss = mixture.weight_step_on(*train_batches.train_batch(step))
         searching = step > warmup_steps
         measured = mixture.alpha_step_on(*val_batches.val_batch(step), move=searching)
         history.append(mixture.weights())

@@ -1,5 +1,6 @@
 """End to end in a real browser: `make run` (the README's quick start) serves the app on 127.0.0.1, Debian's chromium
-driven by Playwright opens every page, launches a tiny FUSE search and waits for the live alpha chart."""
+driven by Playwright opens every page, sees an out-of-range budget refused with its range, launches a tiny FUSE search
+twice (one job), waits for the live alpha chart's first points and cancels the search (within 5 s)."""
 from __future__ import annotations
 
 import os
@@ -64,6 +65,10 @@ def server(tmp_path, real_data):
 def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    from tanas_core.jobs import get_job, list_jobs
+    from tanas_core.store import Workspace
+
+    workspace = Workspace(tmp_path / "home")
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with sync_playwright() as playwright:
@@ -86,21 +91,44 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
             expect(page.get_by_text(content).first).to_be_visible(timeout=WAIT_MS)
             page.screenshot(path=str(shots / f"{path.lower()}.png"), full_page=True)
 
-        # a tiny FUSE search on the standard space: 2 candidates, a few steps, a short final training
+        # issue 13: an out-of-range budget is an error naming the range, not a silent no-op
         page.goto(f"{server}/Search")
         expect(page.get_by_role("heading", name="Architecture search")).to_be_visible(timeout=WAIT_MS)
+        rounds = page.get_by_role("spinbutton", name="FUSE rounds")
+        rounds.fill("500")
+        rounds.press("Tab")
+        page.get_by_role("button", name="Start the search").click()
+        expect(page.get_by_text("rounds must be in 1..100").first).to_be_visible(timeout=WAIT_MS)
+        assert list_jobs(workspace, "search") == []
+
+        # a tiny FUSE search on the standard space, launched twice in a row: one job
         page.get_by_text("standard", exact=True).click()
-        for label, value in (("FUSE candidates C", "2"), ("FUSE rounds", "1"), ("epochs per round", "0.15"),
+        for label, value in (("FUSE candidates C", "2"), ("FUSE rounds", "1"), ("epochs per round", "0.3"),
                              ("final training epochs", "0.05")):
-            field = page.get_by_label(label)
+            field = page.get_by_role("spinbutton", name=label, exact=True)
             field.fill(value)
             field.press("Tab")
-        page.get_by_role("button", name="Start the search").click()
+        start = page.get_by_role("button", name="Start the search")
+        start.click()
+        start.click()
         chart = page.locator(".js-plotly-plot").filter(has_text="softmax(α) per candidate")
         expect(chart).to_be_visible(timeout=240_000)
         expect(chart.locator(".scatterlayer .trace").first).to_be_attached(timeout=WAIT_MS)
         assert chart.locator(".scatterlayer .trace").count() == 2  # one line per candidate
+        # markers: the first alpha update is a visible point, not an invisible one-point line
+        expect(chart.locator(".scatterlayer .trace .points path").first).to_be_attached(timeout=WAIT_MS)
         page.screenshot(path=str(shots / "search-live.png"), full_page=True)
+        jobs = list_jobs(workspace, "search")
+        assert len(jobs) == 1, [(j.id, j.status) for j in jobs]  # the second click attached to the first job
+
+        # cancel takes effect within 5 s
+        if get_job(workspace, jobs[0].id).active:
+            page.get_by_role("button", name="Cancel").first.click()
+            clicked = time.monotonic()
+            while get_job(workspace, jobs[0].id).active and time.monotonic() - clicked < 30:
+                time.sleep(0.1)
+            assert get_job(workspace, jobs[0].id).status == "cancelled"
+            assert time.monotonic() - clicked <= 5.0, time.monotonic() - clicked
         browser.close()
     assert {p.name for p in shots.iterdir()} >= {"home.png", "tasks.png", "zoo.png", "distances.png", "search.png",
                                                  "search-live.png"}
