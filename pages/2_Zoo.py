@@ -5,14 +5,34 @@ import pandas as pd
 import streamlit as st
 
 from tanas_core import ui
+from tanas_core.estimates import zoo_network_estimate
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import DistanceSettings, ZooRequest
-from tanas_core.suites import ALL_SUITE_NAMES
-from tanas_core.training import PRESETS
+from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
+from tanas_core.training import PRESETS, resolve_device
 from tanas_core.zoo import zoo_table
 
 space = ui.page_header("Zoo of learned tasks", "An ε-approximation network per task × architecture × seed: its "
                        "Fisher information on a target's data is what task distances compare.")
+
+def preset_cost_accepted(request: ZooRequest, confirmed: bool) -> bool:
+    """The GPU-scale ``paper`` preset on a CPU: say what one network costs here (a measured training step x its
+    steps) and train only when ``confirmed``; any other preset or device: yes."""
+    if request.preset != "paper" or resolve_device("auto").type != "cpu":
+        return True
+    with st.spinner("Measuring a full-width training step on this CPU..."):
+        costs = {arch: zoo_network_estimate("paper", arch, request.suite, workspace=space) for arch in request.archs}
+    hours = sum(cost["seconds"] for cost in costs.values()) / 3600 * request.seeds * len(
+        resolve_suite(request.suite, space).tasks)
+    details = ", ".join(f"{arch}: {cost['seconds'] / 3600:.1f} h per network ({cost['steps']:.0f} steps × "
+                        f"{cost['step_s']:.2f} s)" for arch, cost in costs.items())
+    message = (f"The paper preset is sized for a GPU. On this CPU: {details}; this zoo ≈ {hours:,.0f} hours.")
+    if not confirmed:
+        st.error(message + " Tick the box to train anyway, or choose the demo preset.")
+        return False
+    st.warning(message)
+    return True
+
 
 with st.form("train"):
     columns = st.columns(4)
@@ -24,6 +44,7 @@ with st.form("train"):
     presets = list(PRESETS)
     preset = columns[3].selectbox("Preset", presets, index=ui.index_of(presets, ZooRequest.default("preset")),
                                   format_func=lambda p: f"{p}: {PRESETS[p].description}")
+    confirmed = st.checkbox("Train with the paper preset on this machine even if it takes hours", value=False)
     if st.form_submit_button("Train in the background"):
         if not archs:
             st.error("Choose at least one architecture.")
@@ -31,7 +52,8 @@ with st.form("train"):
             request = ZooRequest(suite=suite, archs=tuple(archs), seeds=int(seeds), preset=preset)
             with ui.user_errors(stop=False):
                 request.validate(space)
-                ui.submit(space, "zoo", request)
+                if preset_cost_accepted(request, confirmed):
+                    ui.submit(space, "zoo", request)
 
 ui.job_panel(space, ("zoo", "demo"), "Training jobs (and demo runs, which train the demo zoo)")
 

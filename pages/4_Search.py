@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from tanas_core import comparison, nas, ui
+from tanas_core.estimates import CONFIRM_ABOVE_SECONDS, cell_step_seconds, search_estimate
 from tanas_core.figures import alpha_figure, curves_figure
-from tanas_core.jobs import get_job, list_jobs
+from tanas_core.jobs import clock, get_job, list_jobs
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import METHODS, SPACES, ClosestSettings, CompareRequest, SearchBudget, SearchRequest
 from tanas_core.search_space import Genotype, cell_dot, source_formula_cells, standard_space
@@ -53,7 +54,7 @@ def closest_widgets(suite, target: str) -> ClosestSettings:
     return ClosestSettings(archs=(closest_arch,), baselines=tuple(baselines))
 
 
-def budget_widgets() -> tuple[str, str, SearchBudget, bool]:
+def budget_widgets() -> tuple[str, str, SearchBudget, bool, bool]:
     """The launch form: space, method and the budget (each input's range, ``SearchBudget.LIMITS``, is checked by
     the request when the search starts)."""
     with st.form("search"):
@@ -64,8 +65,9 @@ def budget_widgets() -> tuple[str, str, SearchBudget, bool]:
         slots = columns[2:] + list(st.columns(4))
         for slot, (name, label) in zip(slots, BUDGET_LABELS.items()):
             values[name] = ui.number_input(slot, label, SearchBudget, name)
+        confirmed = st.checkbox("Start even if the estimate is above 10 minutes", value=False)
         started = st.form_submit_button("Start the search", type="primary")
-    return space_name, method, SearchBudget(**values), started
+    return space_name, method, SearchBudget(**values), started, confirmed
 
 
 def show_closest(request: SearchRequest) -> None:
@@ -115,12 +117,47 @@ def show_spaces(request: SearchRequest) -> None:
         right.caption(line)
 
 
-def launch(request: SearchRequest, started: bool) -> None:
-    """Validate the page's request (an out-of-range value is an ``st.error`` naming the range) and submit it."""
+def step_measurement(request: SearchRequest) -> dict:
+    """This machine's cell-network step time for the request's preset and input, measured once in the background."""
+    suite, _ = split_target(request.target)
+    spec = resolve_suite(suite, space).spec
+    return ui.background_value(f"cell-step:{request.preset}:{spec.channels}:{spec.size}",
+                               lambda: cell_step_seconds(request.preset, spec.channels, spec.size))
+
+
+def show_estimate(request: SearchRequest) -> float | None:
+    """The estimated time of the request on this machine (measured step time x its steps); ``None`` while the step
+    is being measured (the note refreshes itself until the measurement is in)."""
+    def measuring() -> bool:
+        if step_measurement(request)["done"]:
+            return False
+        st.caption("Measuring this machine's step time for the estimate...")
+        return True
+
+    if not step_measurement(request)["done"]:
+        ui.live_fragment(measuring, True)
+        return None
+    estimate = search_estimate(space, request)
+    parts = "; ".join(f"{label} ≈ {clock(seconds)}" for label, seconds in estimate["parts"])
+    text = (f"Estimated time here: **at least {clock(estimate['seconds'])}** ({parts}; measured "
+            f"{estimate['step_s']:.2f} s per candidate step). Missing zoo networks and distances come on top.")
+    (st.warning if estimate["seconds"] > CONFIRM_ABOVE_SECONDS else st.caption)(text)
+    return estimate["seconds"]
+
+
+def launch(request: SearchRequest, started: bool, confirmed: bool, estimate: float | None) -> None:
+    """Validate the page's request (an out-of-range value is an ``st.error`` naming the range) and submit it; above
+    10 minutes of estimated time only when ``confirmed``."""
     if not started:
         return
     with ui.user_errors(stop=False):
         request.validate(space)
+        if estimate is None and not confirmed:  # clicked while the step was being measured: measure now
+            estimate = search_estimate(space, request)["seconds"]
+        if not confirmed and estimate > CONFIRM_ABOVE_SECONDS:
+            st.error(f"This search is estimated at {clock(estimate)} or more on this machine: tick “Start even if "
+                     "the estimate is above 10 minutes” to start it, or lower the budget.")
+            return
         ui.submit(space, "search", request)
 
 
@@ -200,14 +237,16 @@ closest_box = st.container()
 st.header("2. Search space")
 space_box = st.container()
 st.header("3. Launch")
-space_name, method, budget, started = budget_widgets()
+space_name, method, budget, started, confirmed = budget_widgets()
 request = SearchRequest(target=f"{suite.name}:{target}", space=space_name, method=method, preset=preset,
                         budget=budget, closest=closest)
 with closest_box, ui.user_errors(stop=False):
     show_closest(request)
 with space_box, ui.user_errors(stop=False):
     show_spaces(request)
-launch(request, started)
+with ui.user_errors(stop=False):
+    estimate = show_estimate(request)
+launch(request, started, confirmed, estimate)
 st.header("4. Live search")
 followed = list_jobs(space, SEARCH_KINDS, 30)
 ui.live_fragment(live, any(job.active for job in followed))

@@ -43,7 +43,10 @@ def compare_job(request: CompareRequest, context: RunContext) -> dict:
 def demo_job(request: DemoRequest, context: RunContext) -> dict:
     """The home page's demo: a small zoo, its log-det distances, a FUSE search on the closest task's space; each a
     phase of one progress scale."""
-    zoo, distances, search = context.step_phases(["1/3 zoo", "2/3 distances", "3/3 FUSE, related space"])
+    # phases sized by their measured share of the demo's time on a 2-core CPU, so the remaining-time estimate holds
+    zoo, distances, search = (context.phase("1/3 zoo and replicates", 0.0, 0.35),
+                              context.phase("2/3 distances", 0.35, 0.55),
+                              context.phase("3/3 FUSE, related space", 0.55, 1.0))
     train_zoo(request.zoo(), zoo)
     results = distance_matrices(request.distances(), distances)
     combined = results[0] if len(results) == 1 else across_architectures(results)

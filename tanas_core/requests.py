@@ -193,7 +193,9 @@ class DemoRequest(Request):
         _check_target(f"{self.suite}:{self.target}", workspace)
 
     def zoo(self) -> ZooRequest:
-        return ZooRequest(suite=self.suite, archs=self.archs, seeds=1, preset=self.preset)
+        """The zoo and the replicates the distances' reference needs (trained in the zoo phase)."""
+        return ZooRequest(suite=self.suite, archs=self.archs, seeds=1, preset=self.preset,
+                          replicates=self.distances().replicates)
 
     def distances(self) -> DistanceRequest:
         return DistanceRequest(suite=self.suite, archs=self.archs, preset=self.preset)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
@@ -155,3 +156,45 @@ def test_changing_a_setting_keeps_the_nearest_stored_result_visible_with_how_it_
     assert notes and "fisher.samples 64 (asked: 512)" in notes[0] and "replicates 1 (asked: 2)" in notes[0], notes
     heatmaps = [t for spec in plotly_specs(app) for t in spec["data"] if t["type"] == "heatmap"]
     assert heatmaps
+
+
+def test_a_large_search_budget_shows_its_estimated_time_and_needs_a_confirmation(real_data):
+    """Issue 13: a 32-candidate x 100-round x 100-epoch budget is not accepted silently: the page estimates its time
+    from a measured step and refuses to start it until the confirmation is ticked."""
+    app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=180).run()
+    for label, value in (("FUSE candidates C", 32), ("FUSE rounds", 100), ("epochs per round", 100.0)):
+        by_label(app.number_input, label).set_value(value)
+    next(b for b in app.button if b.label == "Start the search").click()
+    app.run()
+    assert not app.exception
+    assert any("estimated at" in e.value and "tick" in e.value for e in app.error), [e.value for e in app.error]
+    assert list_jobs(Workspace(), "search") == []
+
+
+def test_the_search_estimate_scales_with_the_steps_it_counts(real_data):
+    from tanas_core.estimates import search_estimate
+
+    workspace = Workspace()
+    small = SearchRequest(target="mnist4:mnist-10class", space="standard", preset="demo",
+                          budget=SearchBudget(candidates=2, rounds=1, epochs_per_round=0.5, final_epochs=1.0))
+    large = small.replace(budget=SearchBudget(candidates=4, rounds=3, epochs_per_round=0.5, final_epochs=1.0))
+    first, second = search_estimate(workspace, small), search_estimate(workspace, large)
+    assert first["step_s"] == second["step_s"] > 0  # one measured step, reused
+    assert second["parts"][0][1] == pytest.approx(6 * first["parts"][0][1])  # 2x candidates x 3x rounds
+    assert second["parts"][-1][1] == pytest.approx(first["parts"][-1][1])  # same final training
+
+
+def test_the_paper_preset_on_a_cpu_says_how_long_it_would_take_and_waits_for_a_confirmation(real_data):
+    from tanas_core.training import resolve_device
+
+    if resolve_device("auto").type != "cpu":
+        pytest.skip("the warning is for CPU machines")
+    app = AppTest.from_file(str(REPO / "pages/2_Zoo.py"), default_timeout=300).run()
+    by_label(app.selectbox, "Suite").set_value("mnist4")
+    by_label(app.selectbox, "Preset").set_value("paper")
+    next(b for b in app.button if b.label == "Train in the background").click()
+    app.run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert any("paper preset is sized for a GPU" in e and "hours" in e and "vgg16:" in e for e in errors), errors
+    assert list_jobs(Workspace(), "zoo") == []

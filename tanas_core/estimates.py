@@ -1,0 +1,115 @@
+"""What a launch will cost here, before it starts: measured seconds per training step times the steps it needs.
+
+Steps are timed on this machine (one warm-up step, then the median of a few, on a real batch size of the preset), so an
+estimate is a measurement scaled by a count, not a guess; phases the step count leaves out (data loading, evaluation,
+Fisher matrices) make it a lower bound, which the pages say.
+"""
+from __future__ import annotations
+
+import functools
+import random
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .nas import preview_related_space
+from .networks import build_network
+from .networks.cells import cell_network
+from .requests import SearchRequest
+from .search_space import standard_space
+from .store import Workspace
+from .suites import resolve_target
+from .tasks import make_splits
+from .training import get_preset, resolve_device, step_plan
+
+CONFIRM_ABOVE_SECONDS = 600.0  # the pages ask for a confirmation above this estimate
+
+
+def time_steps(model: torch.nn.Module, batch: int, channels: int, size: int, device: str = "auto",
+               steps: int = 2) -> float:
+    """Median wall seconds of one AdamW training step of ``model`` on a random batch ``[batch, channels, size,
+    size]`` (after one warm-up step)."""
+    target = resolve_device(device)
+    model = model.to(target).train()
+    optimizer = torch.optim.AdamW(model.parameters())
+    x = torch.randn(batch, channels, size, size, device=target)
+    y = torch.randint(0, model.head.out_features, (batch,), device=target)
+    times = []
+    for index in range(steps + 1):
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        if target.type == "cuda":
+            torch.cuda.synchronize()
+        if index:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+@functools.lru_cache(maxsize=32)
+def cell_step_seconds(preset_name: str, channels: int, size: int, device: str = "auto") -> float:
+    """Measured seconds per training step of a standard-space cell network at the preset's batch size (one random
+    genotype; candidates of a space differ by their operations, this is their typical cost)."""
+    torch.manual_seed(0)
+    genotype = standard_space().sample(random.Random(0))
+    return time_steps(cell_network(genotype, 10, channels), get_preset(preset_name).batch_size, channels, size,
+                      device)
+
+
+@functools.lru_cache(maxsize=32)
+def network_step_seconds(preset_name: str, arch: str, channels: int, size: int, device: str = "auto") -> float:
+    """Measured seconds per training step of a zoo network (``arch`` at the preset's width and batch size)."""
+    preset = get_preset(preset_name)
+    torch.manual_seed(0)
+    return time_steps(build_network(arch, 10, channels, preset.widths[arch]), preset.batch_size, channels, size,
+                      device, steps=1 if preset_name == "paper" else 2)
+
+
+def search_estimate(workspace: Workspace, request: SearchRequest, device: str = "auto") -> dict:
+    """``{seconds, step_s, parts: [(label, seconds)]}``: the training steps ``request`` will run (FUSE weight and
+    alpha steps of every candidate, or each random candidate's epochs; the sub-searches of a related space whose
+    closest tasks have no stored genotype; the winner's final training) x the measured step time."""
+    suite, target = resolve_target(request.target, workspace)
+    preset, budget = get_preset(request.preset), request.budget
+    images = len(make_splits(target, preset.sizes, 0, suite.spec).indices["train"])
+    step = cell_step_seconds(request.preset, suite.spec.channels, suite.spec.size, device)
+    per_epoch = step_plan(images, preset.batch_size, 1.0)[1]
+    if request.method == "fuse":
+        # one weight step per candidate and one validation forward (~1/3 of a step) per candidate, every step
+        fuse_steps = fuse_steps_of(images, preset, budget)
+        search = budget.rounds * fuse_steps * budget.candidates * step * 4 / 3
+        parts = [(f"FUSE: {budget.rounds} round(s) x {fuse_steps} steps x {budget.candidates} candidates", search)]
+    else:
+        search = budget.random_candidates * budget.random_epochs * per_epoch * step
+        parts = [(f"random search: {budget.random_candidates} candidates x {budget.random_epochs:g} epochs", search)]
+    if request.space == "related":
+        preview = preview_related_space(workspace, request)
+        missing = len(preview.missing) if preview is not None else request.closest.top
+        if missing:
+            parts.append((f"standard-space FUSE for {missing} closest task(s) without a stored genotype",
+                          missing * budget.rounds * fuse_steps_of(images, preset, budget) * budget.candidates * step
+                          * 4 / 3))
+    if request.final_training:
+        parts.append((f"final training: {budget.final_epochs:g} epochs", budget.final_epochs * per_epoch * step))
+    return dict(seconds=sum(seconds for _, seconds in parts), step_s=step, parts=parts)
+
+
+def fuse_steps_of(images: int, preset, budget) -> int:
+    """Weight steps of one FUSE round (its step limit; convergence may stop it earlier)."""
+    return step_plan(images, preset.batch_size, budget.epochs_per_round)[2]
+
+
+def zoo_network_estimate(preset_name: str, arch: str, suite_name: str, device: str = "auto",
+                         workspace: Workspace | None = None) -> dict:
+    """``{step_s, steps, seconds}`` of training one zoo network of ``suite_name`` (its median task) with the
+    preset: the measured step x (training images / batch x epochs)."""
+    from .suites import resolve_suite
+
+    suite, preset = resolve_suite(suite_name, workspace), get_preset(preset_name)
+    sizes = [len(make_splits(task, preset.sizes, 0, suite.spec).indices["train"]) for task in suite.tasks]
+    steps = statistics.median(step_plan(count, preset.batch_size, preset.epochs_for(arch))[2] for count in sizes)
+    step = network_step_seconds(preset_name, arch, suite.spec.channels, suite.spec.size, device)
+    return dict(step_s=step, steps=steps, seconds=step * steps)
