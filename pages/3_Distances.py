@@ -16,7 +16,7 @@ from tanas_core.requests import METRICS, DistanceRequest, FisherConfig
 from tanas_core.task_distances import across_architectures, nearest_stored, stored_distances, task_atlas
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
-from tanas_core.validation import latest_validation, rank_agreement, row_name, verdict
+from tanas_core.validation import GOALS, latest_validation, rank_agreement, row_name, verdict
 
 METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "logdet-scaled": "log-det, scale-free (extension of eq. 5)",
                  "frechet": "Fréchet, diagonal (eq. 8)", "frechet-sorted": "Fréchet, sorted per tensor (extension)",
@@ -124,7 +124,8 @@ def show_probe_view(request: DistanceRequest, suite, tanas) -> None:
 def show_verdict(request: DistanceRequest) -> None:
     """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?"""
     row = row_name(request.view, request.metric)
-    answer, why = verdict(latest_validation(space, request.suite, request.preset), row)
+    report = latest_validation(space, request.suite, request.preset)
+    answer, why = verdict(report, row)
     text = f"**Separates these tasks from noise ({row}): {answer}** — {why}."
     if answer == "yes":
         st.success(text)
@@ -133,6 +134,14 @@ def show_verdict(request: DistanceRequest) -> None:
     else:
         st.info(text + f" Measure it: `python -m tanas_core validate distances --suite {request.suite} --preset "
                 f"{request.preset}`.")
+    if report is not None:
+        with st.expander("Every metric of the report (those that fail included)"):
+            st.dataframe(pd.DataFrame([dict(metric=name, verdict=verdict(report, name)[0], **figures)
+                                       for name, figures in report["metrics"].items()]),
+                         hide_index=True, width="stretch")
+            st.caption(f"Report of {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
+                       f"replicate(s); goals: {', '.join(f'{k} ≥ {v:g}' for k, v in GOALS.items())}; the default "
+                       f"metric by its rule: {report['default_metric']}.")
 
 
 request = request_from_widgets()

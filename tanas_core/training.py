@@ -140,8 +140,9 @@ def train_model(model: nn.Module, splits: TaskSplits, preset: Preset, epochs: fl
     target = resolve_device(device)
     history = fit(model, *splits.tensors("train"), preset, epochs, seed, target, context,
                   name=f"task {splits.task.name!r}")
-    val_accuracy = evaluate(model, *splits.tensors("val"), device=target)
-    test_accuracy = evaluate(model, *splits.tensors("test"), device=target)
+    check = context.check if context is not None else None
+    val_accuracy = evaluate(model, *splits.tensors("val"), device=target, check=check)
+    test_accuracy = evaluate(model, *splits.tensors("test"), device=target, check=check)
     seconds = time.perf_counter() - started
     return TrainResult(model.cpu().eval(), test_accuracy, val_accuracy, count_parameters(model), seconds,
                        str(target), history)
@@ -209,14 +210,17 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, preset: 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, device: str | torch.device = "auto",
-             batch_size: int = 512) -> float:
-    """Accuracy in [0, 1] of ``model`` on ``inputs [N, C, H, W]`` / ``targets [N]``, in eval mode."""
+             batch_size: int = 512, check=None) -> float:
+    """Accuracy in [0, 1] of ``model`` on ``inputs [N, C, H, W]`` / ``targets [N]``, in eval mode; ``check()`` (e.g.
+    ``RunContext.check``) runs before every batch, so a cancel does not wait for a whole test set."""
     if len(targets) == 0:
         raise TanasError("cannot evaluate on an empty split")
     target = resolve_device(device)
     model.eval().to(target)
     correct = 0
     for start in range(0, len(targets), batch_size):
+        if check is not None:
+            check()
         logits = model(inputs[start:start + batch_size].to(target))
         correct += int((logits.argmax(1).cpu() == targets[start:start + batch_size]).sum())
     return correct / len(targets)

@@ -166,12 +166,15 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     from tanas_core.store import Workspace
     from test_pages import by_label
 
+    tables = []
+
     def page_text() -> str:
         app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
         by_label(app.selectbox, "Suite").set_value("mnist4")
         by_label(app.selectbox, "Metric").set_value("frechet")
         app.run()
         assert not app.exception
+        tables.extend(frame.value for frame in app.dataframe)
         return " ".join(e.value for e in [*app.info, *app.warning, *app.success])
 
     assert "Separates these tasks from noise (frechet): not measured" in page_text()
@@ -182,6 +185,9 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     Workspace().put_result("validation", "constructed", report)
     text = page_text()
     assert "Separates these tasks from noise (frechet): no" in text and "identity_top1 0.68 < 0.95" in text
+    # the failing metric is listed with its verdict, not hidden
+    listed = [t for t in tables if "verdict" in t.columns]
+    assert listed and listed[0].set_index("metric").loc["frechet", "verdict"] == "no"
 
 
 def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies_add_up(digits_workspace,

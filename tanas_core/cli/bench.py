@@ -34,9 +34,9 @@ def register(commands) -> None:
     zoo.set_defaults(func=run_zoo, request=lambda args: zoo_request(args, BENCH_SUITE))
     distances = bench.add_parser("distances", help="one seed's distance matrices at several M (Fisher images)")
     distances.add_argument("--suite", default="mnist4", choices=list(SUITE_NAMES))
-    distances.add_argument("--archs", default=",".join(ZooRequest.default("archs")),
-                           help="comma-separated architectures")
-    distances.add_argument("--samples", default="256,512,1000", help="comma-separated M values")
+    distances.add_argument("--archs", default="vgg16,densenet121",
+                           help="comma-separated architectures (default: the fastest and the slowest per Fisher)")
+    distances.add_argument("--samples", default="256,512", help="comma-separated M values (the old default, the new)")
     distances.set_defaults(func=run_distances)
     app = bench.add_parser("app", help="a real server and Chromium: idle CPU, job slowdown with tabs open, page "
                                        "settle times, the demo's wall time")

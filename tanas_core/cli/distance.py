@@ -76,9 +76,15 @@ def print_result(result, datasets: dict[str, str]) -> None:
     if len(set(datasets.values())) > 1:
         same, across = result.dataset_contrast(datasets)
         print(f"mean off-diagonal distance: same-dataset pairs {same:.4f}, cross-dataset pairs {across:.4f}")
-    for target in result.tasks:
+    print("closest baseline per target: mean ± std over seeds, 95 % interval and rank frequency over seeds x "
+          "bootstrap resamples, the baselines tied with it (inside the noise), the target's reference r[t]:")
+    for t, target in enumerate(result.tasks):
         best = result.closest(target, 1)[0]
-        print(f"  closest to {target}: {best['baseline']} ({best['distance']:.4f} ± {best['std']:.4f})")
+        low, high = result.interval(best["baseline"], target)
+        ties = ", ".join(result.not_separable(target)) or "none"
+        print(f"  {target}: {best['baseline']} {best['distance']:.4f} ± {best['std']:.4f} [{low:.4f}, {high:.4f}], "
+              f"rank frequency {result.rank_frequency(target)[best['baseline']]:.2f}; tied: {ties}; "
+              f"r[t] {result.reference[t]:.4f}")
 
 
 def write_csv(result, out_dir: Path) -> Path:
