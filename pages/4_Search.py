@@ -11,7 +11,7 @@ import streamlit as st
 
 from tanas_core import comparison, nas, ui
 from tanas_core.estimates import CONFIRM_ABOVE_SECONDS, cell_step_seconds, search_estimate
-from tanas_core.figures import alpha_figure, curves_figure
+from tanas_core.figures import alpha_figure, comparison_figure, curves_figure
 from tanas_core.jobs import clock, get_job, list_jobs
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import METHODS, SPACES, ClosestSettings, CompareRequest, SearchBudget, SearchRequest
@@ -211,11 +211,14 @@ def live() -> bool:
 
 
 def show_comparison(request: SearchRequest) -> None:
-    """Launch the comparison table for the request's target (same closest settings) and show the newest stored one."""
+    """Launch the (repeated) comparison for the request's target (same closest settings) and show the newest stored
+    one: the per-repeat table, means with intervals as a chart, and FUSE-related against each method (paired)."""
+    repeats = ui.number_input(st, "Repeats (independent seeds per method)", CompareRequest, "repeats")
     if st.button("Run the comparison in the background",
-                 help="VGG-16, ResNet-18, DenseNet-121, random search, FUSE standard and related: minutes on the "
-                      "demo preset"):
-        comparison_request = CompareRequest(target=request.target, preset=request.preset, closest=request.closest)
+                 help="VGG-16, ResNet-18, DenseNet-121, random search, FUSE standard and related, each repeated: "
+                      "minutes per repeat on the demo preset"):
+        comparison_request = CompareRequest(target=request.target, preset=request.preset, closest=request.closest,
+                                            repeats=int(repeats))
         with ui.user_errors(stop=False):
             comparison_request.validate(space)
             ui.submit(space, "compare", comparison_request)
@@ -228,6 +231,12 @@ def show_comparison(request: SearchRequest) -> None:
     table = pd.DataFrame(stored.table_rows())
     st.dataframe(table, hide_index=True, width="stretch")
     ui.download_csv(table, f"comparison-{suite_name}-{target}.csv")
+    st.plotly_chart(comparison_figure(stored.summary()), key="comparison-chart")
+    paired = stored.paired()
+    if paired:
+        st.markdown("**FUSE, related space against each method** (test accuracy, paired over the same seeds; an "
+                    "interval reaching 0 is a tie)")
+        st.dataframe(pd.DataFrame(paired), hide_index=True, width="stretch")
 
 
 suite, target, preset = target_widgets()

@@ -24,32 +24,45 @@ COMPARED = (("random", "standard", "random search"), ("fuse", "standard", "FUSE,
             ("fuse", "related", "FUSE, related space"))
 
 
-def _hand_designed(request: CompareRequest, context: RunContext, suite: Suite, target: Task) -> list[ComparisonRow]:
+def _hand_designed(request: CompareRequest, context: RunContext, suite: Suite, target: Task,
+                   repeat: int) -> list[ComparisonRow]:
     preset, rows = get_preset(request.preset), []
     for arch, step in zip(ARCHITECTURES, context.step_phases([f"{a} on {target.name}" for a in ARCHITECTURES])):
-        record, _ = ensure_network(step, suite, target, arch, preset, request.seed)
+        record, _ = ensure_network(step, suite, target, arch, preset, request.seed + repeat)
         rows.append(ComparisonRow("hand-designed", arch, record.test_accuracy, record.val_accuracy,
-                                  record.params / 1e6, None, record.seconds, preset.epochs_for(arch), record.device))
+                                  record.params / 1e6, None, record.seconds, preset.epochs_for(arch), record.device,
+                                  repeat=repeat))
+    return rows
+
+
+def _searched(request: CompareRequest, context: RunContext, repeat: int) -> list[ComparisonRow]:
+    rows = []
+    for (method, space, label), step in zip(COMPARED, context.step_phases([label for _, _, label in COMPARED])):
+        record = run_search(request.search(space, method, repeat), step)
+        rows.append(ComparisonRow(label, f"cell {Genotype.from_json(record.genotype).id}", record.test_accuracy,
+                                  record.val_accuracy, record.params / 1e6, record.search_seconds,
+                                  record.train_seconds, request.budget.final_epochs, record.device, space,
+                                  int(record.space["size"]), ", ".join(record.sources) or None, record.run_id,
+                                  repeat))
     return rows
 
 
 def compare(request: CompareRequest, context: RunContext) -> Comparison:
-    """The source document's comparison table for ``request.target``: VGG-16, ResNet-18, DenseNet-121 trained on it
-    (the zoo networks, seed ``request.seed``), random search and FUSE on the standard space, FUSE on the related
-    space. Stored (kind ``comparison``) and exported to ``<workspace>/exports/``; stored parts are reused."""
+    """The source document's comparison table for ``request.target``, ``request.repeats`` times: VGG-16, ResNet-18,
+    DenseNet-121 trained on it (the zoo networks of seeds ``seed``, ``seed + 1``, ...), random search and FUSE on the
+    standard space, FUSE on the related space (search seeds likewise), each winner trained once and tested. Stored
+    (kind ``comparison``) and exported to ``<workspace>/exports/``; stored parts are reused. ``Comparison.summary``
+    gives means with intervals, ``Comparison.paired`` FUSE-related against every other method."""
     workspace = context.workspace
     request.validate(workspace)
     suite, target = resolve_target(request.target, workspace)
-    started = time.perf_counter()
-    rows = _hand_designed(request, context.phase("hand-designed networks", 0.0, 0.25), suite, target)
-    nearest = closest_tasks(request.search("related", "fuse"), context.phase("closest tasks", 0.25, 0.3))
-    for index, (method, space, label) in enumerate(COMPARED):
-        step = context.phase(label, 0.3 + 0.7 * index / len(COMPARED), 0.3 + 0.7 * (index + 1) / len(COMPARED))
-        record = run_search(request.search(space, method), step)
-        rows.append(ComparisonRow(label, f"cell {Genotype.from_json(record.genotype).id}", record.test_accuracy,
-                                  record.val_accuracy, record.params / 1e6, record.search_seconds,
-                                  record.train_seconds, request.budget.final_epochs, record.device, space,
-                                  int(record.space["size"]), ", ".join(record.sources) or None, record.run_id))
+    started, rows = time.perf_counter(), []
+    nearest = closest_tasks(request.search("related", "fuse"), context.phase("closest tasks", 0.0, 0.05))
+    repeats = context.phase("repeats", 0.05, 1.0).step_phases([f"repeat {r + 1}/{request.repeats}"
+                                                               for r in range(request.repeats)])
+    for repeat, phase in enumerate(repeats):
+        rows += _hand_designed(request, phase.phase("hand-designed networks", 0.0, 0.25), suite, target, repeat)
+        rows += _searched(request, phase.phase("searches", 0.25, 1.0), repeat)
     export = workspace.root / "exports" / f"comparison-{suite.name}-{target.name}.csv"
     export.parent.mkdir(exist_ok=True)
     result = Comparison(suite.name, target.name, rows, str(export), nearest, time.perf_counter() - started,

@@ -4,7 +4,8 @@ and reused outside the app (a notebook, a report).
 - ``heatmap_figure``: a distance matrix ``d[b, t]`` (rows: baselines, columns: targets), the closest baseline of each
   target starred;
 - ``atlas_figure``: 2-D task coordinates (``task_distances.task_atlas``) coloured by dataset;
-- ``alpha_figure`` / ``curves_figure``: a search's live event stream (``nas.search_events``).
+- ``alpha_figure`` / ``curves_figure``: a search's live event stream (``nas.search_events``);
+- ``comparison_figure``: a repeated comparison's means with their intervals.
 """
 from __future__ import annotations
 
@@ -109,3 +110,22 @@ def curves_figure(events: list[dict]) -> go.Figure:
                                      **_FRACTION_TICKS),
                          margin=_MARGIN)
     return figure
+
+
+def comparison_figure(summary: list[dict], figure: str = "test_accuracy") -> go.Figure:
+    """Each method's mean ``figure`` with its 95 % interval as an error bar (``Comparison.summary`` rows); a method
+    measured once has a point without a bar."""
+    def half(row, side):
+        bound = row[f"{figure}_{side}"]
+        return 0.0 if bound != bound else abs(bound - row[figure])
+
+    figure_ = go.Figure(go.Scatter(
+        x=[row["method"] for row in summary], y=[row[figure] for row in summary], mode="markers",
+        marker=dict(size=11), error_y=dict(type="data", symmetric=False, array=[half(r, "high") for r in summary],
+                                           arrayminus=[half(r, "low") for r in summary]),
+        hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
+    figure_.update_layout(title=f"{figure.replace('_', ' ')}: mean and 95 % interval over the repeats",
+                          yaxis=dict(title=figure.replace("_", " "), **(_FRACTION_TICKS if "accuracy" in figure
+                                                                         else {})),
+                          height=380, margin=_MARGIN)
+    return figure_

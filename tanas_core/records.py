@@ -9,8 +9,9 @@ import numpy as np
 
 from .errors import TanasError
 
-COMPARISON_COLUMNS = ["method", "architecture", "test_accuracy", "val_accuracy", "params_m", "search_seconds",
-                      "train_seconds", "train_epochs", "device", "space", "space_size", "closest_task"]
+COMPARISON_COLUMNS = ["method", "repeat", "architecture", "test_accuracy", "val_accuracy", "params_m",
+                      "search_seconds", "train_seconds", "train_epochs", "device", "space", "space_size", "closest_task"]
+SUMMARY_FIGURES = ("test_accuracy", "params_m", "search_seconds", "train_seconds")
 
 
 @dataclass
@@ -119,6 +120,7 @@ class ComparisonRow:
     space_size: int | None = None
     closest_task: str | None = None
     run_id: str | None = None
+    repeat: int = 0  # the search seed offset / zoo seed of this row (``compare --repeats``)
 
 
 @dataclass
@@ -140,6 +142,43 @@ class Comparison:
     def table_rows(self) -> list[dict]:
         """The rows as dicts in ``COMPARISON_COLUMNS`` order (for tables and CSV)."""
         return [{name: getattr(row, name) for name in COMPARISON_COLUMNS} for row in self.rows]
+
+    def methods(self) -> list[str]:
+        """Each method's label (hand-designed networks by architecture), in table order."""
+        return list(dict.fromkeys(self._label(row) for row in self.rows))
+
+    @staticmethod
+    def _label(row: ComparisonRow) -> str:
+        return row.architecture if row.method == "hand-designed" else row.method
+
+    def values(self, method: str, figure: str) -> list:
+        """``figure`` of ``method`` per repeat, in repeat order."""
+        return [getattr(row, figure) for row in sorted(self.rows, key=lambda r: r.repeat) if self._label(row) == method]
+
+    def summary(self, level: float = 0.95) -> list[dict]:
+        """Per method: repeats, and mean with a Student's t ``level`` interval of every ``SUMMARY_FIGURES`` figure."""
+        from .intervals import mean_interval
+
+        out = []
+        for method in self.methods():
+            row = dict(method=method, repeats=len(self.values(method, "test_accuracy")))
+            for figure in SUMMARY_FIGURES:
+                row[figure], row[f"{figure}_low"], row[f"{figure}_high"] = mean_interval(self.values(method, figure),
+                                                                                         level)
+            out.append(row)
+        return out
+
+    def paired(self, reference: str = "FUSE, related space", figure: str = "test_accuracy",
+               level: float = 0.95) -> list[dict]:
+        """``reference`` against every other method on the same repeats: the paired difference of ``figure``
+        (reference minus other) with its interval and verdict (higher / lower / tie / not measured)."""
+        from .intervals import paired_difference
+
+        if reference not in self.methods():
+            return []
+        return [dict(method=method, **paired_difference(self.values(reference, figure), self.values(method, figure),
+                                                        level))
+                for method in self.methods() if method != reference]
 
     def to_payload(self) -> dict:
         return asdict(self)

@@ -121,10 +121,11 @@ class SearchRequest(Request):
 @dataclass(frozen=True)
 class CompareRequest(Request):
     """The source document's comparison table for ``target``: the hand-designed networks (zoo seed ``seed``),
-    random search and FUSE on the standard space, FUSE on the related space."""
+    random search and FUSE on the standard space, FUSE on the related space; ``repeats`` times with seeds
+    ``seed``, ``seed + 1``, ... (means with intervals and paired differences: ``Comparison.summary`` / ``paired``)."""
 
     WHAT: ClassVar[str] = "comparison request"
-    LIMITS: ClassVar[dict] = dict(seed=(0, 2**31 - 1))
+    LIMITS: ClassVar[dict] = dict(seed=(0, 2**31 - 1), repeats=(1, 20))
     CHOICES: ClassVar[dict] = dict(preset=preset_names)
     NESTED: ClassVar[dict] = dict(budget=SearchBudget, closest=ClosestSettings)
 
@@ -133,6 +134,7 @@ class CompareRequest(Request):
     budget: SearchBudget = field(default_factory=SearchBudget)
     seed: int = 0
     closest: ClosestSettings = field(default_factory=ClosestSettings)
+    repeats: int = 1  # independent search seeds (and zoo seeds of the hand-designed networks) per method
 
     def validate(self, workspace=None) -> None:
         super().validate()
@@ -140,10 +142,10 @@ class CompareRequest(Request):
         if suite is not None:
             self.closest.fisher.check_probe(suite.tasks)
 
-    def search(self, space: str, method: str) -> SearchRequest:
-        """One of the comparison's searches."""
+    def search(self, space: str, method: str, repeat: int = 0) -> SearchRequest:
+        """One of the comparison's searches (repeat ``r``: search seed ``seed + r``)."""
         return SearchRequest(target=self.target, space=space, method=method, preset=self.preset, budget=self.budget,
-                             seed=self.seed, closest=self.closest)
+                             seed=self.seed + repeat, closest=self.closest)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ def register(commands) -> None:
     compare = commands.add_parser("compare", help="hand-designed networks vs random search vs FUSE on a target")
     _options(compare, CompareRequest)
     compare.add_argument("--out", default=".", help="directory for the CSV file")
+    compare.add_argument("--repeats", type=int, default=None,
+                         help=range_help("independent search seeds (and zoo seeds) per method", CompareRequest,
+                                         "repeats"))
     compare.set_defaults(func=run_compare, request=compare_request)
 
 
@@ -48,7 +51,7 @@ def search_request(args) -> SearchRequest:
 
 def compare_request(args) -> CompareRequest:
     """The ``CompareRequest`` of ``compare``."""
-    return CompareRequest.from_dict(_common(args))
+    return CompareRequest.from_dict(dict(_common(args), repeats=args.repeats))
 
 
 def run_search(args) -> int:
@@ -82,5 +85,27 @@ def run_compare(args) -> int:
                 COMPARISON_COLUMNS)
     out = Path(args.out) / Path(result.csv).name
     write_csv(rows, out, COMPARISON_COLUMNS)
+    print_summary(result)
     print(f"whole comparison: {result.seconds:.1f} s; CSV: {out}")
     return 0
+
+
+def _interval(row: dict, figure: str, digits: int) -> str:
+    mean, low, high = row[figure], row[f"{figure}_low"], row[f"{figure}_high"]
+    if mean != mean:  # nan: not measured (hand-designed networks have no search)
+        return "n/a"
+    return f"{mean:.{digits}f}" + ("" if low != low else f" [{low:.{digits}f}, {high:.{digits}f}]")
+
+
+def print_summary(result) -> None:
+    """Mean and 95 % interval per method over the repeats, and FUSE-related against each method (paired)."""
+    print("\nper method, mean [95 % t-interval] over the repeats:")
+    print_table([dict(method=r["method"], repeats=r["repeats"], test_accuracy=_interval(r, "test_accuracy", 4),
+                      params_m=_interval(r, "params_m", 3), search_s=_interval(r, "search_seconds", 1),
+                      train_s=_interval(r, "train_seconds", 1)) for r in result.summary()])
+    paired = result.paired()
+    if paired:
+        print("\nFUSE, related space minus each method, test accuracy, paired over the same seeds:")
+        print_table([dict(method=p["method"], pairs=p["n"], difference=f"{p['mean']:+.4f}",
+                          interval="n/a" if p["low"] != p["low"] else f"[{p['low']:+.4f}, {p['high']:+.4f}]",
+                          verdict=p["verdict"]) for p in paired])

@@ -1,0 +1,77 @@
+"""Repeated comparisons (issue 14): t-intervals, paired differences, and a comparison table whose methods are
+identical reports ties."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tanas_core.intervals import mean_interval, paired_difference
+from tanas_core.records import Comparison, ComparisonRow
+
+
+def test_the_t_interval_covers_the_true_mean_95_percent_of_the_time_with_three_repeats():
+    rng = np.random.default_rng(0)
+    covered = []
+    for _ in range(4000):
+        _, low, high = mean_interval(rng.normal(0.8, 0.05, size=3))
+        covered.append(low <= 0.8 <= high)
+    assert np.mean(covered) == pytest.approx(0.95, abs=0.015)
+
+
+def test_single_values_have_no_interval_and_missing_values_are_skipped():
+    assert mean_interval([0.7])[0] == 0.7 and math.isnan(mean_interval([0.7])[1])
+    assert all(math.isnan(v) for v in mean_interval([]))
+    assert mean_interval([None, 0.5, 0.7])[0] == pytest.approx(0.6)
+
+
+def test_a_paired_difference_is_a_tie_when_its_interval_reaches_zero():
+    assert paired_difference([0.90, 0.92, 0.91], [0.80, 0.81, 0.79])["verdict"] == "higher"
+    assert paired_difference([0.80, 0.81, 0.79], [0.90, 0.92, 0.91])["verdict"] == "lower"
+    assert paired_difference([0.90, 0.80, 0.95], [0.85, 0.88, 0.90])["verdict"] == "tie"
+    assert paired_difference([0.9], [0.8])["verdict"] == "not measured"
+
+
+def _row(method: str, repeat: int, accuracy: float, search: float | None = 10.0) -> ComparisonRow:
+    return ComparisonRow(method, "cell x" if method != "hand-designed" else "vgg16", accuracy, accuracy, 0.1,
+                         search, 5.0, 1.0, "cpu", repeat=repeat)
+
+
+def test_a_comparison_of_identical_methods_gives_overlapping_intervals_and_ties():
+    accuracies = [0.91, 0.88, 0.93]  # the same seeds give the same winners: the methods are one method
+    rows = [_row(method, r, a) for method in ("random search", "FUSE, standard space", "FUSE, related space")
+            for r, a in enumerate(accuracies)]
+    table = Comparison("s", "t", rows, "", [], 1.0, "demo", {})
+    summary = {r["method"]: r for r in table.summary()}
+    random, related = summary["random search"], summary["FUSE, related space"]
+    assert random["repeats"] == 3 and random["test_accuracy"] == pytest.approx(np.mean(accuracies))
+    assert random["test_accuracy_low"] < related["test_accuracy_high"]  # overlapping
+    assert related["test_accuracy_low"] < random["test_accuracy_high"]
+    assert {p["verdict"] for p in table.paired()} == {"tie"}  # every paired difference is 0
+    # a real but noisy difference: still a tie with three seeds
+    noisy = rows[:6] + [_row("FUSE, related space", r, a + d) for r, (a, d) in enumerate(zip(accuracies,
+                                                                                            (0.02, -0.01, 0.03)))]
+    paired = {p["method"]: p for p in Comparison("s", "t", noisy, "", [], 1.0, "demo", {}).paired()}
+    assert paired["random search"]["verdict"] == "tie" and paired["random search"]["low"] < 0
+
+
+def test_hand_designed_rows_are_summarised_per_architecture_without_a_search_time():
+    rows = [_row("hand-designed", r, 0.9, search=None) for r in range(3)] + [_row("FUSE, related space", r, 0.8)
+                                                                          for r in range(3)]
+    summary = {r["method"]: r for r in Comparison("s", "t", rows, "", [], 1.0, "demo", {}).summary()}
+    assert set(summary) == {"vgg16", "FUSE, related space"} and math.isnan(summary["vgg16"]["search_seconds"])
+
+
+def test_the_comparison_chart_draws_each_methods_interval_as_an_error_bar():
+    from tanas_core.figures import comparison_figure
+
+    rows = [_row(m, r, a) for m, values in (("random search", (0.8, 0.9, 0.85)), ("FUSE, related space", (0.9,)))
+            for r, a in enumerate(values)]
+    summary = Comparison("s", "t", rows, "", [], 1.0, "demo", {}).summary()
+    trace = comparison_figure(summary).data[0]
+    assert list(trace.x) == ["random search", "FUSE, related space"]
+    low, mean, high = summary[0]["test_accuracy_low"], summary[0]["test_accuracy"], summary[0]["test_accuracy_high"]
+    assert trace.error_y.array[0] == pytest.approx(high - mean) and trace.error_y.arrayminus[0] == pytest.approx(
+        mean - low)
+    assert trace.error_y.array[1] == 0.0  # measured once: no interval
