@@ -51,7 +51,8 @@ def closest_widgets(suite, target: str) -> ClosestSettings:
     if not baselines:
         st.error("Choose at least one baseline task.")
         st.stop()
-    return ClosestSettings(archs=(closest_arch,), baselines=tuple(baselines))
+    top = ui.number_input(st, "k closest tasks that build the related space", ClosestSettings, "top")
+    return ClosestSettings(archs=(closest_arch,), baselines=tuple(baselines), top=int(top))
 
 
 def budget_widgets() -> tuple[str, str, SearchBudget, bool, bool]:
@@ -79,6 +80,12 @@ def show_closest(request: SearchRequest) -> None:
         return
     st.dataframe(pd.DataFrame([{k: v for k, v in row.items() if k != "per_seed"} for row in ranking]),
                  hide_index=True, width="stretch")
+    first = ranking[0]
+    tied = [row["baseline"] for row in ranking[1:] if row["tied_with_closest"]]
+    st.caption(f"The related space comes from **{', '.join(row['baseline'] for row in ranking)}**: "
+               f"{first['baseline']} is the closest in {first['rank_frequency']:.0%} of seeds × bootstrap resamples "
+               f"(95 % interval of its distance {first['interval_low']:.3f} – {first['interval_high']:.3f})"
+               + (f"; tied with it inside the noise: {', '.join(tied)}" if tied else "") + ".")
 
 
 def budget_text(budget: SearchBudget) -> str:

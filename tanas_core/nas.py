@@ -46,14 +46,25 @@ def _rank(results, target: Task, suite: Suite, settings: ClosestSettings) -> lis
     if not 1 <= settings.top <= len(allowed):
         raise TanasError(f"top must be in 1..{len(allowed)} for {len(allowed)} baseline(s), got {settings.top}")
     combined = results[0] if len(results) == 1 else across_architectures(results)
-    ranking = combined.closest(target.name, len(names) - 1)
-    return [row for row in ranking if row["baseline"] in allowed][:settings.top]
+    # ranked as the distance report ranks: how often each baseline is the closest over architectures x seeds x
+    # bootstrap resamples (the mean distance breaks ties), with its interval and the baselines tied with the first
+    frequency = combined.rank_frequency(target.name)
+    ranking = sorted(combined.closest(target.name, len(names) - 1),
+                     key=lambda row: (-frequency[row["baseline"]], row["distance"]))
+    ties = combined.not_separable(target.name)
+    rows = []
+    for row in (row for row in ranking if row["baseline"] in allowed):
+        low, high = combined.interval(row["baseline"], target.name)
+        rows.append(dict(row, rank_frequency=frequency[row["baseline"]], interval_low=low, interval_high=high,
+                         tied_with_closest=row["baseline"] in ties))
+    return rows[:settings.top]
 
 
 def closest_tasks(request: SearchRequest, context: RunContext) -> list[dict]:
-    """The ``request.closest.top`` baselines closest to the request's target (distance averaged over the
-    architectures and seeds), among ``closest.baselines`` when given: ``[{baseline, distance, std, per_seed}]``,
-    nearest first. Distances come from the store when cached; missing ones are computed (context's backend)."""
+    """The ``request.closest.top`` baselines closest to the request's target, among ``closest.baselines`` when given,
+    ranked by how often each is the closest over architectures x seeds x bootstrap resamples (then by mean distance):
+    ``[{baseline, distance, std, per_seed, rank_frequency, interval_low, interval_high, tied_with_closest}]``.
+    Distances come from the store when cached; missing ones are computed (context's backend)."""
     suite, target = resolve_target(request.target, context.workspace)
     distances = request.closest.distance_request(suite.name, request.preset)
     return _rank(distance_matrices(distances, context), target, suite, request.closest)
