@@ -43,7 +43,7 @@ def request_from_widgets() -> DistanceRequest:
         settings = st.columns(3)
         # σ, M and the head's images are checked by the request (with the range in the message), not the widget
         sigma = settings[0].number_input("σ (log-det)", value=DistanceRequest.default("sigma"), format="%.0e",
-                                         disabled=metric != "logdet")
+                                         disabled=not metric.startswith("logdet"))
         samples = ui.number_input(settings[1], "M: images per Fisher", FisherConfig, "samples")
         head_samples = ui.number_input(settings[2], "images for the refitted head", FisherConfig, "head_samples")
     if not archs:

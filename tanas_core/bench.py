@@ -240,7 +240,7 @@ _PAGE_SETTINGS = {"pages/3_Distances.py": {"Suite": "mnist4", "Preset": "smoke"}
 
 
 def populate_for_pages(workspace) -> None:
-    """Store what the pages show: the ``mnist4`` VGG zoo (smoke preset, 1 seed), its log-det distances with the
+    """Store what the pages show: the ``mnist4`` VGG zoo (smoke preset, 1 seed), its distances (default metric) with the
     pages' default Fisher settings, and a tiny finished FUSE search with its event stream."""
     from .context import quiet_context
     from .nas import run_search

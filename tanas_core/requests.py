@@ -175,7 +175,7 @@ class ZooSearchRequest(Request):
 
 @dataclass(frozen=True)
 class DemoRequest(Request):
-    """The home page's demo: a zoo for ``suite``, its log-det distances, a FUSE search for ``target`` on the space
+    """The home page's demo: a zoo for ``suite``, its distances (default metric), a FUSE search for ``target`` on the space
     of its closest task. Sized to show every stage within minutes on a 2-core CPU."""
 
     WHAT: ClassVar[str] = "demo request"

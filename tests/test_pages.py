@@ -108,6 +108,7 @@ def test_distances_page_shows_the_stored_heatmap(populated):
 def test_distances_page_reports_bad_input_with_st_error(populated):
     workspace, _, _ = populated
     app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+    by_label(app.selectbox, "Metric").set_value("logdet").run()
     by_label(app.number_input, "σ (log-det)").set_value(-1.0).run()
     assert not app.exception
     assert any("sigma must be in 1e-12..1e+06" in e.value for e in app.error), [e.value for e in app.error]
