@@ -104,8 +104,10 @@ def test_scarce_data_shrinks_splits_but_keeps_balance(real_data):
     splits = make_splits(moon, SplitSizes(train=2000, val=500, test=1000), 0)
     counts = splits.counts()
     assert counts["train"][0] == counts["train"][1] > 0 and counts["val"][0] == counts["val"][1] > 0
-    # all 80 training drawings of "moon" but its 8 held-out probe images (10 %), none twice
-    assert counts["train"][0] + counts["val"][0] == 72
+    # all 80 training drawings of "moon" but its 16 held-out probe images (20 %), none twice
+    assert counts["train"][0] + counts["val"][0] == 64
+    assert len(set(splits.indices["train"]) | set(splits.indices["val"])) == len(splits.indices["train"]) + len(
+        splits.indices["val"])
 
 
 def test_custom_task_saved_in_workspace(workspace):
