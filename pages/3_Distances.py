@@ -53,23 +53,22 @@ def request_from_widgets() -> DistanceRequest:
                            preset=preset, fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples)))
 
 
-def closest_row(result, target: str) -> dict:
-    """The closest baseline of ``target`` with how often it wins (seeds x bootstrap), its 95 % interval, and the
-    runners-up inside the noise (their paired difference to it reaches 0): ties, not a ranking."""
-    best = result.closest(target, 1)[0]
-    low, high = result.interval(best["baseline"], target)
+def closest_row(target: str, best: dict) -> dict:
+    """A table row of ``DistanceResult.closest_summary``: the closest baseline of ``target``, how often it wins
+    (seeds x bootstrap), its 95 % interval and the runners-up inside the noise (ties, not a ranking)."""
     return {"target": target, "closest baseline": best["baseline"], "distance": best["distance"],
-            "95 % interval": f"{low:.3f} – {high:.3f}",
-            "rank frequency": result.rank_frequency(target)[best["baseline"]],
-            "tied with it (inside the noise)": ", ".join(result.not_separable(target)) or "none"}
+            "95 % interval": f"{best['interval_low']:.3f} – {best['interval_high']:.3f}",
+            "rank frequency": best["rank_frequency"],
+            "tied with it (inside the noise)": ", ".join(best["ties"]) or "none"}
 
 
 def show_result(name: str, result, suite, metric: str) -> None:
     """Mean (ties with the closest circled) and std heatmaps, closest baselines, reference, CSV and atlas."""
     left, right = st.columns(2)
-    ties = [[result.tasks.index(b) for b in result.not_separable(t)] for t in result.tasks]
+    closest = {t: result.closest_summary(t) for t in result.tasks}
     left.plotly_chart(heatmap_figure(result.mean, result.tasks, f"{name}: mean over {len(result.seeds)} "
-                                     "network(s)", ties=ties), key=f"mean-{name}")
+                                     "network(s)", ties=[[result.tasks.index(b) for b in closest[t]["ties"]]
+                                                         for t in result.tasks]), key=f"mean-{name}")
     if len(result.seeds) > 1:
         right.plotly_chart(heatmap_figure(result.std, result.tasks, f"{name}: standard deviation over seeds",
                                           closest=False, colorbar="std"), key=f"std-{name}")
@@ -81,11 +80,11 @@ def show_result(name: str, result, suite, metric: str) -> None:
                           ["needs ≥ 2 seeds"] * len(result.tasks)})
     if result.metric.startswith("logdet"):
         noise["log-det lift of F[t, t]"] = result.lift.mean(axis=0)
-    closest = pd.DataFrame([closest_row(result, t) for t in result.tasks])
+    table = pd.DataFrame([closest_row(t, closest[t]) for t in result.tasks])
     left, right = st.columns(2)
     left.markdown("**Closest baseline per target** (rank frequency over seeds × bootstrap resamples of the probe "
                   "images; baselines whose paired difference to it reaches 0 are ties, circled on the heatmap)")
-    left.dataframe(closest, hide_index=True, width="stretch")
+    left.dataframe(table, hide_index=True, width="stretch")
     right.markdown("**Reference per target**: r[t], the distance of t's same-initialisation replicates (a baseline "
                    "closer than r[t] cannot be told apart from t); the spread between different seeds; for "
                    "log-det, how far F[t, t] rises above σ² (near 0: the distance measures σ)")

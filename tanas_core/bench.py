@@ -327,31 +327,14 @@ def paper_projection(suite_name: str, archs: tuple[str, ...], steps: list[dict],
 def paper_step_seconds(suite_name: str = "ld8", archs: tuple[str, ...] = ("vgg16", "resnet18", "densenet121"),
                        steps: int = 3) -> list[dict]:
     """Measured seconds per training step of the ``paper`` preset's full-width networks on this machine (median of
-    ``steps`` steps after a warm-up one, a real batch of the preset's size), and the steps one network of each task
-    needs (every training image, the preset's epochs). For projections; nothing is trained to the end."""
-    from .networks import build_network
-    from .tasks import make_splits
-    from .suites import get_suite
-    from .training import get_preset
+    ``steps`` steps after a warm-up one, a batch of the preset's size: ``estimates.zoo_network_estimate``), and the
+    steps one network of the suite's median task needs (every training image, the preset's epochs). For
+    projections; nothing is trained to the end."""
+    from .estimates import zoo_network_estimate
 
-    paper, suite = get_preset("paper"), get_suite(suite_name)
-    sizes = [len(make_splits(task, paper.sizes, 0, suite.spec).tensors("train")[1]) for task in suite.tasks]
     rows = []
     for arch in archs:
-        model = build_network(arch, 10, suite.spec.channels, paper.widths[arch])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=paper.lr, weight_decay=paper.weight_decay)
-        x = torch.randn(paper.batch_size, suite.spec.channels, suite.spec.size, suite.spec.size)
-        y = torch.randint(0, 10, (paper.batch_size,))
-        times = []
-        for index in range(steps + 1):
-            started = time.perf_counter()
-            optimizer.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            optimizer.step()
-            if index:
-                times.append(time.perf_counter() - started)
-        step = statistics.median(times)
-        network_steps = statistics.median((count // paper.batch_size) * paper.epochs_for(arch) for count in sizes)
-        rows.append(dict(arch=arch, step_s=step, steps_per_network=network_steps,
-                         network_hours=step * network_steps / 3600))
+        cost = zoo_network_estimate("paper", arch, suite_name, steps=steps)
+        rows.append(dict(arch=arch, step_s=cost["step_s"], steps_per_network=cost["steps"],
+                         network_hours=cost["seconds"] / 3600))
     return rows

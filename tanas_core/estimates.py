@@ -20,7 +20,7 @@ from .networks.cells import cell_network
 from .requests import SearchRequest
 from .search_space import standard_space
 from .store import Workspace
-from .suites import resolve_target
+from .suites import resolve_suite, resolve_target
 from .tasks import make_splits
 from .training import get_preset, resolve_device, step_plan
 
@@ -60,12 +60,25 @@ def cell_step_seconds(preset_name: str, channels: int, size: int, device: str = 
 
 
 @functools.lru_cache(maxsize=32)
-def network_step_seconds(preset_name: str, arch: str, channels: int, size: int, device: str = "auto") -> float:
-    """Measured seconds per training step of a zoo network (``arch`` at the preset's width and batch size)."""
+def network_step_seconds(preset_name: str, arch: str, channels: int, size: int, device: str = "auto",
+                         steps: int | None = None) -> float:
+    """Measured seconds per training step of a zoo network (``arch`` at the preset's width and batch size), the
+    median of ``steps`` steps (default: 1 for the full-width ``paper`` preset, whose steps take seconds, else 2)."""
     preset = get_preset(preset_name)
     torch.manual_seed(0)
     return time_steps(build_network(arch, 10, channels, preset.widths[arch]), preset.batch_size, channels, size,
-                      device, steps=1 if preset_name == "paper" else 2)
+                      device, steps=steps or (1 if preset_name == "paper" else 2))
+
+
+def _fuse_steps(images: int, preset, budget) -> int:
+    """Weight steps of one FUSE round (its step limit; convergence may stop it earlier)."""
+    return step_plan(images, preset.batch_size, budget.epochs_per_round)[2]
+
+
+def _fuse_seconds(rounds: int, steps: int, candidates: int, step: float) -> float:
+    """A FUSE search's time: every step, one weight step per candidate and one validation forward (~1/3 of a
+    step) per candidate."""
+    return rounds * steps * candidates * step * 4 / 3
 
 
 def search_estimate(workspace: Workspace, request: SearchRequest, device: str = "auto") -> dict:
@@ -76,40 +89,32 @@ def search_estimate(workspace: Workspace, request: SearchRequest, device: str = 
     preset, budget = get_preset(request.preset), request.budget
     images = len(make_splits(target, preset.sizes, 0, suite.spec).indices["train"])
     step = cell_step_seconds(request.preset, suite.spec.channels, suite.spec.size, device)
-    per_epoch = step_plan(images, preset.batch_size, 1.0)[1]
+    per_epoch, fuse_steps = step_plan(images, preset.batch_size, 1.0)[1], _fuse_steps(images, preset, budget)
     if request.method == "fuse":
-        # one weight step per candidate and one validation forward (~1/3 of a step) per candidate, every step
-        fuse_steps = fuse_steps_of(images, preset, budget)
-        search = budget.rounds * fuse_steps * budget.candidates * step * 4 / 3
-        parts = [(f"FUSE: {budget.rounds} round(s) x {fuse_steps} steps x {budget.candidates} candidates", search)]
+        parts = [(f"FUSE: {budget.rounds} round(s) x {fuse_steps} steps x {budget.candidates} candidates",
+                  _fuse_seconds(budget.rounds, fuse_steps, budget.candidates, step))]
     else:
-        search = budget.random_candidates * budget.random_epochs * per_epoch * step
-        parts = [(f"random search: {budget.random_candidates} candidates x {budget.random_epochs:g} epochs", search)]
+        parts = [(f"random search: {budget.random_candidates} candidates x {budget.random_epochs:g} epochs",
+                  budget.random_candidates * budget.random_epochs * per_epoch * step)]
     if request.space == "related":
         preview = preview_related_space(workspace, request)
         missing = len(preview.missing) if preview is not None else request.closest.top
         if missing:
             parts.append((f"standard-space FUSE for {missing} closest task(s) without a stored genotype",
-                          missing * budget.rounds * fuse_steps_of(images, preset, budget) * budget.candidates * step
-                          * 4 / 3))
+                          missing * _fuse_seconds(budget.rounds, fuse_steps, budget.candidates, step)))
     if request.final_training:
         parts.append((f"final training: {budget.final_epochs:g} epochs", budget.final_epochs * per_epoch * step))
     return dict(seconds=sum(seconds for _, seconds in parts), step_s=step, parts=parts)
 
 
-def fuse_steps_of(images: int, preset, budget) -> int:
-    """Weight steps of one FUSE round (its step limit; convergence may stop it earlier)."""
-    return step_plan(images, preset.batch_size, budget.epochs_per_round)[2]
-
-
 def zoo_network_estimate(preset_name: str, arch: str, suite_name: str, device: str = "auto",
-                         workspace: Workspace | None = None) -> dict:
+                         workspace: Workspace | None = None, steps: int | None = None) -> dict:
     """``{step_s, steps, seconds}`` of training one zoo network of ``suite_name`` (its median task) with the
-    preset: the measured step x (training images / batch x epochs)."""
-    from .suites import resolve_suite
-
+    preset: the measured step (the median of ``steps`` timed steps, ``network_step_seconds``) x (training images /
+    batch x epochs)."""
     suite, preset = resolve_suite(suite_name, workspace), get_preset(preset_name)
     sizes = [len(make_splits(task, preset.sizes, 0, suite.spec).indices["train"]) for task in suite.tasks]
-    steps = statistics.median(step_plan(count, preset.batch_size, preset.epochs_for(arch))[2] for count in sizes)
-    step = network_step_seconds(preset_name, arch, suite.spec.channels, suite.spec.size, device)
-    return dict(step_s=step, steps=steps, seconds=step * steps)
+    network_steps = statistics.median(step_plan(count, preset.batch_size, preset.epochs_for(arch))[2]
+                                      for count in sizes)
+    step = network_step_seconds(preset_name, arch, suite.spec.channels, suite.spec.size, device, steps)
+    return dict(step_s=step, steps=network_steps, seconds=step * network_steps)

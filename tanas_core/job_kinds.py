@@ -41,8 +41,8 @@ def compare_job(request: CompareRequest, context: RunContext) -> dict:
 
 
 def demo_job(request: DemoRequest, context: RunContext) -> dict:
-    """The home page's demo: a small zoo, its distances (default metric), a FUSE search on the closest task's space; each a
-    phase of one progress scale."""
+    """The home page's demo: a small zoo, its distances (default metric), a FUSE search on the closest task's space;
+    each a phase of one progress scale."""
     # phases sized by their measured share of the demo's time on a 2-core CPU, so the remaining-time estimate holds
     zoo, distances, search = (context.phase("1/3 zoo and replicates", 0.0, 0.35),
                               context.phase("2/3 distances", 0.35, 0.55),

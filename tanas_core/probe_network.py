@@ -21,12 +21,12 @@ import torch
 from .context import RunContext
 from .networks import build_network, count_parameters
 from .records import NetworkRecord
-from .store import CorruptArtifactError, config_key
+from .store import ArtifactRef, config_key
 from .suites import Suite
 from .tasks import Task, make_splits, make_task
 from .data import dataset_class_names
 from .training import Preset, TrainResult, evaluate, fit, resolve_device
-from .zoo import SPLITS_VERSION, data_seed, verify_checkpoint
+from .zoo import SPLITS_VERSION, data_seed, intact, write_checkpoint
 
 PROBE_TASK = "probe: every class"
 
@@ -71,7 +71,9 @@ def train_probe_network(suite: Suite, arch: str, preset: Preset, seed: int, devi
                           preset.widths[arch])
     history = fit(model, *data["train"], preset, preset.epochs_for(arch), data_seed(seed, replicate), device,
                   context, name=f"probe network of {suite.name}")
-    val_accuracy, test_accuracy = (evaluate(model, *data[split], device=device) for split in ("val", "test"))
+    check = context.check if context is not None else None
+    val_accuracy = evaluate(model, *data["val"], device=device, check=check)
+    test_accuracy = evaluate(model, *data["test"], device=device, check=check)
     return TrainResult(model.cpu().eval(), test_accuracy, val_accuracy, count_parameters(model),
                        time.perf_counter() - started, str(resolve_device(device)), history)
 
@@ -94,23 +96,11 @@ def _ensure_probe(context: RunContext, suite: Suite, arch: str, preset: Preset, 
                   replicate: int) -> NetworkRecord:
     workspace, key = context.workspace, probe_network_key(suite, arch, preset, seed, replicate)
     stored = workspace.get_result("probe_network", key)
-    if stored is not None:
-        record = NetworkRecord(**stored[0])
-        try:
-            verify_checkpoint(workspace, record)
-            return record
-        except CorruptArtifactError:
-            pass  # trained again below and replaced
+    record, _ = intact(workspace, NetworkRecord(**stored[0]) if stored is not None else None)
+    if record is not None:
+        return record
     result = train_probe_network(suite, arch, preset, seed, context.device, context, replicate)
-    ref = workspace.write_tensors("networks", key, result.model.state_dict(),
-                                  dict(arch=arch, config=json.dumps(result.model.config), key=key))
-    record = NetworkRecord(
-        key=key, suite=suite.name, task=PROBE_TASK, task_definition=json.dumps([t.to_dict() for t in
-                                                                                broad_tasks(suite)]),
-        arch=arch, width=float(preset.widths[arch]), in_channels=suite.spec.channels,
-        num_classes=result.model.head.out_features, preset=preset.name, seed=seed,
-        test_accuracy=result.test_accuracy, val_accuracy=result.val_accuracy, epsilon=preset.epsilon,
-        params=result.params, seconds=result.seconds, device=result.device, checkpoint=ref.path,
-        sha256=ref.sha256, history=result.history, created_at=time.time(), replicate=replicate)
-    workspace.put_result("probe_network", key, asdict(record), ref)
+    definition = json.dumps([t.to_dict() for t in broad_tasks(suite)])
+    record = write_checkpoint(workspace, key, suite, PROBE_TASK, definition, arch, preset, seed, result, replicate)
+    workspace.put_result("probe_network", key, asdict(record), ArtifactRef(record.checkpoint, record.sha256))
     return record

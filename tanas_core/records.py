@@ -10,7 +10,8 @@ import numpy as np
 from .errors import TanasError
 
 COMPARISON_COLUMNS = ["method", "repeat", "architecture", "test_accuracy", "val_accuracy", "params_m",
-                      "search_seconds", "train_seconds", "train_epochs", "device", "space", "space_size", "closest_task"]
+                      "search_seconds", "train_seconds", "train_epochs", "device", "space", "space_size",
+                      "closest_task"]
 SUMMARY_FIGURES = ("test_accuracy", "params_m", "search_seconds", "train_seconds")
 
 
@@ -260,6 +261,16 @@ class DistanceResult:
         column = self._samples()[:, :, t]
         return [name for b, name in enumerate(self.tasks) if b not in (t, best)
                 and np.percentile(column[:, b] - column[:, best], (1 - level) / 2 * 100) <= 0]
+
+    def closest_summary(self, target: str, level: float = 0.95) -> dict:
+        """The closest baseline of ``target`` as a finding must be stated: ``closest(target, 1)`` (baseline, mean
+        and std over seeds) with its ``level`` interval (``interval_low``, ``interval_high``), its
+        ``rank_frequency`` over seeds x bootstrap resamples and the baselines tied with it (``ties``)."""
+        best = self.closest(target, 1)[0]
+        low, high = self.interval(best["baseline"], target, level)
+        return dict(best, interval_low=low, interval_high=high,
+                    rank_frequency=self.rank_frequency(target)[best["baseline"]],
+                    ties=self.not_separable(target, level))
 
     def _index(self, task: str) -> int:
         if task not in self.tasks:

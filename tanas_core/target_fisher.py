@@ -3,8 +3,9 @@ and cached in the workspace.
 
 ``N_b``'s head predicts task ``b``'s classes, so by default (``head="refit"``) a fresh linear head is fitted on
 ``X_t``'s training images with ``N_b``'s backbone frozen, and the empirical Fisher uses task ``t``'s labels;
-``head="own"`` keeps ``N_b``'s head and uses the model Fisher (labels drawn from its own softmax). The head is fitted on the target's seed-0 training split; the Fisher averages
-over its held-out probe images (``probe``), the same for every network seed.
+``head="own"`` keeps ``N_b``'s head and uses the model Fisher (labels drawn from its own softmax). The head is fitted
+on the target's seed-0 training split; the Fisher averages over its held-out probe images (``probe``), the same for
+every network seed.
 """
 from __future__ import annotations
 

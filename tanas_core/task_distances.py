@@ -86,7 +86,8 @@ def _differences(asked: dict, stored: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def nearest_stored(workspace: Workspace, request: DistanceRequest, arch: str) -> tuple[DistanceResult, list[str]] | None:
+def nearest_stored(workspace: Workspace, request: DistanceRequest,
+                   arch: str) -> tuple[DistanceResult, list[str]] | None:
     """The stored result of ``arch`` on ``request``'s suite (and view) whose settings differ from the request's in
     the fewest fields (the newest on a tie), with those differences; ``None`` when there is none. Shown while the
     asked-for result is missing, so changing a setting does not hide what exists."""
@@ -157,7 +158,8 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
     data = (lambda b, t: tasks[t]) if request.view == "tanas" else (lambda b, t: tasks[b])
     fisher_phase = context.phase("Fisher matrices and distances", 0.3, 0.95)
     column = [[networks[(t.name, seed, 0)] for t in tasks] for seed in seeds]
-    matrices = np.stack([_seed_matrix(fishers, request, column[k], tasks, data, fisher_phase) for k in range(len(seeds))])
+    matrices = np.stack([_seed_matrix(fishers, request, column[k], tasks, data, fisher_phase)
+                         for k in range(len(seeds))])
     replicates = _replicate_distances(fishers, request, networks, tasks, seeds, fisher_phase)
     bootstrap = np.stack([_bootstrap(fishers, request, column[k], tasks, data, k) for k in range(len(seeds))])
     noise = _noise_floor(fishers, request, networks, tasks, seeds)
@@ -236,8 +238,7 @@ def _bootstrap(fishers: FisherSource, request: DistanceRequest, networks: list[N
         return np.zeros((samples if fishers.representation == "diagonal" else 0, count, count))
     rng, out = np.random.default_rng(7919 + index), np.zeros((samples, count, count))
     for t, target in enumerate(tasks):
-        column = [stored_chunks(fishers.workspace, fishers.key(networks[b], data(b, t) if b != t else target))
-                  for b in range(count)]
+        column = [stored_chunks(fishers.workspace, fishers.key(networks[b], data(b, t))) for b in range(count)]
         segments, pieces = fishers.segments(networks[t], target), len(column[t][0])
         for s in range(samples):
             draw = torch.from_numpy(rng.integers(pieces, size=pieces))

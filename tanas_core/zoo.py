@@ -76,7 +76,12 @@ def ensure_network(context: RunContext, suite: Suite, task: Task, arch: str, pre
 
 def _stored_network(workspace: Workspace, key: str) -> tuple[NetworkRecord | None, str]:
     """``(record, "reused")`` when stored and intact; ``(None, "trained" | "rebuilt-corrupt")`` otherwise."""
-    existing = workspace.find_network(key)
+    return intact(workspace, workspace.find_network(key))
+
+
+def intact(workspace: Workspace, existing: NetworkRecord | None) -> tuple[NetworkRecord | None, str]:
+    """``(existing, "reused")`` when its checkpoint passes its sha256 check; ``(None, "trained")`` when there is
+    none, ``(None, "rebuilt-corrupt")`` when it is damaged (the caller trains it again)."""
     if existing is None:
         return None, "trained"
     try:
@@ -101,16 +106,26 @@ def store_network(workspace: Workspace, suite: Suite, task: Task, arch: str, pre
                   result: TrainResult, replicate: int = 0) -> NetworkRecord:
     """Write a trained network's checkpoint (safetensors) and its row; returns the row."""
     key = network_key(suite, task, arch, preset, seed, replicate)
-    metadata = dict(arch=arch, config=json.dumps(result.model.config), task=task.fingerprint(), key=key)
-    ref = workspace.write_tensors("networks", key, result.model.state_dict(), metadata)
-    record = NetworkRecord(
-        key=key, suite=suite.name, task=task.name, task_definition=json.dumps(task.to_dict()), arch=arch,
-        width=float(preset.widths[arch]), in_channels=suite.spec.channels, num_classes=task.num_outputs,
-        preset=preset.name, seed=seed, test_accuracy=result.test_accuracy, val_accuracy=result.val_accuracy,
-        epsilon=preset.epsilon, params=result.params, seconds=result.seconds, device=result.device,
-        checkpoint=ref.path, sha256=ref.sha256, history=result.history, created_at=time.time(), replicate=replicate)
+    record = write_checkpoint(workspace, key, suite, task.name, json.dumps(task.to_dict()), arch, preset, seed,
+                              result, replicate, task=task.fingerprint())
     workspace.record_network(record)
     return record
+
+
+def write_checkpoint(workspace: Workspace, key: str, suite: Suite, task_name: str, task_definition: str, arch: str,
+                     preset: Preset, seed: int, result: TrainResult, replicate: int = 0,
+                     **metadata: str) -> NetworkRecord:
+    """Write ``result``'s weights as the safetensors checkpoint of ``key`` and return its ``NetworkRecord`` (not
+    indexed: the caller stores it, as a zoo row or as another result)."""
+    metadata = dict(arch=arch, config=json.dumps(result.model.config), key=key, **metadata)
+    ref = workspace.write_tensors("networks", key, result.model.state_dict(), metadata)
+    return NetworkRecord(
+        key=key, suite=suite.name, task=task_name, task_definition=task_definition, arch=arch,
+        width=float(preset.widths[arch]), in_channels=suite.spec.channels,
+        num_classes=result.model.head.out_features, preset=preset.name, seed=seed,
+        test_accuracy=result.test_accuracy, val_accuracy=result.val_accuracy, epsilon=preset.epsilon,
+        params=result.params, seconds=result.seconds, device=result.device, checkpoint=ref.path, sha256=ref.sha256,
+        history=result.history, created_at=time.time(), replicate=replicate)
 
 
 def verify_checkpoint(workspace: Workspace, record: NetworkRecord) -> dict[str, torch.Tensor]:
@@ -228,6 +243,6 @@ def zoo_table(records: list[NetworkRecord], workspace: Workspace | None = None) 
     return rows
 
 
-__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "load_network", "model_from_state",
-           "network_key", "parse_archs", "resolve_suite", "store_network", "train_zoo", "train_zoo_network",
-           "verify_checkpoint", "zoo_table"]
+__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "intact", "load_network",
+           "model_from_state", "network_key", "parse_archs", "resolve_suite", "store_network", "train_zoo",
+           "train_zoo_network", "verify_checkpoint", "write_checkpoint", "zoo_table"]

@@ -1,5 +1,5 @@
-"""``bench fisher`` / ``pages`` / ``zoo`` / ``distances`` / ``app`` / ``backends``: the benchmarks; ``tanas_core.bench`` measures and
-analyses, this module only prints."""
+"""``bench fisher`` / ``pages`` / ``zoo`` / ``distances`` / ``app`` / ``backends``: the benchmarks;
+``tanas_core.bench`` and ``tanas_core.bench_app`` measure and analyse, this module only prints."""
 from __future__ import annotations
 
 import os

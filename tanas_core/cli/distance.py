@@ -79,11 +79,10 @@ def print_result(result, datasets: dict[str, str]) -> None:
     print("closest baseline per target: mean ± std over seeds, 95 % interval and rank frequency over seeds x "
           "bootstrap resamples, the baselines tied with it (inside the noise), the target's reference r[t]:")
     for t, target in enumerate(result.tasks):
-        best = result.closest(target, 1)[0]
-        low, high = result.interval(best["baseline"], target)
-        ties = ", ".join(result.not_separable(target)) or "none"
-        print(f"  {target}: {best['baseline']} {best['distance']:.4f} ± {best['std']:.4f} [{low:.4f}, {high:.4f}], "
-              f"rank frequency {result.rank_frequency(target)[best['baseline']]:.2f}; tied: {ties}; "
+        best = result.closest_summary(target)
+        print(f"  {target}: {best['baseline']} {best['distance']:.4f} ± {best['std']:.4f} "
+              f"[{best['interval_low']:.4f}, {best['interval_high']:.4f}], rank frequency "
+              f"{best['rank_frequency']:.2f}; tied: {', '.join(best['ties']) or 'none'}; "
               f"r[t] {result.reference[t]:.4f}")
 
 
