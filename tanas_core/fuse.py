@@ -210,6 +210,17 @@ def _fuse_round(mixture: _Mixture, candidates: list[Genotype], batches: tuple[_B
     return step, False, None, history
 
 
+def _build_candidates(candidates: list[Genotype], build: Callable[[Genotype], nn.Module], target,
+                      context: RunContext) -> list[nn.Module]:
+    """The round's networks; ``context.check()`` between them (building dozens takes seconds: a cancel or a time
+    limit does not wait for all)."""
+    models = []
+    for genotype in candidates:
+        context.check()
+        models.append(build(genotype).to(target))
+    return models
+
+
 def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, preset: Preset,
          budget: SearchBudget = SearchBudget(), seed: int = 0, context: RunContext | None = None, *,
          incumbent: Genotype | None = None, build: Callable[[Genotype], nn.Module] | None = None,
@@ -241,10 +252,11 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
         keep = [incumbent] if incumbent is not None else []
         candidates = keep + space.sample_distinct(budget.candidates - len(keep), rng, exclude=keep)
         torch.manual_seed(seed * 1000 + round_index)
-        models = []
-        for genotype in candidates:  # building dozens of candidates takes seconds: a cancel must not wait for all
-            context.check()
-            models.append(build(genotype).to(target))
+        try:
+            models = _build_candidates(candidates, build, target, context)
+        except Cancelled:  # before this round's first step: the rounds done so far stand (as when a step is cut)
+            stop = "time limit" if context.deadline_passed() else "cancelled"
+            break
         state = _Mixture(models, preset, budget, step_limit, target, mixture, weight_step)
         batches = (_Batches(*train, batch, generator, target),
                    _Batches(*val, min(preset.batch_size, len(val[1])), generator, target))

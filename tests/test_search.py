@@ -184,6 +184,27 @@ def test_fuse_moves_alpha_away_from_a_crippled_candidate(odd_even_splits, tiny_p
     assert again.rounds[0].alpha == final.alpha  # same seed, same result on CPU
 
 
+def test_a_cancel_while_a_round_builds_its_candidates_keeps_the_rounds_done(odd_even_splits, tiny_preset):
+    """The cancel / time-limit check between candidate builds ends the search like one between steps: the finished
+    rounds and their winner stand, no ``Cancelled`` escapes."""
+    space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect", "max_pool_3x3"), TINY, nodes=2)
+    classes, built, stop = odd_even_splits.task.num_outputs, [], []
+
+    def build(genotype):  # the third network is round 2's second candidate: a cancel arrives while it is built
+        built.append(genotype)
+        if len(built) == 3:
+            stop.append(True)
+        return cell_network(genotype, classes, 1)
+
+    outcome = fuse(space, odd_even_splits.tensors("train"), odd_even_splits.tensors("val"), classes, tiny_preset,
+                   SearchBudget(candidates=2, rounds=3, epochs_per_round=0.5), seed=1,
+                   context=RunContext(None, "cpu", cancelled=lambda: bool(stop)), build=build)
+    assert len(built) == 3 and len(outcome.rounds) == 1  # round 2 never started a step
+    first = outcome.rounds[0]
+    assert outcome.status == "stopped" and outcome.ended == "cancelled"
+    assert outcome.best == first.candidates[first.winner]
+
+
 class _Planted:
     """A space whose sampler returns fixed genotypes (to plant candidates in a FUSE round)."""
 
