@@ -169,29 +169,51 @@ def scaled_logdet_distance(fisher_b: FisherLike, fisher_t: FisherLike, sigma: fl
     return logdet_distance(scaled[0], scaled[1], sigma)
 
 
-def _split(diagonal: torch.Tensor, segments: list[int], name: str) -> list[torch.Tensor]:
-    if sum(segments) != diagonal.numel() or any(size < 1 for size in segments):
-        raise TanasError(f"{name}: parameter tensor sizes {segments[:4]}... add up to {sum(segments)}, not the "
-                         f"diagonal's {diagonal.numel()} entries")
-    return list(torch.split(diagonal, list(segments)))
+def _check_segments(n: int, segments: list[int], name: str) -> None:
+    if sum(segments) != n or any(size < 1 for size in segments):
+        raise TanasError(f"{name}: parameter tensor sizes {list(segments)[:4]}... add up to {sum(segments)}, not the "
+                         f"diagonal's {n} entries")
+
+
+def diagonal_summary(metric: str, diagonals: torch.Tensor, segments: list[int]) -> torch.Tensor:
+    """What a diagonal metric compares, for float64 diagonals ``[..., n]``: each parameter tensor's diagonal sorted
+    (``frechet-sorted``, ``[..., n]``), each tensor's Fisher mass (``frechet-mass``, ``[..., len(segments)]``), else
+    the diagonals themselves. Computed once per Fisher, then paired with ``summary_distance``."""
+    if metric not in ("frechet-sorted", "frechet-mass"):
+        return diagonals
+    _check_segments(diagonals.shape[-1], segments, metric)
+    pieces = torch.split(diagonals, list(segments), dim=-1)
+    if metric == "frechet-sorted":
+        return torch.cat([piece.sort(dim=-1).values for piece in pieces], dim=-1)
+    return torch.stack([piece.sum(-1) for piece in pieces], dim=-1)
+
+
+def summary_distance(metric: str, summary_b: torch.Tensor, summary_t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``d`` of each pair of rows of two ``diagonal_summary`` batches ``[..., k]`` (broadcast) as ``[...]``
+    float64: the batched form of ``logdet_distance`` / ``scaled_logdet_distance`` / ``frechet_distance`` on
+    diagonals, for bootstrap resamples (the per-pair functions check their inputs; this does not)."""
+    if metric.startswith("logdet"):
+        if metric == "logdet-scaled":
+            summary_b = summary_b / summary_b.mean(-1, keepdim=True)
+            summary_t = summary_t / summary_t.mean(-1, keepdim=True)
+        shift = float(sigma) ** 2
+        return (torch.log(summary_b + shift).mean(-1) - torch.log(summary_t + shift).mean(-1)).abs()
+    similarity = torch.sqrt(summary_b * summary_t).sum(-1) / torch.sqrt(summary_b.sum(-1) * summary_t.sum(-1))
+    return torch.sqrt((1.0 - similarity.clamp(max=1.0)).clamp(min=0.0))
 
 
 def sorted_frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike, segments: list[int]) -> float:
     """Equation 8 on each parameter tensor's sorted diagonal (``segments``: tensor sizes, in order): invariant to
     permuting the units of any layer. An extension of equation 8, not equation 8."""
-    parts = [torch.cat([piece.sort().values for piece in _split(_diagonal(value, name, "frechet-sorted"),
-                                                                   segments, name)])
-             for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t))]
-    return frechet_distance(parts[0], parts[1])
+    return frechet_distance(*(diagonal_summary("frechet-sorted", _diagonal(value, name, "frechet-sorted"), segments)
+                              for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t))))
 
 
 def mass_frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike, segments: list[int]) -> float:
     """Equation 8 on the per-tensor Fisher mass profiles ``[len(segments)]`` (each tensor's summed diagonal):
     invariant to permuting units, blind to how mass spreads inside a tensor. An extension of equation 8."""
-    profiles = [torch.stack([piece.sum() for piece in _split(_diagonal(value, name, "frechet-mass"), segments,
-                                                             name)])
-                for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t))]
-    return frechet_distance(profiles[0], profiles[1])
+    return frechet_distance(*(diagonal_summary("frechet-mass", _diagonal(value, name, "frechet-mass"), segments)
+                              for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t))))
 
 
 def logdet_lift(fisher: FisherLike, sigma: float, scaled: bool = False) -> float:

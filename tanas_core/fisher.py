@@ -68,7 +68,7 @@ def select_parameters(model: nn.Module, params: str = "backbone") -> list[tuple[
 
 def diagonal_fisher(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None, *,
                     kind: str = "empirical", params: str = "backbone", batch_size: int = 128,
-                    seed: int = 0) -> torch.Tensor:
+                    seed: int = 0, groups: int = 1) -> torch.Tensor:
     """Diagonal of the Fisher: ``[n]`` float32, the mean over samples of each squared per-sample gradient.
 
     Args:
@@ -80,18 +80,26 @@ def diagonal_fisher(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
         params: ``"backbone"`` (default: the head is task-specific) or ``"all"``.
         batch_size: samples per forward/backward chunk (memory grows with ``batch_size x`` the activations); each
             layer's per-sample gradients are formed a few samples at a time (at most ``_PIECE_ELEMENTS`` values).
+        groups: ``G > 1`` returns the diagonal of each of ``G`` consecutive pieces of the samples separately (sizes
+            from ``torch.tensor_split``, differing by at most one), in one pass with full-size chunks: the pieces a
+            bootstrap resamples, for the price of one Fisher.
     Returns:
-        ``[n]`` with ``n`` the number of selected parameters, in ``named_parameters()`` order.
+        ``[n]`` (``groups == 1``) or ``[G, n]``, with ``n`` the number of selected parameters, in
+        ``named_parameters()`` order.
     """
+    _check_inputs(inputs, targets, kind)
+    if not 1 <= groups <= len(inputs):
+        raise TanasError(f"groups must be between 1 and the number of samples ({len(inputs)}), got {groups}")
     selected = select_parameters(model, params)
     total = sum(p.numel() for _, p in selected)
-    diagonal = torch.zeros(total, dtype=torch.float64)
-    count = 0
-    for chunk_grads, rows in _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
-                                                 want="square-sum"):
+    membership = torch.cat([torch.full((len(piece),), g) for g, piece in
+                            enumerate(torch.tensor_split(torch.arange(len(inputs)), groups))])
+    diagonal = torch.zeros(groups, total, dtype=torch.float64)
+    for chunk_grads, _ in _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
+                                             want=("square-sum", membership, groups)):
         diagonal += chunk_grads
-        count += rows
-    return (diagonal / count).float()
+    means = (diagonal / torch.bincount(membership, minlength=groups)[:, None]).float()
+    return means[0] if groups == 1 else means
 
 
 def fisher_factor(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None, *,
@@ -183,10 +191,10 @@ def _sketch_tables(total: int, k: int, seed: int, device) -> tuple[torch.Tensor,
 class _ChunkSink:
     """Receives one chunk's per-sample gradients, layer by layer, in the form the caller wants."""
 
-    def __init__(self, want, rows: int, total: int, sketch, device):
-        self.want, self.sketch = want, sketch
-        if want == "square-sum":
-            self.result = torch.zeros(total, dtype=torch.float64, device=device)
+    def __init__(self, want, rows: int, total: int, sketch, device, membership=None, groups: int = 1):
+        self.want, self.sketch, self.membership = want, sketch, membership
+        if want == "square-sum":  # [G, n]: membership[i] is the group of the chunk's sample i
+            self.result = torch.zeros(groups, total, dtype=torch.float64, device=device)
         elif want == "rows":
             self.result = torch.zeros(rows, total, dtype=torch.float32, device=device)
         else:
@@ -198,7 +206,13 @@ class _ChunkSink:
         span = slice(offset, offset + flat.shape[1])
         if self.want == "square-sum":
             # float32 squares summed over one chunk, accumulated across chunks in float64
-            self.result[span] += flat.pow(2).sum(0)
+            squares, owners = flat.pow(2), self.membership[rows]
+            first, last = int(owners[0]), int(owners[-1])  # groups are consecutive runs of samples
+            if first == last:
+                self.result[first, span] += squares.sum(0)
+            else:
+                for group in range(first, last + 1):
+                    self.result[group, span] += squares[owners == group].sum(0)
         elif self.want == "rows":
             self.result[rows, span] += flat
         else:
@@ -208,8 +222,8 @@ class _ChunkSink:
 
 def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
                        want) -> Iterator[tuple[torch.Tensor, int]]:
-    """Yield per chunk: ``want="square-sum"`` -> ``([n] float64 sum of squares, rows)``; ``"rows"`` ->
-    ``([B, n], rows)``; ``("sketch", k)`` -> ``([B, k] = G_chunk S, rows)``."""
+    """Yield per chunk: ``want=("square-sum", membership [M], G)`` -> ``([G, n] float64 sums of squares per group
+    of samples, rows)``; ``"rows"`` -> ``([B, n], rows)``; ``("sketch", k)`` -> ``([B, k] = G_chunk S, rows)``."""
     _check_inputs(inputs, targets, kind)
     if batch_size < 1:
         raise TanasError(f"batch_size must be >= 1, got {batch_size}")
@@ -217,6 +231,8 @@ def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
     total = sum(p.numel() for _, p in selected)
     device = selected[0][1].device
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    membership, groups = (want[1], want[2]) if want[0] == "square-sum" else (None, 1)
+    want = "square-sum" if membership is not None else want
     sketch = _sketch_tables(total, want[1], seed, device) if isinstance(want, tuple) else None
     current: dict[str, _ChunkSink] = {}
 
@@ -246,7 +262,8 @@ def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
         with _fisher_mode(model, selected):
             for start in range(0, inputs.shape[0], batch_size):
                 x = inputs[start:start + batch_size].to(device)
-                current["sink"] = _ChunkSink(want, x.shape[0], total, sketch, device)
+                owners = None if membership is None else membership[start:start + batch_size].to(device)
+                current["sink"] = _ChunkSink(want, x.shape[0], total, sketch, device, owners, groups)
                 logits = model(x)
                 y = _draw_labels(logits, generator) if kind == "model" else targets[start:start + batch_size].to(device)
                 F.cross_entropy(logits, y, reduction="sum").backward()

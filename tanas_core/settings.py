@@ -231,7 +231,7 @@ class DistanceSettings(Request):
     """How task distances are computed: architectures (matrices averaged over them), ``seeds`` zoo seeds 0..K-1,
     the ``metric`` (eq. 5 ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``, or the extensions
     ``logdet-scaled``, ``frechet-sorted``, ``frechet-mass``), ``sigma`` (log-det only), the Fisher settings,
-    ``workers`` (local processes that train missing zoo networks), ``replicates`` (K same-initialisation
+    ``workers`` (local processes that train missing zoo networks and compute Fishers), ``replicates`` (K same-initialisation
     replicates per task and seed, whose distance to the task is the reference ``r[t]``), ``bootstrap`` (resamples
     of the probe images) and the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the common probe network)."""
 

@@ -107,12 +107,11 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
 def _chunk_diagonals(model, inputs: torch.Tensor, targets: torch.Tensor | None, kind: str,
                      config: FisherConfig) -> torch.Tensor:
     """``[B, n]``: the diagonal Fisher of each of ``config.chunks`` consecutive pieces of the probe images (sizes
-    differ by at most one; the full-sample Fisher is their size-weighted mean, ``chunk_sizes``). Resampling the
-    pieces is the bootstrap over Fisher images."""
-    pieces = torch.tensor_split(torch.arange(len(inputs)), min(config.chunks, len(inputs)))
-    return torch.stack([diagonal_fisher(model, inputs[piece], None if targets is None else targets[piece],
-                                        kind=kind, params=config.params, batch_size=config.batch_size)
-                        for piece in pieces])
+    differ by at most one; the full-sample Fisher is their size-weighted mean, ``chunk_sizes``), all in one pass.
+    Resampling the pieces is the bootstrap over Fisher images."""
+    groups = min(config.chunks, len(inputs))
+    return diagonal_fisher(model, inputs, targets, kind=kind, params=config.params, batch_size=config.batch_size,
+                           groups=groups).reshape(groups, -1)
 
 
 def chunk_sizes(samples: int, chunks: int) -> list[int]:
@@ -185,11 +184,14 @@ class FisherSource:
     once and passed to every distance task that needs it.
     """
 
-    def __init__(self, context: RunContext, suite, preset, representation, config):
+    def __init__(self, context: RunContext, suite, preset, representation, config, workers: int = 1):
         self.workspace, self.suite, self.preset = context.workspace, suite, preset
-        # Locally the Fishers are computed here, one after the other; on Ray, one task per pair.
+        # Distances run here (they are fast and need the stored Fishers); on Ray, one task per pair.
         self.backend = context.backend.training(1, context.device)
-        self.device, self.check = self.backend.worker_device(context.device), context.check
+        # Fishers: locally in `workers` processes on a CPU (one thread each; on the 2-core test machine two
+        # processes gave only 1.08x one process with two threads), else here; on Ray, one task per pair.
+        self.compute = context.backend.training(workers, context.device)
+        self.device, self.check = self.compute.worker_device(context.device), context.check
         self.representation, self.config = representation, config
         self.handles: dict[str, object] = {}
         self.count = 0
@@ -221,11 +223,11 @@ class FisherSource:
         def items():  # lazily: locally, one network's weights are read when its first pair runs
             for record, target in missing:
                 if record.key not in states:
-                    states[record.key] = self.backend.put(verify_checkpoint(self.workspace, record))
+                    states[record.key] = self.compute.put(verify_checkpoint(self.workspace, record))
                 yield (states[record.key], record, self.suite, target, self.preset, self.representation,
                        self.config, self.device)
 
-        for position, (result, seconds) in self.backend.map(compute_target_fisher, items(), check=self.check):
+        for position, (result, seconds) in self.compute.map(compute_target_fisher, items(), check=self.check):
             record, target = missing[position]
             _store_fisher(self.workspace, self.key(record, target), record, target, self.representation, result,
                           seconds, self.config)

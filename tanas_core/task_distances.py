@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from .context import RunContext
-from .distance import (frechet_distance, logdet_distance, logdet_lift, mass_frechet_distance, scaled_logdet_distance,
-                       sorted_frechet_distance)
+from .distance import (diagonal_summary, frechet_distance, logdet_distance, logdet_lift, mass_frechet_distance,
+                       scaled_logdet_distance, sorted_frechet_distance, summary_distance)
 from .errors import TanasError
 from .probe_network import probe_networks
 from .records import DistanceResult
@@ -152,15 +152,15 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
     tasks = list(suite.tasks)
     networks = _networks(request, suite, context.phase("zoo networks and replicates", 0.0, 0.3))
     fishers = FisherSource(context, suite, preset, "factor" if request.metric == "frechet-full" else "diagonal",
-                           request.fisher)
+                           request.fisher, request.workers)
     # Whose data a baseline's Fisher is taken on: X_t (TA-NAS: b's network on t's images) or X_b (probe view: the
     # one probe network on b's images).
     data = (lambda b, t: tasks[t]) if request.view == "tanas" else (lambda b, t: tasks[b])
     fisher_phase = context.phase("Fisher matrices and distances", 0.3, 0.95)
     column = [[networks[(t.name, seed, 0)] for t in tasks] for seed in seeds]
-    matrices = np.stack([_seed_matrix(fishers, request, column[k], tasks, data, fisher_phase)
-                         for k in range(len(seeds))])
-    replicates = _replicate_distances(fishers, request, networks, tasks, seeds, fisher_phase)
+    _ensure_fishers(fishers, request, networks, tasks, seeds, data, fisher_phase)
+    matrices = np.stack([_seed_matrix(fishers, request, column[k], tasks, data) for k in range(len(seeds))])
+    replicates = _replicate_distances(fishers, request, networks, tasks, seeds)
     bootstrap = np.stack([_bootstrap(fishers, request, column[k], tasks, data, k) for k in range(len(seeds))])
     noise = _noise_floor(fishers, request, networks, tasks, seeds)
     result = DistanceResult(suite.name, arch, request.metric, float(request.sigma), seeds, [t.name for t in tasks],
@@ -207,19 +207,31 @@ def _distances(fishers: FisherSource, request: DistanceRequest, pairs: list[tupl
     return values
 
 
-def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
-                 data, context: RunContext) -> np.ndarray:
-    """One seed's ``d[b, t]``: every Fisher (computed or read), then every off-diagonal pair; ``data(b, t)`` is
-    the task whose images baseline ``b``'s Fisher of column ``t`` is taken on."""
+def _ensure_fishers(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],
+                    seeds: list[int], data, context: RunContext) -> None:
+    """Compute every Fisher the matrices and replicates of ``seeds`` need, in one batch of work (so worker processes
+    start once per architecture); ``data(b, t)`` is the task whose images baseline ``b``'s Fisher of column ``t``
+    is taken on."""
+    entries = []
+    for seed in seeds:
+        entries += [(networks[(tasks[b].name, seed, 0)], data(b, t)) for t in range(len(tasks))
+                    for b in range(len(tasks))]
+        entries += [(networks[(task.name, seed, r)], task) for task in tasks for r in range(1, request.replicates + 1)]
     work = _fisher_count(request, len(tasks))
 
     def report(record: NetworkRecord, target: Task) -> None:
-        context.progress(f"seed {record.seed}: F[{record.task}, {target.name}]", min(fishers.count, work) / work)
+        what = f"replicate {record.replicate}" if record.replicate else f"seed {record.seed}"
+        context.progress(f"{what}: F[{record.task}, {target.name}]", min(fishers.count, work) / work)
 
+    fishers.ensure(entries, report)
+
+
+def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
+                 data) -> np.ndarray:
+    """One seed's ``d[b, t]`` over every off-diagonal pair (Fishers from ``_ensure_fishers``)."""
     pairs = [(b, t) for t in range(len(tasks)) for b in range(len(tasks)) if b != t]
     entries = [((networks[b], data(b, t)), (networks[t], tasks[t])) for b, t in pairs]
-    fishers.ensure([entry for pair in entries for entry in pair], report)
-    values = _distances(fishers, request, entries, context.check)
+    values = _distances(fishers, request, entries, fishers.check)
     matrix = np.zeros((len(tasks), len(tasks)))
     for (b, t), value in zip(pairs, values):
         matrix[b, t] = value
@@ -227,12 +239,19 @@ def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list
     return matrix
 
 
+# Resamples formed at once per block: a block holds this many float64 values per baseline (128 MiB).
+_BOOTSTRAP_BLOCK_VALUES = 1 << 24
+
+
 def _bootstrap(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
                data, index: int) -> np.ndarray:
     """``[S, T, T]``: ``d[b, t]`` on ``request.bootstrap`` resamples of the probe-image pieces. Every entry of a
     column is resampled with the same draw, so in the TA-NAS view (all on ``X_t``) differences within a column are
     paired; in the probe view the baselines' own images are redrawn alongside ``F[t, t]``'s. Empty for full-matrix
-    metrics."""
+    metrics.
+
+    A resampled Fisher is the pieces' weighted mean with weights (times drawn) x (piece size): one matrix product
+    ``[S, pieces] @ [pieces, n]`` per baseline, summarised once (``diagonal_summary``) and paired in batch."""
     samples, count = request.bootstrap, len(tasks)
     if not samples or fishers.representation != "diagonal":
         return np.zeros((samples if fishers.representation == "diagonal" else 0, count, count))
@@ -240,28 +259,36 @@ def _bootstrap(fishers: FisherSource, request: DistanceRequest, networks: list[N
     for t, target in enumerate(tasks):
         column = [stored_chunks(fishers.workspace, fishers.key(networks[b], data(b, t))) for b in range(count)]
         segments, pieces = fishers.segments(networks[t], target), len(column[t][0])
-        for s in range(samples):
-            draw = torch.from_numpy(rng.integers(pieces, size=pieces))
-            resampled = [(chunks[draw].double() * (weights[draw] / weights[draw].sum())[:, None]).sum(0)
+        times_drawn = torch.from_numpy(np.stack([np.bincount(rng.integers(pieces, size=pieces), minlength=pieces)
+                                                 for _ in range(samples)])).double()  # [S, pieces]
+        block = max(1, _BOOTSTRAP_BLOCK_VALUES // column[t][0].shape[1])
+        for first in range(0, samples, block):
+            rows = slice(first, first + block)
+            summaries = [_resampled_summary(request.metric, chunks, weights, times_drawn[rows], segments)
                          for chunks, weights in column]
             for b in range(count):
                 if b != t:
-                    out[s, b, t] = _pair_distance(request.metric, resampled[b], resampled[t], request.sigma, segments)
+                    out[rows, b, t] = summary_distance(request.metric, summaries[b], summaries[t],
+                                                       request.sigma).numpy()
     return out
 
 
+def _resampled_summary(metric: str, chunks: torch.Tensor, weights: torch.Tensor, times_drawn: torch.Tensor,
+                       segments) -> torch.Tensor:
+    """``diagonal_summary`` of the resampled Fishers ``[S, ...]``: pieces ``chunks [P, n]`` of image shares
+    ``weights [P]`` drawn ``times_drawn [S, P]`` times."""
+    mix = times_drawn * weights[None, :]
+    return diagonal_summary(metric, (mix / mix.sum(1, keepdim=True)) @ chunks.double(), segments)
+
+
 def _replicate_distances(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],
-                         seeds: list[int], context: RunContext) -> np.ndarray:
+                         seeds: list[int]) -> np.ndarray:
     """``[seeds, T, K]``: each same-initialisation replicate of ``t`` placed as a baseline of column ``t``."""
     replicates = np.zeros((len(seeds), len(tasks), request.replicates))
     if not request.replicates:
         return replicates
     keys = [(k, t, r) for k, seed in enumerate(seeds) for t in range(len(tasks))
             for r in range(1, request.replicates + 1)]
-    work = _fisher_count(request, len(tasks))
-    fishers.ensure([(networks[(tasks[t].name, seeds[k], r)], tasks[t]) for k, t, r in keys],
-                   lambda record, target: context.progress(f"replicate {record.replicate} of {target.name}, seed "
-                                                           f"{record.seed}", min(fishers.count, work) / work))
     pairs = [((networks[(tasks[t].name, seeds[k], r)], tasks[t]), (networks[(tasks[t].name, seeds[k], 0)], tasks[t]))
              for k, t, r in keys]
     for (k, t, r), value in zip(keys, _distances(fishers, request, pairs, fishers.check)):

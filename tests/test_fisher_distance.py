@@ -34,6 +34,20 @@ def test_per_sample_gradients_equal_a_loop(arch):
     torch.testing.assert_close(diagonal, reference.pow(2).mean(0), rtol=1e-3, atol=1e-7)
 
 
+@pytest.mark.parametrize("arch", ["vgg16", "densenet121"])
+def test_grouped_diagonals_are_each_piece_of_samples_on_its_own(arch):
+    # 10 samples in 3 pieces (4, 3, 3) through chunks of 4 that straddle the pieces' borders
+    model = _small_net(arch)
+    x, y = torch.randn(10, 3, 32, 32), torch.randint(0, 3, (10,))
+    squares = per_sample_gradients_loop(model, x, y).pow(2)
+    grouped = diagonal_fisher(model, x, y, batch_size=4, groups=3)
+    reference = torch.stack([squares[piece].mean(0) for piece in torch.tensor_split(torch.arange(10), 3)])
+    assert grouped.shape == reference.shape
+    torch.testing.assert_close(grouped, reference, rtol=1e-3, atol=1e-7)
+    with pytest.raises(ValueError, match="groups must be between 1 and the number of samples"):
+        diagonal_fisher(model, x, y, groups=11)
+
+
 def test_model_fisher_uses_the_sampled_labels():
     model = _small_net("resnet18", channels=1)
     x = torch.randn(9, 1, 32, 32)

@@ -9,8 +9,9 @@ import torch
 from tanas_core import training
 from tanas_core.context import quiet_context
 from tanas_core.data import load_dataset
-from tanas_core.distance import (frechet_distance, logdet_distance, logdet_lift, mass_frechet_distance,
-                                 scaled_logdet_distance, sorted_frechet_distance)
+from tanas_core.distance import (diagonal_summary, frechet_distance, logdet_distance, logdet_lift,
+                                 mass_frechet_distance, scaled_logdet_distance, sorted_frechet_distance,
+                                 summary_distance)
 from tanas_core.fisher import diagonal_fisher, select_parameters
 from tanas_core.networks import build_network
 from tanas_core.probe import probe_capacity, probe_mask, probe_selection
@@ -101,6 +102,23 @@ def test_permutation_robust_metrics_ignore_the_order_of_a_layers_units():
     assert frechet_distance(before, after) > 0.01  # eq. 8 sees the new unit order
     assert sorted_frechet_distance(before, after, segments) < 1e-3
     assert mass_frechet_distance(before, after, segments) < 1e-3
+
+
+@pytest.mark.parametrize("metric, pair", [("logdet", lambda b, t, seg: logdet_distance(b, t, 1e-3)),
+                                          ("logdet-scaled", lambda b, t, seg: scaled_logdet_distance(b, t, 1e-3)),
+                                          ("frechet", lambda b, t, seg: frechet_distance(b, t)),
+                                          ("frechet-sorted", sorted_frechet_distance),
+                                          ("frechet-mass", mass_frechet_distance)])
+def test_batched_summary_distances_equal_the_per_pair_metrics(metric, pair):
+    # what the bootstrap computes for many resamples at once, against the per-pair functions one by one
+    generator = torch.Generator().manual_seed(3)
+    segments = [7, 1, 12, 20]
+    baselines = torch.rand(5, 40, generator=generator, dtype=torch.float64) ** 3
+    target = torch.rand(40, generator=generator, dtype=torch.float64) ** 3
+    batched = summary_distance(metric, diagonal_summary(metric, baselines, segments),
+                               diagonal_summary(metric, target, segments)[None], 1e-3)
+    reference = torch.tensor([pair(b, target, segments) for b in baselines], dtype=torch.float64)
+    torch.testing.assert_close(batched, reference, rtol=1e-9, atol=1e-12)
 
 
 def test_scale_free_log_det_ignores_a_constant_factor_that_literal_eq5_turns_into_a_distance():

@@ -135,7 +135,8 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
     sub.add_argument("--projection-dim", type=int, default=None,
                      help="CountSketch width for frechet-full when M x n does not fit in memory (default: exact)")
     sub.add_argument("--workers", type=int, default=None,
-                     help=range_help("processes for training missing zoo networks", settings, "workers"))
+                     help=range_help("local processes for training missing zoo networks and computing Fishers", settings,
+                                     "workers"))
 
 
 def distance_settings(args) -> dict:
