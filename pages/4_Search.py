@@ -14,7 +14,8 @@ from tanas_core.estimates import CONFIRM_ABOVE_SECONDS, cell_step_seconds, searc
 from tanas_core.figures import alpha_figure, comparison_figure, curves_figure
 from tanas_core.jobs import clock, get_job, list_jobs
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.requests import METHODS, SPACES, ClosestSettings, CompareRequest, SearchBudget, SearchRequest
+from tanas_core.requests import (METHODS, MIXTURES, SPACES, WEIGHT_STEPS, ClosestSettings, CompareRequest,
+                                 SearchBudget, SearchRequest)
 from tanas_core.search_space import Genotype, cell_dot, source_formula_cells, standard_space
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite, split_target
 from tanas_core.training import PRESETS
@@ -66,6 +67,15 @@ def budget_widgets() -> tuple[str, str, SearchBudget, bool, bool]:
         slots = columns[2:] + list(st.columns(4))
         for slot, (name, label) in zip(slots, BUDGET_LABELS.items()):
             values[name] = ui.number_input(slot, label, SearchBudget, name)
+        with st.expander("FUSE variants (the source's equations taken literally)"):
+            variants = st.columns(2)
+            values["mixture"] = variants[0].radio(
+                "Relaxed output (eq. 16) mixes", list(MIXTURES), horizontal=True,
+                help="probs: class probabilities (alpha converges toward the best candidate); logits: the logits")
+            values["weight_step"] = variants[1].radio(
+                "Weight step (eq. 17)", list(WEIGHT_STEPS), horizontal=True,
+                help="independent: each candidate on its own loss; relaxed: the relaxed loss as written, which "
+                     "starves candidates that fall behind early (a crippled candidate can win)")
         confirmed = st.checkbox("Start even if the estimate is above 10 minutes", value=False)
         started = st.form_submit_button("Start the search", type="primary")
     return space_name, method, SearchBudget(**values), started, confirmed

@@ -3,6 +3,7 @@ same process, goals met or not, projections labelled as such)."""
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import tempfile
 import threading
@@ -338,3 +339,54 @@ def paper_step_seconds(suite_name: str = "ld8", archs: tuple[str, ...] = ("vgg16
         rows.append(dict(arch=arch, step_s=cost["step_s"], steps_per_network=cost["steps"],
                          network_hours=cost["seconds"] / 3600))
     return rows
+
+
+def _layout_step(model: torch.nn.Module, batch: int, channels: int, size: int, layout: str) -> Callable[[], None]:
+    """One AdamW training step of ``model`` on a fixed random batch, with the weights and the images in ``layout``
+    (``"contiguous"``: NCHW, ``"channels_last"``: NHWC)."""
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    model = model.to(memory_format=memory_format).train()
+    optimizer = torch.optim.AdamW(model.parameters())
+    x = torch.randn(batch, channels, size, size).contiguous(memory_format=memory_format)
+    y = torch.randint(0, model.head.out_features, (batch,))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    step()  # warm-up: allocations, kernel choice
+    return step
+
+
+def bench_cells(preset_name: str = "demo", channels: int = 3, size: int = 32, runs: int = 7) -> dict:
+    """Training-step time per image of cell networks against the demo VGG-16 at the preset's batch size, in both
+    memory layouts: a standard-space genotype (what search candidates cost) and networks of one operation each
+    (depthwise-separable, dilated and the 7x1/1x7 convolution). Cases are timed round-robin (``interleaved_medians``).
+    Returns ``{batch, threads, rows: [{network, layout, ms_per_image, x_vgg, x_contiguous}]}``."""
+    from .networks import build_network
+    from .networks.cells import cell_network
+    from .search_space import Cell, Genotype, standard_space
+    from .training import get_preset
+
+    preset = get_preset(preset_name)
+    space = standard_space()
+    networks = {f"VGG-16 ({preset.widths['vgg16']:g} width)": lambda: build_network("vgg16", 10, channels,
+                                                                                   preset.widths["vgg16"]),
+                "cell network (standard-space sample)": lambda: cell_network(space.sample(random.Random(0)), 10,
+                                                                             channels)}
+    for op in ("sep_conv_3x3", "dil_conv_3x3", "conv_7x1_1x7"):
+        cell = Cell(tuple(((op, 0), (op, 1)) for _ in range(space.nodes)))
+        networks[f"cells of {op} only"] = lambda cell=cell: cell_network(Genotype(cell, cell, space.skeleton), 10,
+                                                                          channels)
+    cases = []
+    for name, make in networks.items():
+        for layout in ("contiguous", "channels_last"):
+            torch.manual_seed(0)
+            cases.append(((name, layout), _layout_step(make(), preset.batch_size, channels, size, layout), runs))
+    medians = interleaved_medians(cases)
+    vgg = medians[(next(iter(networks)), "contiguous")]
+    rows = [dict(network=name, layout=layout, ms_per_image=1000 * seconds / preset.batch_size,
+                 x_vgg=seconds / vgg, x_contiguous=seconds / medians[(name, "contiguous")])
+            for (name, layout), seconds in medians.items()]
+    return dict(batch=preset.batch_size, threads=torch.get_num_threads(), rows=rows)

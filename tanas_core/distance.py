@@ -175,10 +175,9 @@ def _check_segments(n: int, segments: list[int], name: str) -> None:
                          f"diagonal's {n} entries")
 
 
-def diagonal_summary(metric: str, diagonals: torch.Tensor, segments: list[int]) -> torch.Tensor:
-    """What a diagonal metric compares, for float64 diagonals ``[..., n]``: each parameter tensor's diagonal sorted
-    (``frechet-sorted``, ``[..., n]``), each tensor's Fisher mass (``frechet-mass``, ``[..., len(segments)]``), else
-    the diagonals themselves. Computed once per Fisher, then paired with ``summary_distance``."""
+def _arranged(metric: str, diagonals: torch.Tensor, segments: list[int]) -> torch.Tensor:
+    """Diagonals ``[..., n]`` as a metric extension reads them: each parameter tensor's entries sorted
+    (``frechet-sorted``), each tensor's Fisher mass (``frechet-mass``, ``[..., len(segments)]``), else unchanged."""
     if metric not in ("frechet-sorted", "frechet-mass"):
         return diagonals
     _check_segments(diagonals.shape[-1], segments, metric)
@@ -188,31 +187,39 @@ def diagonal_summary(metric: str, diagonals: torch.Tensor, segments: list[int]) 
     return torch.stack([piece.sum(-1) for piece in pieces], dim=-1)
 
 
-def summary_distance(metric: str, summary_b: torch.Tensor, summary_t: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``d`` of each pair of rows of two ``diagonal_summary`` batches ``[..., k]`` (broadcast) as ``[...]``
-    float64: the batched form of ``logdet_distance`` / ``scaled_logdet_distance`` / ``frechet_distance`` on
-    diagonals, for bootstrap resamples (the per-pair functions check their inputs; this does not)."""
+def diagonal_summary(metric: str, diagonals: torch.Tensor, segments: list[int], sigma: float) -> torch.Tensor:
+    """Everything a diagonal metric needs of one Fisher, for float64 diagonals ``[..., n]``, so that a pair costs
+    one ``summary_distance``: ``logdet`` / ``logdet-scaled``: ``[..., 1]``, ``mean log(f + sigma^2)`` (of the
+    unit-mean diagonal for the scaled one); the Frechet metrics: the square root of the unit-trace (sorted, or
+    per-tensor mass) diagonal. Computed once per Fisher (or bootstrap resample)."""
     if metric.startswith("logdet"):
         if metric == "logdet-scaled":
-            summary_b = summary_b / summary_b.mean(-1, keepdim=True)
-            summary_t = summary_t / summary_t.mean(-1, keepdim=True)
-        shift = float(sigma) ** 2
-        return (torch.log(summary_b + shift).mean(-1) - torch.log(summary_t + shift).mean(-1)).abs()
-    similarity = torch.sqrt(summary_b * summary_t).sum(-1) / torch.sqrt(summary_b.sum(-1) * summary_t.sum(-1))
-    return torch.sqrt((1.0 - similarity.clamp(max=1.0)).clamp(min=0.0))
+            diagonals = diagonals / diagonals.mean(-1, keepdim=True)
+        return torch.log(diagonals + float(sigma) ** 2).mean(-1, keepdim=True)
+    arranged = _arranged(metric, diagonals, segments)
+    return torch.sqrt(arranged / arranged.sum(-1, keepdim=True))
+
+
+def summary_distance(metric: str, summary_b: torch.Tensor, summary_t: torch.Tensor) -> torch.Tensor:
+    """``d`` of each pair of rows of two ``diagonal_summary`` batches (broadcast) as ``[...]`` float64: the batched
+    form of ``logdet_distance`` / ``scaled_logdet_distance`` / ``frechet_distance`` and its extensions on
+    diagonals, for bootstrap resamples (the per-pair functions check their inputs; this does not)."""
+    if metric.startswith("logdet"):
+        return (summary_b - summary_t).abs()[..., 0]
+    return torch.sqrt((1.0 - (summary_b * summary_t).sum(-1).clamp(max=1.0)).clamp(min=0.0))
 
 
 def sorted_frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike, segments: list[int]) -> float:
     """Equation 8 on each parameter tensor's sorted diagonal (``segments``: tensor sizes, in order): invariant to
     permuting the units of any layer. An extension of equation 8, not equation 8."""
-    return frechet_distance(*(diagonal_summary("frechet-sorted", _diagonal(value, name, "frechet-sorted"), segments)
+    return frechet_distance(*(_arranged("frechet-sorted", _diagonal(value, name, "frechet-sorted"), segments)
                               for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t))))
 
 
 def mass_frechet_distance(fisher_b: FisherLike, fisher_t: FisherLike, segments: list[int]) -> float:
     """Equation 8 on the per-tensor Fisher mass profiles ``[len(segments)]`` (each tensor's summed diagonal):
     invariant to permuting units, blind to how mass spreads inside a tensor. An extension of equation 8."""
-    return frechet_distance(*(diagonal_summary("frechet-mass", _diagonal(value, name, "frechet-mass"), segments)
+    return frechet_distance(*(_arranged("frechet-mass", _diagonal(value, name, "frechet-mass"), segments)
                               for name, value in (("fisher_b", fisher_b), ("fisher_t", fisher_t))))
 
 

@@ -75,10 +75,11 @@ def _fuse_steps(images: int, preset, budget) -> int:
     return step_plan(images, preset.batch_size, budget.epochs_per_round)[2]
 
 
-def _fuse_seconds(rounds: int, steps: int, candidates: int, step: float) -> float:
-    """A FUSE search's time: every step, one weight step per candidate and one validation forward (~1/3 of a
-    step) per candidate."""
-    return rounds * steps * candidates * step * 4 / 3
+def _fuse_seconds(rounds: int, steps: int, candidates: int, step: float, warmup: float) -> float:
+    """A FUSE search's time: every step, one weight step per candidate; after the warm-up share, also one
+    validation forward per candidate on half a batch (~1/6 of a step, ``fuse.alpha_batch``)."""
+    searching = steps - int(warmup * steps)
+    return rounds * candidates * step * (steps + searching / 6)
 
 
 def search_estimate(workspace: Workspace, request: SearchRequest, device: str = "auto") -> dict:
@@ -92,7 +93,7 @@ def search_estimate(workspace: Workspace, request: SearchRequest, device: str = 
     per_epoch, fuse_steps = step_plan(images, preset.batch_size, 1.0)[1], _fuse_steps(images, preset, budget)
     if request.method == "fuse":
         parts = [(f"FUSE: {budget.rounds} round(s) x {fuse_steps} steps x {budget.candidates} candidates",
-                  _fuse_seconds(budget.rounds, fuse_steps, budget.candidates, step))]
+                  _fuse_seconds(budget.rounds, fuse_steps, budget.candidates, step, budget.warmup))]
     else:
         parts = [(f"random search: {budget.random_candidates} candidates x {budget.random_epochs:g} epochs",
                   budget.random_candidates * budget.random_epochs * per_epoch * step)]
@@ -101,7 +102,7 @@ def search_estimate(workspace: Workspace, request: SearchRequest, device: str = 
         missing = len(preview.missing) if preview is not None else request.closest.top
         if missing:
             parts.append((f"standard-space FUSE for {missing} closest task(s) without a stored genotype",
-                          missing * _fuse_seconds(budget.rounds, fuse_steps, budget.candidates, step)))
+                          missing * _fuse_seconds(budget.rounds, fuse_steps, budget.candidates, step, budget.warmup)))
     if request.final_training:
         parts.append((f"final training: {budget.final_epochs:g} epochs", budget.final_epochs * per_epoch * step))
     return dict(seconds=sum(seconds for _, seconds in parts), step_s=step, parts=parts)

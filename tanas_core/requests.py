@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .networks import ARCHITECTURES
-from .settings import (HEADS, METHODS, METRICS, PARAMS, SPACES, VIEWS, DistanceSettings, FisherConfig, Request,
-                       SearchBudget, parse_archs, parse_names, preset_names)
+from .settings import (HEADS, METHODS, METRICS, MIXTURES, PARAMS, SPACES, VIEWS, WEIGHT_STEPS, DistanceSettings,
+                       FisherConfig, Request, SearchBudget, parse_archs, parse_names, preset_names)
 from .suites import CUSTOM_SUITE, SUITE_NAMES, resolve_suite, split_target
 from .errors import TanasError
 
-__all__ = ["HEADS", "METHODS", "METRICS", "PARAMS", "SPACES", "VIEWS", "ClosestSettings", "CompareRequest",
-           "DemoRequest", "DistanceRequest", "DistanceSettings", "FisherConfig", "Request", "SearchBudget", "SearchRequest",
-           "ZooRequest", "ZooSearchRequest", "parse_archs", "parse_names", "preset_names", "split_target"]
+__all__ = ["HEADS", "METHODS", "METRICS", "MIXTURES", "PARAMS", "SPACES", "VIEWS", "WEIGHT_STEPS", "ClosestSettings",
+           "CompareRequest", "DemoRequest", "DistanceRequest", "DistanceSettings", "FisherConfig", "Request",
+           "SearchBudget", "SearchRequest", "ZooRequest", "ZooSearchRequest", "parse_archs", "parse_names",
+           "preset_names", "split_target"]
 
 
 # ---------------------------------------------------------------------------------------------- operations

@@ -24,6 +24,10 @@ METHODS = ("fuse", "random")
 # architecture and seed embeds every task (Task2Vec's design, ``probe_network``).
 VIEWS = ("tanas", "probe")
 HEADS = ("refit", "own")
+# FUSE's relaxed output (equation 16) mixes class probabilities or logits; its weight step (equation 17) trains each
+# candidate on its own loss or, literally, the relaxed loss (see ``fuse``).
+MIXTURES = ("probs", "logits")
+WEIGHT_STEPS = ("independent", "relaxed")
 PARAMS = ("backbone", "all")
 
 
@@ -195,10 +199,13 @@ class SearchBudget(Request):
     round (fewer when alpha converges: max change of softmax(alpha) < ``tolerance`` over ``window`` steps, checked
     after ``min_steps``). Random search: ``random_candidates`` genotypes trained ``random_epochs`` each.
     ``final_epochs``: training of the chosen genotype from scratch. ``max_seconds``: optional wall-clock cap on the
-    search itself (checked between steps; the search ends with the best candidate so far).
+    search itself (checked between steps; the search ends with the best candidate so far). ``mixture`` and
+    ``weight_step``: how FUSE relaxes and trains its candidates (``MIXTURES``, ``WEIGHT_STEPS``; ``fuse`` says why
+    the defaults).
     """
 
     WHAT: ClassVar[str] = "search budget"
+    CHOICES: ClassVar[dict] = dict(mixture=MIXTURES, weight_step=WEIGHT_STEPS)
     LIMITS: ClassVar[dict] = dict(candidates=(2, 32), rounds=(1, 100), epochs_per_round=(0.01, 1000.0),
                                   random_candidates=(1, 10000), random_epochs=(0.01, 1000.0),
                                   final_epochs=(0.01, 1000.0), warmup=(0.0, 0.95), alpha_lr=(1e-6, 10.0),
@@ -219,6 +226,8 @@ class SearchBudget(Request):
     window: int = 8
     min_steps: int = 8
     max_seconds: float | None = None
+    mixture: str = "probs"
+    weight_step: str = "independent"
 
     @property
     def effort(self) -> float:

@@ -9,6 +9,7 @@ every network seed.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import time
@@ -176,6 +177,9 @@ def _target_examples(target: Task, sizes, spec, count: int) -> tuple[torch.Tenso
     return images[:count], labels[:count]
 
 
+_RECENT_DIAGONALS = 16
+
+
 class FisherSource:
     """The ``F[b, t]`` of a distance computation, computed where ``backend`` runs work and stored by this process.
 
@@ -194,6 +198,7 @@ class FisherSource:
         self.device, self.check = self.compute.worker_device(context.device), context.check
         self.representation, self.config = representation, config
         self.handles: dict[str, object] = {}
+        self.recent: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
         self.count = 0
 
     def segments(self, record: NetworkRecord, target: Task) -> tuple[int, ...]:
@@ -235,9 +240,18 @@ class FisherSource:
             on_done(record, target)
 
     def get(self, record: NetworkRecord, target: Task):
+        """``F[record, target]`` (locally the tensor, on Ray an object-store handle). Locally the last
+        ``_RECENT_DIAGONALS`` diagonals stay in memory: a column's pairs all need its ``F[t, t]``."""
         key = self.key(record, target)
         if self.backend.in_process:
-            return stored_fisher(self.workspace, key)
+            if self.representation != "diagonal":
+                return stored_fisher(self.workspace, key)
+            if key not in self.recent:
+                self.recent[key] = stored_fisher(self.workspace, key)
+                while len(self.recent) > _RECENT_DIAGONALS:
+                    self.recent.popitem(last=False)
+            self.recent.move_to_end(key)
+            return self.recent[key]
         if key not in self.handles:
             self.handles[key] = self.backend.put(stored_fisher(self.workspace, key))
         return self.handles[key]

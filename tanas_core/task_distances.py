@@ -14,6 +14,7 @@ Fisher results and whole matrices are cached in the workspace; asking again is a
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import time
 
@@ -245,40 +246,54 @@ _BOOTSTRAP_BLOCK_VALUES = 1 << 24
 
 def _bootstrap(fishers: FisherSource, request: DistanceRequest, networks: list[NetworkRecord], tasks: list[Task],
                data, index: int) -> np.ndarray:
-    """``[S, T, T]``: ``d[b, t]`` on ``request.bootstrap`` resamples of the probe-image pieces. Every entry of a
-    column is resampled with the same draw, so in the TA-NAS view (all on ``X_t``) differences within a column are
-    paired; in the probe view the baselines' own images are redrawn alongside ``F[t, t]``'s. Empty for full-matrix
-    metrics.
+    """``[S, T, T]``: ``d[b, t]`` on ``request.bootstrap`` resamples of the probe-image pieces. Resample ``s`` draws
+    the same pieces for every Fisher of the matrix, so differences within a column are paired (in the TA-NAS view
+    all its Fishers are on ``X_t``; in the probe view each baseline's own images are redrawn alongside
+    ``F[t, t]``'s). Empty for full-matrix metrics.
 
     A resampled Fisher is the pieces' weighted mean with weights (times drawn) x (piece size): one matrix product
-    ``[S, pieces] @ [pieces, n]`` per baseline, summarised once (``diagonal_summary``) and paired in batch."""
+    ``[S, pieces] @ [pieces, n]`` per Fisher, summarised once (``diagonal_summary``; a Fisher that several columns
+    share, as in the probe view, once for all of them) and paired in batch."""
     samples, count = request.bootstrap, len(tasks)
     if not samples or fishers.representation != "diagonal":
         return np.zeros((samples if fishers.representation == "diagonal" else 0, count, count))
-    rng, out = np.random.default_rng(7919 + index), np.zeros((samples, count, count))
+    keys = [[fishers.key(networks[b], data(b, t)) for b in range(count)] for t in range(count)]
+    uses = collections.Counter(key for column in keys for key in column)
+    rng, out, times_drawn, shared = np.random.default_rng(7919 + index), np.zeros((samples, count, count)), None, {}
     for t, target in enumerate(tasks):
-        column = [stored_chunks(fishers.workspace, fishers.key(networks[b], data(b, t))) for b in range(count)]
+        column = [stored_chunks(fishers.workspace, key) for key in keys[t]]
         segments, pieces = fishers.segments(networks[t], target), len(column[t][0])
-        times_drawn = torch.from_numpy(np.stack([np.bincount(rng.integers(pieces, size=pieces), minlength=pieces)
-                                                 for _ in range(samples)])).double()  # [S, pieces]
+        if times_drawn is None:
+            times_drawn = torch.from_numpy(np.stack([np.bincount(rng.integers(pieces, size=pieces),
+                                                                 minlength=pieces) for _ in range(samples)])).double()
         block = max(1, _BOOTSTRAP_BLOCK_VALUES // column[t][0].shape[1])
         for first in range(0, samples, block):
             rows = slice(first, first + block)
-            summaries = [_resampled_summary(request.metric, chunks, weights, times_drawn[rows], segments)
-                         for chunks, weights in column]
+            summaries = []
+            for key, (chunks, weights) in zip(keys[t], column):
+                summary = shared.get((key, first))
+                if summary is None:
+                    summary = _resampled_summary(request, chunks, weights, times_drawn[rows], segments)
+                    if uses[key] > 1:  # another column needs the same resamples of this Fisher
+                        shared[(key, first)] = summary
+                summaries.append(summary)
             for b in range(count):
                 if b != t:
-                    out[rows, b, t] = summary_distance(request.metric, summaries[b], summaries[t],
-                                                       request.sigma).numpy()
+                    out[rows, b, t] = summary_distance(request.metric, summaries[b], summaries[t]).numpy()
+        for key in keys[t]:
+            uses[key] -= 1
+            if not uses[key]:
+                shared = {k: v for k, v in shared.items() if k[0] != key}
     return out
 
 
-def _resampled_summary(metric: str, chunks: torch.Tensor, weights: torch.Tensor, times_drawn: torch.Tensor,
-                       segments) -> torch.Tensor:
+def _resampled_summary(request: DistanceRequest, chunks: torch.Tensor, weights: torch.Tensor,
+                       times_drawn: torch.Tensor, segments) -> torch.Tensor:
     """``diagonal_summary`` of the resampled Fishers ``[S, ...]``: pieces ``chunks [P, n]`` of image shares
     ``weights [P]`` drawn ``times_drawn [S, P]`` times."""
     mix = times_drawn * weights[None, :]
-    return diagonal_summary(metric, (mix / mix.sum(1, keepdim=True)) @ chunks.double(), segments)
+    return diagonal_summary(request.metric, (mix / mix.sum(1, keepdim=True)) @ chunks.double(), segments,
+                            request.sigma)
 
 
 def _replicate_distances(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],

@@ -115,8 +115,8 @@ def test_batched_summary_distances_equal_the_per_pair_metrics(metric, pair):
     segments = [7, 1, 12, 20]
     baselines = torch.rand(5, 40, generator=generator, dtype=torch.float64) ** 3
     target = torch.rand(40, generator=generator, dtype=torch.float64) ** 3
-    batched = summary_distance(metric, diagonal_summary(metric, baselines, segments),
-                               diagonal_summary(metric, target, segments)[None], 1e-3)
+    batched = summary_distance(metric, diagonal_summary(metric, baselines, segments, 1e-3),
+                               diagonal_summary(metric, target, segments, 1e-3)[None])
     reference = torch.tensor([pair(b, target, segments) for b in baselines], dtype=torch.float64)
     torch.testing.assert_close(batched, reference, rtol=1e-9, atol=1e-12)
 

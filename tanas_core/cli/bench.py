@@ -38,6 +38,10 @@ def register(commands) -> None:
                            help="comma-separated architectures (default: the fastest and the slowest per Fisher)")
     distances.add_argument("--samples", default="256,512", help="comma-separated M values (the old default, the new)")
     distances.set_defaults(func=run_distances)
+    cells = bench.add_parser("cells", help="cell networks vs the demo VGG per image, contiguous vs channels_last")
+    cells.add_argument("--preset", default="demo", choices=list(PRESETS))
+    cells.add_argument("--runs", type=int, default=7, help="timed steps per case (round-robin; default: 7)")
+    cells.set_defaults(func=run_cells)
     app = bench.add_parser("app", help="a real server and Chromium: idle CPU, job slowdown with tabs open, page "
                                        "settle times, the demo's wall time")
     app.add_argument("--idle-seconds", type=float, default=20.0, help="seconds of each idle CPU measurement")
@@ -126,6 +130,18 @@ def run_distances(args) -> int:
     print_table([dict(arch=r["arch"], M=r["M"], fishers=r["fishers"], seconds=f"{r['seconds']:.1f}",
                       s_per_fisher=f"{r['s_per_fisher']:.2f}", x_first_M=f"{r['x_first_M']:.2f}x")
                  for r in result["rows"]])
+    return 0
+
+
+def run_cells(args) -> int:
+    """Time training steps of cell networks and the demo VGG in both memory layouts; print the table."""
+    from ..bench import bench_cells
+
+    result = bench_cells(args.preset, runs=args.runs)
+    print(f"cell network step benchmark: preset {args.preset}, batch {result['batch']}, 3 x 32 x 32 images, cpu, "
+          f"torch threads {result['threads']}; median of {args.runs} steps per case, timed round-robin")
+    print_table([dict(network=r["network"], layout=r["layout"], ms_per_image=f"{r['ms_per_image']:.2f}",
+                      x_vgg=f"{r['x_vgg']:.2f}x", x_contiguous=f"{r['x_contiguous']:.2f}x") for r in result["rows"]])
     return 0
 
 

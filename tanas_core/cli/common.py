@@ -135,8 +135,8 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
     sub.add_argument("--projection-dim", type=int, default=None,
                      help="CountSketch width for frechet-full when M x n does not fit in memory (default: exact)")
     sub.add_argument("--workers", type=int, default=None,
-                     help=range_help("local processes for training missing zoo networks and computing Fishers", settings,
-                                     "workers"))
+                     help=range_help("local processes for training missing zoo networks and computing Fishers",
+                                     settings, "workers"))
 
 
 def distance_settings(args) -> dict:
@@ -228,9 +228,9 @@ class SearchPrinter:
         kind = event.get("type")
         if kind == "alpha" and (event["step"] % 5 == 0 or event["step"] == 1):
             weights = " ".join(f"{w:.3f}" for w in event["weights"])
+            validation = "warm-up" if event["val_loss"] is None else f"val loss {event['val_loss']:.3f}"
             print(f"  round {event['round']} step {event['step']:>3}  softmax(alpha) [{weights}]  "
-                  f"train loss {event['train_loss']:.3f}  val loss {event['val_loss']:.3f}  "
-                  f"{event['elapsed']:6.1f} s", flush=True)
+                  f"train loss {event['train_loss']:.3f}  {validation}  {event['elapsed']:6.1f} s", flush=True)
         elif kind == "round_done":
             print(f"  round {event['round']} done after {event['steps']} steps "
                   f"({'converged' if event['converged'] else 'step limit'}): winner {event['winner']}", flush=True)
