@@ -159,10 +159,6 @@ def show_estimate(request: SearchRequest) -> float | None:
     text = (f"Estimated time here: **at least {clock(estimate['seconds'])}** ({parts}; measured "
             f"{estimate['step_s']:.2f} s per candidate step). Missing zoo networks and distances come on top.")
     (st.warning if estimate["seconds"] > CONFIRM_ABOVE_SECONDS else st.caption)(text)
-    if request.final_training and request.budget.final_epochs < 1:
-        st.warning(f"The winner is trained for {request.budget.final_epochs:g} epoch(s) before its test: below one "
-                   "epoch a cell network is near chance on these tasks, so its test accuracy says little about the "
-                   "architecture. Use at least 1 final training epoch to compare architectures.")
     return estimate["seconds"]
 
 

@@ -205,10 +205,12 @@ class SearchBudget(Request):
     """
 
     WHAT: ClassVar[str] = "search budget"
+    # At least one epoch of final training: below it a winner is near chance on every demo task, and its test
+    # accuracy says nothing about its architecture (docs/search.md: the smallest budget, measured).
     CHOICES: ClassVar[dict] = dict(mixture=MIXTURES, weight_step=WEIGHT_STEPS)
     LIMITS: ClassVar[dict] = dict(candidates=(2, 32), rounds=(1, 100), epochs_per_round=(0.01, 1000.0),
                                   random_candidates=(1, 10000), random_epochs=(0.01, 1000.0),
-                                  final_epochs=(0.01, 1000.0), warmup=(0.0, 0.95), alpha_lr=(1e-6, 10.0),
+                                  final_epochs=(1.0, 1000.0), warmup=(0.0, 0.95), alpha_lr=(1e-6, 10.0),
                                   tolerance=(1e-9, 0.99), window=(1, 1000), min_steps=(1, 100000),
                                   max_seconds=(1.0, 1e7))
 

@@ -70,7 +70,7 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
         # a tiny FUSE search on the standard space, launched twice in a row: one job
         page.get_by_text("standard", exact=True).click()
         for label, value in (("FUSE candidates C", "2"), ("FUSE rounds", "1"), ("epochs per round", "0.3"),
-                             ("final training epochs", "0.05")):
+                             ("final training epochs", "1")):
             field = page.get_by_role("spinbutton", name=label, exact=True)
             field.fill(value)
             field.press("Tab")

@@ -65,7 +65,7 @@ def test_sigkill_mid_search_keeps_its_partial_history_and_a_rerun_finishes(real_
     from tanas_core.requests import SearchBudget, SearchRequest
 
     workspace = Workspace(tmp_path / "ws")
-    budget = "candidates=2,rounds=3,epochs_per_round=3,final_epochs=0.5"
+    budget = "candidates=2,rounds=3,epochs_per_round=3,final_epochs=1"
     process = _start(workspace, "search", "--target", "mnist4:mnist-digit0", "--space", "standard", "--preset",
                      "smoke", "--budget", budget)
 
@@ -81,7 +81,7 @@ def test_sigkill_mid_search_keeps_its_partial_history_and_a_rerun_finishes(real_
     kept = workspace.read_events(f"search:{runs[0]['run_id']}")
     assert len(kept) >= 3 and [e["seq"] for e in kept] == list(range(len(kept)))
     request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="smoke",
-                            budget=SearchBudget(candidates=2, rounds=3, epochs_per_round=3, final_epochs=0.5))
+                            budget=SearchBudget(candidates=2, rounds=3, epochs_per_round=3, final_epochs=1.0))
     record = run_search(request, quiet_context(workspace, "cpu"))
     assert record.run_id == runs[0]["run_id"] and record.status == "done"
     assert workspace.read_events(f"search:{record.run_id}")[-1]["type"] == "finished"

@@ -141,7 +141,7 @@ def test_search_page_launches_a_fuse_job_and_the_alpha_chart_gets_data(real_data
     by_label(app.selectbox, "Suite").set_value("mnist4").run()
     by_label(app.selectbox, "Preset").set_value("smoke").run()
     by_label(app.radio, "Space").set_value("standard")
-    values = {"FUSE candidates C": 2, "FUSE rounds": 1, "epochs per round": 1.0, "final training epochs": 0.5}
+    values = {"FUSE candidates C": 2, "FUSE rounds": 1, "epochs per round": 1.0, "final training epochs": 1.0}
     for widget in app.number_input:
         if widget.label in values:
             widget.set_value(values[widget.label])
@@ -152,7 +152,7 @@ def test_search_page_launches_a_fuse_job_and_the_alpha_chart_gets_data(real_data
     assert len(jobs) == 1
     request = SearchRequest.from_dict(jobs[0].request)
     assert (request.space, request.target, request.preset) == ("standard", "mnist4:mnist-10class", "smoke")
-    assert (request.budget.candidates, request.budget.rounds, request.budget.final_epochs) == (2, 1, 0.5)
+    assert (request.budget.candidates, request.budget.rounds, request.budget.final_epochs) == (2, 1, 1.0)
     wait_for(workspace, jobs[0].id)
     assert get_job(workspace, jobs[0].id).status == "done", get_job(workspace, jobs[0].id).error
     app.run()
@@ -199,7 +199,7 @@ def test_jobs_record_failures_cancel_and_interrupted_restarts(real_data):
 def test_two_users_jobs_get_separate_results(real_data):
     workspace = Workspace()
     first, second = JobRunner(workspace, JOB_KINDS), JobRunner(Workspace(workspace.root), JOB_KINDS)
-    budget = dict(candidates=2, rounds=1, epochs_per_round=1, final_epochs=0.5)
+    budget = dict(candidates=2, rounds=1, epochs_per_round=1, final_epochs=1.0)
     a = first.submit("search", dict(target="mnist4:mnist-digit0", space="standard", preset="smoke", budget=budget))
     b = second.submit("search", dict(target="mnist4:mnist-digit6", space="standard", preset="smoke", budget=budget))
     jobs = [first.wait(a, 300), second.wait(b, 300)]

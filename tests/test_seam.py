@@ -19,7 +19,7 @@ from tanas_core.tasks import make_task
 from tanas_core.zoo import train_zoo
 
 SMALL_FISHER = FisherConfig(samples=16, head_samples=32)
-TINY_SEARCH = SearchBudget(candidates=2, rounds=1, epochs_per_round=0.5, final_epochs=0.3, window=2, min_steps=2)
+TINY_SEARCH = SearchBudget(candidates=2, rounds=1, epochs_per_round=0.5, final_epochs=1.0, window=2, min_steps=2)
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ def test_the_related_space_uses_the_closest_tasks_stored_genotype_whatever_its_b
     original = nas.fuse
     monkeypatch.setattr(nas, "fuse", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
     record = nas.run_search(request.replace(budget=SearchBudget(candidates=2, rounds=1, epochs_per_round=0.3,
-                                                                final_epochs=0.3)),
+                                                                final_epochs=1.0)),
                             quiet_context(digits_workspace, "cpu"))
     assert len(calls) == 1 and record.sources == [closest]
 

@@ -329,7 +329,7 @@ def test_a_time_limit_ends_the_search_with_the_best_so_far(workspace, real_data,
     space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect"), TINY, nodes=2)
     request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="tiny",
                             budget=SearchBudget(candidates=2, rounds=50, epochs_per_round=2, max_seconds=1.0,
-                                                final_epochs=0.2))
+                                                final_epochs=1.0))
     record = nas.run_search(request, quiet_context(workspace, "cpu"), space)
     assert record.status == "done" and record.ended == "time limit" and record.test_accuracy is not None
     assert len(record.rounds) < 50
