@@ -235,3 +235,30 @@ def test_worker_processes_do_not_rerun_a_streamlit_page_installed_as_main(tmp_pa
     monkeypatch.setitem(sys.modules, "__main__", fake_main)
     assert sorted(LocalBackend(2).map(_square, [(2,), (3,)])) == [(0, 4), (1, 9)]
     assert sys.modules["__main__"] is fake_main  # put back afterwards
+
+
+# ---------------------------------------------------------------------------------------------- repeated comparison
+
+def test_a_repeated_comparison_runs_end_to_end_with_intervals_and_paired_verdicts(digits_workspace, tiny_preset):
+    """``compare --repeats 2`` through the real pipeline: zoo networks of two seeds, three searches per repeat, each
+    winner trained and tested, the summary's intervals, the paired verdicts, the stored table and its CSV."""
+    from pathlib import Path
+
+    from tanas_core.comparison import compare, latest_comparison
+
+    request = CompareRequest(target="custom:digits-10class", preset="tiny", repeats=2,
+                             budget=dataclasses.replace(TINY_SEARCH, random_candidates=2, random_epochs=0.5),
+                             closest=ClosestSettings(archs=("vgg16",), fisher=SMALL_FISHER))
+    result = compare(request, quiet_context(digits_workspace, "cpu"))
+    assert len(result.rows) == 2 * 6 and sorted({row.repeat for row in result.rows}) == [0, 1]
+    searched = [row for row in result.rows if row.search_seconds is not None]
+    assert len({(row.method, row.repeat) for row in searched}) == 6  # 3 methods x 2 seeds, each trained once
+    summary = {row["method"]: row for row in result.summary()}
+    assert len(summary) == 6 and all(row["repeats"] == 2 for row in summary.values())
+    for row in summary.values():
+        assert row["test_accuracy_low"] <= row["test_accuracy"] <= row["test_accuracy_high"]
+    paired = {row["method"]: row for row in result.paired()}
+    assert set(paired) == set(summary) - {"FUSE, related space"}
+    assert all(row["n"] == 2 and row["verdict"] in ("higher", "lower", "tie") for row in paired.values())
+    assert Path(result.csv).read_text().count("\n") == 1 + len(result.rows)
+    assert latest_comparison(digits_workspace, "custom", "digits-10class").rows == result.rows
