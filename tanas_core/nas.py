@@ -94,7 +94,7 @@ def best_stored_genotype(workspace: Workspace, suite: Suite, task: Task,
             continue
         if record.target_fingerprint != task.fingerprint():
             continue
-        found.append((SearchBudget.from_dict(record.budget).effort, record.finished_at or 0.0, record))
+        found.append((SearchBudget.from_stored(record.budget).effort, record.finished_at or 0.0, record))
     if not found:
         return None
     record = max(found, key=lambda item: item[:2])[2]
@@ -131,7 +131,7 @@ class RelatedPreview:
 
     def budgets(self) -> dict:
         """Per closest task, the ``SearchBudget`` that produced its stored genotype (``None``: not searched)."""
-        return {name: SearchBudget.from_dict(record.budget) if record else None
+        return {name: SearchBudget.from_stored(record.budget) if record else None
                 for name, record in self.records.items()}
 
 

@@ -101,6 +101,14 @@ class Request:
         request.validate()
         return request
 
+    @classmethod
+    def from_stored(cls, params: dict | None):
+        """A request as an earlier version stored it (a search record's budget): fields this version does not know
+        are dropped, missing ones default, and today's limits are not applied (a record says what ran)."""
+        known = {f.name: f for f in fields(cls)}
+        return cls(**{name: _coerce(cls, name, str(known[name].type), value)
+                      for name, value in (params or {}).items() if name in known and value is not None})
+
     def to_dict(self) -> dict:
         """JSON-ready: nested requests as objects, tuples as lists, float fields as floats."""
         out = {}

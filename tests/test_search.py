@@ -265,6 +265,15 @@ def test_random_search_picks_the_best_validation_accuracy(odd_even_splits, tiny_
     assert events[-1]["best_val_accuracy"] == best["val_accuracy"]
 
 
+def test_a_stored_budget_reads_back_under_todays_limits_and_fields():
+    # searches stored before the 1-epoch minimum and the FUSE variants still rank as stored genotypes
+    old = dict(candidates=3, rounds=2, epochs_per_round=0.5, final_epochs=0.5, retired_setting=1)
+    budget = SearchBudget.from_stored(old)
+    assert (budget.final_epochs, budget.effort, budget.mixture) == (0.5, 3.0, "probs")
+    with pytest.raises(ValueError, match="final_epochs must be in 1..1000"):
+        SearchBudget.from_dict({k: v for k, v in old.items() if k != "retired_setting"})
+
+
 def test_bad_budget_and_data_are_refused(odd_even_splits, tiny_preset):
     space = SearchSpace("tiny", ("skip_connect",), TINY, nodes=2)
     with pytest.raises(ValueError, match="candidates must be in 2..32"):
