@@ -341,29 +341,12 @@ def paper_step_seconds(suite_name: str = "ld8", archs: tuple[str, ...] = ("vgg16
     return rows
 
 
-def _layout_step(model: torch.nn.Module, batch: int, channels: int, size: int, layout: str) -> Callable[[], None]:
-    """One AdamW training step of ``model`` on a fixed random batch, with the weights and the images in ``layout``
-    (``"contiguous"``: NCHW, ``"channels_last"``: NHWC)."""
-    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    model = model.to(memory_format=memory_format).train()
-    optimizer = torch.optim.AdamW(model.parameters())
-    x = torch.randn(batch, channels, size, size).contiguous(memory_format=memory_format)
-    y = torch.randint(0, model.head.out_features, (batch,))
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-
-    step()  # warm-up: allocations, kernel choice
-    return step
-
-
 def bench_cells(preset_name: str = "demo", channels: int = 3, size: int = 32, runs: int = 7) -> dict:
     """Training-step time per image of cell networks against the demo VGG-16 at the preset's batch size, in both
     memory layouts: a standard-space genotype (what search candidates cost) and networks of one operation each
     (depthwise-separable, dilated and the 7x1/1x7 convolution). Cases are timed round-robin (``interleaved_medians``).
     Returns ``{batch, threads, rows: [{network, layout, ms_per_image, x_vgg, x_contiguous}]}``."""
+    from .estimates import training_step
     from .networks import build_network
     from .networks.cells import cell_network
     from .search_space import Cell, Genotype, standard_space
@@ -381,9 +364,11 @@ def bench_cells(preset_name: str = "demo", channels: int = 3, size: int = 32, ru
                                                                           channels)
     cases = []
     for name, make in networks.items():
-        for layout in ("contiguous", "channels_last"):
+        for layout, memory_format in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
             torch.manual_seed(0)
-            cases.append(((name, layout), _layout_step(make(), preset.batch_size, channels, size, layout), runs))
+            step = training_step(make(), preset.batch_size, channels, size, "cpu", memory_format)
+            step()  # warm-up: allocations, kernel choice
+            cases.append(((name, layout), step, runs))
     medians = interleaved_medians(cases)
     vgg = medians[(next(iter(networks)), "contiguous")]
     rows = [dict(network=name, layout=layout, ms_per_image=1000 * seconds / preset.batch_size,

@@ -10,6 +10,7 @@ import functools
 import random
 import statistics
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,23 +28,35 @@ from .training import get_preset, resolve_device, step_plan
 CONFIRM_ABOVE_SECONDS = 600.0  # the pages ask for a confirmation above this estimate
 
 
-def time_steps(model: torch.nn.Module, batch: int, channels: int, size: int, device: str = "auto",
-               steps: int = 2) -> float:
-    """Median wall seconds of one AdamW training step of ``model`` on a random batch ``[batch, channels, size,
-    size]`` (after one warm-up step)."""
+def training_step(model: torch.nn.Module, batch: int, channels: int, size: int, device: str = "auto",
+                  memory_format: torch.memory_format = torch.contiguous_format) -> Callable[[], None]:
+    """One AdamW training step of ``model`` on a fixed random batch ``[batch, channels, size, size]``, as a function
+    to time (weights and images in ``memory_format``; synchronised on CUDA so a timer sees the whole step)."""
     target = resolve_device(device)
-    model = model.to(target).train()
+    model = model.to(target, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters())
-    x = torch.randn(batch, channels, size, size, device=target)
+    x = torch.randn(batch, channels, size, size, device=target).contiguous(memory_format=memory_format)
     y = torch.randint(0, model.head.out_features, (batch,), device=target)
-    times = []
-    for index in range(steps + 1):
-        started = time.perf_counter()
+
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
         if target.type == "cuda":
             torch.cuda.synchronize()
+
+    return step
+
+
+def time_steps(model: torch.nn.Module, batch: int, channels: int, size: int, device: str = "auto",
+               steps: int = 2) -> float:
+    """Median wall seconds of one AdamW training step of ``model`` on a random batch ``[batch, channels, size,
+    size]`` (after one warm-up step)."""
+    step = training_step(model, batch, channels, size, device)
+    times = []
+    for index in range(steps + 1):
+        started = time.perf_counter()
+        step()
         if index:
             times.append(time.perf_counter() - started)
     return statistics.median(times)

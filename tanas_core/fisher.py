@@ -96,7 +96,7 @@ def diagonal_fisher(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
                             enumerate(torch.tensor_split(torch.arange(len(inputs)), groups))])
     diagonal = torch.zeros(groups, total, dtype=torch.float64)
     for chunk_grads, _ in _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
-                                             want=("square-sum", membership, groups)):
+                                             want="square-sum", membership=membership):
         diagonal += chunk_grads
     means = (diagonal / torch.bincount(membership, minlength=groups)[:, None]).float()
     return means[0] if groups == 1 else means
@@ -220,10 +220,11 @@ class _ChunkSink:
             self.result[rows].index_add_(1, buckets[span], flat * signs[span])
 
 
-def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
-                       want) -> Iterator[tuple[torch.Tensor, int]]:
-    """Yield per chunk: ``want=("square-sum", membership [M], G)`` -> ``([G, n] float64 sums of squares per group
-    of samples, rows)``; ``"rows"`` -> ``([B, n], rows)``; ``("sketch", k)`` -> ``([B, k] = G_chunk S, rows)``."""
+def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed, want,
+                       membership: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, int]]:
+    """Yield per chunk: ``want="square-sum"`` -> ``([G, n] float64 sums of squares per group of samples, rows)``,
+    ``membership [M]`` giving each sample's group (consecutive runs, ``G = max + 1``); ``"rows"`` -> ``([B, n],
+    rows)``; ``("sketch", k)`` -> ``([B, k] = G_chunk S, rows)``."""
     _check_inputs(inputs, targets, kind)
     if batch_size < 1:
         raise TanasError(f"batch_size must be >= 1, got {batch_size}")
@@ -231,8 +232,7 @@ def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
     total = sum(p.numel() for _, p in selected)
     device = selected[0][1].device
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    membership, groups = (want[1], want[2]) if want[0] == "square-sum" else (None, 1)
-    want = "square-sum" if membership is not None else want
+    groups = 1 if membership is None else int(membership.max()) + 1
     sketch = _sketch_tables(total, want[1], seed, device) if isinstance(want, tuple) else None
     current: dict[str, _ChunkSink] = {}
 

@@ -7,8 +7,8 @@ FUSE, one round: sample C candidates (the incumbent stays one of them) and relax
 then alternate (i) alpha frozen: one step on the candidates' weights on a training batch (equation 17, see below);
 (ii) weights frozen: one step on alpha, descending L_val(alpha; w, c_bar) on a validation batch of half a training
 batch (equation 18; none during the warm-up, below); until alpha converges (the softmax weights move less than
-``tolerance`` over ``window`` steps) or the round's step limit. The winner is argmax alpha (equation 19; Algorithm 1's "argmin" is a
-typo of the slides). ``rounds`` rounds, then the winner is trained from scratch by the caller.
+``tolerance`` over ``window`` steps) or the round's step limit. The winner is argmax alpha (equation 19; Algorithm
+1's "argmin" is a typo of the slides). ``rounds`` rounds, then the winner is trained from scratch by the caller.
 
 Two choices, both measured on a constructed case (one candidate crippled to a constant output, see the tests):
 

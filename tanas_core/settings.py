@@ -213,9 +213,9 @@ class SearchBudget(Request):
     """
 
     WHAT: ClassVar[str] = "search budget"
+    CHOICES: ClassVar[dict] = dict(mixture=MIXTURES, weight_step=WEIGHT_STEPS)
     # At least one epoch of final training: below it a winner is near chance on every demo task, and its test
     # accuracy says nothing about its architecture (docs/search.md: the smallest budget, measured).
-    CHOICES: ClassVar[dict] = dict(mixture=MIXTURES, weight_step=WEIGHT_STEPS)
     LIMITS: ClassVar[dict] = dict(candidates=(2, 32), rounds=(1, 100), epochs_per_round=(0.01, 1000.0),
                                   random_candidates=(1, 10000), random_epochs=(0.01, 1000.0),
                                   final_epochs=(1.0, 1000.0), warmup=(0.0, 0.95), alpha_lr=(1e-6, 10.0),
@@ -250,9 +250,10 @@ class DistanceSettings(Request):
     """How task distances are computed: architectures (matrices averaged over them), ``seeds`` zoo seeds 0..K-1,
     the ``metric`` (eq. 5 ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``, or the extensions
     ``logdet-scaled``, ``frechet-sorted``, ``frechet-mass``), ``sigma`` (log-det only), the Fisher settings,
-    ``workers`` (local processes that train missing zoo networks and compute Fishers), ``replicates`` (K same-initialisation
-    replicates per task and seed, whose distance to the task is the reference ``r[t]``), ``bootstrap`` (resamples
-    of the probe images) and the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the common probe network)."""
+    ``workers`` (local processes that train missing zoo networks and compute Fishers), ``replicates`` (K
+    same-initialisation replicates per task and seed, whose distance to the task is the reference ``r[t]``),
+    ``bootstrap`` (resamples of the probe images) and the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the
+    common probe network)."""
 
     WHAT: ClassVar[str] = "distance settings"
     LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64), replicates=(0, 10),
