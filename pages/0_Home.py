@@ -52,8 +52,7 @@ st.markdown(f"Trains the demo zoo for the `{demo.suite}` suite ({', '.join(demo.
             f"`{demo.preset}` preset), computes its {demo.distances().metric} distances, and runs a short FUSE search "
             f"({demo.budget.candidates} candidates × {demo.budget.rounds} round(s)) for `{demo.target}` on the space "
             "of its closest task: a few minutes on a 2-core CPU, in the background (you can leave this page).")
-if st.button("Run the demo", type="primary"):
-    ui.submit(workspace, "demo", demo)
+ui.attempt("demo", st.button("Run the demo", type="primary"), lambda: ui.submit(workspace, "demo", demo))
 ui.job_panel(workspace, "demo", "Demo runs", limit=3)
 demo_runs = list_jobs(workspace, "demo", 1)
 if demo_runs and demo_runs[0].status == "done":

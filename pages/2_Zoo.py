@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from tanas_core import ui
+from tanas_core.errors import TanasError
 from tanas_core.estimates import zoo_network_estimate
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import DistanceSettings, ZooRequest
@@ -15,11 +16,11 @@ from tanas_core.zoo import zoo_table
 space = ui.page_header("Zoo of learned tasks", "An ε-approximation network per task × architecture × seed: its "
                        "Fisher information on a target's data is what task distances compare.")
 
-def preset_cost_accepted(request: ZooRequest, confirmed: bool) -> bool:
+def check_preset_cost(request: ZooRequest, confirmed: bool) -> None:
     """The GPU-scale ``paper`` preset on a CPU: say what one network costs here (a measured training step x its
-    steps) and train only when ``confirmed``; any other preset or device: yes."""
+    steps); ``TanasError`` unless ``confirmed``. Any other preset or device: nothing to say."""
     if request.preset != "paper" or resolve_device("auto").type != "cpu":
-        return True
+        return
     with st.spinner("Measuring a full-width training step on this CPU..."):
         costs = {arch: zoo_network_estimate("paper", arch, request.suite, workspace=space) for arch in request.archs}
     hours = sum(cost["seconds"] for cost in costs.values()) / 3600 * request.seeds * len(
@@ -28,10 +29,17 @@ def preset_cost_accepted(request: ZooRequest, confirmed: bool) -> bool:
                         f"{cost['step_s']:.2f} s)" for arch, cost in costs.items())
     message = (f"The paper preset is sized for a GPU. On this CPU: {details}; this zoo ≈ {hours:,.0f} hours.")
     if not confirmed:
-        st.error(message + " Tick the box to train anyway, or choose the demo preset.")
-        return False
+        raise TanasError(message + " Tick the box to train anyway, or choose the demo preset.")
     st.warning(message)
-    return True
+
+
+def train(archs: list[str], request: ZooRequest, confirmed: bool) -> None:
+    """Validate the form's request and start the zoo job (``TanasError`` naming what to change otherwise)."""
+    if not archs:
+        raise TanasError("Choose at least one architecture.")
+    request.validate(space)
+    check_preset_cost(request, confirmed)
+    ui.submit(space, "zoo", request)
 
 
 with st.form("train"):
@@ -45,15 +53,9 @@ with st.form("train"):
     preset = columns[3].selectbox("Preset", presets, index=ui.index_of(presets, ZooRequest.default("preset")),
                                   format_func=lambda p: f"{p}: {PRESETS[p].description}")
     confirmed = st.checkbox("Train with the paper preset on this machine even if it takes hours", value=False)
-    if st.form_submit_button("Train in the background"):
-        if not archs:
-            st.error("Choose at least one architecture.")
-        else:
-            request = ZooRequest(suite=suite, archs=tuple(archs), seeds=int(seeds), preset=preset)
-            with ui.user_errors(stop=False):
-                request.validate(space)
-                if preset_cost_accepted(request, confirmed):
-                    ui.submit(space, "zoo", request)
+    pressed = st.form_submit_button("Train in the background")
+    ui.attempt("zoo", pressed, lambda: train(archs, ZooRequest(suite=suite, archs=tuple(archs), seeds=int(seeds),
+                                                               preset=preset), confirmed))
 
 ui.job_panel(space, ("zoo", "demo"), "Training jobs (and demo runs, which train the demo zoo)")
 

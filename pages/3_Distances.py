@@ -109,8 +109,8 @@ def show_probe_view(request: DistanceRequest, suite, tanas) -> None:
     missing = tuple(arch for arch, result in zip(request.archs, stored) if result is None)
     if missing:
         st.info(f"The probe view is not in the workspace yet for {', '.join(missing)}.")
-        if st.button("Compute the common-probe view", key="probe-view"):
-            ui.submit(space, "distances", probe_request.replace(archs=missing))
+        ui.attempt("probe-view", st.button("Compute the common-probe view", key="probe-view"),
+                   lambda: ui.submit(space, "distances", probe_request.replace(archs=missing)))
         return
     probe = stored[0] if len(stored) == 1 else across_architectures(stored)
     if tanas is not None:
@@ -153,8 +153,8 @@ missing = tuple(arch for arch, result in results.items() if result is None)
 if missing:
     st.info(f"Not in the workspace yet: {', '.join(missing)} ({request.metric}, {request.seeds} seed(s), preset "
             f"{request.preset}). Missing zoo networks are trained first.")
-    if st.button("Compute in the background", type="primary"):
-        ui.submit(space, "distances", request.replace(archs=missing))
+    ui.attempt("distances", st.button("Compute in the background", type="primary"),
+               lambda: ui.submit(space, "distances", request.replace(archs=missing)))
 ui.job_panel(space, ("distances", "demo"), "Distance jobs (and demo runs, which compute the demo distances)")
 show_verdict(request)
 

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from tanas_core import comparison, nas, ui
+from tanas_core.errors import TanasError
 from tanas_core.estimates import CONFIRM_ABOVE_SECONDS, cell_step_seconds, search_estimate
 from tanas_core.figures import alpha_figure, comparison_figure, curves_figure
 from tanas_core.jobs import clock, get_job, list_jobs
@@ -162,20 +163,16 @@ def show_estimate(request: SearchRequest) -> float | None:
     return estimate["seconds"]
 
 
-def launch(request: SearchRequest, started: bool, confirmed: bool, estimate: float | None) -> None:
-    """Validate the page's request (an out-of-range value is an ``st.error`` naming the range) and submit it; above
-    10 minutes of estimated time only when ``confirmed``."""
-    if not started:
-        return
-    with ui.user_errors(stop=False):
-        request.validate(space)
-        if estimate is None and not confirmed:  # clicked while the step was being measured: measure now
-            estimate = search_estimate(space, request)["seconds"]
-        if not confirmed and estimate > CONFIRM_ABOVE_SECONDS:
-            st.error(f"This search is estimated at {clock(estimate)} or more on this machine: tick “Start even if "
-                     "the estimate is above 10 minutes” to start it, or lower the budget.")
-            return
-        ui.submit(space, "search", request)
+def launch(request: SearchRequest, confirmed: bool, estimate: float | None) -> None:
+    """Validate the page's request (an out-of-range value is a ``TanasError`` naming the range) and submit it;
+    above 10 minutes of estimated time only when ``confirmed``."""
+    request.validate(space)
+    if estimate is None and not confirmed:  # clicked while the step was being measured: measure now
+        estimate = search_estimate(space, request)["seconds"]
+    if not confirmed and estimate > CONFIRM_ABOVE_SECONDS:
+        raise TanasError(f"This search is estimated at {clock(estimate)} or more on this machine: tick “Start even "
+                         "if the estimate is above 10 minutes” to start it, or lower the budget.")
+    ui.submit(space, "search", request)
 
 
 def show_candidates(latest: dict) -> None:
@@ -231,14 +228,15 @@ def show_comparison(request: SearchRequest) -> None:
     """Launch the (repeated) comparison for the request's target (same closest settings) and show the newest stored
     one: the per-repeat table, means with intervals as a chart, and FUSE-related against each method (paired)."""
     repeats = ui.number_input(st, "Repeats (independent seeds per method)", CompareRequest, "repeats")
-    if st.button("Run the comparison in the background",
-                 help="VGG-16, ResNet-18, DenseNet-121, random search, FUSE standard and related, each repeated: "
-                      "minutes per repeat on the demo preset"):
+    def start() -> None:
         comparison_request = CompareRequest(target=request.target, preset=request.preset, closest=request.closest,
                                             repeats=int(repeats))
-        with ui.user_errors(stop=False):
-            comparison_request.validate(space)
-            ui.submit(space, "compare", comparison_request)
+        comparison_request.validate(space)
+        ui.submit(space, "compare", comparison_request)
+
+    ui.attempt("compare", st.button("Run the comparison in the background",
+                                    help="VGG-16, ResNet-18, DenseNet-121, random search, FUSE standard and related, "
+                                         "each repeated: minutes per repeat on the demo preset"), start)
     ui.job_panel(space, "compare", "Comparison jobs", limit=3)
     suite_name, target = split_target(request.target)
     stored = comparison.latest_comparison(space, suite_name, target)
@@ -272,7 +270,7 @@ with space_box, ui.user_errors(stop=False):
     show_spaces(request)
 with ui.user_errors(stop=False):
     estimate = show_estimate(request)
-launch(request, started, confirmed, estimate)
+ui.attempt("search", started, lambda: launch(request, confirmed, estimate))
 st.header("4. Live search")
 followed = list_jobs(space, SEARCH_KINDS, 30)
 ui.live_fragment(live, any(job.active for job in followed))

@@ -2,7 +2,7 @@
 panels, the background dataset check. The figures are in ``figures`` (no Streamlit there).
 
 View code only: every number shown comes from ``tanas_core``'s functions or the workspace store. A page builds one
-request object from its widgets (``requests``), validates it with ``user_errors`` and hands it to ``submit``.
+request object from its widgets (``requests``), validates it and hands it to ``submit`` inside ``attempt`` (errors stay on screen).
 """
 from __future__ import annotations
 
@@ -97,17 +97,29 @@ def run_settings() -> RunSettings:
     return RunSettings(backend=choice["backend"], ray_address=choice["ray_address"] or None)
 
 
-def submit(space: Workspace, kind: str, request: Request) -> str | None:
+def submit(space: Workspace, kind: str, request: Request) -> str:
     """Launch a background job of ``kind`` for ``request`` on the session's backend, remember it in the session and
-    say so; ``st.error`` (and ``None``) when the request is refused."""
-    try:
-        job_id = runner(space).submit(kind, request, run_settings())
-    except TanasError as error:
-        st.error(str(error))
-        return None
+    say so. Raises ``TanasError`` when the request is refused (call it inside ``attempt``)."""
+    job_id = runner(space).submit(kind, request, run_settings())
     st.session_state[f"last_{kind}_job"] = job_id
     st.toast(f"Started {kind} job {job_id}")
     return job_id
+
+
+def attempt(key: str, pressed: bool, action: Callable[[], object]) -> None:
+    """Run a button's ``action`` when ``pressed``. The ``TanasError`` it raises (bad input, a refused job, a cost
+    that needs confirming) is shown as ``st.error`` and stays on screen on the reruns that follow, until the next
+    press: a live fragment's full rerun (a job or a measurement finishing) would otherwise wipe it a moment after
+    the click. ``key`` names the button (one remembered message per button and session)."""
+    remembered = f"attempt-error:{key}"
+    if pressed:
+        st.session_state.pop(remembered, None)
+        try:
+            action()
+        except TanasError as error:
+            st.session_state[remembered] = str(error)
+    if remembered in st.session_state:
+        st.error(st.session_state[remembered])
 
 
 def live_fragment(render: Callable[[], bool], active: bool, every: float = 1.0) -> None:
@@ -156,9 +168,9 @@ def render_job(space: Workspace, job_id: str) -> None:
         st.error(f"{label} · {job.error.splitlines()[0] if job.error else 'failed'}")
     else:
         st.warning(f"{label} · {job.message}")
-        if job.status == "interrupted" and st.button("Relaunch", key=f"relaunch-{job.id}"):
-            with user_errors(stop=False):
-                runner(space).relaunch(job.id)
+        if job.status == "interrupted":
+            attempt(f"relaunch-{job.id}", st.button("Relaunch", key=f"relaunch-{job.id}"),
+                    lambda: runner(space).relaunch(job.id))
 
 
 @st.cache_resource(ttl=300, show_spinner=False)
