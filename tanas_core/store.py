@@ -116,6 +116,8 @@ class Workspace:
         if not os.access(self.root, os.W_OK):
             raise TanasError(f"workspace {self.root} is not writable; fix its permissions or choose another TANAS_HOME")
         self.db_path = self.root / "tanas.db"
+        # artifacts whose sha256 this object checked: path -> (sha256, size, mtime_ns) at the time
+        self._verified: dict[Path, tuple[str, int, int]] = {}
         with self.connect() as conn:
             conn.executescript(_SCHEMA)
             columns = {row["name"] for row in conn.execute("PRAGMA table_info(networks)")}
@@ -178,19 +180,26 @@ class Workspace:
         return ArtifactRef(str(final.relative_to(self.root)), digest)
 
     def read_tensors(self, ref: ArtifactRef) -> dict[str, torch.Tensor]:
-        """Load a safetensors artifact after checking its sha256; ``CorruptArtifactError`` when it does not match."""
+        """Load a safetensors artifact after checking its sha256; ``CorruptArtifactError`` when it does not match.
+
+        A file this object already checked against the same sha256 is not hashed again while its size and
+        modification time are unchanged (a report reads each Fisher once per metric; rewriting or truncating a file
+        changes them)."""
         path = (self.root / ref.path).resolve()
         if not path.is_relative_to(self.root.resolve()):
             raise CorruptArtifactError(f"artifact path {ref.path!r} points outside the workspace {self.root}; the "
                                        "index was tampered with: refusing to read it")
         if not path.is_file():
             raise CorruptArtifactError(f"artifact {path} is missing; rebuild it (re-run the command that made it)")
-        actual = sha256_file(path)
-        if actual != ref.sha256:
-            raise CorruptArtifactError(
-                f"artifact {path} is corrupt: sha256 {actual[:12]}... differs from the recorded {ref.sha256[:12]}...; "
-                "it was truncated or modified. Rebuild it (re-run the command that made it; the bad entry is "
-                "replaced) or delete it from the workspace")
+        status = path.stat()
+        if self._verified.get(path) != (ref.sha256, status.st_size, status.st_mtime_ns):
+            actual = sha256_file(path)
+            if actual != ref.sha256:
+                raise CorruptArtifactError(
+                    f"artifact {path} is corrupt: sha256 {actual[:12]}... differs from the recorded "
+                    f"{ref.sha256[:12]}...; it was truncated or modified. Rebuild it (re-run the command that made "
+                    "it; the bad entry is replaced) or delete it from the workspace")
+            self._verified[path] = (ref.sha256, status.st_size, status.st_mtime_ns)
         try:
             return load_file(path)
         except (SafetensorError, OSError) as error:

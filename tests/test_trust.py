@@ -119,6 +119,11 @@ def test_batched_summary_distances_equal_the_per_pair_metrics(metric, pair):
                                diagonal_summary(metric, target, segments, 1e-3)[None])
     reference = torch.tensor([pair(b, target, segments) for b in baselines], dtype=torch.float64)
     torch.testing.assert_close(batched, reference, rtol=1e-9, atol=1e-12)
+    # the bootstrap's float32 resamples: float64 distances within single precision of the per-pair metrics
+    single = summary_distance(metric, diagonal_summary(metric, baselines.float(), segments, 1e-3),
+                              diagonal_summary(metric, target.float(), segments, 1e-3)[None])
+    assert single.dtype == torch.float64
+    torch.testing.assert_close(single, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_scale_free_log_det_ignores_a_constant_factor_that_literal_eq5_turns_into_a_distance():
