@@ -221,6 +221,28 @@ def _square(value: int) -> int:
     return value * value
 
 
+def _weights_summary(state: dict, scale: float) -> tuple[int, float]:
+    return len(state), scale * float(sum(tensor.double().sum() for tensor in state.values()))
+
+
+def test_weights_travel_to_worker_processes_as_bytes_not_as_open_file_descriptors():
+    """A report with ``--workers 2`` ran out of open files: every tensor of every queued DenseNet state went to the
+    workers through a shared-memory file descriptor that stayed open. A worker backend's ``put`` now sends a dict of
+    tensors as safetensors bytes, which arrive as the same tensors."""
+    import torch
+
+    from tanas_core.backends import LocalBackend, _TensorsByValue
+
+    state = {f"layer{i}.weight": torch.full((3, 2), float(i)) for i in range(800)}
+    state["count"] = torch.tensor(7, dtype=torch.int64)
+    assert LocalBackend(1).put(state) is state  # in this process: the value itself
+    handle = LocalBackend(2).put(state)
+    assert isinstance(handle, _TensorsByValue)
+    expected = float(sum(tensor.double().sum() for tensor in state.values()))
+    results = dict(LocalBackend(2).map(_weights_summary, [(handle, 1.0), (handle, 2.0), (handle, 3.0)]))
+    assert results == {0: (801, expected), 1: (801, 2 * expected), 2: (801, 3 * expected)}
+
+
 def test_worker_processes_do_not_rerun_a_streamlit_page_installed_as_main(tmp_path, monkeypatch):
     # Streamlit (the app server, AppTest) installs the page it runs as __main__; spawn would re-run it in each worker
     import sys
