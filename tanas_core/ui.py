@@ -2,7 +2,8 @@
 panels, the background dataset check. The figures are in ``figures`` (no Streamlit there).
 
 View code only: every number shown comes from ``tanas_core``'s functions or the workspace store. A page builds one
-request object from its widgets (``requests``), validates it and hands it to ``submit`` inside ``attempt`` (errors stay on screen).
+request object from its widgets (``requests``), validates it and hands it to ``submit``, both inside ``attempt`` (its
+errors stay on screen until the next click).
 """
 from __future__ import annotations
 
