@@ -184,8 +184,8 @@ def _arranged(metric: str, diagonals: torch.Tensor, segments: list[int]) -> torc
     _check_segments(diagonals.shape[-1], segments, metric)
     pieces = torch.split(diagonals, list(segments), dim=-1)
     if metric == "frechet-sorted":
-        # numpy's vectorised sort: the same values, 3.5x faster than torch.sort on this CPU (float64, bootstrap
-        # resamples of a VGG-16 diagonal)
+        # numpy's vectorised (SIMD) sort: the same values as torch.sort, several times faster on a CPU for the
+        # bootstrap's 40 resamples of a VGG-16 diagonal
         return torch.cat([torch.from_numpy(np.sort(piece.cpu().numpy(), axis=-1)) for piece in pieces],
                          dim=-1).to(diagonals.device)
     return torch.stack([piece.sum(-1) for piece in pieces], dim=-1)
