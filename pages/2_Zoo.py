@@ -33,9 +33,9 @@ def check_preset_cost(request: ZooRequest, confirmed: bool) -> None:
     st.warning(message)
 
 
-def train(archs: list[str], request: ZooRequest, confirmed: bool) -> None:
+def train(request: ZooRequest, confirmed: bool) -> None:
     """Validate the form's request and start the zoo job (``TanasError`` naming what to change otherwise)."""
-    if not archs:
+    if not request.archs:
         raise TanasError("Choose at least one architecture.")
     request.validate(space)
     check_preset_cost(request, confirmed)
@@ -54,8 +54,8 @@ with st.form("train"):
                                   format_func=lambda p: f"{p}: {PRESETS[p].description}")
     confirmed = st.checkbox("Train with the paper preset on this machine even if it takes hours", value=False)
     pressed = st.form_submit_button("Train in the background")
-    ui.attempt("zoo", pressed, lambda: train(archs, ZooRequest(suite=suite, archs=tuple(archs), seeds=int(seeds),
-                                                               preset=preset), confirmed))
+    ui.attempt("zoo", pressed, lambda: train(ZooRequest(suite=suite, archs=tuple(archs), seeds=int(seeds),
+                                                         preset=preset), confirmed))
 
 ui.job_panel(space, ("zoo", "demo"), "Training jobs (and demo runs, which train the demo zoo)")
 

@@ -290,9 +290,9 @@ def _bootstrap(fishers: FisherSource, request: DistanceRequest, networks: list[N
 def _resampled_summary(request: DistanceRequest, chunks: torch.Tensor, weights: torch.Tensor,
                        times_drawn: torch.Tensor, segments) -> torch.Tensor:
     """``diagonal_summary`` of the resampled Fishers ``[S, ...]``: pieces ``chunks [P, n]`` of image shares
-    ``weights [P]`` drawn ``times_drawn [S, P]`` times. In float32, the stored pieces' precision: 2-3x faster than
-    float64 on a VGG-16 diagonal, and the resampled distances move by less than 1e-5 (the bootstrap's spread is
-    orders of magnitude wider)."""
+    ``weights [P]`` drawn ``times_drawn [S, P]`` times. Mixed (and, for ``frechet-sorted``, sorted) in float32, the
+    stored pieces' precision, which mostly speeds up the sort; ``diagonal_summary`` normalises in float64, so the
+    resampled distances stay within single precision of float64 ones (tested against the per-pair metrics)."""
     mix = times_drawn * weights[None, :]
     return diagonal_summary(request.metric, (mix / mix.sum(1, keepdim=True)).float() @ chunks.float(), segments,
                             request.sigma)
