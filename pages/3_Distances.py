@@ -120,6 +120,16 @@ def show_probe_view(request: DistanceRequest, suite, tanas) -> None:
     show_result("common probe", probe, suite, request.metric)
 
 
+def identity_table(columns: dict) -> pd.DataFrame:
+    """One row per target column of a validation report's identity test (``validation.identity_columns``)."""
+    return pd.DataFrame([{
+        "target": target, "twin ranks first": f"{c['hits']}/{c['cases']}", "share": c["share"],
+        "95 % interval": f"{c['low']:.2f}–{c['high']:.2f}",
+        "beaten by (cases)": ", ".join(f"{name}{' ★' if name in c['refined_by'] else ''} ({count})"
+                                       for name, count in c["beaten_by"].items()) or "—"}
+        for target, c in columns.items()])
+
+
 def show_verdict(request: DistanceRequest) -> None:
     """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?"""
     row = row_name(request.view, request.metric)
@@ -133,6 +143,18 @@ def show_verdict(request: DistanceRequest) -> None:
     else:
         st.info(text + f" Measure it: `python -m tanas_core validate distances --suite {request.suite} --preset "
                 f"{request.preset}`.")
+    columns = (report or {}).get("columns", {}).get(row)
+    if columns:
+        with st.expander(f"Column by column ({row}): does each target's twin rank closest?"):
+            st.dataframe(identity_table(columns), hide_index=True, width="stretch")
+            unrefined = report["metrics"][row].get("identity_top1_unrefined")
+            st.caption("Twin: a same-initialisation replicate of the target (other data), placed among the baselines; "
+                       "a column whose twin rarely ranks first cannot rank its baselines either. Interval: Wilson "
+                       "95 %, too narrow (two replicates share a network). ★: the baseline's labels refine the "
+                       "target's (a network trained on a finer labelling of the same images)"
+                       + ("" if unrefined is None else f"; without those baselines the twin ranks first in "
+                                                       f"{unrefined:.0%} of cases (a diagnostic, not the verdict)")
+                       + ".")
     if report is not None:
         with st.expander("Every metric of the report (those that fail included)"):
             st.dataframe(pd.DataFrame([dict(metric=name, verdict=verdict(report, name)[0], **figures)

@@ -1,7 +1,8 @@
-"""Means with confidence intervals and paired differences for repeated measurements (a few seeds per method).
+"""Means and shares with confidence intervals, and paired differences, for repeated measurements (a few seeds).
 
 Student's t intervals: with R = 3 repeats the 95 % half-width is 4.3 standard errors, so only large differences are
-called; a difference whose interval reaches 0 is a **tie**.
+called; a difference whose interval reaches 0 is a **tie**. Shares of hits (how often a test succeeds) get Wilson's
+score interval.
 """
 from __future__ import annotations
 
@@ -39,3 +40,17 @@ def paired_difference(first, second, level: float = 0.95) -> dict:
     else:
         verdict = "tie"
     return dict(mean=mean, low=low, high=high, n=len(pairs), verdict=verdict)
+
+
+def proportion_interval(hits: int, cases: int, level: float = 0.95) -> tuple[float, float, float]:
+    """``(hits / cases, low, high)`` with Wilson's score interval at ``level`` (it stays inside [0, 1] and is not
+    empty at 0 or ``cases`` hits, unlike the normal approximation); all ``nan`` for no case. It assumes independent
+    cases: for cases that share a network (two replicates of one target) it is too narrow, a lower bound on the
+    uncertainty."""
+    if cases <= 0:
+        return math.nan, math.nan, math.nan
+    z = float(stats.norm.ppf((1 + level) / 2))
+    share = hits / cases
+    centre = (share + z * z / (2 * cases)) / (1 + z * z / cases)
+    half = z * math.sqrt(share * (1 - share) / cases + z * z / (4 * cases * cases)) / (1 + z * z / cases)
+    return share, max(0.0, centre - half), min(1.0, centre + half)

@@ -162,6 +162,22 @@ def _resolve_class(task: str, dataset: str, class_names: tuple[str, ...], value)
     raise TanasError(f"task {task!r}: class {value!r} does not exist in {dataset} (classes: {shown})")
 
 
+def refines(finer: Task, coarser: Task) -> bool:
+    """True when ``finer`` labels every image of ``coarser`` at least as finely: same dataset, every class that
+    ``coarser`` uses is used by ``finer``, and two classes that share an output of ``finer`` share one of ``coarser``
+    (so ``coarser``'s label is a function of ``finer``'s). MNIST 10-class refines "digit 0" and "odd / even"; "0, 1,
+    2, 3, anything else" refines "digit 0" but not "digit 6" (6 shares "anything else" with 7). A task refines
+    itself."""
+    if finer.dataset != coarser.dataset:
+        return False
+    names = dataset_class_names(coarser.dataset)
+    fine, coarse = finer.label_map(names), coarser.label_map(names)
+    used = coarse >= 0
+    if (fine[used] < 0).any():
+        return False
+    return all(len(set(coarse[used & (fine == output)])) <= 1 for output in set(fine[used].tolist()))
+
+
 # ---------------------------------------------------------------------------------------------------- splits
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ PRESETS: dict[str, Preset] = {
         description="2-core CPU: 1/8-width networks (DenseNet growth 2), 2,000 balanced training images, "
                     "3 epochs (DenseNet 2)",
     ),
+    "long": Preset(
+        name="long",
+        sizes=SplitSizes(train=8000, val=1000, test=1000),
+        widths={"vgg16": 0.125, "resnet18": 0.125, "densenet121": 0.0625},
+        epochs=8, arch_epochs={"densenet121": 6}, batch_size=64, lr=0.01, weight_decay=0.01, epsilon=0.2,
+        description="2-core CPU, ~10x the demo's training: the demo's networks on 8,000 balanced training images "
+                    "for 8 epochs (DenseNet 6); to see whether distances beat their noise with more training",
+    ),
     "smoke": Preset(
         name="smoke",
         sizes=SplitSizes(train=300, val=100, test=200),

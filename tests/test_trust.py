@@ -19,8 +19,10 @@ from tanas_core.records import DistanceResult
 from tanas_core.requests import FisherConfig
 from tanas_core.suites import resolve_suite
 from tanas_core.tasks import make_splits, make_task
-from tanas_core.validation import (ValidateRequest, closest_stability, identity_top1, same_dataset_auc,
-                                   signal_to_noise, validate_distances)
+from tanas_core.intervals import proportion_interval
+from tanas_core.tasks import refines
+from tanas_core.validation import (ValidateRequest, closest_stability, identity_columns, identity_top1,
+                                   same_dataset_auc, signal_to_noise, validate_distances)
 from tanas_core.zoo import data_seed, train_zoo_network
 
 TASKS = (make_task("digits-zero", "digits", [["0"]], other=True),
@@ -153,6 +155,49 @@ def test_the_identity_test_ranks_an_exact_copy_first_and_a_scrambled_twin_last()
         np.median([np.median([matrices.mean(0)[b, t] for b in range(3) if b != t]) / 0.1 for t in range(3)]))
 
 
+def test_a_task_refines_another_when_its_labels_determine_the_others():
+    zero, low_high, ten = TASKS
+    assert refines(ten, zero) and refines(ten, low_high) and refines(zero, zero)
+    assert not refines(zero, ten) and not refines(low_high, zero) and not refines(zero, low_high)
+    mnist = {task.name: task for task in resolve_suite("mnist4").tasks}
+    assert refines(mnist["mnist-0123-else"], mnist["mnist-digit0"])
+    assert not refines(mnist["mnist-0123-else"], mnist["mnist-digit6"])  # 6 shares "anything else" with 7
+    only_some = make_task("digits-0-vs-1", "digits", [["0"], ["1"]])
+    assert not refines(only_some, zero)  # digit 0 also labels 2..9, which this task never sees
+    other_dataset = make_task("mnist-10", "mnist", [[str(d)] for d in range(10)])
+    assert not refines(other_dataset, zero)
+
+
+def test_the_identity_test_column_by_column_and_without_refining_baselines():
+    # column a: baseline c is closer than a's twin, and c refines a; column b: the twin wins; column c: b beats it
+    matrices = np.array([[[0, 0.5, 0.6], [0.5, 0, 0.3], [0.2, 0.5, 0]]] * 2, float)
+    replicates = np.array([[[0.3], [0.4], [0.35]]] * 2, float)
+    result = _result(matrices, replicates)
+
+    def refining(baseline, target):
+        return (baseline, target) == ("c", "a")
+
+    assert identity_top1([result]) == pytest.approx(2 / 6)
+    assert identity_top1([result], refining) == pytest.approx(4 / 6)
+    columns = identity_columns([result], refining)
+    assert {t: (c["hits"], c["cases"]) for t, c in columns.items()} == dict(a=(0, 2), b=(2, 2), c=(0, 2))
+    assert columns["a"]["beaten_by"] == dict(c=2) and columns["a"]["refined_by"] == ["c"]
+    assert columns["c"]["beaten_by"] == dict(b=2) and columns["c"]["refined_by"] == []
+    assert columns["b"]["low"] < 1 == columns["b"]["high"] and columns["a"]["low"] == 0 < columns["a"]["high"]
+
+
+@pytest.mark.parametrize("hits, cases", [(0, 5), (17, 18), (9, 18), (18, 18), (1, 2)])
+def test_wilsons_interval_solves_its_defining_equation(hits, cases):
+    share, low, high = proportion_interval(hits, cases)
+    z = 1.959963984540054
+    assert share == hits / cases and 0 <= low <= share <= high <= 1
+    # the bounds are the p at which the observed share sits exactly z standard errors away (or 0 / 1 at the edges)
+    for bound in (low, high):
+        if 0 < bound < 1:
+            assert abs(share - bound) == pytest.approx(z * np.sqrt(bound * (1 - bound) / cases), rel=1e-9)
+    assert (low == 0) == (hits == 0) and (high == 1) == (hits == cases)
+
+
 def test_dataset_auc_and_closest_stability_on_a_constructed_case():
     # a, b from one dataset, c from another: a and b are each other's closest, c is far from both
     matrices = np.array([[[0, 0.1, 0.9], [0.1, 0, 0.8], [0.9, 0.8, 0]]] * 3, float)
@@ -178,6 +223,10 @@ def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspac
         assert 0 <= figures["closest_stability"] <= 1 and figures["seconds"] >= 0
         assert figures["same_dataset_auc"] is None  # one dataset
         assert (figures["logdet_lift"] is not None) == name.split(":")[-1].startswith("logdet")
+        identity = report["columns"][name]
+        assert sum(c["cases"] for c in identity.values()) == len(TASKS) * 2 * 1  # targets x seeds x replicates
+        assert sum(c["hits"] for c in identity.values()) / 6 == pytest.approx(figures["identity_top1"])
+        assert figures["identity_top1_unrefined"] >= figures["identity_top1"]  # fewer rivals, never fewer wins
     # the networks, their replicates and the Fishers are computed once for every metric
     assert len(digits_workspace.list_networks()) == 3 * 2 * 2
 
@@ -204,13 +253,19 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     figures = dict(identity_top1=0.68, signal_to_noise=1.19, same_dataset_auc=None, closest_stability=0.86,
                    logdet_lift=None, seconds=1.0)
     report = dict(suite="mnist4", preset="demo", archs=["vgg16"], seeds=3, replicates=2, default_metric="frechet",
-                  metrics=dict(frechet=figures), created_at=0.0)
+                  metrics=dict(frechet=dict(figures, identity_top1_unrefined=0.92)), created_at=0.0,
+                  columns=dict(frechet={"mnist-digit0": dict(
+                      hits=9, cases=18, share=0.5, low=0.29, high=0.71, beaten_by={"mnist-10class": 8},
+                      refined_by=["mnist-10class"])}))
     Workspace().put_result("validation", "constructed", report)
     text = page_text()
     assert "Separates these tasks from noise (frechet): no" in text and "identity_top1 0.68 < 0.95" in text
     # the failing metric is listed with its verdict, not hidden
     listed = [t for t in tables if "verdict" in t.columns]
     assert listed and listed[0].set_index("metric").loc["frechet", "verdict"] == "no"
+    # and column by column: what the twin loses to, a refining baseline marked
+    by_column = [t for t in tables if "twin ranks first" in t.columns]
+    assert by_column and by_column[-1].iloc[0]["beaten by (cases)"] == "mnist-10class ★ (8)"
 
 
 def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies_add_up(digits_workspace,
