@@ -123,7 +123,7 @@ def show_probe_view(request: DistanceRequest, suite, tanas) -> None:
 def identity_table(columns: dict) -> pd.DataFrame:
     """One row per target column of a validation report's identity test (``validation.identity_columns``)."""
     return pd.DataFrame([{
-        "target": target, "twin ranks first": f"{c['hits']}/{c['cases']}", "share": c["share"],
+        "target": target, "twin ranks first": f"{c['hits']}/{c['cases']}", "share": round(c["share"], 2),
         "95 % interval": f"{c['low']:.2f}–{c['high']:.2f}",
         "beaten by (cases)": ", ".join(f"{name}{' ★' if name in c['refined_by'] else ''} ({count})"
                                        for name, count in c["beaten_by"].items()) or "—"}
@@ -151,7 +151,7 @@ def show_verdict(request: DistanceRequest) -> None:
             st.caption("Twin: a same-initialisation replicate of the target (other data), placed among the baselines; "
                        "a column whose twin rarely ranks first cannot rank its baselines either. Interval: Wilson "
                        "95 %, too narrow (two replicates share a network). ★: the baseline's labels refine the "
-                       "target's (a network trained on a finer labelling of the same images)"
+                       "target's (a network trained on a finer labelling of the same dataset)"
                        + ("" if unrefined is None else f"; without those baselines the twin ranks first in "
                                                        f"{unrefined:.0%} of cases (a diagnostic, not the verdict)")
                        + ".")

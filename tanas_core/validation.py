@@ -17,7 +17,7 @@ and answers, from the networks alone:
   the TA-NAS view's ordering of the baselines (same metric).
 * ``identity_top1_unrefined`` (a diagnostic, not a goal): the identity test without the baselines whose labels
   refine the target's (``tasks.refines``: MNIST 10-class for "digit 0"). A network trained on a finer labelling of
-  the same images can be as close as the twin for a reason (the source finds 10-class tasks close to others); the
+  the same dataset can be as close as the twin for a reason (the source finds 10-class tasks close to others); the
   verdict still uses ``identity_top1``.
 
 Per row, ``columns`` holds the identity test of each target column with its interval and the baselines that beat
