@@ -13,14 +13,13 @@ from tanas_core.distance import (diagonal_summary, frechet_distance, logdet_dist
                                  mass_frechet_distance, scaled_logdet_distance, sorted_frechet_distance,
                                  summary_distance)
 from tanas_core.fisher import diagonal_fisher, select_parameters
+from tanas_core.intervals import proportion_interval
 from tanas_core.networks import build_network
 from tanas_core.probe import probe_capacity, probe_mask, probe_selection
 from tanas_core.records import DistanceResult
 from tanas_core.requests import FisherConfig
 from tanas_core.suites import resolve_suite
-from tanas_core.tasks import make_splits, make_task
-from tanas_core.intervals import proportion_interval
-from tanas_core.tasks import refines
+from tanas_core.tasks import make_splits, make_task, refines
 from tanas_core.validation import (ValidateRequest, closest_stability, identity_columns, identity_top1,
                                    same_dataset_auc, signal_to_noise, validate_distances)
 from tanas_core.zoo import data_seed, train_zoo_network
