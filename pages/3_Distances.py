@@ -12,7 +12,7 @@ import streamlit as st
 from tanas_core import ui
 from tanas_core.figures import atlas_figure, heatmap_figure
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.requests import METRICS, DistanceRequest, FisherConfig
+from tanas_core.requests import METRICS, REFERENCES, DistanceRequest, FisherConfig
 from tanas_core.task_distances import across_architectures, nearest_stored, stored_distances, task_atlas
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
@@ -85,9 +85,9 @@ def show_result(name: str, result, suite, metric: str) -> None:
     left.markdown("**Closest baseline per target** (rank frequency over seeds × bootstrap resamples of the probe "
                   "images; baselines whose paired difference to it reaches 0 are ties, circled on the heatmap)")
     left.dataframe(table, hide_index=True, width="stretch")
-    right.markdown("**Reference per target**: r[t], the distance of t's same-initialisation replicates (a baseline "
-                   "closer than r[t] cannot be told apart from t); the spread between different seeds; for "
-                   "log-det, how far F[t, t] rises above σ² (near 0: the distance measures σ)")
+    right.markdown(f"**Reference per target**: r[t], the distance of {REFERENCES[result.view]} (a baseline closer "
+                   "than r[t] cannot be told apart from t); the spread between different seeds; for log-det, how far "
+                   "F[t, t] rises above σ² (near 0: the distance measures σ)")
     right.dataframe(noise, hide_index=True, width="stretch")
     frame = pd.DataFrame(result.mean, index=pd.Index(result.tasks, name="baseline \\ target"), columns=result.tasks)
     ui.download_csv(frame, f"distances-{suite.name}-{name.replace(' ', '_')}-{result.view}-{metric}.csv",
@@ -102,8 +102,8 @@ def show_probe_view(request: DistanceRequest, suite, tanas) -> None:
     probe_request = request.replace(view="probe")
     st.markdown("**Common probe network** (Task2Vec's design, not the source document's): per architecture and "
                 "seed one network trained on every class of the suite's datasets; its head is refitted per task and "
-                "d[b, t] compares its Fisher on X_b with its Fisher on X_t. The reference r[t] retrains the probe "
-                "(same initial weights, other data).")
+                "d[b, t] compares its Fisher on X_b with its Fisher on X_t. The reference r[t] compares "
+                f"{REFERENCES['probe']}; retraining the probe is what the spread over seeds shows.")
     show_verdict(probe_request)
     stored = stored_distances(space, probe_request)
     missing = tuple(arch for arch, result in zip(request.archs, stored) if result is None)
@@ -148,9 +148,9 @@ def show_verdict(request: DistanceRequest) -> None:
         with st.expander(f"Column by column ({row}): does each target's twin rank closest?"):
             st.dataframe(identity_table(columns), hide_index=True, width="stretch")
             unrefined = report["metrics"][row].get("identity_top1_unrefined")
-            st.caption("Twin: a same-initialisation replicate of the target (other data), placed among the baselines; "
-                       "a column whose twin rarely ranks first cannot rank its baselines either. Interval: Wilson "
-                       "95 %, too narrow (two replicates share a network). ★: the baseline's labels refine the "
+            st.caption(f"Twin of a target t: {REFERENCES[request.view]}, placed among t's baselines; a column "
+                       "whose twin rarely ranks first cannot rank its baselines either. Interval: "
+                       "Wilson 95 %, too narrow (two twins share a network). ★: the baseline's labels refine the "
                        "target's (a network trained on a finer labelling of the same dataset)"
                        + ("" if unrefined is None else f"; without those baselines the twin ranks first in "
                                                        f"{unrefined:.0%} of cases (a diagnostic, not the verdict)")

@@ -6,8 +6,8 @@ trained on the suite's broad task (every class of each of its datasets together,
 classes for ``ld8``), whose head is refitted on each task before the Fisher is taken on that task's held-out probe
 images. ``d[b, t]`` of the probe view compares ``F[P, X_b]`` with ``F[P, X_t]``: the same backbone, other data.
 
-Its replicates (same initial weights, other data seed) give the probe view's reference exactly as zoo replicates do
-for TA-NAS. Probe networks are stored like zoo networks (safetensors, sha256) but indexed as results of kind
+Within a seed every ``d[b, t]`` of this view compares two Fishers of the one probe network, so its reference compares
+other draws of a task's data under that network (``task_distances``), not retrained probes. Probe networks are stored like zoo networks (safetensors, sha256) but indexed as results of kind
 ``probe_network``, so the zoo's tables list tasks only.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .suites import Suite
 from .tasks import Task, make_splits, make_task
 from .data import dataset_class_names
 from .training import Preset, TrainResult, evaluate, fit, resolve_device
-from .zoo import SPLITS_VERSION, data_seed, intact, write_checkpoint
+from .zoo import SPLITS_VERSION, intact, write_checkpoint
 
 PROBE_TASK = "probe: every class"
 
@@ -38,10 +38,11 @@ def broad_tasks(suite: Suite) -> list[Task]:
             for dataset in suite.datasets]
 
 
-def probe_network_key(suite: Suite, arch: str, preset: Preset, seed: int, replicate: int = 0) -> str:
+def probe_network_key(suite: Suite, arch: str, preset: Preset, seed: int) -> str:
     """Configuration hash of a probe network (everything that decides its weights)."""
+    # replicate=0: the key probe networks were stored under when they had retrained replicates
     return config_key(dict(kind="probe-network", tasks=[t.fingerprint() for t in broad_tasks(suite)],
-                           spec=vars(suite.spec), arch=arch, preset=preset.to_dict(), seed=seed, replicate=replicate,
+                           spec=vars(suite.spec), arch=arch, preset=preset.to_dict(), seed=seed, replicate=0,
                            splits=SPLITS_VERSION))
 
 
@@ -61,16 +62,16 @@ def broad_data(suite: Suite, preset: Preset, seed: int) -> dict[str, tuple[torch
 
 
 def train_probe_network(suite: Suite, arch: str, preset: Preset, seed: int, device: str = "auto",
-                        context: RunContext | None = None, replicate: int = 0) -> TrainResult:
-    """Train the probe network of ``(arch, seed, replicate)``: initial weights from ``seed`` (the same backbone
-    draw as every zoo network of that seed), data and batch order from ``data_seed(seed, replicate)``."""
+                        context: RunContext | None = None) -> TrainResult:
+    """Train the probe network of ``(arch, seed)``: initial weights, data and batch order from ``seed`` (the same
+    backbone draw as every zoo network of that seed)."""
     started = time.perf_counter()
-    data = broad_data(suite, preset, data_seed(seed, replicate))
+    data = broad_data(suite, preset, seed)
     torch.manual_seed(seed)
     model = build_network(arch, sum(t.num_outputs for t in broad_tasks(suite)), suite.spec.channels,
                           preset.widths[arch])
-    history = fit(model, *data["train"], preset, preset.epochs_for(arch), data_seed(seed, replicate), device,
-                  context, name=f"probe network of {suite.name}")
+    history = fit(model, *data["train"], preset, preset.epochs_for(arch), seed, device, context,
+                  name=f"probe network of {suite.name}")
     check = context.check if context is not None else None
     val_accuracy = evaluate(model, *data["val"], device=device, check=check)
     test_accuracy = evaluate(model, *data["test"], device=device, check=check)
@@ -78,29 +79,25 @@ def train_probe_network(suite: Suite, arch: str, preset: Preset, seed: int, devi
                        time.perf_counter() - started, str(resolve_device(device)), history)
 
 
-def probe_networks(context: RunContext, suite: Suite, arch: str, preset: Preset, seeds: list[int],
-                   replicates: int) -> dict[tuple[int, int], NetworkRecord]:
-    """``{(seed, replicate): record}`` of the probe networks, trained here when missing or corrupt (each is
-    stored as soon as it is done)."""
-    jobs = [(seed, r) for seed in seeds for r in range(replicates + 1)]
+def probe_networks(context: RunContext, suite: Suite, arch: str, preset: Preset,
+                   seeds: list[int]) -> dict[int, NetworkRecord]:
+    """``{seed: record}`` of the probe networks, trained here when missing or corrupt (each is stored as soon as
+    it is done)."""
     records = {}
-    for index, (seed, replicate) in enumerate(jobs):
-        step = context.phase(f"probe network / {arch} / seed {seed}" + (f" / replicate {replicate}" if replicate
-                                                                        else ""),
-                             index / len(jobs), (index + 1) / len(jobs))
-        records[(seed, replicate)] = _ensure_probe(step, suite, arch, preset, seed, replicate)
+    for index, seed in enumerate(seeds):
+        step = context.phase(f"probe network / {arch} / seed {seed}", index / len(seeds), (index + 1) / len(seeds))
+        records[seed] = _ensure_probe(step, suite, arch, preset, seed)
     return records
 
 
-def _ensure_probe(context: RunContext, suite: Suite, arch: str, preset: Preset, seed: int,
-                  replicate: int) -> NetworkRecord:
-    workspace, key = context.workspace, probe_network_key(suite, arch, preset, seed, replicate)
+def _ensure_probe(context: RunContext, suite: Suite, arch: str, preset: Preset, seed: int) -> NetworkRecord:
+    workspace, key = context.workspace, probe_network_key(suite, arch, preset, seed)
     stored = workspace.get_result("probe_network", key)
     record, _ = intact(workspace, NetworkRecord(**stored[0]) if stored is not None else None)
     if record is not None:
         return record
-    result = train_probe_network(suite, arch, preset, seed, context.device, context, replicate)
+    result = train_probe_network(suite, arch, preset, seed, context.device, context)
     definition = json.dumps([t.to_dict() for t in broad_tasks(suite)])
-    record = write_checkpoint(workspace, key, suite, PROBE_TASK, definition, arch, preset, seed, result, replicate)
+    record = write_checkpoint(workspace, key, suite, PROBE_TASK, definition, arch, preset, seed, result)
     workspace.put_result("probe_network", key, asdict(record), ArtifactRef(record.checkpoint, record.sha256))
     return record

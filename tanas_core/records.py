@@ -198,10 +198,12 @@ class DistanceResult:
     Attributes:
         tasks: task names; ``matrices[k, b, t]`` is seed ``k``'s ``d[b, t]`` (row baseline, column target).
         mean, std: over seeds, ``[T, T]``.
-        replicates: ``[seeds, T, K]``, ``d[r, t]`` for the K same-initialisation replicates ``r`` of ``t`` (same
-            initial weights as ``t``'s network, other data seed) placed as baselines of column ``t``; K may be 0.
+        replicates: ``[seeds, T, K]``, ``d[r, t]`` for the K replicates ``r`` of ``t`` placed as baselines of column
+            ``t`` (``settings.REFERENCES``: TA-NAS view, networks with ``t``'s network's initial weights and another
+            data seed; probe view, other draws of ``t``'s data under the same probe network); K may be 0.
         reference: per task, the mean of ``replicates`` (``nan`` without replicates): the distance a baseline has
-            to beat to be told apart from ``t`` itself (the source's Remarks 1/2 setting: same initialisation).
+            to beat to be told apart from ``t`` itself (TA-NAS view: the source's Remarks 1/2 setting, same
+            initialisation).
         noise_floor: per task, the mean distance between networks of *different* initialisations (seeds) on the
             task's own data (``nan`` with one seed): the cross-initialisation spread, not the reference.
         lift: ``[seeds, T]``, ``mean log(diag F[t, t] + sigma^2) - log sigma^2`` (log-det metrics; else ``nan``).
@@ -279,7 +281,7 @@ class DistanceResult:
 
     @property
     def reference(self) -> np.ndarray:
-        """Per task, the mean same-initialisation replicate distance ``r[t]`` (``nan`` without replicates)."""
+        """Per task, the mean replicate distance ``r[t]`` (``nan`` without replicates)."""
         if self.replicates.shape[-1] == 0:
             return np.full(len(self.tasks), np.nan)
         return self.replicates.mean(axis=(0, 2))

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .networks import ARCHITECTURES
-from .settings import (HEADS, METHODS, METRICS, MIXTURES, PARAMS, SPACES, VIEWS, WEIGHT_STEPS, DistanceSettings,
-                       FisherConfig, Request, SearchBudget, parse_archs, parse_names, preset_names)
+from .settings import (HEADS, METHODS, METRICS, MIXTURES, PARAMS, REFERENCES, SPACES, VIEWS, WEIGHT_STEPS,
+                       DistanceSettings, FisherConfig, Request, SearchBudget, parse_archs, parse_names, preset_names)
 from .suites import CUSTOM_SUITE, SUITE_NAMES, resolve_suite, split_target
 from .errors import TanasError
 
-__all__ = ["HEADS", "METHODS", "METRICS", "MIXTURES", "PARAMS", "SPACES", "VIEWS", "WEIGHT_STEPS", "ClosestSettings",
-           "CompareRequest", "DemoRequest", "DistanceRequest", "DistanceSettings", "FisherConfig", "Request",
+__all__ = ["HEADS", "METHODS", "METRICS", "MIXTURES", "PARAMS", "REFERENCES", "SPACES", "VIEWS", "WEIGHT_STEPS",
+           "ClosestSettings", "CompareRequest", "DemoRequest", "DistanceRequest", "DistanceSettings", "FisherConfig", "Request",
            "SearchBudget", "SearchRequest", "ZooRequest", "ZooSearchRequest", "parse_archs", "parse_names",
            "preset_names", "split_target"]
 
@@ -67,8 +67,8 @@ class DistanceRequest(DistanceSettings):
     def validate(self, workspace=None) -> None:
         super().validate()
         suite = _check_suite(self.suite, workspace)
-        if suite is not None:  # the probe images of every task must hold M
-            self.fisher.check_probe(suite.tasks)
+        if suite is not None:  # the probe images (and, in the probe view, the data draws) of every task must hold M
+            self.fisher.check_probe(suite.tasks, draws=self.view == "probe" and self.replicates > 0)
 
     def for_arch(self, arch: str) -> DistanceRequest:
         """The same request for one architecture."""

@@ -23,6 +23,11 @@ METHODS = ("fuse", "random")
 # "tanas": d[b, t] compares task b's network on X_t with t's (the source); "probe": one common probe network per
 # architecture and seed embeds every task (Task2Vec's design, ``probe_network``).
 VIEWS = ("tanas", "probe")
+# Each view's reference r[t] (the identity test's twin) pairs what its d[b, t] pairs: two networks of one
+# initialisation (TA-NAS), two Fishers of one network on other data (probe).
+REFERENCES = dict(tanas="a same-initialisation replicate of t (same initial weights, other data)",
+                  probe="another draw of t's data under the same probe network (its head fitted on other training "
+                        "images, its Fisher on test images)")
 HEADS = ("refit", "own")
 # FUSE's relaxed output (equation 16) mixes class probabilities or logits; its weight step (equation 17) trains each
 # candidate on its own loss or, literally, the relaxed loss (see ``fuse``).
@@ -171,7 +176,8 @@ class FisherConfig(Request):
 
     ``samples``: M, held-out probe images of ``X_t`` the Fisher averages over (``tasks.make_probe``: no network
     trained on them, no head was fitted on them; rounded down to a multiple of the task's outputs);
-    ``head_samples``: training images of ``X_t`` the refitted head is fitted on; ``head``: ``"refit"`` or ``"own"``;
+    ``head_samples``: training images of ``X_t`` the refitted head is fitted on; ``head_weight_decay``: the L2
+    penalty of that fit (per squared weight, added to the mean cross-entropy); ``head``: ``"refit"`` or ``"own"``;
     ``params``: ``"backbone"`` or ``"all"``; ``projection_dim``: CountSketch width for full-matrix metrics (``None``:
     exact); ``batch_size``: samples per per-sample-gradient chunk; ``chunks``: pieces of the probe images whose
     diagonals are kept apart (their weighted mean is the Fisher; resampling them is the bootstrap over images).
@@ -179,7 +185,7 @@ class FisherConfig(Request):
 
     WHAT: ClassVar[str] = "Fisher settings"
     LIMITS: ClassVar[dict] = dict(samples=(2, 8192), head_samples=(2, 65536), batch_size=(1, 4096),
-                                  projection_dim=(1, 100_000_000), chunks=(1, 64))
+                                  projection_dim=(1, 100_000_000), chunks=(1, 64), head_weight_decay=(0.0, 100.0))
     CHOICES: ClassVar[dict] = dict(head=HEADS, params=PARAMS)
 
     samples: int = 512
@@ -189,14 +195,25 @@ class FisherConfig(Request):
     projection_dim: int | None = None
     batch_size: int = 128
     chunks: int = 8  # diagonals are stored per piece of the probe images: the bootstrap resamples the pieces
+    head_weight_decay: float = 1e-4
 
-    def check_probe(self, tasks) -> None:
-        """``TanasError`` when a task of ``tasks`` has fewer held-out probe images than M = ``samples``."""
+    # Settings added after Fishers were first stored, at the value those Fishers used: left out of the store keys at
+    # that value, so what a workspace holds stays valid.
+    _KEYLESS_AT: ClassVar[dict] = dict(head_weight_decay=1e-4)
+
+    def identity(self) -> dict:
+        """The settings as they enter store keys (``_KEYLESS_AT`` fields left out at their original value)."""
+        return {name: value for name, value in vars(self).items() if self._KEYLESS_AT.get(name, object()) != value}
+
+    def check_probe(self, tasks, draws: bool = False) -> None:
+        """``TanasError`` when a task of ``tasks`` has fewer held-out probe images than M = ``samples`` (or, with
+        ``draws``, fewer test images than M for its other data draws)."""
         for task in tasks:
-            available = probe_capacity(task)
-            if self.samples > available:
-                raise TanasError(f"{self.WHAT}: task {task.name!r} has {available} held-out probe images, fewer "
-                                 f"than M = {self.samples} images per Fisher; lower M to <= {available}")
+            for draw, where in ((0, "held-out probe images"), (1, "test images for its data draws"))[:1 + draws]:
+                available = probe_capacity(task, draw=draw)
+                if self.samples > available:
+                    raise TanasError(f"{self.WHAT}: task {task.name!r} has {available} {where}, fewer than "
+                                     f"M = {self.samples} images per Fisher; lower M to <= {available}")
 
 
 @dataclass(frozen=True)
@@ -251,7 +268,7 @@ class DistanceSettings(Request):
     the ``metric`` (eq. 5 ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``, or the extensions
     ``logdet-scaled``, ``frechet-sorted``, ``frechet-mass``), ``sigma`` (log-det only), the Fisher settings,
     ``workers`` (local processes that train missing zoo networks and compute Fishers), ``replicates`` (K
-    same-initialisation replicates per task and seed, whose distance to the task is the reference ``r[t]``),
+    replicates per task and seed, ``REFERENCES``, whose distance to the task is the reference ``r[t]``),
     ``bootstrap`` (resamples of the probe images) and the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the
     common probe network)."""
 

@@ -6,6 +6,11 @@ and cached in the workspace.
 ``head="own"`` keeps ``N_b``'s head and uses the model Fisher (labels drawn from its own softmax). The head is fitted
 on the target's seed-0 training split; the Fisher averages over its held-out probe images (``probe``), the same for
 every network seed.
+
+A **data draw** ``r >= 1`` of the target (``draw``) is another sample of its data for the same network: the head
+fitted on the training split of data seed ``data_seed(0, r)``, the Fisher on draw ``r`` of its held-out images
+(``probe``: test images). The common-probe view's reference compares draws, because its ``d[b, t]`` compares two
+Fishers of one network on other data.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from .store import NetworkRecord, Workspace, config_key
 from .suites import Suite
 from .tasks import Task, make_probe, make_splits
 from .training import Preset, resolve_device
-from .zoo import model_from_state, verify_checkpoint
+from .zoo import data_seed, model_from_state, verify_checkpoint
 
 
 def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -54,10 +59,11 @@ def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Ten
 
 
 def _fisher_key(record: NetworkRecord, suite: Suite, target: Task, preset: Preset, representation: str,
-                config: FisherConfig) -> str:
+                config: FisherConfig, draw: int = 0) -> str:
+    draws = dict(draw=draw) if draw else {}  # draw 0 keeps the key it had before draws existed
     return config_key(dict(network=record.key, sha=record.sha256, target=target.fingerprint(), spec=vars(suite.spec),
-                           sizes=vars(preset.sizes), representation=representation, config=vars(config),
-                           inputs="probe"))
+                           sizes=vars(preset.sizes), representation=representation, config=config.identity(),
+                           inputs="probe", **draws))
 
 
 def stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor | None:
@@ -76,22 +82,23 @@ def stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor
 
 
 def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord, suite: Suite, target: Task,
-                          preset: Preset, representation: str, config: FisherConfig,
-                          device: str = "auto") -> tuple[torch.Tensor | FisherFactor, float]:
+                          preset: Preset, representation: str, config: FisherConfig, device: str = "auto",
+                          draw: int = 0) -> tuple[torch.Tensor | FisherFactor, float]:
     """``(F[b, t], seconds)`` from N_b's weights ``state`` without touching any workspace (so it can run in a Ray
     task); the result is on the CPU. The head is refitted on ``X_t``'s training images; the Fisher averages over
     ``X_t``'s held-out probe images (``tasks.make_probe``), which no zoo network trained on and no head was fitted
-    on, so a network's fit to its own training images cannot pin the Fisher near zero."""
+    on, so a network's fit to its own training images cannot pin the Fisher near zero. ``draw`` >= 1: another
+    draw of ``X_t`` (head images from data seed ``data_seed(0, draw)``, Fisher images from the test images)."""
     started = time.perf_counter()
     target_device = resolve_device(device)
     model = model_from_state(record, state, target_device)
-    inputs, probe_labels = _probe_examples(target, suite.spec, config.samples)
+    inputs, probe_labels = _probe_examples(target, suite.spec, config.samples, draw)
     if config.head == "refit":
-        images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples)
+        images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples, data_seed(0, draw))
         with torch.no_grad():
             features = torch.cat([model.features(images[i:i + 256].to(target_device))
                                   for i in range(0, len(images), 256)])
-        model = refit_head(model, features, labels.to(target_device), target.num_outputs)
+        model = refit_head(model, features, labels.to(target_device), target.num_outputs, config.head_weight_decay)
         kind, targets = "empirical", probe_labels
     else:
         kind, targets = "model", None
@@ -126,7 +133,7 @@ def probe_images_used(target: Task, config: FisherConfig) -> int:
 
 
 def _store_fisher(workspace: Workspace, key: str, record: NetworkRecord, target: Task, representation: str,
-                  result: torch.Tensor | FisherFactor, seconds: float, config: FisherConfig) -> None:
+                  result: torch.Tensor | FisherFactor, seconds: float, config: FisherConfig, draw: int) -> None:
     matrix = result.matrix if isinstance(result, FisherFactor) else result
     sizes = (chunk_sizes(probe_images_used(target, config), len(matrix))
              if representation == "diagonal" and matrix.ndim == 2 else None)
@@ -137,7 +144,8 @@ def _store_fisher(workspace: Workspace, key: str, record: NetworkRecord, target:
     ref = workspace.write_tensors("fisher", key, {"fisher": matrix})
     workspace.put_result("fisher", key, dict(network=record.key, arch=record.arch, baseline=record.task,
                                              target=target.name, seed=record.seed, representation=representation,
-                                             n=n, sketch_seed=sketch_seed, seconds=seconds, chunk_sizes=sizes), ref)
+                                             n=n, sketch_seed=sketch_seed, seconds=seconds, chunk_sizes=sizes,
+                                             draw=draw), ref)
 
 
 def stored_chunks(workspace: Workspace, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -157,9 +165,10 @@ def _read_chunks(workspace: Workspace, payload: dict, ref) -> tuple[torch.Tensor
 
 
 @functools.lru_cache(maxsize=16)
-def _probe_examples(target: Task, spec, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``X_t`` for the Fisher: ``count`` held-out probe images ``[count, C, H, W]`` of ``target`` and their labels."""
-    return make_probe(target, count, spec)
+def _probe_examples(target: Task, spec, count: int, draw: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X_t`` for the Fisher: ``count`` held-out images ``[count, C, H, W]`` of draw ``draw`` of ``target`` and
+    their labels."""
+    return make_probe(target, count, spec, draw=draw)
 
 
 @functools.lru_cache(maxsize=64)
@@ -170,10 +179,10 @@ def fisher_segments(arch: str, width: float, in_channels: int, num_classes: int,
 
 
 @functools.lru_cache(maxsize=16)
-def _target_examples(target: Task, sizes, spec, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` training images ``[count, C, H, W]`` and labels of ``target``'s seed-0 split: the refitted
-    heads' data for every baseline of a column, built once per target rather than once per pair."""
-    images, labels = make_splits(target, sizes, seed=0, spec=spec).tensors("train")
+def _target_examples(target: Task, sizes, spec, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` training images ``[count, C, H, W]`` and labels of ``target``'s split of data seed
+    ``seed`` (0 for every baseline of a column, so it is built once per target rather than once per pair)."""
+    images, labels = make_splits(target, sizes, seed=seed, spec=spec).tensors("train")
     return images[:count], labels[:count]
 
 
@@ -202,48 +211,50 @@ class FisherSource:
         self.recent: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
         self.count = 0
 
-    def segments(self, record: NetworkRecord, target: Task) -> tuple[int, ...]:
-        """Parameter tensor sizes of ``F[record, target]`` (the refitted head predicts ``target``'s outputs)."""
+    def segments(self, record: NetworkRecord, target: Task, draw: int = 0) -> tuple[int, ...]:
+        """Parameter tensor sizes of ``F[record, target]`` (the refitted head predicts ``target``'s outputs; the
+        same for every ``draw``)."""
         classes = target.num_outputs if self.config.head == "refit" else record.num_classes
         return fisher_segments(record.arch, record.width, record.in_channels, classes, self.config.params)
 
-    def key(self, record: NetworkRecord, target: Task) -> str:
-        return _fisher_key(record, self.suite, target, self.preset, self.representation, self.config)
+    def key(self, record: NetworkRecord, target: Task, draw: int = 0) -> str:
+        """The store key of ``F[record, target]`` on data draw ``draw`` of the target."""
+        return _fisher_key(record, self.suite, target, self.preset, self.representation, self.config, draw)
 
-    def ensure(self, pairs: list[tuple[NetworkRecord, Task]], on_done: Callable[[NetworkRecord, Task], None]) -> None:
-        """Compute every missing ``F[b, t]`` of ``pairs`` (one piece of work per distinct pair) and store each as
-        it arrives."""
+    def ensure(self, entries: list[tuple], on_done: Callable[[NetworkRecord, Task], None]) -> None:
+        """Compute every missing Fisher of ``entries`` (``(record, target)`` or ``(record, target, draw)``; one
+        piece of work per distinct entry) and store each as it arrives."""
         missing, seen = [], set()
-        for record, target in pairs:
-            key = self.key(record, target)
+        for record, target, draw in (_with_draw(entry) for entry in entries):
+            key = self.key(record, target, draw)
             if key in seen:
                 continue
             seen.add(key)
             if self.workspace.get_result("fisher", key) is None:
-                missing.append((record, target))
+                missing.append((record, target, draw))
             else:
                 self.count += 1
                 on_done(record, target)
         states: dict[str, object] = {}
 
         def items():  # lazily: locally, one network's weights are read when its first pair runs
-            for record, target in missing:
+            for record, target, draw in missing:
                 if record.key not in states:
                     states[record.key] = self.compute.put(verify_checkpoint(self.workspace, record))
                 yield (states[record.key], record, self.suite, target, self.preset, self.representation,
-                       self.config, self.device)
+                       self.config, self.device, draw)
 
         for position, (result, seconds) in self.compute.map(compute_target_fisher, items(), check=self.check):
-            record, target = missing[position]
-            _store_fisher(self.workspace, self.key(record, target), record, target, self.representation, result,
-                          seconds, self.config)
+            record, target, draw = missing[position]
+            _store_fisher(self.workspace, self.key(record, target, draw), record, target, self.representation,
+                          result, seconds, self.config, draw)
             self.count += 1
             on_done(record, target)
 
-    def get(self, record: NetworkRecord, target: Task):
-        """``F[record, target]`` (locally the tensor, on Ray an object-store handle). Locally the last
-        ``_RECENT_DIAGONALS`` diagonals stay in memory: a column's pairs all need its ``F[t, t]``."""
-        key = self.key(record, target)
+    def get(self, record: NetworkRecord, target: Task, draw: int = 0):
+        """``F[record, target]`` on data draw ``draw`` (locally the tensor, on Ray an object-store handle). Locally
+        the last ``_RECENT_DIAGONALS`` diagonals stay in memory: a column's pairs all need its ``F[t, t]``."""
+        key = self.key(record, target, draw)
         if self.backend.in_process:
             if self.representation != "diagonal":
                 return stored_fisher(self.workspace, key)
@@ -257,7 +268,12 @@ class FisherSource:
             self.handles[key] = self.backend.put(stored_fisher(self.workspace, key))
         return self.handles[key]
 
-    def release(self, keep: list[tuple[NetworkRecord, Task]]) -> None:
-        """Drop the object-store handles except those of ``keep`` (needed again for the noise floor)."""
-        kept = {self.key(record, target) for record, target in keep}
+    def release(self, keep: list[tuple]) -> None:
+        """Drop the object-store handles except those of the entries ``keep`` (needed again for the noise floor)."""
+        kept = {self.key(*entry) for entry in keep}
         self.handles = {key: handle for key, handle in self.handles.items() if key in kept}
+
+
+def _with_draw(entry: tuple) -> tuple[NetworkRecord, Task, int]:
+    """``(record, target, draw)`` of a Fisher entry given with or without its draw (0)."""
+    return entry if len(entry) == 3 else (*entry, 0)

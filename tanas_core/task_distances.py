@@ -10,6 +10,11 @@ weights, other data) placed as baselines of column ``t``: a baseline closer than
 itself. The distance between networks of different seeds (initialisations) is kept as the cross-initialisation
 spread; the source's Theorem 1 (strongly convex loss, averaged iterates) is not claimed for it.
 
+In the common-probe view every ``d[b, t]`` of a seed compares two Fishers of **one** network on other data, so its
+reference does too: ``r[t]`` compares other draws of ``t``'s data (``target_fisher``: head fitted on other training
+images, Fisher on test images) under the same probe network. Retraining the probe is what the cross-initialisation
+spread and the closest baseline's stability over seeds measure.
+
 Fisher results and whole matrices are cached in the workspace; asking again is a store read.
 """
 from __future__ import annotations
@@ -51,7 +56,8 @@ def _distances_key(suite: Suite, arch: str, metric: str, seeds: list[int], prese
                    config: FisherConfig) -> str:
     return config_key(dict(kind="distances", networks=[network_key(suite, t, arch, preset, s) for s in seeds
                                                        for t in suite.tasks],
-                           metric=metric, sigma=sigma if metric.startswith("logdet") else None, config=vars(config)))
+                           metric=metric, sigma=sigma if metric.startswith("logdet") else None,
+                           config=config.identity()))
 
 
 def _request_key(request: DistanceRequest, suite: Suite, arch: str) -> str:
@@ -59,7 +65,7 @@ def _request_key(request: DistanceRequest, suite: Suite, arch: str) -> str:
                          request.sigma, request.fisher)
     extras = dict(replicates=request.replicates, bootstrap=request.bootstrap)
     if request.view != "tanas":
-        extras["view"] = request.view
+        extras.update(view=request.view, reference="data draws")
     return config_key(dict(matrices=key, **extras)) if any(extras.values()) else key
 
 
@@ -174,13 +180,12 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
 
 
 def _networks(request: DistanceRequest, suite: Suite, context: RunContext) -> dict:
-    """``{(task, seed, replicate): record}``: the zoo networks (TA-NAS view) or, in the probe view, the common
-    probe network of each seed and replicate for every task."""
+    """``{(task, seed, replicate): record}``: the zoo networks and their replicates (TA-NAS view) or, in the probe
+    view, the common probe network of each seed for every task (replicate 0 only: its replicates are data draws)."""
     arch = request.archs[0]
     if request.view == "probe":
-        probes = probe_networks(context, suite, arch, get_preset(request.preset), list(range(request.seeds)),
-                                request.replicates)
-        return {(task.name, seed, r): record for (seed, r), record in probes.items() for task in suite.tasks}
+        probes = probe_networks(context, suite, arch, get_preset(request.preset), list(range(request.seeds)))
+        return {(task.name, seed, 0): record for seed, record in probes.items() for task in suite.tasks}
     records = train_zoo(ZooRequest(suite=request.suite, archs=(arch,), seeds=request.seeds, preset=request.preset,
                                    workers=request.workers, replicates=request.replicates), context)
     return {(r.task, r.seed, r.replicate): r for r in records}
@@ -192,7 +197,15 @@ def _fisher_count(request: DistanceRequest, tasks: int) -> int:
     return request.seeds * tasks * (per_network + request.replicates)
 
 
-Entry = tuple[NetworkRecord, Task]  # a network and the task whose probe images its Fisher is taken on
+Entry = tuple  # (network, task whose images its Fisher is taken on[, data draw of that task's images])
+
+
+def _replicate_entry(request: DistanceRequest, networks: dict, task: Task, seed: int, replicate: int) -> Entry:
+    """The Fisher of replicate ``replicate`` of ``task`` at ``seed``: its same-initialisation replicate network on
+    ``X_t`` (TA-NAS view), or the probe network on data draw ``replicate`` of ``t`` (probe view)."""
+    if request.view == "probe":
+        return networks[(task.name, seed, 0)], task, replicate
+    return networks[(task.name, seed, replicate)], task
 
 
 def _distances(fishers: FisherSource, request: DistanceRequest, pairs: list[tuple[Entry, Entry]],
@@ -217,7 +230,8 @@ def _ensure_fishers(fishers: FisherSource, request: DistanceRequest, networks: d
     for seed in seeds:
         entries += [(networks[(tasks[b].name, seed, 0)], data(b, t)) for t in range(len(tasks))
                     for b in range(len(tasks))]
-        entries += [(networks[(task.name, seed, r)], task) for task in tasks for r in range(1, request.replicates + 1)]
+        entries += [_replicate_entry(request, networks, task, seed, r) for task in tasks
+                    for r in range(1, request.replicates + 1)]
     work = _fisher_count(request, len(tasks))
 
     def report(record: NetworkRecord, target: Task) -> None:
@@ -300,14 +314,14 @@ def _resampled_summary(request: DistanceRequest, chunks: torch.Tensor, weights: 
 
 def _replicate_distances(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],
                          seeds: list[int]) -> np.ndarray:
-    """``[seeds, T, K]``: each same-initialisation replicate of ``t`` placed as a baseline of column ``t``."""
+    """``[seeds, T, K]``: each replicate of ``t`` (``_replicate_entry``) placed as a baseline of column ``t``."""
     replicates = np.zeros((len(seeds), len(tasks), request.replicates))
     if not request.replicates:
         return replicates
     keys = [(k, t, r) for k, seed in enumerate(seeds) for t in range(len(tasks))
             for r in range(1, request.replicates + 1)]
-    pairs = [((networks[(tasks[t].name, seeds[k], r)], tasks[t]), (networks[(tasks[t].name, seeds[k], 0)], tasks[t]))
-             for k, t, r in keys]
+    pairs = [(_replicate_entry(request, networks, tasks[t], seeds[k], r), (networks[(tasks[t].name, seeds[k], 0)],
+                                                                           tasks[t])) for k, t, r in keys]
     for (k, t, r), value in zip(keys, _distances(fishers, request, pairs, fishers.check)):
         replicates[k, t, r - 1] = value
     return replicates

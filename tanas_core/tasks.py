@@ -298,13 +298,15 @@ def make_splits(task: Task, sizes: SplitSizes, seed: int, spec: InputSpec | None
     return TaskSplits(task, dataset, spec, seed, indices, labels)
 
 
-def make_probe(task: Task, count: int, spec: InputSpec | None = None,
-               dataset: RawDataset | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``probe_selection`` as model input: images ``[n, C, H, W]`` and labels ``[n]`` (the same for every seed)."""
+def make_probe(task: Task, count: int, spec: InputSpec | None = None, dataset: RawDataset | None = None,
+               draw: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probe_selection`` as model input: images ``[n, C, H, W]`` and labels ``[n]`` (the same for every seed;
+    draw 0 the held-out probe images, draw ``r >= 1`` another draw from the test images)."""
     dataset = dataset if dataset is not None else load_dataset(task.dataset)
     spec = spec or InputSpec(channels=dataset.channels)
-    positions, labels = probe_selection(task, count, dataset)
-    images = to_model_input(dataset.x_train[positions], dataset, spec.channels, spec.size)
+    positions, labels = probe_selection(task, count, dataset, draw)
+    pixels = dataset.x_train if draw == 0 else dataset.x_test
+    images = to_model_input(pixels[positions], dataset, spec.channels, spec.size)
     return images, torch.from_numpy(labels)
 
 

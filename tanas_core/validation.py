@@ -1,11 +1,12 @@
 """Does a task distance beat its own noise? The report that can say "no".
 
-For each metric it computes the suite's matrices with same-initialisation replicates (``DistanceRequest.replicates``)
-and answers, from the networks alone:
+For each metric it computes the suite's matrices with replicates (``DistanceRequest.replicates``; in the TA-NAS view
+same-initialisation networks, in the probe view other draws of a task's data under the same probe network:
+``settings.REFERENCES``) and answers, from the networks alone:
 
-* ``identity_top1``: a replicate of ``t`` (same initial weights, other data) placed among the baselines of column
-  ``t``: the fraction of (target, architecture, seed, replicate) cases in which it ranks closest. A metric that
-  cannot find a task's own twin cannot rank related tasks.
+* ``identity_top1``: a replicate of ``t`` (its "twin") placed among the baselines of column ``t``: the fraction of
+  (target, architecture, seed, replicate) cases in which it ranks closest. A metric that cannot find a task's own
+  twin cannot rank related tasks.
 * ``signal_to_noise``: median over columns of (median ``d[b, t]`` over the other baselines) / ``r[t]``.
 * ``same_dataset_auc``: mean over columns of the AUC of "the baseline comes from the target's dataset" scored by
   closeness (``None`` for single-dataset suites).

@@ -18,7 +18,8 @@ from tanas_core.requests import (ClosestSettings, CompareRequest, DistanceReques
 
 TARGET = "ld8:mnist-10class"
 FISHER_OPTIONS = ["--head", "own", "--projection-dim", "64", "--workers", "2", "--samples", "128",
-                  "--head-samples", "256"]
+                  "--head-samples", "256", "--head-weight-decay", "0.01"]
+FISHER = FisherConfig(samples=128, head_samples=256, head="own", projection_dim=64, head_weight_decay=0.01)
 
 
 @pytest.mark.parametrize("command", ["search", "compare"])
@@ -26,7 +27,7 @@ def test_search_and_compare_keep_head_projection_and_workers(command):
     """Bug 2: search / compare used to drop --head, --projection-dim and --workers."""
     request = parse_request([command, "--target", TARGET, *FISHER_OPTIONS])
     assert isinstance(request, SearchRequest if command == "search" else CompareRequest)
-    assert request.closest.fisher == FisherConfig(samples=128, head_samples=256, head="own", projection_dim=64)
+    assert request.closest.fisher == FISHER
     assert request.closest.workers == 2
 
 
@@ -65,7 +66,7 @@ def test_argparse_defaults_are_the_request_defaults(argv, expected):
 def test_request_options_default_to_none_so_requests_supply_defaults():
     args = build_parser().parse_args(["search", "--target", TARGET])
     for name in ("arch", "metric", "seeds", "sigma", "samples", "head_samples", "head", "projection_dim",
-                 "workers", "preset", "top", "budget", "seed", "space", "method", "device", "backend"):
+                 "head_weight_decay", "workers", "preset", "top", "budget", "seed", "space", "method", "device", "backend"):
         assert getattr(args, name) is None, name
 
 
@@ -76,7 +77,7 @@ def test_every_option_reaches_the_request():
                              "--budget", "candidates=3,max_seconds=60", *FISHER_OPTIONS])
     closest = ClosestSettings(archs=("vgg16", "resnet18"), seeds=3, metric="frechet", sigma=0.01, workers=2, top=2,
                               baselines=("mnist-digit0", "mnist-digit6"),
-                              fisher=FisherConfig(samples=128, head_samples=256, head="own", projection_dim=64))
+                              fisher=FISHER)
     assert request == SearchRequest(target=TARGET, space="standard", method="random", preset="smoke", seed=5,
                                     budget=SearchBudget(candidates=3, max_seconds=60.0), closest=closest)
     zoo = parse_request(["zoo", "train", "--suite", "mnist4", "--workers", "2", "--tasks", "mnist-digit0"])

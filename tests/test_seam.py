@@ -72,6 +72,14 @@ def test_m_above_a_tasks_held_out_probe_images_is_refused_with_the_limit(digits_
         request.validate(digits_workspace)
 
 
+def test_a_fisher_setting_added_later_keeps_the_stored_keys_at_the_value_they_were_computed_with():
+    # head_weight_decay came after Fishers were stored with 1e-4: at 1e-4 their keys are unchanged, else they differ
+    assert "head_weight_decay" not in FisherConfig().identity()
+    assert FisherConfig(head_weight_decay=1e-2).identity() == dict(vars(FisherConfig()), head_weight_decay=1e-2)
+    with pytest.raises(TanasError, match="head_weight_decay must be in"):
+        FisherConfig(head_weight_decay=-1.0).validate()
+
+
 # ---------------------------------------------------------------------------------------------- jobs
 
 def test_a_job_request_is_validated_before_anything_is_launched(digits_workspace):

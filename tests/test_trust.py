@@ -74,6 +74,31 @@ def test_probe_images_are_in_no_training_validation_or_head_fit_split(task, tiny
             assert not held_out[splits.indices[split]].any(), (seed, split)
 
 
+@pytest.mark.parametrize("task", TASKS, ids=lambda t: t.name)
+def test_a_data_draw_is_other_held_out_images_of_the_task_and_its_head_sees_other_training_images(task, tiny_preset):
+    from tanas_core.tasks import make_probe
+
+    dataset = load_dataset("digits")
+    count = min(probe_capacity(task, dataset), probe_capacity(task, dataset, draw=1)) // task.num_outputs * \
+        task.num_outputs
+    first, first_labels = probe_selection(task, count, dataset, draw=1)
+    second, _ = probe_selection(task, count, dataset, draw=2)
+    # draws >= 1 come from the test images (no split trains on them, none is in draw 0's training-image probe set)
+    assert first.max() < len(dataset.y_test) and len(set(first)) == len(first) and not np.array_equal(first, second)
+    mapping = task.label_map(dataset.class_names)
+    assert np.array_equal(mapping[dataset.y_test[first]], first_labels)
+    assert np.bincount(first_labels).min() == np.bincount(first_labels).max()  # class-balanced
+    images, labels = make_probe(task, count, draw=1)
+    ours = make_probe(task, count)[0]
+    assert images.shape == ours.shape and not torch.equal(images, ours) and torch.equal(labels,
+                                                                                        torch.from_numpy(first_labels))
+    # its head is fitted on the training split of another data seed
+    heads = [make_splits(task, tiny_preset.sizes, data_seed(0, draw)).indices["train"] for draw in (0, 1)]
+    assert not np.array_equal(np.sort(heads[0]), np.sort(heads[1]))
+    with pytest.raises(ValueError, match="test images for data draw 1"):
+        probe_selection(task, probe_capacity(task, dataset, draw=1) + task.num_outputs, dataset, draw=1)
+
+
 # ---------------------------------------------------------------------------------------------- metrics
 
 def _permute_last_block(model, generator) -> None:
@@ -306,8 +331,12 @@ def test_the_probe_view_embeds_every_task_with_one_network_per_seed_and_is_symme
                               replicates=1, bootstrap=8, view="probe", fisher=FisherConfig(samples=24, head_samples=48))
     [result] = distance_matrices(request, quiet_context(digits_workspace, "cpu"))
     assert result.view == "probe" and result.matrices.shape == (2, 3, 3) and result.replicates.shape == (2, 3, 1)
-    # one probe network per seed and replicate, none per task; d[b, t] compares one network on X_b and X_t
-    assert digits_workspace.list_networks() == [] and len(digits_workspace.list_results("probe_network")) == 4
+    # one probe network per seed, none per task; d[b, t] compares one network on X_b and X_t
+    assert digits_workspace.list_networks() == [] and len(digits_workspace.list_results("probe_network")) == 2
+    # the reference compares data draws under that same network: per seed, T Fishers on draw 0 and T on draw 1
+    fishers = digits_workspace.list_results("fisher")
+    probes = {payload["network"] for payload in fishers}
+    assert len(probes) == 2 and sorted(payload.get("draw") for payload in fishers) == [0] * 6 + [1] * 6
     assert np.allclose(result.matrices, result.matrices.transpose(0, 2, 1))
     assert (result.matrices[:, ~np.eye(3, dtype=bool)] > 0).all() and (result.replicates > 0).all()
     # the broad task: every digit class, probe images excluded from its training data

@@ -124,7 +124,8 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
     sub.add_argument("--head-samples", type=int, default=None,
                      help=range_help("training images the refitted head is fitted on", FisherConfig, "head_samples"))
     sub.add_argument("--replicates", type=int, default=None,
-                     help=range_help("same-initialisation replicates per task and seed (the reference r[t])",
+                     help=range_help("replicates per task and seed, the reference r[t] (TA-NAS view: same-"
+                                     "initialisation networks; probe view: other draws of the task's data)",
                                      settings, "replicates"))
     sub.add_argument("--bootstrap", type=int, default=None,
                      help=range_help("resamples of the probe images (intervals, rank frequency, ties)", settings,
@@ -132,6 +133,8 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
     sub.add_argument("--head", default=None, choices=list(HEADS),
                      help=default_help("refit a linear head on the target (empirical Fisher) or keep the baseline's "
                                        "head (model Fisher)", FisherConfig, "head"))
+    sub.add_argument("--head-weight-decay", type=float, default=None,
+                     help=range_help("L2 penalty of the refitted head's fit", FisherConfig, "head_weight_decay"))
     sub.add_argument("--projection-dim", type=int, default=None,
                      help="CountSketch width for frechet-full when M x n does not fit in memory (default: exact)")
     sub.add_argument("--workers", type=int, default=None,
@@ -142,7 +145,7 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
 def distance_settings(args) -> dict:
     """The ``DistanceSettings`` fields given on the command line (``None`` for the ones left to defaults)."""
     fisher = dict(samples=args.samples, head_samples=args.head_samples, head=args.head,
-                  projection_dim=args.projection_dim)
+                  projection_dim=args.projection_dim, head_weight_decay=args.head_weight_decay)
     return dict(archs=args.arch, metric=getattr(args, "metric", None), view=getattr(args, "view", None),
                 seeds=args.seeds, sigma=args.sigma, workers=args.workers, replicates=args.replicates,
                 bootstrap=args.bootstrap, fisher={k: v for k, v in fisher.items() if v is not None})

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..requests import DistanceRequest
+from ..requests import REFERENCES, DistanceRequest
 from ..suites import resolve_suite
 from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option,
                      run_options, suite_option, workspace)
@@ -65,7 +65,7 @@ def print_result(result, datasets: dict[str, str]) -> None:
           + ", ".join(f"{name} {value:.4f}" for name, value in zip(
               result.tasks, result.mean.sum(0) / max(1, len(result.tasks) - 1))))
     if result.replicates.shape[-1]:
-        print("reference r[t] (same-initialisation replicates of t as baselines; a baseline must beat it): "
+        print(f"reference r[t] (twins of t as baselines: {REFERENCES[result.view]}; a baseline must beat it): "
               + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.reference)))
     if len(result.seeds) > 1:
         print("cross-initialisation spread (same task, different seeds): "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..settings import VIEWS
+from ..settings import REFERENCES, VIEWS
 from ..validation import GOALS, REPORT_METRICS, ValidateRequest
 from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option, print_table,
                      run_options, suite_option, workspace)
@@ -46,13 +46,14 @@ def print_columns(report: dict, row: str) -> None:
     columns = report.get("columns", {}).get(row)
     if not columns:
         return
-    print(f"\n{row}, column by column: does the target's twin (a same-initialisation replicate) rank closest?")
+    view = row.split(":")[0] if ":" in row else "tanas"
+    print(f"\n{row}, column by column: does the target's twin ({REFERENCES[view]}) rank closest?")
     print_table([dict(target=target, twin_first=f"{c['hits']}/{c['cases']}",
                       interval=f"[{c['low']:.2f}, {c['high']:.2f}]",
                       beaten_by=", ".join(f"{name}{'*' if name in c['refined_by'] else ''} {count}"
                                           for name, count in list(c["beaten_by"].items())[:3]) or "-")
                  for target, c in columns.items()])
-    print("(*: its labels refine the target's; interval: Wilson 95 %, too narrow, as two replicates share a network)")
+    print("(*: its labels refine the target's; interval: Wilson 95 %, too narrow, as two twins share a network)")
 
 
 def run_validate(args) -> int:
@@ -63,7 +64,8 @@ def run_validate(args) -> int:
     with ProgressPrinter() as printer:
         report = validate_distances(request, make_context(args, workspace(args), **printer.sinks()))
     print(f"\ndistance validation: suite {report['suite']}, {', '.join(report['archs'])}, {report['seeds']} seed(s), "
-          f"{report['replicates']} same-initialisation replicate(s) per network, preset {report['preset']}")
+          f"{report['replicates']} replicate(s) per task and seed (TA-NAS: same-initialisation networks; probe: "
+          f"other data draws), preset {report['preset']}")
     rows = [dict(metric=name, **{key: _shown(value) for key, value in figures.items()})
             for name, figures in report["metrics"].items()]
     print_table(rows)
