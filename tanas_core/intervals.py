@@ -12,9 +12,12 @@ import numpy as np
 from scipy import stats
 
 
-def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)`` of ``values`` with a Student's t interval at ``level``; ``(value, nan, nan)`` for a single
-    value (no spread to measure), all ``nan`` for none."""
+def mean_interval(values, level: float = 0.95,
+                  bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of ``values`` with a Student's t interval at ``level``, cut to ``bounds``, the range the
+    quantity cannot leave (seconds >= 0, accuracy in [0, 1]): the cut interval covers the mean whenever the uncut one
+    does, and never shows a negative time. ``(value, nan, nan)`` for a single value (no spread to measure), all
+    ``nan`` for none."""
     data = np.asarray([v for v in values if v is not None], dtype=float)
     if data.size == 0:
         return math.nan, math.nan, math.nan
@@ -22,7 +25,7 @@ def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     if data.size == 1:
         return mean, math.nan, math.nan
     half = float(stats.t.ppf((1 + level) / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
-    return mean, mean - half, mean + half
+    return mean, max(bounds[0], mean - half), min(bounds[1], mean + half)
 
 
 def paired_difference(first, second, level: float = 0.95) -> dict:

@@ -13,6 +13,9 @@ COMPARISON_COLUMNS = ["method", "repeat", "architecture", "test_accuracy", "val_
                       "search_seconds", "train_seconds", "train_epochs", "device", "space", "space_size",
                       "closest_task"]
 SUMMARY_FIGURES = ("test_accuracy", "params_m", "search_seconds", "train_seconds")
+# The range each summary figure cannot leave: its interval is cut there (a time is never below 0).
+SUMMARY_BOUNDS = dict(test_accuracy=(0.0, 1.0), params_m=(0.0, float("inf")), search_seconds=(0.0, float("inf")),
+                      train_seconds=(0.0, float("inf")))
 
 
 @dataclass
@@ -164,8 +167,8 @@ class Comparison:
         for method in self.methods():
             row = dict(method=method, repeats=len(self.values(method, "test_accuracy")))
             for figure in SUMMARY_FIGURES:
-                row[figure], row[f"{figure}_low"], row[f"{figure}_high"] = mean_interval(self.values(method, figure),
-                                                                                         level)
+                row[figure], row[f"{figure}_low"], row[f"{figure}_high"] = mean_interval(
+                    self.values(method, figure), level, SUMMARY_BOUNDS[figure])
             out.append(row)
         return out
 

@@ -26,6 +26,25 @@ def test_single_values_have_no_interval_and_missing_values_are_skipped():
     assert mean_interval([None, 0.5, 0.7])[0] == pytest.approx(0.6)
 
 
+def test_an_interval_is_cut_to_the_range_its_quantity_cannot_leave_and_still_covers_the_mean():
+    times = [0.5, 9.0, 1.0]  # seconds: the uncut t interval reaches far below 0
+    mean, low, high = mean_interval(times)
+    assert low < 0
+    assert mean_interval(times, bounds=(0.0, math.inf)) == (mean, 0.0, high)
+    rng = np.random.default_rng(1)  # near a bound: the cut interval covers a mean inside it exactly when the uncut does
+    for _ in range(500):
+        accuracies = np.clip(rng.normal(0.98, 0.03, size=3), 0, 1)
+        (_, low, high), (_, cut_low, cut_high) = mean_interval(accuracies), mean_interval(accuracies,
+                                                                                           bounds=(0.0, 1.0))
+        assert (low <= 0.98 <= high) == (cut_low <= 0.98 <= cut_high) and 0.0 <= cut_low and cut_high <= 1.0
+
+
+def test_a_comparisons_time_intervals_never_go_below_zero():
+    rows = [_row("FUSE, related space", r, 0.9, search) for r, search in enumerate((1.0, 30.0, 2.0))]
+    [summary] = Comparison("s", "t", rows, "", [], 1.0, "demo", {}).summary()
+    assert summary["search_seconds_low"] == 0.0 and summary["search_seconds_high"] > 30
+
+
 def test_a_paired_difference_is_a_tie_when_its_interval_reaches_zero():
     assert paired_difference([0.90, 0.92, 0.91], [0.80, 0.81, 0.79])["verdict"] == "higher"
     assert paired_difference([0.80, 0.81, 0.79], [0.90, 0.92, 0.91])["verdict"] == "lower"

@@ -173,29 +173,28 @@ _NOTES = {"reused": "reused", "trained": "trained", "rebuilt-corrupt": "checkpoi
 
 
 class ProgressPrinter:
-    """A tqdm bar fed by a ``RunContext``: ``on_progress`` sets its text, ``on_event`` counts zoo networks and
-    writes one line per finished network. Use as a context manager so the bar is closed on errors too."""
+    """A tqdm bar of the run's overall fraction (``on_progress``: its position and text, so the bar and its time
+    estimate follow every phase, not only the zoo's), with one line per finished zoo network (``on_event``). Use as
+    a context manager so the bar is closed on errors too."""
 
     def __init__(self, prefix: str = ""):
         from tqdm import tqdm
 
         self.prefix = prefix
-        self.bar = tqdm(total=0, unit="net", dynamic_ncols=True)
+        self.bar = tqdm(total=100, dynamic_ncols=True, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
 
     def on_progress(self, message: str, fraction: float) -> None:
-        self.bar.set_description(f"{self.prefix}{100 * fraction:3.0f}% {message}"[:110])
+        self.bar.n = round(100 * min(max(fraction, 0.0), 1.0), 1)
+        self.bar.set_description(f"{self.prefix}{message}"[:100])
 
     def on_event(self, event) -> None:
         if not hasattr(event, "status") or not hasattr(event, "total"):
             return  # search events are not about zoo networks
-        self.bar.total = event.total
         if event.status in _NOTES and event.record is not None:
             r = event.record
             label = f"{event.task} {event.arch} s{event.seed}"
             self.bar.write(f"{label:<46} {_NOTES[event.status]:<8} test acc {r.test_accuracy:.4f}  "
                            f"{r.params:>9,} params  {r.seconds:6.1f} s  {r.device}")
-            self.bar.update(1)
-        self.bar.refresh()
 
     def sinks(self) -> dict:
         """``on_progress`` / ``on_event`` keyword arguments for ``RunContext``."""
