@@ -365,3 +365,22 @@ def test_the_probe_view_needs_backbone_fishers():
 
     with pytest.raises(ValueError, match="common-probe view .* needs Fisher params 'backbone'"):
         DistanceRequest(suite="mnist4", view="probe", fisher=FisherConfig(params="all")).validate()
+
+
+def test_a_result_stored_before_a_setting_existed_differs_only_in_what_really_differs(digits_workspace, tiny_preset):
+    from tanas_core.requests import DistanceRequest
+    from tanas_core.task_distances import _request_key, distance_matrices, nearest_stored
+
+    request = DistanceRequest(suite="custom", archs=("vgg16",), preset="tiny", replicates=1, bootstrap=0,
+                              fisher=FisherConfig(samples=24, head_samples=48))
+    distance_matrices(request, quiet_context(digits_workspace, "cpu"))
+    [payload] = digits_workspace.list_results("distances")
+    del payload["request"]["fisher"]["head_weight_decay"]  # as a version before the setting stored it, in its place
+    key = _request_key(request, resolve_suite("custom", digits_workspace), "vgg16")
+    digits_workspace.put_result("distances", key, payload)
+    assert digits_workspace.list_results("distances") == [payload]
+    _, differences = nearest_stored(digits_workspace, request.replace(seeds=2), "vgg16")
+    assert differences == ["seeds 1 (asked: 2)"]
+    _, differences = nearest_stored(digits_workspace, request.replace(
+        fisher=FisherConfig(samples=24, head_samples=48, head_weight_decay=1e-2)), "vgg16")
+    assert differences == ["fisher.head_weight_decay 0.0001 (asked: 0.01)"]
