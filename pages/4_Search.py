@@ -13,6 +13,7 @@ from tanas_core import comparison, nas, ui
 from tanas_core.errors import TanasError
 from tanas_core.estimates import CONFIRM_ABOVE_SECONDS, cell_step_seconds, search_estimate
 from tanas_core.figures import alpha_figure, comparison_figure, curves_figure
+from tanas_core.fuse import decision_text
 from tanas_core.jobs import clock, get_job, list_jobs
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import (METHODS, MIXTURES, SPACES, WEIGHT_STEPS, ClosestSettings, CompareRequest,
@@ -192,6 +193,12 @@ def show_winner(run_id: str) -> None:
         return
     st.success(f"winner {Genotype.from_json(record.genotype).id}: test accuracy {record.test_accuracy:.4f}, "
                f"{record.params / 1e6:.3f} M parameters, search {record.search_seconds:.1f} s on {record.device}")
+    last = (record.rounds or [{}])[-1]
+    if "decision" in last:  # records of FUSE searches since rounds were checked against their runner-up
+        names, decision = [Genotype.from_json(c).id for c in last["candidates"]], last["decision"]
+        text = "FUSE's last round: " + decision_text(decision, names[last["winner"]],
+                                                     names[decision["runner_up"]] if decision else "")
+        (st.info if decision and decision["verdict"] == "decided" else st.warning)(text)
 
 
 def live() -> bool:

@@ -43,6 +43,7 @@ from torch import nn
 
 from .context import RunContext
 from .errors import Cancelled
+from .intervals import paired_difference
 from .networks import count_parameters
 from .networks.cells import cell_network
 from .search_space import Genotype, SearchSpace
@@ -55,7 +56,9 @@ Tensors = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass
 class FuseRound:
-    """One FUSE round: its candidates, final alpha and softmax weights, steps run, convergence, winner index."""
+    """One FUSE round: its candidates, final alpha and softmax weights, steps run, convergence, winner index and
+    ``decision`` (``_Mixture.decision``: is the winner better than the runner-up on the validation images, beyond
+    their noise? ``None`` when the round was cancelled)."""
 
     candidates: list[Genotype]
     alpha: list[float]
@@ -63,6 +66,7 @@ class FuseRound:
     steps: int
     converged: bool
     winner: int
+    decision: dict | None = None
 
 
 @dataclass
@@ -173,6 +177,42 @@ class _Mixture:
                     candidate_val_accuracy=(outputs.argmax(2) == targets).float().mean(1).tolist())
 
 
+    def decision(self, inputs: torch.Tensor, targets: torch.Tensor, batch: int) -> dict:
+        """Does the round's winner (argmax alpha) beat the runner-up (second largest alpha) on every validation
+        image ``inputs [N, C, H, W]``, ``targets [N]``? ``{runner_up (index), mean, low, high, n, verdict}``: the
+        paired difference of their per-image cross-entropies (runner-up minus winner, nats) with its 95 %
+        t-interval; verdict ``"decided"`` (the interval is above 0), ``"tie"`` (it reaches 0: alpha's choice is
+        inside the noise of the validation images) or ``"reversed"`` (the runner-up validates better). Alpha
+        converging says it stopped moving, not that it chose: two equal candidates converge to a tie."""
+        winner, runner_up = (int(i) for i in torch.argsort(self.alpha.detach(), descending=True)[:2])
+        device = self.alpha.device
+        losses = []
+        with torch.no_grad():
+            for model in (self.models[runner_up], self.models[winner]):
+                model.eval()
+                losses.append(torch.cat([F.cross_entropy(model(inputs[i:i + batch].to(device)),
+                                                         targets[i:i + batch].to(device), reduction="none").cpu()
+                                         for i in range(0, len(targets), batch)]))
+        paired = paired_difference(losses[0].tolist(), losses[1].tolist())
+        verdict = dict(higher="decided", lower="reversed").get(paired["verdict"], paired["verdict"])
+        return dict(paired, runner_up=runner_up, verdict=verdict)
+
+
+def decision_text(decision: dict | None, winner: str, runner_up: str) -> str:
+    """A round's ``decision`` (``_Mixture.decision``) for people, with the winner's and runner-up's names."""
+    if decision is None or decision["verdict"] == "not measured":
+        return f"{winner} chosen; not compared with the runner-up (the round was cut short)"
+    margin = (f"{decision['mean']:+.3f} nats [{decision['low']:+.3f}, {decision['high']:+.3f}] on {decision['n']} "
+              "images")
+    if decision["verdict"] == "decided":
+        return f"{winner} beats runner-up {runner_up}: validation cross-entropy margin {margin}"
+    if decision["verdict"] == "reversed":
+        return (f"runner-up {runner_up} validates better than the chosen {winner} (validation cross-entropy margin "
+                f"{margin}): alpha's choice is not the better network")
+    return (f"{winner} and runner-up {runner_up} tie: validation cross-entropy margin {margin} reaches 0, so alpha's "
+            "choice is inside the noise")
+
+
 def alpha_batch(preset: Preset, val_images: int) -> int:
     """Validation images per alpha step: half a training batch. Alpha's gradient is a mean over the batch of the
     candidates' responsibilities and alpha integrates it over the steps, so half the images cost half the
@@ -272,10 +312,13 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
             break
         winner = int(state.alpha.detach().argmax())
         incumbent = candidates[winner]
+        decision = None if stop == "cancelled" else state.decision(*val, batch)
         rounds.append(FuseRound(candidates, state.alpha.detach().cpu().tolist(), history[-1].tolist(), steps,
-                                converged, winner))
+                                converged, winner, decision))
         context.emit(dict(method="fuse", type="round_done", round=round_index, steps=steps, converged=converged,
                           winner=incumbent.id, genotype=incumbent.to_json(), weights=history[-1].tolist(),
+                          decision=None if decision is None else dict(
+                              decision, runner_up=candidates[decision["runner_up"]].id),
                           elapsed=time.perf_counter() - started))
         if stop is not None:
             break

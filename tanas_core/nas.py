@@ -246,7 +246,8 @@ def _record_outcome(record: SearchRecord, outcome: SearchOutcome) -> None:
     record.genotype_text = str(outcome.best) if outcome.best else None
     if outcome.rounds is not None:
         record.rounds = [dict(candidates=[g.to_json() for g in r.candidates], alpha=r.alpha, weights=r.weights,
-                              steps=r.steps, converged=r.converged, winner=r.winner) for r in outcome.rounds]
+                              steps=r.steps, converged=r.converged, winner=r.winner, decision=r.decision)
+                         for r in outcome.rounds]
     if outcome.evaluated is not None:
         record.evaluated = outcome.evaluated
 

@@ -160,6 +160,9 @@ def test_search_page_launches_a_fuse_job_and_the_alpha_chart_gets_data(real_data
     alpha = [spec for spec in specs if "softmax" in json.dumps(spec.get("layout", {}).get("title", ""))]
     assert alpha and len(alpha[0]["data"]) == 2 and len(alpha[0]["data"][0]["x"]) >= 1
     assert app.success  # the winner's test accuracy
+    # and whether FUSE's last round chose beyond the validation noise (a 1-epoch smoke round may well tie)
+    notes = [n.value for n in [*app.info, *app.warning] if n.value.startswith("FUSE's last round: ")]
+    assert len(notes) == 1 and "runner-up" in notes[0], notes
 
 
 def test_jobs_record_failures_cancel_and_interrupted_restarts(real_data):

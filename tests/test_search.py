@@ -187,6 +187,39 @@ def test_fuse_moves_alpha_away_from_a_crippled_candidate(odd_even_splits, tiny_p
     assert again.rounds[0].alpha == final.alpha  # same seed, same result on CPU
 
 
+def test_a_round_says_whether_its_winner_beats_the_runner_up_beyond_the_validation_noise(odd_even_splits,
+                                                                                         tiny_preset):
+    """Alpha converging says it stopped moving, not that it chose: a round against a crippled candidate is decided,
+    a round of two identical networks (same weights, same steps) is a tie, however alpha ends."""
+    from tanas_core.fuse import decision_text
+
+    space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect", "max_pool_3x3"), TINY, nodes=2)
+    crippled, good, twin = (uniform_genotype(op) for op in ("skip_connect", "max_pool_3x3", "avg_pool_3x3"))
+    classes, budget = odd_even_splits.task.num_outputs, SearchBudget(candidates=2, rounds=1, epochs_per_round=4)
+
+    def run(build, incumbent, planted):
+        events = []
+        outcome = fuse(_Planted(space, [planted]), odd_even_splits.tensors("train"), odd_even_splits.tensors("val"),
+                       classes, tiny_preset, budget, seed=5, context=RunContext(None, "cpu", on_event=events.append),
+                       incumbent=incumbent, build=build)
+        return outcome.rounds[0], next(e for e in events if e["type"] == "round_done")
+
+    def identical(genotype):
+        torch.manual_seed(0)  # both candidates: the same network, whatever their genotype
+        return cell_network(good, classes, 1)
+
+    decided, event = run(lambda g: _Constant(classes) if g == crippled else cell_network(g, classes, 1), crippled,
+                         good)
+    assert decided.candidates[decided.winner] == good and decided.decision["verdict"] == "decided"
+    assert decided.decision["runner_up"] == 0 and decided.decision["low"] > 0, decided.decision
+    assert decided.decision["n"] == len(odd_even_splits.tensors("val")[1])
+    assert event["decision"]["runner_up"] == crippled.id and "beats runner-up" in decision_text(
+        event["decision"], event["winner"], event["decision"]["runner_up"])
+    tied, _ = run(identical, twin, good)
+    assert tied.decision["verdict"] == "tie" and tied.decision["mean"] == 0
+    assert "inside the noise" in decision_text(tied.decision, "a", "b")
+
+
 def test_relaxed_output_mixes_probabilities_or_logits():
     generator = torch.Generator().manual_seed(0)
     outputs, weights = torch.randn(3, 5, 4, generator=generator), torch.tensor([0.5, 0.3, 0.2])

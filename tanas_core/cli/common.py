@@ -13,6 +13,7 @@ import pandas as pd
 from ..backends import BACKENDS
 from ..context import RunContext, RunSettings
 from ..errors import TanasError
+from ..fuse import decision_text
 from ..requests import METRICS, HEADS, VIEWS, DistanceSettings, FisherConfig, Request, SearchBudget
 from ..store import Workspace
 from ..suites import ALL_SUITE_NAMES
@@ -236,6 +237,8 @@ class SearchPrinter:
         elif kind == "round_done":
             print(f"  round {event['round']} done after {event['steps']} steps "
                   f"({'converged' if event['converged'] else 'step limit'}): winner {event['winner']}", flush=True)
+            decision = event.get("decision")
+            print(f"    {decision_text(decision, event['winner'], decision and decision['runner_up'])}", flush=True)
         elif kind == "candidate":
             print(f"  candidate {event['step']}: {event['candidates'][0]} val accuracy {event['val_accuracy']:.3f} "
                   f"({event['seconds']:.1f} s)", flush=True)
