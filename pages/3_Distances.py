@@ -40,17 +40,21 @@ def request_from_widgets() -> DistanceRequest:
     presets = list(PRESETS)
     preset = columns[4].selectbox("Preset", presets, index=ui.index_of(presets, DistanceRequest.default("preset")))
     with st.expander("Fisher settings"):
-        settings = st.columns(3)
+        settings = st.columns(4)
         # σ, M and the head's images are checked by the request (with the range in the message), not the widget
         sigma = settings[0].number_input("σ (log-det)", value=DistanceRequest.default("sigma"), format="%.0e",
                                          disabled=not metric.startswith("logdet"))
         samples = ui.number_input(settings[1], "M: images per Fisher", FisherConfig, "samples")
         head_samples = ui.number_input(settings[2], "images for the refitted head", FisherConfig, "head_samples")
+        head_weight_decay = ui.number_input(settings[3], "the head's L2 penalty", FisherConfig, "head_weight_decay",
+                                            format="%.0e", help="1e-2 steadies the probe view's heads; see "
+                                                                "docs/distances.md")
     if not archs:
         st.error("Choose at least one architecture.")
         st.stop()
     return DistanceRequest(suite=suite, archs=tuple(archs), seeds=int(seeds), metric=metric, sigma=float(sigma),
-                           preset=preset, fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples)))
+                           preset=preset, fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples),
+                                                              head_weight_decay=float(head_weight_decay)))
 
 
 def closest_row(target: str, best: dict) -> dict:

@@ -17,12 +17,14 @@ from test_pages import by_label, plotly_specs, wait_for
 COMPUTE = "Compute in the background"
 
 
-def distances_page(preset: str, samples: int, head_samples: int) -> AppTest:
+def distances_page(preset: str, samples: int, head_samples: int, head_weight_decay: float | None = None) -> AppTest:
     app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
     by_label(app.selectbox, "Suite").set_value("mnist4")
     by_label(app.selectbox, "Preset").set_value(preset)
     by_label(app.number_input, "M: images per Fisher").set_value(samples)
     by_label(app.number_input, "images for the refitted head").set_value(head_samples)
+    if head_weight_decay is not None:
+        by_label(app.number_input, "the head's L2 penalty").set_value(head_weight_decay)
     return app.run()
 
 
@@ -42,14 +44,14 @@ def test_distances_page_refuses_m_above_a_tasks_probe_images_before_any_job(real
 
 
 def test_distances_page_submits_the_request_it_looks_up_and_then_shows_its_result(real_data):
-    app = distances_page("smoke", 32, 64)
+    app = distances_page("smoke", 32, 64, 0.01)
     assert not app.error, [e.value for e in app.error]
     press_compute(app)
     assert not app.exception and not app.error, [e.value for e in app.error]
     jobs = list_jobs(Workspace())
     assert len(jobs) == 1 and jobs[0].kind == "distances"
     widgets = DistanceRequest(suite="mnist4", archs=("vgg16",), preset="smoke",
-                              fisher=FisherConfig(samples=32, head_samples=64))
+                              fisher=FisherConfig(samples=32, head_samples=64, head_weight_decay=0.01))
     assert DistanceRequest.from_dict(jobs[0].request) == widgets
     wait_for(Workspace(), jobs[0].id)
     app.run()  # the lookup uses the same request: the job's result is on the page now
