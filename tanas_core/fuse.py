@@ -176,7 +176,6 @@ class _Mixture:
                     val_accuracy=float((relaxed.argmax(1) == targets).float().mean()),
                     candidate_val_accuracy=(outputs.argmax(2) == targets).float().mean(1).tolist())
 
-
     def decision(self, inputs: torch.Tensor, targets: torch.Tensor, batch: int) -> dict:
         """Does the round's winner (argmax alpha) beat the runner-up (second largest alpha) on every validation
         image ``inputs [N, C, H, W]``, ``targets [N]``? ``{runner_up (index), mean, low, high, n, verdict}``: the
