@@ -137,7 +137,7 @@ def identity_table(columns: dict) -> pd.DataFrame:
 def show_verdict(request: DistanceRequest) -> None:
     """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?"""
     row = row_name(request.view, request.metric)
-    report = latest_validation(space, request.suite, request.preset)
+    report = latest_validation(space, request.suite, request.preset, request.fisher)
     answer, why = verdict(report, row)
     text = f"**Separates these tasks from noise ({row}): {answer}** — {why}."
     if answer == "yes":

@@ -41,7 +41,7 @@ from .errors import TanasError
 from .intervals import proportion_interval
 from .networks import ARCHITECTURES
 from .records import DistanceResult
-from .requests import DistanceRequest, DistanceSettings
+from .requests import DistanceRequest, DistanceSettings, FisherConfig
 from .settings import METRICS, VIEWS
 from .store import Workspace, config_key
 from .suites import resolve_suite
@@ -218,7 +218,7 @@ def default_metric(metrics: dict[str, dict]) -> str:
 
 
 def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
-    """The report: ``{suite, archs, seeds, preset, replicates, views, default_metric, metrics: {NAME:
+    """The report: ``{suite, archs, seeds, preset, replicates, fisher, views, default_metric, metrics: {NAME:
     {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement,
     identity_top1_unrefined}}, columns: {NAME: identity_columns(...)}}`` (JSON-ready; ``NAME``:
     ``row_name(view, metric)``)."""
@@ -242,7 +242,8 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
                                       tanas.get(metric) if view != "tanas" else None, refining)
         columns[name] = identity_columns(results, refining)
     report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
-                  replicates=request.replicates, default_metric=default_metric(metrics), metrics=metrics,
+                  replicates=request.replicates, fisher=request.fisher.to_dict(),
+                  default_metric=default_metric(metrics), metrics=metrics,
                   columns=columns, views=list(request.views), created_at=time.time())
     context.workspace.put_result("validation", config_key(request.to_dict()), report)
     return report
@@ -251,10 +252,14 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
 GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
 
 
-def latest_validation(workspace: Workspace, suite: str, preset: str) -> dict | None:
-    """The newest stored ``validate_distances`` report of ``suite`` on ``preset``'s zoo, or ``None``."""
+def latest_validation(workspace: Workspace, suite: str, preset: str,
+                      fisher: FisherConfig | None = None) -> dict | None:
+    """The newest stored ``validate_distances`` report of ``suite`` on ``preset``'s zoo (with ``fisher``: computed
+    with those Fisher settings; a report stored before it recorded them counts as the defaults'), or ``None``."""
     for report in workspace.list_results("validation"):
-        if report.get("suite") == suite and report.get("preset") == preset:
+        if report.get("suite") != suite or report.get("preset") != preset:
+            continue
+        if fisher is None or FisherConfig.from_stored(report.get("fisher")) == fisher:
             return report
     return None
 
@@ -263,7 +268,7 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
     """``("yes" | "no" | "not measured", why)``: does ``metric`` separate the suite's tasks from their noise, by the
     report (identity test and signal-to-noise must both meet their goals)?"""
     if report is None or metric not in report["metrics"]:
-        return "not measured", "no validation report for this suite, preset and metric yet"
+        return "not measured", "no validation report for this suite, preset, metric and these Fisher settings yet"
     figures = report["metrics"][metric]
     checks = [(name, figures[name], GOALS[name]) for name in ("identity_top1", "signal_to_noise")]
     missed = [f"{name} not measured" if value is None else f"{name} {value:.2f} < {goal:g}"

@@ -290,6 +290,15 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     # and column by column: what the twin loses to, a refining baseline marked
     by_column = [t for t in tables if "twin ranks first" in t.columns]
     assert by_column and by_column[-1].iloc[0]["beaten by (cases)"] == "mnist-10class ★ (8)"
+    # a newer report computed with other Fisher settings is not this page's verdict (it is that setting's)
+    from tanas_core.validation import latest_validation
+
+    other = dict(report, fisher=FisherConfig(head_weight_decay=0.01).to_dict(),
+                 metrics=dict(frechet=dict(figures, identity_top1=0.99, signal_to_noise=5.0)))
+    Workspace().put_result("validation", "constructed-other-penalty", other)
+    assert "identity_top1 0.68 < 0.95" in page_text()
+    assert latest_validation(Workspace(), "mnist4", "demo", FisherConfig(head_weight_decay=0.01)) == other
+    assert latest_validation(Workspace(), "mnist4", "demo") == other  # without settings: the newest
 
 
 def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies_add_up(digits_workspace,
