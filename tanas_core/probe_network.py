@@ -7,8 +7,9 @@ classes for ``ld8``), whose head is refitted on each task before the Fisher is t
 images. ``d[b, t]`` of the probe view compares ``F[P, X_b]`` with ``F[P, X_t]``: the same backbone, other data.
 
 Within a seed every ``d[b, t]`` of this view compares two Fishers of the one probe network, so its reference compares
-other draws of a task's data under that network (``task_distances``), not retrained probes. Probe networks are stored like zoo networks (safetensors, sha256) but indexed as results of kind
-``probe_network``, so the zoo's tables list tasks only.
+other draws of a task's data under that network (``task_distances``), not retrained probes. Probe networks are
+stored like zoo networks (safetensors, sha256) but indexed as results of kind ``probe_network``, so the zoo's tables
+list tasks only.
 """
 from __future__ import annotations
 

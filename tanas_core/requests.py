@@ -25,8 +25,8 @@ from .suites import CUSTOM_SUITE, SUITE_NAMES, resolve_suite, split_target
 from .errors import TanasError
 
 __all__ = ["HEADS", "METHODS", "METRICS", "MIXTURES", "PARAMS", "REFERENCES", "SPACES", "VIEWS", "WEIGHT_STEPS",
-           "ClosestSettings", "CompareRequest", "DemoRequest", "DistanceRequest", "DistanceSettings", "FisherConfig", "Request",
-           "SearchBudget", "SearchRequest", "ZooRequest", "ZooSearchRequest", "parse_archs", "parse_names",
+           "ClosestSettings", "CompareRequest", "DemoRequest", "DistanceRequest", "DistanceSettings", "FisherConfig",
+           "Request", "SearchBudget", "SearchRequest", "ZooRequest", "ZooSearchRequest", "parse_archs", "parse_names",
            "preset_names", "split_target"]
 
 

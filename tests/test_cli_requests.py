@@ -66,7 +66,8 @@ def test_argparse_defaults_are_the_request_defaults(argv, expected):
 def test_request_options_default_to_none_so_requests_supply_defaults():
     args = build_parser().parse_args(["search", "--target", TARGET])
     for name in ("arch", "metric", "seeds", "sigma", "samples", "head_samples", "head", "projection_dim",
-                 "head_weight_decay", "workers", "preset", "top", "budget", "seed", "space", "method", "device", "backend"):
+                 "head_weight_decay", "workers", "preset", "top", "budget", "seed", "space", "method", "device",
+                 "backend"):
         assert getattr(args, name) is None, name
 
 
