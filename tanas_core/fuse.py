@@ -176,14 +176,17 @@ class _Mixture:
                     val_accuracy=float((relaxed.argmax(1) == targets).float().mean()),
                     candidate_val_accuracy=(outputs.argmax(2) == targets).float().mean(1).tolist())
 
-    def decision(self, inputs: torch.Tensor, targets: torch.Tensor, batch: int) -> dict:
-        """Does the round's winner (argmax alpha) beat the runner-up (second largest alpha) on every validation
-        image ``inputs [N, C, H, W]``, ``targets [N]``? ``{runner_up (index), mean, low, high, n, verdict}``: the
-        paired difference of their per-image cross-entropies (runner-up minus winner, nats) with its 95 %
-        t-interval; verdict ``"decided"`` (the interval is above 0), ``"tie"`` (it reaches 0: alpha's choice is
-        inside the noise of the validation images) or ``"reversed"`` (the runner-up validates better). Alpha
-        converging says it stopped moving, not that it chose: two equal candidates converge to a tie."""
-        winner, runner_up = (int(i) for i in torch.argsort(self.alpha.detach(), descending=True)[:2])
+    def decision(self, winner: int, inputs: torch.Tensor, targets: torch.Tensor, batch: int) -> dict:
+        """Does the round's ``winner`` (argmax alpha) beat the runner-up (the largest alpha of the others, the
+        first on a tie) on every validation image ``inputs [N, C, H, W]``, ``targets [N]``? ``{runner_up (index),
+        mean, low, high, n, verdict}``: the paired difference of their per-image cross-entropies (runner-up minus
+        winner, nats) with its 95 % t-interval; verdict ``"decided"`` (the interval is above 0), ``"tie"`` (it
+        reaches 0: alpha's choice is inside the noise of the validation images) or ``"reversed"`` (the runner-up
+        validates better). Alpha converging says it stopped moving, not that it chose: two equal candidates converge
+        to a tie."""
+        # The winner is passed in, not ranked again: with equal alphas (a round cut in its warm-up) a descending
+        # sort can disagree with argmax and name the winner itself as the runner-up.
+        runner_up = max((c for c in range(len(self.models)) if c != winner), key=lambda c: float(self.alpha[c]))
         device = self.alpha.device
         losses = []
         with torch.no_grad():
@@ -311,7 +314,7 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
             break
         winner = int(state.alpha.detach().argmax())
         incumbent = candidates[winner]
-        decision = None if stop == "cancelled" else state.decision(*val, batch)
+        decision = None if stop == "cancelled" else state.decision(winner, *val, batch)
         rounds.append(FuseRound(candidates, state.alpha.detach().cpu().tolist(), history[-1].tolist(), steps,
                                 converged, winner, decision))
         context.emit(dict(method="fuse", type="round_done", round=round_index, steps=steps, converged=converged,
