@@ -57,11 +57,12 @@ def preset_names() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
-def _coerce(request_type: type, name: str, type_name: str, value):
-    """A JSON / CLI value as the field's type (``int`` stays exact, ``float`` always a float, lists as tuples)."""
+def _coerce(request_type: type, name: str, type_name: str, value, stored: bool = False):
+    """A JSON / CLI value as the field's type (``int`` stays exact, ``float`` always a float, lists as tuples);
+    nested settings read like their parent (``stored``: as an earlier version stored them, ``Request.from_stored``)."""
     nested = request_type.NESTED.get(name)
     if nested is not None:
-        return value if isinstance(value, nested) else nested.from_dict(value)
+        return value if isinstance(value, nested) else (nested.from_stored if stored else nested.from_dict)(value)
     if type_name.startswith("tuple"):
         return parse_archs(value) if name == "archs" else parse_names(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -111,7 +112,7 @@ class Request:
         """A request as an earlier version stored it (a search record's budget): fields this version does not know
         are dropped, missing ones default, and today's limits are not applied (a record says what ran)."""
         known = {f.name: f for f in fields(cls)}
-        return cls(**{name: _coerce(cls, name, str(known[name].type), value)
+        return cls(**{name: _coerce(cls, name, str(known[name].type), value, stored=True)
                       for name, value in (params or {}).items() if name in known and value is not None})
 
     def to_dict(self) -> dict:

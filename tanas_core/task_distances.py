@@ -93,13 +93,6 @@ def _differences(asked: dict, stored: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _with_defaults(defaults: dict, stored: dict) -> dict:
-    """``stored`` (a request as an earlier version stored it) with the fields it lacks at today's defaults, nested
-    settings too: a field added later had its default's value then (``FisherConfig._KEYLESS_AT``)."""
-    return {name: _with_defaults(value, stored.get(name) or {}) if isinstance(value, dict) else stored.get(name, value)
-            for name, value in defaults.items()}
-
-
 def nearest_stored(workspace: Workspace, request: DistanceRequest,
                    arch: str) -> tuple[DistanceResult, list[str]] | None:
     """The stored result of ``arch`` on ``request``'s suite (and view) whose settings differ from the request's in
@@ -111,7 +104,8 @@ def nearest_stored(workspace: Workspace, request: DistanceRequest,
         if (stored is None or payload["suite"] != request.suite or payload["arch"] != arch
                 or payload.get("view", "tanas") != request.view):
             continue
-        differences = _differences(asked, _with_defaults(DistanceRequest().to_dict(), stored))
+        # read as an earlier version stored it: a field added since had its default's value then
+        differences = _differences(asked, DistanceRequest.from_stored(stored).to_dict())
         if best is None or len(differences) < len(best[1]):
             best = (payload, differences)
     return None if best is None else (DistanceResult.from_payload(best[0], cached=True), best[1])
