@@ -90,6 +90,11 @@ def row_name(view: str, metric: str) -> str:
     return metric if view == "tanas" else f"{view}:{metric}"
 
 
+def row_view(row: str) -> str:
+    """The view of a report row named by ``row_name``."""
+    return row.split(":")[0] if ":" in row else "tanas"
+
+
 def _identity_cases(results: list[DistanceResult], leave_out: Callable[[str, str], bool] | None = None):
     """Yield ``(target, beaten_by)`` per (architecture, seed, target, replicate) case: the baselines of the column
     (those ``leave_out(baseline, target)`` drops excluded) at least as close as the replicate; empty: it ranks first."""

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ..settings import REFERENCES, VIEWS
-from ..validation import GOALS, REPORT_METRICS, ValidateRequest
+from ..validation import GOALS, REPORT_METRICS, ValidateRequest, row_view
 from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option, print_table,
                      run_options, suite_option, workspace)
 
@@ -46,8 +46,7 @@ def print_columns(report: dict, row: str) -> None:
     columns = report.get("columns", {}).get(row)
     if not columns:
         return
-    view = row.split(":")[0] if ":" in row else "tanas"
-    print(f"\n{row}, column by column: does the target's twin ({REFERENCES[view]}) rank closest?")
+    print(f"\n{row}, column by column: does the target's twin ({REFERENCES[row_view(row)]}) rank closest?")
     print_table([dict(target=target, twin_first=f"{c['hits']}/{c['cases']}",
                       interval=f"[{c['low']:.2f}, {c['high']:.2f}]",
                       beaten_by=", ".join(f"{name}{'*' if name in c['refined_by'] else ''} {count}"
