@@ -186,7 +186,8 @@ class _Mixture:
         to a tie."""
         # The winner is passed in, not ranked again: with equal alphas (a round cut in its warm-up) a descending
         # sort can disagree with argmax and name the winner itself as the runner-up.
-        runner_up = max((c for c in range(len(self.models)) if c != winner), key=lambda c: float(self.alpha[c]))
+        alpha = self.alpha.detach()
+        runner_up = max((c for c in range(len(self.models)) if c != winner), key=lambda c: float(alpha[c]))
         device = self.alpha.device
         losses = []
         with torch.no_grad():
