@@ -12,7 +12,7 @@ import streamlit as st
 from tanas_core import ui
 from tanas_core.figures import atlas_figure, heatmap_figure
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.requests import METRICS, REFERENCES, DistanceRequest, FisherConfig
+from tanas_core.requests import METRICS, REFERENCES, VIEWS, DistanceRequest, FisherConfig
 from tanas_core.task_distances import across_architectures, nearest_stored, stored_distances, task_atlas
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
@@ -22,6 +22,15 @@ METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "logdet-scaled": "log-det,
                  "frechet": "Fréchet, diagonal (eq. 8)", "frechet-sorted": "Fréchet, sorted per tensor (extension)",
                  "frechet-mass": "Fréchet, per-tensor mass (extension)",
                  "frechet-full": "Fréchet, full matrices (eq. 7)"}
+VIEW_LABELS = {"probe": "common probe (Task2Vec-style)", "tanas": "TA-NAS (the source's)"}
+VIEW_TEXT = {
+    "probe": "**Common probe network** (Task2Vec's design, not the source document's): per architecture and seed one "
+             "network trained on every class of the suite's datasets; its head is refitted per task and d[b, t] "
+             "compares its Fisher on X_b with its Fisher on X_t. The reference r[t] compares "
+             f"{REFERENCES['probe']}; retraining the probe is what the spread over seeds shows.",
+    "tanas": "**TA-NAS** (the source document's): d[b, t] compares task b's network with task t's network, both with "
+             "a head refitted on t and both on X_t. The reference r[t] compares t's network with "
+             f"{REFERENCES['tanas']}."}
 
 space = ui.page_header("Task distances", "d[b, t]: row = baseline task b, column = target task t. Asymmetric: "
                        "d[b, t] ≠ d[t, b]. The star marks the closest baseline of each target.")
@@ -29,16 +38,20 @@ space = ui.page_header("Task distances", "d[b, t]: row = baseline task b, column
 
 def request_from_widgets() -> DistanceRequest:
     """The page's one ``DistanceRequest``: every limit and default comes from the request types."""
-    columns = st.columns(5)
+    columns = st.columns(6)
     suite_names = list(ALL_SUITE_NAMES)
     suite = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
-    archs = columns[1].multiselect("Architectures", list(ARCHITECTURES),
+    view = columns[1].selectbox("View", list(VIEWS), format_func=VIEW_LABELS.get,
+                                index=ui.index_of(list(VIEWS), DistanceRequest.default("view")),
+                                help="Which networks' Fishers d[b, t] compares; the validation report names the "
+                                     "view and metric that beat their noise (docs/distances.md)")
+    archs = columns[2].multiselect("Architectures", list(ARCHITECTURES),
                                    default=list(DistanceRequest.default("archs")))
-    seeds = ui.number_input(columns[2], "Seeds", DistanceRequest, "seeds")
-    metric = columns[3].selectbox("Metric", list(METRICS), format_func=METRIC_LABELS.get,
+    seeds = ui.number_input(columns[3], "Seeds", DistanceRequest, "seeds")
+    metric = columns[4].selectbox("Metric", list(METRICS), format_func=METRIC_LABELS.get,
                                   index=ui.index_of(list(METRICS), DistanceRequest.default("metric")))
     presets = list(PRESETS)
-    preset = columns[4].selectbox("Preset", presets, index=ui.index_of(presets, DistanceRequest.default("preset")))
+    preset = columns[5].selectbox("Preset", presets, index=ui.index_of(presets, DistanceRequest.default("preset")))
     with st.expander("Fisher settings"):
         settings = st.columns(4)
         # σ, M and the head's images are checked by the request (with the range in the message), not the widget
@@ -47,13 +60,13 @@ def request_from_widgets() -> DistanceRequest:
         samples = ui.number_input(settings[1], "M: images per Fisher", FisherConfig, "samples")
         head_samples = ui.number_input(settings[2], "images for the refitted head", FisherConfig, "head_samples")
         head_weight_decay = ui.number_input(settings[3], "the head's L2 penalty", FisherConfig, "head_weight_decay",
-                                            format="%.0e", help="1e-2 steadies the probe view's heads; see "
-                                                                "docs/distances.md")
+                                            format="%.0e", help="a strong penalty steadies the refitted heads "
+                                                                "(docs/distances.md, \"The head's penalty\")")
     if not archs:
         st.error("Choose at least one architecture.")
         st.stop()
     return DistanceRequest(suite=suite, archs=tuple(archs), seeds=int(seeds), metric=metric, sigma=float(sigma),
-                           preset=preset, fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples),
+                           preset=preset, view=view, fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples),
                                                               head_weight_decay=float(head_weight_decay)))
 
 
@@ -100,28 +113,26 @@ def show_result(name: str, result, suite, metric: str) -> None:
     st.plotly_chart(atlas_figure(task_atlas(result.mean), result.tasks, datasets), key=f"atlas-{name}")
 
 
-def show_probe_view(request: DistanceRequest, suite, tanas) -> None:
-    """The common-probe tab: Task2Vec's design (one probe network embeds every task), its verdict, and how far it
-    agrees with the TA-NAS matrices (``tanas``: the combined TA-NAS result, or ``None``)."""
-    probe_request = request.replace(view="probe")
-    st.markdown("**Common probe network** (Task2Vec's design, not the source document's): per architecture and "
-                "seed one network trained on every class of the suite's datasets; its head is refitted per task and "
-                "d[b, t] compares its Fisher on X_b with its Fisher on X_t. The reference r[t] compares "
-                f"{REFERENCES['probe']}; retraining the probe is what the spread over seeds shows.")
-    show_verdict(probe_request)
-    stored = stored_distances(space, probe_request)
+def show_other_view(request: DistanceRequest, suite, shown) -> None:
+    """The tab of the view not chosen: its description, verdict and matrices, and how far its rankings agree with
+    the chosen view's (``shown``: the chosen view's combined result, or ``None`` while part of it is missing)."""
+    other = request.replace(view=next(view for view in VIEWS if view != request.view))
+    st.markdown(VIEW_TEXT[other.view])
+    show_verdict(other)
+    stored = stored_distances(space, other)
     missing = tuple(arch for arch, result in zip(request.archs, stored) if result is None)
     if missing:
-        st.info(f"The probe view is not in the workspace yet for {', '.join(missing)}.")
-        ui.attempt("probe-view", st.button("Compute the common-probe view", key="probe-view"),
-                   lambda: ui.submit(space, "distances", probe_request.replace(archs=missing)))
+        st.info(f"The {VIEW_LABELS[other.view]} view is not in the workspace yet for {', '.join(missing)}.")
+        ui.attempt("other-view", st.button(f"Compute the {VIEW_LABELS[other.view]} view", key="other-view"),
+                   lambda: ui.submit(space, "distances", other.replace(archs=missing)))
         return
-    probe = stored[0] if len(stored) == 1 else across_architectures(stored)
-    if tanas is not None:
+    result = stored[0] if len(stored) == 1 else across_architectures(stored)
+    if shown is not None:
+        tanas, probe = (shown, result) if request.view == "tanas" else (result, shown)
         agreement = rank_agreement([tanas], [probe])
-        st.metric("Rank agreement with the TA-NAS view (mean Spearman over target columns)",
+        st.metric("Rank agreement of the two views (mean Spearman over target columns)",
                   "n/a (needs ≥ 3 baselines)" if np.isnan(agreement) else f"{agreement:.2f}")
-    show_result("common probe", probe, suite, request.metric)
+    show_result(VIEW_LABELS[other.view], result, suite, request.metric)
 
 
 def identity_table(columns: dict) -> pd.DataFrame:
@@ -182,6 +193,7 @@ if missing:
     ui.attempt("distances", st.button("Compute in the background", type="primary"),
                lambda: ui.submit(space, "distances", request.replace(archs=missing)))
 ui.job_panel(space, ("distances", "demo"), "Distance jobs (and demo runs, which compute the demo distances)")
+st.markdown(VIEW_TEXT[request.view])
 show_verdict(request)
 
 ready = {arch: result for arch, result in results.items() if result is not None}
@@ -193,10 +205,11 @@ for arch, (result, differences) in nearest.items():
 views = dict(ready)
 if len(ready) > 1 and not nearest:  # stand-ins may have other metrics: combine only what was asked for
     views["across architectures"] = across_architectures(list(ready.values()))
-tabs = st.tabs([*views, "common probe (Task2Vec-style)"])
+other_view = next(view for view in VIEWS if view != request.view)
+tabs = st.tabs([*views, f"the other view: {VIEW_LABELS[other_view]}"])
 for tab, (name, result) in zip(tabs, views.items()):
     with tab:
         show_result(name, result, suite, request.metric)
 with tabs[-1], ui.user_errors(stop=False):
-    show_probe_view(request, suite, list(views.values())[-1] if not missing else None)
+    show_other_view(request, suite, list(views.values())[-1] if not missing else None)
 st.caption("PNG: use the camera button in each chart's toolbar.")

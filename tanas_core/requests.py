@@ -196,9 +196,11 @@ class DemoRequest(Request):
         _check_target(f"{self.suite}:{self.target}", workspace)
 
     def zoo(self) -> ZooRequest:
-        """The zoo and the replicates the distances' reference needs (trained in the zoo phase)."""
+        """The zoo, with the replicate networks the distances' reference needs in the TA-NAS view (the probe view's
+        reference draws other data, so it trains none)."""
+        distances = self.distances()
         return ZooRequest(suite=self.suite, archs=self.archs, seeds=1, preset=self.preset,
-                          replicates=self.distances().replicates)
+                          replicates=distances.replicates if distances.view == "tanas" else 0)
 
     def distances(self) -> DistanceRequest:
         return DistanceRequest(suite=self.suite, archs=self.archs, preset=self.preset)

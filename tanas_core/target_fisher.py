@@ -36,8 +36,10 @@ from .zoo import data_seed, model_from_state, verify_checkpoint
 
 
 def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Tensor, num_classes: int,
-               weight_decay: float = 1e-4, steps: int = 100) -> BackboneHeadNet:
-    """A copy of ``model`` with a new linear head for ``num_classes`` fitted on frozen backbone ``features [N, d]``.
+               weight_decay: float, steps: int = 100) -> BackboneHeadNet:
+    """A copy of ``model`` with a new linear head for ``num_classes`` fitted on frozen backbone ``features [N, d]``,
+    with ``weight_decay`` times the squared head weights added to the mean cross-entropy
+    (``FisherConfig.head_weight_decay``).
 
     Full-batch L-BFGS on the L2-regularised cross-entropy: deterministic, and it converges in well under a second
     on demo feature sizes.

@@ -257,14 +257,20 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
 GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
 
 
+# The Fisher defaults while reports did not record their settings (the head's images and penalty changed after).
+_BEFORE_RECORDED = FisherConfig(head_samples=512, head_weight_decay=1e-4)
+
+
 def latest_validation(workspace: Workspace, suite: str, preset: str,
                       fisher: FisherConfig | None = None) -> dict | None:
     """The newest stored ``validate_distances`` report of ``suite`` on ``preset``'s zoo (with ``fisher``: computed
-    with those Fisher settings; a report stored before it recorded them counts as the defaults'), or ``None``."""
+    with those Fisher settings; a report stored before it recorded them ran at the defaults of its time,
+    ``_BEFORE_RECORDED``), or ``None``."""
     for report in workspace.list_results("validation"):
         if report.get("suite") != suite or report.get("preset") != preset:
             continue
-        if fisher is None or FisherConfig.from_stored(report.get("fisher")) == fisher:
+        if fisher is None or (FisherConfig.from_stored(report["fisher"]) if "fisher" in report
+                              else _BEFORE_RECORDED) == fisher:
             return report
     return None
 

@@ -87,7 +87,8 @@ def test_every_option_reaches_the_request():
 
 def test_fisher_images_out_of_range_are_explained_not_clipped():
     # the Fisher's images are held-out probe images, so fewer head images than M is fine ...
-    assert parse_request(["distance", "--suite", "mnist4", "--samples", "1024"]).fisher.head_samples == 512
+    fisher = parse_request(["distance", "--suite", "mnist4", "--samples", "1024", "--head-samples", "256"]).fisher
+    assert (fisher.samples, fisher.head_samples) == (1024, 256)
     # ... and M outside its range is the request's error, never a silent clip
     with pytest.raises(TanasError, match=r"samples must be in 2..8192, got 9000"):
         parse_request(["distance", "--suite", "mnist4", "--samples", "9000"])

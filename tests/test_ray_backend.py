@@ -78,7 +78,7 @@ def test_zoo_on_ray_equals_local_and_lands_in_the_store(ray_cluster, one_thread,
 @pytest.mark.parametrize("metric", ["logdet", "frechet-full"])
 def test_distance_matrix_on_ray_equals_local(ray_cluster, one_thread, tmp_path, mnist4, tiny_preset, metric):
     request = DistanceRequest(suite="mnist4", archs=("vgg16",), seeds=2, metric=metric, preset="tiny",
-                              fisher=FisherConfig(samples=32, head_samples=64))
+                              view="tanas", fisher=FisherConfig(samples=32, head_samples=64))
     [on_ray] = distance_matrices(request, quiet_context(Workspace(tmp_path / "ray"), backend=RayBackend()))
     [local] = distance_matrices(request, quiet_context(Workspace(tmp_path / "local")))
     assert np.array_equal(on_ray.matrices, local.matrices)

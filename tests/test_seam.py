@@ -74,8 +74,13 @@ def test_m_above_a_tasks_held_out_probe_images_is_refused_with_the_limit(digits_
 
 def test_a_fisher_setting_added_later_keeps_the_stored_keys_at_the_value_they_were_computed_with():
     # head_weight_decay came after Fishers were stored with 1e-4: at 1e-4 their keys are unchanged, else they differ
-    assert "head_weight_decay" not in FisherConfig().identity()
+    # (today's default 0.3 included); a stored request without it is read at 1e-4, not at today's default
+    assert "head_weight_decay" not in FisherConfig(head_weight_decay=1e-4).identity()
     assert FisherConfig(head_weight_decay=1e-2).identity() == dict(vars(FisherConfig()), head_weight_decay=1e-2)
+    assert FisherConfig().identity()["head_weight_decay"] == FisherConfig.default("head_weight_decay") != 1e-4
+    old_record = {name: value for name, value in FisherConfig().to_dict().items() if name != "head_weight_decay"}
+    assert FisherConfig.from_stored(old_record).head_weight_decay == 1e-4
+    assert FisherConfig.from_stored(FisherConfig().to_dict()) == FisherConfig()
     with pytest.raises(TanasError, match="head_weight_decay must be in"):
         FisherConfig(head_weight_decay=-1.0).validate()
 

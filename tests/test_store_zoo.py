@@ -159,7 +159,7 @@ def test_distance_matrices_cached_asymmetric_with_noise_floor(workspace, mnist4,
     from tanas_core.task_distances import across_architectures, distance_matrices
 
     request = DistanceRequest(suite="mnist4", archs=("vgg16",), seeds=2, metric="frechet", preset="tiny",
-                              fisher=FisherConfig(samples=16, head_samples=32))
+                              view="tanas", fisher=FisherConfig(samples=16, head_samples=32))
     [result] = distance_matrices(request, quiet_context(workspace, "cpu"))
     assert result.matrices.shape == (2, 4, 4) and not result.cached
     assert (result.matrices[:, range(4), range(4)] == 0).all()

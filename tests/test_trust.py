@@ -267,6 +267,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     def page_text() -> str:
         app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
         by_label(app.selectbox, "Suite").set_value("mnist4")
+        by_label(app.selectbox, "View").set_value("tanas")
         by_label(app.selectbox, "Metric").set_value("frechet")
         app.run()
         assert not app.exception
@@ -277,6 +278,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     figures = dict(identity_top1=0.68, signal_to_noise=1.19, same_dataset_auc=None, closest_stability=0.86,
                    logdet_lift=None, seconds=1.0)
     report = dict(suite="mnist4", preset="demo", archs=["vgg16"], seeds=3, replicates=2, default_metric="frechet",
+                  fisher=FisherConfig().to_dict(),
                   metrics=dict(frechet=dict(figures, identity_top1_unrefined=0.92)), created_at=0.0,
                   columns=dict(frechet={"mnist-digit0": dict(
                       hits=9, cases=18, share=0.5, low=0.29, high=0.71, beaten_by={"mnist-10class": 8},
@@ -299,6 +301,12 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     assert "identity_top1 0.68 < 0.95" in page_text()
     assert latest_validation(Workspace(), "mnist4", "demo", FisherConfig(head_weight_decay=0.01)) == other
     assert latest_validation(Workspace(), "mnist4", "demo") == other  # without settings: the newest
+    # a report from before reports recorded their settings ran at that time's defaults (512 head images, 1e-4)
+    unrecorded = {name: value for name, value in report.items() if name != "fisher"}
+    Workspace().put_result("validation", "constructed-unrecorded", unrecorded)
+    assert latest_validation(Workspace(), "mnist4", "demo", FisherConfig()) == report
+    assert latest_validation(Workspace(), "mnist4", "demo",
+                             FisherConfig(head_samples=512, head_weight_decay=1e-4)) == unrecorded
 
 
 def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies_add_up(digits_workspace,
@@ -380,8 +388,9 @@ def test_a_result_stored_before_a_setting_existed_differs_only_in_what_really_di
     from tanas_core.requests import DistanceRequest
     from tanas_core.task_distances import _request_key, distance_matrices, nearest_stored
 
+    # run at the penalty every Fisher had before it was a setting, as an old record was
     request = DistanceRequest(suite="custom", archs=("vgg16",), preset="tiny", replicates=1, bootstrap=0,
-                              fisher=FisherConfig(samples=24, head_samples=48))
+                              fisher=FisherConfig(samples=24, head_samples=48, head_weight_decay=1e-4))
     distance_matrices(request, quiet_context(digits_workspace, "cpu"))
     [payload] = digits_workspace.list_results("distances")
     del payload["request"]["fisher"]["head_weight_decay"]  # as a version before the setting stored it, in its place
