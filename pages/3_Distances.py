@@ -66,8 +66,9 @@ def request_from_widgets() -> DistanceRequest:
         st.error("Choose at least one architecture.")
         st.stop()
     return DistanceRequest(suite=suite, archs=tuple(archs), seeds=int(seeds), metric=metric, sigma=float(sigma),
-                           preset=preset, view=view, fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples),
-                                                              head_weight_decay=float(head_weight_decay)))
+                           preset=preset, view=view,
+                           fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples),
+                                               head_weight_decay=float(head_weight_decay)))
 
 
 def closest_row(target: str, best: dict) -> dict:

@@ -47,9 +47,10 @@ def target_widgets():
 def closest_widgets(suite, target: str) -> ClosestSettings:
     """Which distances rank the learned tasks, and among which baselines."""
     closest_arch = st.selectbox("Distances from", list(ARCHITECTURES), index=0,
-                                help=f"distances of this architecture in the default view ({ClosestSettings.default('view')}) "
-                                     f"and metric ({ClosestSettings.default('metric')}), default Fisher settings; "
-                                     "compute them on the Distances page")
+                                help=f"distances of this architecture in the default view "
+                                     f"({ClosestSettings.default('view')}) and metric "
+                                     f"({ClosestSettings.default('metric')}), default Fisher settings; compute them "
+                                     "on the Distances page")
     others = [t.name for t in suite.tasks if t.name != target]
     baselines = st.multiselect("Baselines (learned tasks to choose from)", others, default=others)
     if not baselines:
