@@ -221,8 +221,9 @@ def bench_distances(suite: str, archs: tuple[str, ...], samples: list[int], repl
         train_zoo(ZooRequest(suite=suite, archs=archs, seeds=1, replicates=replicates, workers=2), phases[0])
         zoo_seconds, rows = time.perf_counter() - started, []
         for (arch, m), phase in zip(cases, phases[1:]):
+            # the TA-NAS view: the most Fishers per matrix (T per network), where M's cost shows
             request = DistanceRequest(suite=suite, archs=(arch,), seeds=1, metric="logdet", replicates=replicates,
-                                      bootstrap=bootstrap, fisher=FisherConfig(samples=m))
+                                      bootstrap=bootstrap, view="tanas", fisher=FisherConfig(samples=m))
             started = time.perf_counter()
             [result] = distance_matrices(request, phase)
             seconds = time.perf_counter() - started
