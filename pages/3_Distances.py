@@ -61,7 +61,7 @@ def request_from_widgets() -> DistanceRequest:
         head_samples = ui.number_input(settings[2], "images for the refitted head", FisherConfig, "head_samples")
         head_weight_decay = ui.number_input(settings[3], "the head's L2 penalty", FisherConfig, "head_weight_decay",
                                             format="%.0e", help="a strong penalty steadies the refitted heads "
-                                                                "(docs/distances.md, \"The head's penalty\")")
+                                                                "(docs/distances.md, \"The refitted head\")")
     if not archs:
         st.error("Choose at least one architecture.")
         st.stop()
@@ -114,10 +114,11 @@ def show_result(name: str, result, suite, metric: str) -> None:
     st.plotly_chart(atlas_figure(task_atlas(result.mean), result.tasks, datasets), key=f"atlas-{name}")
 
 
-def show_other_view(request: DistanceRequest, suite, shown) -> None:
-    """The tab of the view not chosen: its description, verdict and matrices, and how far its rankings agree with
-    the chosen view's (``shown``: the chosen view's combined result, or ``None`` while part of it is missing)."""
-    other = request.replace(view=next(view for view in VIEWS if view != request.view))
+def show_other_view(request: DistanceRequest, other_view: str, suite, shown) -> None:
+    """The tab of ``other_view``, the view not chosen: its description, verdict and matrices, and how far its
+    rankings agree with the chosen view's (``shown``: the chosen view's combined result, or ``None`` while part of it
+    is missing)."""
+    other = request.replace(view=other_view)
     st.markdown(VIEW_TEXT[other.view])
     show_verdict(other)
     stored = stored_distances(space, other)
@@ -212,5 +213,5 @@ for tab, (name, result) in zip(tabs, views.items()):
     with tab:
         show_result(name, result, suite, request.metric)
 with tabs[-1], ui.user_errors(stop=False):
-    show_other_view(request, suite, list(views.values())[-1] if not missing else None)
+    show_other_view(request, other_view, suite, list(views.values())[-1] if not missing else None)
 st.caption("PNG: use the camera button in each chart's toolbar.")

@@ -104,7 +104,7 @@ def nearest_stored(workspace: Workspace, request: DistanceRequest,
         if (stored is None or payload["suite"] != request.suite or payload["arch"] != arch
                 or payload.get("view", "tanas") != request.view):
             continue
-        # read as an earlier version stored it: a field added since had its default's value then
+        # read as an earlier version stored it: a field added since at the value it ran with (``ADDED_AT``)
         differences = _differences(asked, DistanceRequest.from_stored(stored).to_dict())
         if best is None or len(differences) < len(best[1]):
             best = (payload, differences)
