@@ -12,7 +12,7 @@ from .data import RawDataset, load_dataset
 from .errors import TanasError
 from .selection import balanced_take, class_members
 
-PROBE_FRACTION = 0.2  # of each class's training images, at most PROBE_CAP of them (M = 512 on the CIFAR-10 pack)
+PROBE_FRACTION = 0.2  # of each class's training images, at most PROBE_CAP of them (200 on the CIFAR-10 pack: M <= 800)
 PROBE_CAP = 500
 _PROBE_SEED = 4242
 _PROBE_MASKS: dict[tuple, np.ndarray] = {}

@@ -257,8 +257,8 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
 GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
 
 
-# The Fisher defaults while reports did not record their settings (the head's images and penalty changed after).
-_BEFORE_RECORDED = FisherConfig(head_samples=512, head_weight_decay=1e-4)
+# The Fisher defaults while reports did not record their settings (M, the head's images and penalty changed after).
+_BEFORE_RECORDED = FisherConfig(samples=512, head_samples=512, head_weight_decay=1e-4)
 
 
 def latest_validation(workspace: Workspace, suite: str, preset: str,

@@ -160,7 +160,7 @@ def test_changing_a_setting_keeps_the_nearest_stored_result_visible_with_how_it_
     app.run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     notes = [i.value for i in app.info if "nearest stored result" in i.value]
-    assert notes and "fisher.samples 64 (asked: 512)" in notes[0] and "replicates 1 (asked: 2)" in notes[0], notes
+    assert notes and "fisher.samples 64 (asked: 800)" in notes[0] and "replicates 1 (asked: 2)" in notes[0], notes
     heatmaps = [t for spec in plotly_specs(app) for t in spec["data"] if t["type"] == "heatmap"]
     assert heatmaps
 

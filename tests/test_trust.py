@@ -301,12 +301,14 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     assert "identity_top1 0.68 < 0.95" in page_text()
     assert latest_validation(Workspace(), "mnist4", "demo", FisherConfig(head_weight_decay=0.01)) == other
     assert latest_validation(Workspace(), "mnist4", "demo") == other  # without settings: the newest
-    # a report from before reports recorded their settings ran at that time's defaults (512 head images, 1e-4)
+    # a report from before reports recorded their settings ran at that time's defaults (M 512, 512 head images, 1e-4)
     unrecorded = {name: value for name, value in report.items() if name != "fisher"}
     Workspace().put_result("validation", "constructed-unrecorded", unrecorded)
     assert latest_validation(Workspace(), "mnist4", "demo", FisherConfig()) == report
     assert latest_validation(Workspace(), "mnist4", "demo",
-                             FisherConfig(head_samples=512, head_weight_decay=1e-4)) == unrecorded
+                             FisherConfig(samples=512, head_samples=512, head_weight_decay=1e-4)) == unrecorded
+    assert latest_validation(Workspace(), "mnist4", "demo",
+                             FisherConfig(head_samples=512, head_weight_decay=1e-4)) is None  # M 800 never unrecorded
 
 
 def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies_add_up(digits_workspace,

@@ -36,7 +36,7 @@ def register(commands) -> None:
     distances.add_argument("--suite", default="mnist4", choices=list(SUITE_NAMES))
     distances.add_argument("--archs", default="vgg16,densenet121",
                            help="comma-separated architectures (default: the fastest and the slowest per Fisher)")
-    distances.add_argument("--samples", default="256,512", help="comma-separated M values (the old default, the new)")
+    distances.add_argument("--samples", default="512,800", help="comma-separated M values (the old default, the new)")
     distances.set_defaults(func=run_distances)
     cells = bench.add_parser("cells", help="cell networks vs the demo VGG per image, contiguous vs channels_last")
     cells.add_argument("--preset", default="demo", choices=list(PRESETS))
