@@ -298,8 +298,8 @@ class DistanceSettings(Request):
     archs: tuple = ("vgg16",)
     seeds: int = 1
     # The row the newest ld8 and mnist4 validate-distances reports support best (their rule: identity test, then
-    # signal/noise; 3 architectures x 3 seeds, docs/distances.md): Frechet eq. 8 in the common-probe view, one goal
-    # short on each suite. The source's TA-NAS view stays one choice away (``view="tanas"``).
+    # signal/noise; 3 architectures x 3 seeds, docs/distances.md): Frechet eq. 8 in the common-probe view, which meets
+    # every goal on both suites at M = 800. The source's TA-NAS view stays one choice away (``view="tanas"``).
     metric: str = "frechet"
     sigma: float = 1e-3
     fisher: FisherConfig = field(default_factory=FisherConfig)
