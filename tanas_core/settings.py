@@ -196,9 +196,9 @@ class FisherConfig(Request):
     CHOICES: ClassVar[dict] = dict(head=HEADS, params=PARAMS)
 
     # M = 800: the most the CIFAR-10 pack's bird / frog / horse / else task holds (200 held-out images per class), so
-    # every Fisher of `ld8` can use it. With the steady heads below the Fisher images became the probe view's noise:
-    # 512 -> 800 took ld8 identity 0.944 -> 0.958 and mnist4 signal / noise 2.79 -> 3.02 (docs/distances.md, "How
-    # many Fisher images"); each Fisher costs about 1.3x.
+    # every Fisher of `ld8` can use it. With the steady heads below, the Fisher images are a large part of the probe
+    # view's noise: 512 -> 800 took ld8 identity 0.944 -> 0.958 and mnist4 signal / noise 2.79 -> 3.02, every goal
+    # met (docs/distances.md, "How many Fisher images"); each Fisher costs about 1.3x (ld8 report 39.8 min, goal 30).
     samples: int = 800
     # The refitted head: every training image of the demo split (2,000; the first 2,048 on larger presets) and a
     # strong L2 penalty. On separable features a weakly penalised logistic fit is set by a few boundary images and
