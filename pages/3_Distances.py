@@ -130,8 +130,7 @@ def show_other_view(request: DistanceRequest, other_view: str, suite, shown) -> 
         return
     result = stored[0] if len(stored) == 1 else across_architectures(stored)
     if shown is not None:
-        tanas, probe = (shown, result) if request.view == "tanas" else (result, shown)
-        agreement = rank_agreement([tanas], [probe])
+        agreement = rank_agreement([shown], [result])  # symmetric: either view may be the chosen one
         st.metric("Rank agreement of the two views (mean Spearman over target columns)",
                   "n/a (needs ≥ 3 baselines)" if np.isnan(agreement) else f"{agreement:.2f}")
     show_result(VIEW_LABELS[other.view], result, suite, request.metric)
