@@ -185,10 +185,13 @@ class Workspace:
         A file this object already checked against the same sha256 is not hashed again while its size and
         modification time are unchanged (a report reads each Fisher once per metric; rewriting or truncating a file
         changes them)."""
-        path = (self.root / ref.path).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        # Checked on the recorded path itself, not on where links lead: a user may keep `artifacts/` on another
+        # disk through a symbolic link, and writes go through it too.
+        relative = Path(ref.path)
+        if relative.is_absolute() or ".." in relative.parts:
             raise CorruptArtifactError(f"artifact path {ref.path!r} points outside the workspace {self.root}; the "
                                        "index was tampered with: refusing to read it")
+        path = self.root / relative
         if not path.is_file():
             raise CorruptArtifactError(f"artifact {path} is missing; rebuild it (re-run the command that made it)")
         status = path.stat()

@@ -195,8 +195,22 @@ def test_artifact_names_and_index_paths_cannot_escape_the_workspace(tmp_path):
     outside = tmp_path / "outside.safetensors"
     outside.write_bytes(b"secret")
     from tanas_core.store import sha256_file
-    with pytest.raises(CorruptArtifactError, match="outside the workspace"):
-        workspace.read_tensors(ArtifactRef("../outside.safetensors", sha256_file(outside)))
+    for path in ("../outside.safetensors", "artifacts/../../outside.safetensors", str(outside)):
+        with pytest.raises(CorruptArtifactError, match="outside the workspace"):
+            workspace.read_tensors(ArtifactRef(path, sha256_file(outside)))
+
+
+def test_an_artifacts_folder_linked_to_another_disk_is_read_and_written_through_the_link(tmp_path):
+    # Reading once refused such a folder as "outside the workspace" while writing went through the link, so a
+    # command retrained networks whose checkpoints were fine.
+    elsewhere = tmp_path / "other-disk"
+    elsewhere.mkdir()
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "artifacts").symlink_to(elsewhere, target_is_directory=True)
+    workspace = Workspace(tmp_path / "ws")
+    ref = workspace.write_tensors("fisher", "key1", {"fisher": torch.arange(4.0)})
+    assert (elsewhere / "fisher" / "key1.safetensors").is_file()
+    assert torch.equal(workspace.read_tensors(ref)["fisher"], torch.arange(4.0))
 
 
 def test_the_app_binds_localhost_by_default():
