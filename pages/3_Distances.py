@@ -16,7 +16,7 @@ from tanas_core.requests import METRICS, REFERENCES, VIEWS, DistanceRequest, Fis
 from tanas_core.task_distances import across_architectures, nearest_stored, stored_distances, task_atlas
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
-from tanas_core.validation import GOALS, latest_validation, rank_agreement, row_name, verdict
+from tanas_core.validation import GOALS, ValidateRequest, latest_validation, rank_agreement, row_name, verdict
 
 METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "logdet-scaled": "log-det, scale-free (extension of eq. 5)",
                  "frechet": "Fréchet, diagonal (eq. 8)", "frechet-sorted": "Fréchet, sorted per tensor (extension)",
@@ -120,7 +120,7 @@ def show_other_view(request: DistanceRequest, other_view: str, suite, shown) -> 
     is missing)."""
     other = request.replace(view=other_view)
     st.markdown(VIEW_TEXT[other.view])
-    show_verdict(other)
+    show_verdict(other, offer_report=False)  # the chosen view's verdict offers the report, which covers both views
     stored = stored_distances(space, other)
     missing = tuple(arch for arch, result in zip(request.archs, stored) if result is None)
     if missing:
@@ -146,8 +146,21 @@ def identity_table(columns: dict) -> pd.DataFrame:
         for target, c in columns.items()])
 
 
-def show_verdict(request: DistanceRequest) -> None:
-    """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?"""
+def offer_validation(request: DistanceRequest) -> None:
+    """A button that runs the validation report of the page's settings as a background job, and what it costs."""
+    report = ValidateRequest.judging(request)
+    tasks = len(resolve_suite(request.suite, space).tasks)
+    st.caption(f"The report of {', '.join(report.archs)} with {report.seeds} seed(s) and {report.replicates} "
+               f"replicate(s): every metric in both views, from up to {report.fisher_count(tasks)} Fisher matrices "
+               "(stored ones are reused; missing networks, replicates and probe networks are trained first). "
+               "Measured: ld8 with 3 architectures x 3 seeds took 40 min on a 2-core CPU with its networks stored.")
+    ui.attempt("validate", st.button("Run the validation report in the background", key="validate"),
+               lambda: ui.submit(space, "validate", report))
+
+
+def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
+    """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?
+    Not measured yet: ``offer_report`` offers to run the report."""
     row = row_name(request.view, request.metric)
     report = latest_validation(space, request.suite, request.preset, request.fisher)
     answer, why = verdict(report, row)
@@ -157,8 +170,10 @@ def show_verdict(request: DistanceRequest) -> None:
     elif answer == "no":
         st.warning(text + " Read the closest baselines below as ties within the noise, not as findings.")
     else:
-        st.info(text + f" Measure it: `python -m tanas_core validate distances --suite {request.suite} --preset "
-                f"{request.preset}`.")
+        st.info(text + " Measure it here, or with `python -m tanas_core validate distances --suite "
+                f"{request.suite} --preset {request.preset}`.")
+        if offer_report:
+            offer_validation(request)
     columns = (report or {}).get("columns", {}).get(row)
     if columns:
         with st.expander(f"Column by column ({row}): does each target's twin rank closest?"):
@@ -193,7 +208,8 @@ if missing:
             f"{request.preset}). Missing zoo networks are trained first.")
     ui.attempt("distances", st.button("Compute in the background", type="primary"),
                lambda: ui.submit(space, "distances", request.replace(archs=missing)))
-ui.job_panel(space, ("distances", "demo"), "Distance jobs (and demo runs, which compute the demo distances)")
+ui.job_panel(space, ("distances", "validate", "demo"),
+             "Distance and validation jobs (and demo runs, which compute the demo distances)")
 st.markdown(VIEW_TEXT[request.view])
 show_verdict(request)
 

@@ -13,6 +13,7 @@ from .nas import run_search
 from .requests import CompareRequest, DemoRequest, DistanceRequest, SearchRequest, ZooRequest
 from .store import Workspace
 from .task_distances import across_architectures, distance_matrices
+from .validation import ValidateRequest, validate_distances, verdict
 from .zoo import train_zoo
 
 
@@ -40,6 +41,14 @@ def compare_job(request: CompareRequest, context: RunContext) -> dict:
     return dict(rows=result.table_rows(), csv=result.csv)
 
 
+def validate_job(request: ValidateRequest, context: RunContext) -> dict:
+    """The validation report (stored as a ``validation`` result: the Distances page's verdict reads it) ->
+    ``{suite, default_metric, verdicts: {row: "yes" | "no"}}``."""
+    report = validate_distances(request, context)
+    return dict(suite=report["suite"], default_metric=report["default_metric"],
+                verdicts={name: verdict(report, name)[0] for name in report["metrics"]})
+
+
 def demo_job(request: DemoRequest, context: RunContext) -> dict:
     """The home page's demo: a small zoo, its distances (default metric), a FUSE search on the closest task's space;
     each a phase of one progress scale."""
@@ -61,6 +70,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "search": JobKind(SearchRequest, search_job),
     "compare": JobKind(CompareRequest, compare_job),
     "demo": JobKind(DemoRequest, demo_job),
+    "validate": JobKind(ValidateRequest, validate_job),
 }
 
 

@@ -192,8 +192,9 @@ def _networks(request: DistanceRequest, suite: Suite, context: RunContext) -> di
     return {(r.task, r.seed, r.replicate): r for r in records}
 
 
-def _fisher_count(request: DistanceRequest, tasks: int) -> int:
-    """Distinct Fishers of one architecture (for progress): T per network in the TA-NAS view, 1 in the probe's."""
+def fisher_count(request: DistanceRequest, tasks: int) -> int:
+    """Distinct Fishers one architecture of ``request`` needs with ``tasks`` tasks (progress, cost notes): T per
+    network in the TA-NAS view, 1 in the probe's, for each seed's T networks and their replicates."""
     per_network = tasks if request.view == "tanas" else 1
     return request.seeds * tasks * (per_network + request.replicates)
 
@@ -233,7 +234,7 @@ def _ensure_fishers(fishers: FisherSource, request: DistanceRequest, networks: d
                     for b in range(len(tasks))]
         entries += [_replicate_entry(request, networks, task, seed, r) for task in tasks
                     for r in range(1, request.replicates + 1)]
-    work = _fisher_count(request, len(tasks))
+    work = fisher_count(request, len(tasks))
 
     def report(record: NetworkRecord, target: Task) -> None:
         what = f"replicate {record.replicate}" if record.replicate else f"seed {record.seed}"

@@ -34,6 +34,9 @@ def workspace() -> Workspace:
         st.stop()
 
 
+_STARTED = "started-job-message"
+
+
 def page_header(title: str | None, caption: str | None = None, backend: bool = True) -> Workspace:
     """Every page's top: page config, title, caption (``title=None``: the page drew them itself), the workspace and
     (``backend``) the sidebar's compute-backend selector. Returns the workspace."""
@@ -45,6 +48,9 @@ def page_header(title: str | None, caption: str | None = None, backend: bool = T
     space = workspace()
     if backend:
         backend_settings()
+    started = st.session_state.pop(_STARTED, None)  # a job ``submit`` launched just before this rerun
+    if started:
+        st.toast(started)
     return space
 
 
@@ -98,13 +104,17 @@ def run_settings() -> RunSettings:
     return RunSettings(backend=choice["backend"], ray_address=choice["ray_address"] or None)
 
 
-def submit(space: Workspace, kind: str, request: Request) -> str:
+def submit(space: Workspace, kind: str, request: Request) -> None:
     """Launch a background job of ``kind`` for ``request`` on the session's backend, remember it in the session and
-    say so. Raises ``TanasError`` when the request is refused (call it inside ``attempt``)."""
+    rerun the page, which then says so. Raises ``TanasError`` when the request is refused (call it inside
+    ``attempt``).
+
+    The rerun is what makes the page follow the job: a job panel drawn above the button was drawn before the job
+    existed, so without it a page whose button sits below its panel showed "no jobs" and never refreshed."""
     job_id = runner(space).submit(kind, request, run_settings())
     st.session_state[f"last_{kind}_job"] = job_id
-    st.toast(f"Started {kind} job {job_id}")
-    return job_id
+    st.session_state[_STARTED] = f"Started {kind} job {job_id}"
+    st.rerun()
 
 
 def attempt(key: str, pressed: bool, action: Callable[[], object]) -> None:

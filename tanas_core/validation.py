@@ -46,7 +46,7 @@ from .settings import METRICS, VIEWS
 from .store import Workspace, config_key
 from .suites import resolve_suite
 from .tasks import refines
-from .task_distances import across_architectures, distance_matrices
+from .task_distances import across_architectures, distance_matrices, fisher_count
 
 REPORT_METRICS = tuple(m for m in METRICS if m != "frechet-full")  # full factors are too costly for a sweep
 
@@ -74,6 +74,19 @@ class ValidateRequest(DistanceSettings):
                              f"{', '.join(VIEWS)}, got {unknown or 'none'}")
         for view in self.views:
             self.distance_request(self.metrics[0], view).validate(workspace)
+
+    @classmethod
+    def judging(cls, request: DistanceRequest) -> ValidateRequest:
+        """The report that judges ``request``'s settings (the Distances page offers to run it): the same suite,
+        preset, architectures, seeds, replicates and Fisher settings, every metric in both views."""
+        settings = {name: value for name, value in request.settings().items() if name not in ("metric", "view")}
+        return cls(suite=request.suite, preset=request.preset, **settings)
+
+    def fisher_count(self, tasks: int) -> int:
+        """The Fisher matrices of the report with ``tasks`` tasks, both views and every architecture (the metrics
+        share them; stored ones are reused)."""
+        return sum(len(self.archs) * fisher_count(self.distance_request(self.metrics[0], view), tasks)
+                   for view in self.views)
 
     def distance_request(self, metric: str, view: str = "tanas") -> DistanceRequest:
         """The distance computation of one metric in one view."""

@@ -7,14 +7,16 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
 from tanas_core.context import quiet_context
-from tanas_core.jobs import list_jobs
+from tanas_core.jobs import get_job, list_jobs
 from tanas_core.nas import closest_tasks, run_search
 from tanas_core.requests import ClosestSettings, DistanceRequest, FisherConfig, SearchBudget, SearchRequest
 from tanas_core.task_distances import distance_matrices
 from tanas_core.store import Workspace
+from tanas_core.validation import ValidateRequest
 from test_pages import by_label, plotly_specs, wait_for
 
 COMPUTE = "Compute in the background"
+VALIDATE = "Run the validation report in the background"
 
 
 def distances_page(preset: str, samples: int, head_samples: int, head_weight_decay: float | None = None) -> AppTest:
@@ -59,6 +61,30 @@ def test_distances_page_submits_the_request_it_looks_up_and_then_shows_its_resul
     heatmaps = [t for spec in plotly_specs(app) for t in spec["data"] if t["type"] == "heatmap"]
     assert heatmaps and np.isfinite(np.asarray(heatmaps[0]["z"], dtype=float)).all()
     assert not [b for b in app.button if b.label == COMPUTE]
+
+
+def test_distances_page_runs_the_validation_report_of_its_settings_and_then_shows_its_verdict(real_data):
+    def verdict_text(app: AppTest) -> str:
+        assert not app.exception and not app.error, [e.value for e in app.error]
+        return " ".join(e.value for e in [*app.info, *app.warning, *app.success])
+
+    app = distances_page("smoke", 32, 64, 0.01)
+    assert "Separates these tasks from noise (probe:frechet): not measured" in verdict_text(app)
+    [button] = [b for b in app.button if b.label == VALIDATE]  # once: the other view's tab does not repeat it
+    button.click().run()
+    verdict_text(app)
+    [job] = list_jobs(Workspace())
+    widgets = DistanceRequest(suite="mnist4", archs=("vgg16",), preset="smoke",
+                              fisher=FisherConfig(samples=32, head_samples=64, head_weight_decay=0.01))
+    assert job.kind == "validate" and ValidateRequest.from_dict(job.request) == ValidateRequest.judging(widgets)
+    wait_for(Workspace(), job.id, timeout=600)
+    finished = get_job(Workspace(), job.id)
+    assert finished.status == "done", finished.error
+    assert finished.result["verdicts"]["probe:frechet"] in ("yes", "no")
+    app.run()  # the page reads the stored report: a verdict now, and no offer to run it again
+    text = verdict_text(app)
+    assert "Separates these tasks from noise (probe:frechet): " + finished.result["verdicts"]["probe:frechet"] in text
+    assert "not measured" not in text and not [b for b in app.button if b.label == VALIDATE]
 
 
 def test_search_page_budget_inputs_name_their_range_and_an_out_of_range_value_is_an_error(real_data):

@@ -16,6 +16,7 @@ from tanas_core.requests import (ClosestSettings, CompareRequest, DemoRequest, D
 from tanas_core.store import Workspace
 from tanas_core.task_distances import distance_matrices
 from tanas_core.tasks import make_task
+from tanas_core.validation import ValidateRequest
 from tanas_core.zoo import train_zoo
 
 SMALL_FISHER = FisherConfig(samples=16, head_samples=32)
@@ -42,7 +43,7 @@ def _related_request(**changes) -> SearchRequest:
 
 @pytest.mark.parametrize("request_type", [ZooRequest, DistanceRequest, SearchRequest, CompareRequest,
                                           ZooSearchRequest, DemoRequest, ClosestSettings, SearchBudget,
-                                          FisherConfig])
+                                          FisherConfig, ValidateRequest])
 def test_every_request_round_trips_through_json(request_type):
     values = dict(suite="mnist4") if "suite" in {f.name for f in dataclasses.fields(request_type)} else {}
     if request_type in (SearchRequest, CompareRequest):
