@@ -158,6 +158,16 @@ def offer_validation(request: DistanceRequest) -> None:
                lambda: ui.submit(space, "validate", report))
 
 
+def report_row(report: dict, name: str) -> dict:
+    """One metric of a validation report as a table row: its verdict, figures and the verdict's two intervals."""
+    figures = dict(report["metrics"][name])
+    intervals = figures.pop("intervals", None) or {}
+    row = dict(metric=name, verdict=verdict(report, name)[0], **figures)
+    for key, bounds in intervals.items():
+        row[f"{key} 95 % (seeds)"] = "—" if bounds is None else f"{bounds[0]:.2f} – {bounds[1]:.2f}"
+    return row
+
+
 def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
     """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?
     Not measured yet: ``offer_report`` offers to run the report."""
@@ -188,8 +198,7 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
                        + ".")
     if report is not None:
         with st.expander("Every metric of the report (those that fail included)"):
-            st.dataframe(pd.DataFrame([dict(metric=name, verdict=verdict(report, name)[0], **figures)
-                                       for name, figures in report["metrics"].items()]),
+            st.dataframe(pd.DataFrame([report_row(report, name) for name in report["metrics"]]),
                          hide_index=True, width="stretch")
             st.caption(f"Report of {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
                        f"replicate(s); goals: {', '.join(f'{k} ≥ {v:g}' for k, v in GOALS.items())}; the default "

@@ -3,7 +3,7 @@ search runs and comparisons (``results`` rows of kind ``search`` and ``compariso
 read attributes, never string keys."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -238,6 +238,15 @@ class DistanceResult:
             self.lift = np.full((seeds, tasks), np.nan)
         if self.bootstrap is None:
             self.bootstrap = np.zeros((seeds, 0, tasks, tasks))
+
+    def select_seeds(self, positions) -> DistanceResult:
+        """The result of the seeds at ``positions`` (indices into ``seeds``; repeats allowed, as in a bootstrap over
+        seeds): their matrices, replicates, lifts and bootstrap matrices, in that order. ``noise_floor`` compares
+        seeds with each other, so it is kept as it was."""
+        positions = np.asarray(positions, dtype=int)
+        return replace(self, seeds=[self.seeds[k] for k in positions], matrices=self.matrices[positions],
+                                   replicates=self.replicates[positions], lift=self.lift[positions],
+                                   bootstrap=self.bootstrap[positions])
 
     def _samples(self) -> np.ndarray:
         """``[N, T, T]``: every bootstrap matrix of every seed, or the per-seed matrices without a bootstrap."""

@@ -159,6 +159,25 @@ def signal_to_noise(results: list[DistanceResult]) -> float:
     return float(np.median(ratios)) if ratios else float("nan")
 
 
+def figure_intervals(results: list[DistanceResult], resamples: int = 400, level: float = 0.95,
+                     seed: int = 0) -> dict[str, list[float] | None]:
+    """``{identity_top1: [low, high], signal_to_noise: [low, high]}``: ``level`` percentile intervals of the
+    verdict's two figures over ``resamples`` draws of each architecture's seeds with replacement (a seed's
+    matrices and replicates move together): how far another zoo of as many seeds could move each figure. ``None``
+    with one seed per architecture (nothing to resample)."""
+    if all(len(result.seeds) < 2 for result in results):
+        return dict(identity_top1=None, signal_to_noise=None)
+    rng, draws = np.random.default_rng(seed), dict(identity_top1=[], signal_to_noise=[])
+    for _ in range(resamples):
+        sample = [result.select_seeds(rng.integers(len(result.seeds), size=len(result.seeds))) for result in results]
+        draws["identity_top1"].append(identity_top1(sample))
+        draws["signal_to_noise"].append(signal_to_noise(sample))
+    tail = (1 - level) / 2 * 100
+    return {name: None if np.isnan(values).any() else [float(np.percentile(values, tail)),
+                                                       float(np.percentile(values, 100 - tail))]
+            for name, values in draws.items()}
+
+
 def _auc(same: list[float], other: list[float]) -> float:
     """P(a same-dataset baseline is closer than another one), ties counted half (distances: smaller is closer)."""
     wins = sum((s < o) + 0.5 * (s == o) for s in same for o in other)
@@ -217,14 +236,15 @@ def metric_report(results: list[DistanceResult], datasets: dict[str, str], secon
     """Every figure of one metric's results (one ``DistanceResult`` per architecture); ``rank_agreement`` with
     ``compared_with`` (the TA-NAS view of the same metric) for probe-view rows, else ``None``;
     ``identity_top1_unrefined``: the identity test without the baselines ``refining(b, t)`` names (``None`` when not
-    given)."""
+    given); ``intervals``: the verdict's figures over resampled seeds (``figure_intervals``)."""
     figures = dict(identity_top1=identity_top1(results), signal_to_noise=signal_to_noise(results),
                    same_dataset_auc=same_dataset_auc(results, datasets), closest_stability=closest_stability(results),
                    logdet_lift=logdet_lift(results), seconds=seconds,
                    rank_agreement=None if compared_with is None else rank_agreement(results, compared_with),
                    identity_top1_unrefined=None if refining is None else identity_top1(results, refining))
     # JSON has no NaN: a figure that cannot be measured (no replicates, < 3 baselines) is null
-    return {name: None if value is not None and np.isnan(value) else value for name, value in figures.items()}
+    figures = {name: None if value is not None and np.isnan(value) else value for name, value in figures.items()}
+    return dict(figures, intervals=figure_intervals(results))
 
 
 def default_metric(metrics: dict[str, dict]) -> str:
@@ -298,6 +318,13 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
     missed = [f"{name} not measured" if value is None else f"{name} {value:.2f} < {goal:g}"
               for name, value, goal in checks if value is None or not value >= goal]
     scope = f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} replicate(s)"
+    # a figure whose interval over resampled seeds reaches across its goal: another zoo could turn the answer
+    intervals = figures.get("intervals") or {}
+    unsettled = [f"{name} {low:.2f}-{high:.2f}" for name, _, goal in checks
+                 for low, high in [intervals.get(name) or (goal, goal)] if low < goal <= high]
+    narrowly = (f"; not settled: the 95 % interval over resampled seeds of {', '.join(unsettled)} reaches across its "
+                "goal" if unsettled else "")
     if missed:
-        return "no", f"{'; '.join(missed)} ({scope})"
-    return "yes", f"identity {figures['identity_top1']:.2f}, signal/noise {figures['signal_to_noise']:.2f} ({scope})"
+        return "no", f"{'; '.join(missed)} ({scope}){narrowly}"
+    return "yes", (f"identity {figures['identity_top1']:.2f}, signal/noise {figures['signal_to_noise']:.2f} "
+                   f"({scope}){narrowly}")

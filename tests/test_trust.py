@@ -20,8 +20,8 @@ from tanas_core.records import DistanceResult
 from tanas_core.requests import FisherConfig
 from tanas_core.suites import resolve_suite
 from tanas_core.tasks import make_splits, make_task, refines
-from tanas_core.validation import (ValidateRequest, closest_stability, identity_columns, identity_top1,
-                                   same_dataset_auc, signal_to_noise, validate_distances)
+from tanas_core.validation import (GOALS, ValidateRequest, closest_stability, figure_intervals, identity_columns,
+                                   identity_top1, same_dataset_auc, signal_to_noise, validate_distances, verdict)
 from tanas_core.zoo import data_seed, train_zoo_network
 
 TASKS = (make_task("digits-zero", "digits", [["0"]], other=True),
@@ -179,6 +179,32 @@ def test_the_identity_test_ranks_an_exact_copy_first_and_a_scrambled_twin_last()
         np.median([np.median([matrices.mean(0)[b, t] for b in range(3) if b != t]) / 0.1 for t in range(3)]))
 
 
+def test_the_verdicts_figures_get_intervals_over_resampled_seeds_that_a_close_call_reports_as_not_settled():
+    rng = np.random.default_rng(1)
+    matrices = 0.4 + 0.2 * rng.random((4, 3, 3))
+    matrices[:, range(3), range(3)] = 0
+    twins = 0.25 + 0.3 * rng.random((4, 3, 2))  # some seeds' twins lose to a baseline, some win
+    result = _result(matrices, twins)
+    intervals = figure_intervals([result])
+    for name, figure in (("identity_top1", identity_top1([result])), ("signal_to_noise", signal_to_noise([result]))):
+        low, high = intervals[name]
+        assert low <= figure <= high and low < high  # the seeds differ, so resampling them moves the figure
+    # every seed alike: nothing moves; one seed: nothing to resample
+    alike = _result(np.repeat(matrices[:1], 4, axis=0), np.repeat(twins[:1], 4, axis=0))
+    assert figure_intervals([alike])["signal_to_noise"] == [signal_to_noise([alike])] * 2
+    assert figure_intervals([result.select_seeds([2])]) == dict(identity_top1=None, signal_to_noise=None)
+    # the verdict keeps yes / no and says when another zoo could turn it
+    figures = dict(identity_top1=1.0, signal_to_noise=3.02, intervals=dict(identity_top1=[0.97, 1.0],
+                                                                           signal_to_noise=[2.7, 3.4]))
+    report = dict(archs=["vgg16"], seeds=3, replicates=2, metrics=dict(frechet=figures))
+    answer, why = verdict(report, "frechet")
+    assert answer == "yes" and "not settled" in why and "signal_to_noise 2.70-3.40" in why
+    assert "identity_top1" not in why.split("not settled")[1]  # its interval stays above its goal
+    figures["intervals"]["signal_to_noise"] = [GOALS["signal_to_noise"], 3.4]
+    assert verdict(report, "frechet") == ("yes", "identity 1.00, signal/noise 3.02 (vgg16, 3 seed(s), 2 "
+                                                 "replicate(s))")
+
+
 def test_a_task_refines_another_when_its_labels_determine_the_others():
     zero, low_high, ten = TASKS
     assert refines(ten, zero) and refines(ten, low_high) and refines(zero, zero)
@@ -251,6 +277,8 @@ def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspac
         assert sum(c["cases"] for c in identity.values()) == len(TASKS) * 2 * 1  # targets x seeds x replicates
         assert sum(c["hits"] for c in identity.values()) / 6 == pytest.approx(figures["identity_top1"])
         assert figures["identity_top1_unrefined"] >= figures["identity_top1"]  # fewer rivals, never fewer wins
+        for key, (low, high) in figures["intervals"].items():  # over the 2 seeds, drawn with replacement
+            assert low <= figures[key] <= high
     # the networks, their replicates and the Fishers are computed once for every metric
     assert len(digits_workspace.list_networks()) == 3 * 2 * 2
 

@@ -40,6 +40,16 @@ def _shown(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def figure_row(name: str, figures: dict) -> dict:
+    """One printed row of the report: every figure, the verdict's two with their interval over resampled seeds."""
+    intervals = figures.get("intervals") or {}
+    row = dict(metric=name, **{key: _shown(value) for key, value in figures.items() if key != "intervals"})
+    for key, bounds in intervals.items():
+        if bounds is not None:
+            row[key] += f" [{bounds[0]:.2f}, {bounds[1]:.2f}]"
+    return row
+
+
 def print_columns(report: dict, row: str) -> None:
     """The identity test of ``row`` column by column: how often the twin ranks first (95 % interval), and what
     beats it (``*``: a baseline whose labels refine the target's)."""
@@ -65,10 +75,9 @@ def run_validate(args) -> int:
     print(f"\ndistance validation: suite {report['suite']}, {', '.join(report['archs'])}, {report['seeds']} seed(s), "
           f"{report['replicates']} replicate(s) per task and seed (TA-NAS: same-initialisation networks; probe: "
           f"other data draws), preset {report['preset']}")
-    rows = [dict(metric=name, **{key: _shown(value) for key, value in figures.items()})
-            for name, figures in report["metrics"].items()]
-    print_table(rows)
-    print("goals: " + ", ".join(f"{key} >= {goal:g}" for key, goal in GOALS.items()))
+    print_table([figure_row(name, figures) for name, figures in report["metrics"].items()])
+    print("goals: " + ", ".join(f"{key} >= {goal:g}" for key, goal in GOALS.items())
+          + "; [low, high]: 95 % interval over resampled seeds")
     for name, figures in report["metrics"].items():
         missed = [key for key, goal in GOALS.items() if figures[key] is not None and not figures[key] >= goal]
         print(f"  {name}: " + ("every goal met" if not missed else "misses " + ", ".join(missed)))
