@@ -308,9 +308,18 @@ def latest_validation(workspace: Workspace, suite: str, preset: str,
     return None
 
 
+def unsettled(figures: dict) -> list[str]:
+    """The verdict's figures of one report row whose 95 % interval over resampled seeds reaches across their goal
+    (another zoo could turn the answer), as ``"name low-high"``."""
+    intervals = figures.get("intervals") or {}
+    return [f"{name} {low:.2f}-{high:.2f}" for name in ("identity_top1", "signal_to_noise")
+            for low, high in [intervals.get(name) or (GOALS[name], GOALS[name])] if low < GOALS[name] <= high]
+
+
 def verdict(report: dict | None, metric: str) -> tuple[str, str]:
     """``("yes" | "no" | "not measured", why)``: does ``metric`` separate the suite's tasks from their noise, by the
-    report (identity test and signal-to-noise must both meet their goals)?"""
+    report (identity test and signal-to-noise must both meet their goals)? ``why`` ends with "not settled" when a
+    figure's interval over resampled seeds reaches across its goal (``unsettled``)."""
     if report is None or metric not in report["metrics"]:
         return "not measured", "no validation report for this suite, preset, metric and these Fisher settings yet"
     figures = report["metrics"][metric]
@@ -318,12 +327,9 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
     missed = [f"{name} not measured" if value is None else f"{name} {value:.2f} < {goal:g}"
               for name, value, goal in checks if value is None or not value >= goal]
     scope = f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} replicate(s)"
-    # a figure whose interval over resampled seeds reaches across its goal: another zoo could turn the answer
-    intervals = figures.get("intervals") or {}
-    unsettled = [f"{name} {low:.2f}-{high:.2f}" for name, _, goal in checks
-                 for low, high in [intervals.get(name) or (goal, goal)] if low < goal <= high]
-    narrowly = (f"; not settled: the 95 % interval over resampled seeds of {', '.join(unsettled)} reaches across its "
-                "goal" if unsettled else "")
+    open_figures = ", ".join(unsettled(figures))
+    narrowly = (f"; not settled: the 95 % interval over resampled seeds of {open_figures} reaches across its goal"
+                if open_figures else "")
     if missed:
         return "no", f"{'; '.join(missed)} ({scope}){narrowly}"
     return "yes", (f"identity {figures['identity_top1']:.2f}, signal/noise {figures['signal_to_noise']:.2f} "

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ..settings import REFERENCES, VIEWS
-from ..validation import GOALS, REPORT_METRICS, ValidateRequest, row_view
+from ..validation import GOALS, REPORT_METRICS, ValidateRequest, row_view, unsettled
 from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option, print_table,
                      run_options, suite_option, workspace)
 
@@ -80,7 +80,9 @@ def run_validate(args) -> int:
           + "; [low, high]: 95 % interval over resampled seeds")
     for name, figures in report["metrics"].items():
         missed = [key for key, goal in GOALS.items() if figures[key] is not None and not figures[key] >= goal]
-        print(f"  {name}: " + ("every goal met" if not missed else "misses " + ", ".join(missed)))
+        open_figures = unsettled(figures)
+        print(f"  {name}: " + ("every goal met" if not missed else "misses " + ", ".join(missed))
+              + (f" (not settled: {', '.join(open_figures)} across its goal)" if open_figures else ""))
     print(f"default metric (best identity test, then signal/noise): {report['default_metric']}")
     print_columns(report, report["default_metric"])
     if args.json:
