@@ -151,7 +151,7 @@ def offer_validation(request: DistanceRequest) -> None:
     report = ValidateRequest.judging(request)
     tasks = len(resolve_suite(request.suite, space).tasks)
     st.caption(f"The report of {', '.join(report.archs)} with {report.seeds} seed(s) and {report.replicates} "
-               f"replicate(s): every metric in both views, from up to {report.fisher_count(tasks)} Fisher matrices "
+               f"replicate(s): every metric in both views, from up to {report.fishers_needed(tasks)} Fisher matrices "
                "(stored ones are reused; missing networks, replicates and probe networks are trained first). "
                "Measured: ld8 with 3 architectures x 3 seeds took 40 min on a 2-core CPU with its networks stored.")
     ui.attempt("validate", st.button("Run the validation report in the background", key="validate"),

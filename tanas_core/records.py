@@ -245,8 +245,8 @@ class DistanceResult:
         seeds with each other, so it is kept as it was."""
         positions = np.asarray(positions, dtype=int)
         return replace(self, seeds=[self.seeds[k] for k in positions], matrices=self.matrices[positions],
-                                   replicates=self.replicates[positions], lift=self.lift[positions],
-                                   bootstrap=self.bootstrap[positions])
+                       replicates=self.replicates[positions], lift=self.lift[positions],
+                       bootstrap=self.bootstrap[positions])
 
     def _samples(self) -> np.ndarray:
         """``[N, T, T]``: every bootstrap matrix of every seed, or the per-seed matrices without a bootstrap."""

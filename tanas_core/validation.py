@@ -82,7 +82,7 @@ class ValidateRequest(DistanceSettings):
         settings = {name: value for name, value in request.settings().items() if name not in ("metric", "view")}
         return cls(suite=request.suite, preset=request.preset, **settings)
 
-    def fisher_count(self, tasks: int) -> int:
+    def fishers_needed(self, tasks: int) -> int:
         """The Fisher matrices of the report with ``tasks`` tasks, both views and every architecture (the metrics
         share them; stored ones are reused)."""
         return sum(len(self.archs) * fisher_count(self.distance_request(self.metrics[0], view), tasks)
