@@ -16,7 +16,8 @@ from tanas_core.requests import METRICS, REFERENCES, VIEWS, DistanceRequest, Fis
 from tanas_core.task_distances import across_architectures, nearest_stored, stored_distances, task_atlas
 from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.training import PRESETS
-from tanas_core.validation import GOALS, ValidateRequest, latest_validation, rank_agreement, row_name, verdict
+from tanas_core.validation import (GOALS, ValidateRequest, latest_validation, rank_agreement, row_name,
+                                   unsettled, verdict)
 
 METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "logdet-scaled": "log-det, scale-free (extension of eq. 5)",
                  "frechet": "Fréchet, diagonal (eq. 8)", "frechet-sorted": "Fréchet, sorted per tensor (extension)",
@@ -174,9 +175,12 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
     row = row_name(request.view, request.metric)
     report = latest_validation(space, request.suite, request.preset, request.fisher)
     answer, why = verdict(report, row)
-    text = f"**Separates these tasks from noise ({row}): {answer}** — {why}."
-    if answer == "yes":
+    settled = answer == "not measured" or not unsettled(report["metrics"][row])
+    text = f"**Separates these tasks from noise ({row}): {answer}{'' if settled else ', not settled'}** — {why}."
+    if answer == "yes" and settled:
         st.success(text)
+    elif answer == "yes":  # another zoo of as many seeds could turn it: not shown as a plain success
+        st.info(text + " Another zoo of as many seeds could turn this answer; more seeds would settle it.")
     elif answer == "no":
         st.warning(text + " Read the closest baselines below as ties within the noise, not as findings.")
     else:

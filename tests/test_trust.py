@@ -290,7 +290,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     from tanas_core.store import Workspace
     from test_pages import by_label
 
-    tables = []
+    tables, successes = [], []
 
     def page_text() -> str:
         app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
@@ -300,6 +300,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
         app.run()
         assert not app.exception
         tables.extend(frame.value for frame in app.dataframe)
+        successes.extend(e.value for e in app.success)
         return " ".join(e.value for e in [*app.info, *app.warning, *app.success])
 
     assert "Separates these tasks from noise (frechet): not measured" in page_text()
@@ -337,6 +338,19 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
                              FisherConfig(samples=512, head_samples=512, head_weight_decay=1e-4)) == unrecorded
     assert latest_validation(Workspace(), "mnist4", "demo",
                              FisherConfig(head_samples=512, head_weight_decay=1e-4)) is None  # M 800 never unrecorded
+    # a "yes" that resampling the seeds could turn is said so, and not shown as a plain success
+    close = dict(figures, identity_top1=1.0, signal_to_noise=3.02,
+                 intervals=dict(identity_top1=[0.97, 1.0], signal_to_noise=[2.8, 3.2]))
+    Workspace().put_result("validation", "constructed-close", dict(report, metrics=dict(frechet=close)))
+    successes.clear()
+    text = page_text()
+    assert "Separates these tasks from noise (frechet): yes, not settled" in text and "2.80-3.20" in text
+    assert not [s for s in successes if "Separates" in s]
+    settled = dict(close, intervals=dict(identity_top1=[0.97, 1.0], signal_to_noise=[3.1, 3.5]))
+    Workspace().put_result("validation", "constructed-settled", dict(report, metrics=dict(frechet=settled)))
+    successes.clear()
+    assert "not settled" not in page_text()
+    assert [s for s in successes if "Separates these tasks from noise (frechet): yes** —" in s]
 
 
 def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies_add_up(digits_workspace,
