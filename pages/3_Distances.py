@@ -180,7 +180,7 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
     if answer == "yes" and settled:
         st.success(text)
     elif answer == "yes":  # another zoo of as many seeds could turn it: not shown as a plain success
-        st.info(text + " Another zoo of as many seeds could turn this answer; more seeds would settle it.")
+        st.info(text + " Another zoo of as many seeds could turn this answer; more seeds would narrow the interval.")
     elif answer == "no":
         st.warning(text + " Read the closest baselines below as ties within the noise, not as findings.")
     else:
