@@ -324,7 +324,8 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
         return "not measured", "no validation report for this suite, preset, metric and these Fisher settings yet"
     figures = report["metrics"][metric]
     checks = [(name, figures[name], GOALS[name]) for name in ("identity_top1", "signal_to_noise")]
-    missed = [f"{name} not measured" if value is None else f"{name} {value:.2f} < {goal:g}"
+    # three decimals: 0.946 against a goal of 0.95 must not read "0.95 < 0.95"
+    missed = [f"{name} not measured" if value is None else f"{name} {value:.3f} < {goal:g}"
               for name, value, goal in checks if value is None or not value >= goal]
     scope = f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} replicate(s)"
     open_figures = ", ".join(unsettled(figures))
@@ -332,5 +333,5 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
                 if open_figures else "")
     if missed:
         return "no", f"{'; '.join(missed)} ({scope}){narrowly}"
-    return "yes", (f"identity {figures['identity_top1']:.2f}, signal/noise {figures['signal_to_noise']:.2f} "
+    return "yes", (f"identity {figures['identity_top1']:.3f}, signal/noise {figures['signal_to_noise']:.2f} "
                    f"({scope}){narrowly}")

@@ -201,7 +201,7 @@ def test_the_verdicts_figures_get_intervals_over_resampled_seeds_that_a_close_ca
     assert answer == "yes" and "not settled" in why and "signal_to_noise 2.70-3.40" in why
     assert "identity_top1" not in why.split("not settled")[1]  # its interval stays above its goal
     figures["intervals"]["signal_to_noise"] = [GOALS["signal_to_noise"], 3.4]
-    assert verdict(report, "frechet") == ("yes", "identity 1.00, signal/noise 3.02 (vgg16, 3 seed(s), 2 "
+    assert verdict(report, "frechet") == ("yes", "identity 1.000, signal/noise 3.02 (vgg16, 3 seed(s), 2 "
                                                  "replicate(s))")
 
 
@@ -314,7 +314,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
                       refined_by=["mnist-10class"])}))
     Workspace().put_result("validation", "constructed", report)
     text = page_text()
-    assert "Separates these tasks from noise (frechet): no" in text and "identity_top1 0.68 < 0.95" in text
+    assert "Separates these tasks from noise (frechet): no" in text and "identity_top1 0.680 < 0.95" in text
     # the failing metric is listed with its verdict, not hidden
     listed = [t for t in tables if "verdict" in t.columns]
     assert listed and listed[0].set_index("metric").loc["frechet", "verdict"] == "no"
@@ -327,7 +327,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     other = dict(report, fisher=FisherConfig(head_weight_decay=0.01).to_dict(),
                  metrics=dict(frechet=dict(figures, identity_top1=0.99, signal_to_noise=5.0)))
     Workspace().put_result("validation", "constructed-other-penalty", other)
-    assert "identity_top1 0.68 < 0.95" in page_text()
+    assert "identity_top1 0.680 < 0.95" in page_text()
     assert latest_validation(Workspace(), "mnist4", "demo", FisherConfig(head_weight_decay=0.01)) == other
     assert latest_validation(Workspace(), "mnist4", "demo") == other  # without settings: the newest
     # a report from before reports recorded their settings ran at that time's defaults (M 512, 512 head images, 1e-4)
