@@ -173,7 +173,7 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
     """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?
     Not measured yet: ``offer_report`` offers to run the report."""
     row = row_name(request.view, request.metric)
-    report = latest_validation(space, request.suite, request.preset, request.fisher)
+    report = latest_validation(space, request.suite, request.preset, request.fisher, row)
     answer, why = verdict(report, row)
     settled = answer == "not measured" or not unsettled(report["metrics"][row])
     text = f"**Separates these tasks from noise ({row}): {answer}{'' if settled else ', not settled'}** — {why}."

@@ -295,12 +295,15 @@ _BEFORE_RECORDED = FisherConfig(samples=512, head_samples=512, head_weight_decay
 
 
 def latest_validation(workspace: Workspace, suite: str, preset: str,
-                      fisher: FisherConfig | None = None) -> dict | None:
+                      fisher: FisherConfig | None = None, row: str | None = None) -> dict | None:
     """The newest stored ``validate_distances`` report of ``suite`` on ``preset``'s zoo (with ``fisher``: computed
     with those Fisher settings; a report stored before it recorded them ran at the defaults of its time,
-    ``_BEFORE_RECORDED``), or ``None``."""
+    ``_BEFORE_RECORDED``; with ``row``: one that reports that row, so a newer report of one view does not hide the
+    other view's verdict), or ``None``."""
     for report in workspace.list_results("validation"):
         if report.get("suite") != suite or report.get("preset") != preset:
+            continue
+        if row is not None and row not in report.get("metrics", {}):
             continue
         if fisher is None or (FisherConfig.from_stored(report["fisher"]) if "fisher" in report
                               else _BEFORE_RECORDED) == fisher:

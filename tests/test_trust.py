@@ -338,6 +338,12 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
                              FisherConfig(samples=512, head_samples=512, head_weight_decay=1e-4)) == unrecorded
     assert latest_validation(Workspace(), "mnist4", "demo",
                              FisherConfig(head_samples=512, head_weight_decay=1e-4)) is None  # M 800 never unrecorded
+    # a newer report of the other view only (`--views probe`) does not hide this row's verdict
+    probe_only = dict(report, metrics={"probe:frechet": figures}, columns={})
+    Workspace().put_result("validation", "constructed-probe-only", probe_only)
+    assert latest_validation(Workspace(), "mnist4", "demo", FisherConfig()) == probe_only
+    assert latest_validation(Workspace(), "mnist4", "demo", FisherConfig(), "frechet") == report
+    assert "identity_top1 0.680 < 0.95" in page_text()
     # a "yes" that resampling the seeds could turn is said so, and not shown as a plain success
     close = dict(figures, identity_top1=1.0, signal_to_noise=3.02,
                  intervals=dict(identity_top1=[0.97, 1.0], signal_to_noise=[2.8, 3.2]))
