@@ -49,6 +49,8 @@ from .tasks import refines
 from .task_distances import across_architectures, distance_matrices, fisher_count
 
 REPORT_METRICS = tuple(m for m in METRICS if m != "frechet-full")  # full factors are too costly for a sweep
+# The figures a verdict (and the choice of the default metric) rests on, in that order; they get intervals.
+VERDICT_FIGURES = ("identity_top1", "signal_to_noise")
 
 
 @dataclass(frozen=True)
@@ -166,12 +168,13 @@ def figure_intervals(results: list[DistanceResult], resamples: int = 400, level:
     matrices and replicates move together): how far another zoo of as many seeds could move each figure. ``None``
     with one seed per architecture (nothing to resample)."""
     if all(len(result.seeds) < 2 for result in results):
-        return dict(identity_top1=None, signal_to_noise=None)
-    rng, draws = np.random.default_rng(seed), dict(identity_top1=[], signal_to_noise=[])
+        return dict.fromkeys(VERDICT_FIGURES)
+    figure = dict(identity_top1=identity_top1, signal_to_noise=signal_to_noise)
+    rng, draws = np.random.default_rng(seed), {name: [] for name in VERDICT_FIGURES}
     for _ in range(resamples):
         sample = [result.select_seeds(rng.integers(len(result.seeds), size=len(result.seeds))) for result in results]
-        draws["identity_top1"].append(identity_top1(sample))
-        draws["signal_to_noise"].append(signal_to_noise(sample))
+        for name in VERDICT_FIGURES:
+            draws[name].append(figure[name](sample))
     tail = (1 - level) / 2 * 100
     return {name: None if np.isnan(values).any() else [float(np.percentile(values, tail)),
                                                        float(np.percentile(values, 100 - tail))]
@@ -250,7 +253,7 @@ def metric_report(results: list[DistanceResult], datasets: dict[str, str], secon
 def default_metric(metrics: dict[str, dict]) -> str:
     """The metric this report supports best: highest ``identity_top1``, then highest ``signal_to_noise``."""
     def score(item):
-        return tuple(-1.0 if item[1][name] is None else item[1][name] for name in ("identity_top1", "signal_to_noise"))
+        return tuple(-1.0 if item[1][name] is None else item[1][name] for name in VERDICT_FIGURES)
 
     return max(metrics.items(), key=score)[0]
 
@@ -315,7 +318,7 @@ def unsettled(figures: dict) -> list[str]:
     """The verdict's figures of one report row whose 95 % interval over resampled seeds reaches across their goal
     (another zoo could turn the answer), as ``"name low-high"``."""
     intervals = figures.get("intervals") or {}
-    return [f"{name} {low:.2f}-{high:.2f}" for name in ("identity_top1", "signal_to_noise")
+    return [f"{name} {low:.2f}-{high:.2f}" for name in VERDICT_FIGURES
             for low, high in [intervals.get(name) or (GOALS[name], GOALS[name])] if low < GOALS[name] <= high]
 
 
@@ -326,7 +329,7 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
     if report is None or metric not in report["metrics"]:
         return "not measured", "no validation report for this suite, preset, metric and these Fisher settings yet"
     figures = report["metrics"][metric]
-    checks = [(name, figures[name], GOALS[name]) for name in ("identity_top1", "signal_to_noise")]
+    checks = [(name, figures[name], GOALS[name]) for name in VERDICT_FIGURES]
     # three decimals: 0.946 against a goal of 0.95 must not read "0.95 < 0.95"
     missed = [f"{name} not measured" if value is None else f"{name} {value:.3f} < {goal:g}"
               for name, value, goal in checks if value is None or not value >= goal]
