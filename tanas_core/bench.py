@@ -235,6 +235,82 @@ def bench_distances(suite: str, archs: tuple[str, ...], samples: list[int], repl
     return dict(zoo_s=zoo_seconds, rows=rows)
 
 
+def bench_pair(suite: str = "ld8", archs: tuple[str, ...] = ("vgg16", "resnet18", "densenet121"),
+               baseline: str = "mnist-digit0", target: str = "cifar10-car-cat-ship", runs: int = 3,
+               **sinks) -> dict:
+    """One ``F[b, t]`` of the default report per architecture (``target_fisher.compute_target_fisher``: head features,
+    head fit, Fisher at the default ``FisherConfig``) with the previous kernels and the current ones
+    (``target_fisher.Kernels``), ``runs`` times each after a warm-up, one torch thread per process:
+
+    * ``alone``: in this process, the two settings round-robin;
+    * ``side by side``: in two worker processes at once, each computing the pair (as a report with ``--workers 2``
+      runs: two Fishers share the caches and the memory bus), first with the previous kernels, then the current.
+
+    The baseline networks (demo preset, seed 0) are trained first in a throw-away workspace, their time reported
+    apart. ``{zoo_s, rows: [{arch, alone: {previous_s, current_s, speedup}, side_by_side: {...}, max_rel_diff}]}``;
+    ``max_rel_diff``: the largest difference between the two settings' Fishers over the largest entry."""
+    from .backends import LocalBackend
+    from .context import RunContext
+    from .requests import FisherConfig, ZooRequest
+    from .store import Workspace
+    from .suites import resolve_suite
+    from .target_fisher import KERNELS, PREVIOUS_KERNELS
+    from .training import get_preset
+    from .zoo import train_zoo, verify_checkpoint
+
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="tanas-bench-") as scratch:
+        workspace = Workspace(scratch)
+        started = time.perf_counter()
+        records = train_zoo(ZooRequest(suite=suite, archs=archs, seeds=1, tasks=(baseline,), workers=2),
+                            RunContext(workspace, device="cpu", **sinks))
+        zoo_seconds = time.perf_counter() - started
+        the_suite, preset, config = resolve_suite(suite, workspace), get_preset("demo"), FisherConfig()
+        [task] = [t for t in the_suite.tasks if t.name == target]
+        rows, workers = [], LocalBackend(2)
+        for record in records:
+            state = verify_checkpoint(workspace, record)
+            settings = dict(previous=PREVIOUS_KERNELS, current=KERNELS)
+            torch.set_num_threads(1)
+            try:
+                alone = {name: _repeated_pair(state, record, the_suite, task, preset, config, kernels, 0)[1]
+                         for name, kernels in settings.items()}  # the warm-up, and each setting's Fisher
+                medians = interleaved_medians([(name, lambda k=kernels: _repeated_pair(
+                    state, record, the_suite, task, preset, config, k, 0), runs) for name, kernels in settings.items()])
+            finally:
+                torch.set_num_threads(threads)
+            items = [(workers.put(state), record, the_suite, task, preset, config, settings[name], runs)
+                     for name in ("previous", "previous", "current", "current")]
+            seconds = {"previous": [], "current": []}
+            for index, (times, _) in workers.map(_repeated_pair, items):
+                seconds["previous" if index < 2 else "current"] += times
+            side = {name: statistics.median(values) for name, values in seconds.items()}
+            previous, current = alone["previous"].double(), alone["current"].double()
+            rows.append(dict(arch=record.arch, max_rel_diff=float((previous - current).abs().max()
+                                                                   / previous.abs().max()),
+                             alone=_speedup(medians), side_by_side=_speedup(side)))
+    return dict(zoo_s=zoo_seconds, rows=rows)
+
+
+def _speedup(medians: dict[str, float]) -> dict[str, float]:
+    return dict(previous_s=medians["previous"], current_s=medians["current"],
+                speedup=medians["previous"] / medians["current"])
+
+
+def _repeated_pair(state, record, suite, target, preset, config, kernels, runs: int) -> tuple[list[float], object]:
+    """One ``F[b, t]`` (warm-up: data caches, first-call allocations), then ``runs`` timed ones: (their seconds, as
+    ``compute_target_fisher`` measures them, and the last Fisher)."""
+    from .target_fisher import compute_target_fisher
+
+    fisher, _ = compute_target_fisher(state, record, suite, target, preset, "diagonal", config, "cpu", kernels=kernels)
+    seconds = []
+    for _ in range(runs):
+        fisher, took = compute_target_fisher(state, record, suite, target, preset, "diagonal", config, "cpu",
+                                             kernels=kernels)
+        seconds.append(took)
+    return seconds, fisher
+
+
 APP_PAGES = ("app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py")
 # Widget values that point a page at the results the benchmark stored (label -> value).
 _PAGE_SETTINGS = {"pages/3_Distances.py": {"Suite": "mnist4", "Preset": "smoke"},

@@ -18,6 +18,7 @@ import collections
 import copy
 import functools
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -60,6 +61,27 @@ def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Ten
     return refitted.eval()
 
 
+@dataclass(frozen=True)
+class Kernels:
+    """How ``compute_target_fisher`` lays its arithmetic out on the machine. The result does not depend on it beyond
+    float32 rounding; ``bench pair`` times both settings side by side and prints their largest difference.
+
+    ``feature_batch``: images per forward pass of the head images' features. Eval-mode features are bit-identical for
+    any batch, and on a CPU the activations of 64 demo images stay in cache where 256 do not.
+    ``channels_last``: the Fisher's forward and backward passes in channels-last layout on a CPU, where oneDNN's
+    convolutions otherwise reorder every activation to and from their blocked layout (other devices keep the default).
+    The head's features keep the default layout: L-BFGS turns their float32 rounding into Fisher changes of ~1e-3
+    relative, where the channels-last Fisher pass alone changes it by ~1e-5 of its largest entry.
+    """
+
+    feature_batch: int = 64
+    channels_last: bool = True
+
+
+KERNELS = Kernels()
+PREVIOUS_KERNELS = Kernels(feature_batch=256, channels_last=False)  # before 2026-11-30, for ``bench pair``
+
+
 def _fisher_key(record: NetworkRecord, suite: Suite, target: Task, preset: Preset, representation: str,
                 config: FisherConfig, draw: int = 0) -> str:
     draws = dict(draw=draw) if draw else {}  # draw 0 keeps the key it had before draws existed
@@ -85,25 +107,30 @@ def stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor
 
 def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord, suite: Suite, target: Task,
                           preset: Preset, representation: str, config: FisherConfig, device: str = "auto",
-                          draw: int = 0) -> tuple[torch.Tensor | FisherFactor, float]:
+                          draw: int = 0, kernels: Kernels = KERNELS) -> tuple[torch.Tensor | FisherFactor, float]:
     """``(F[b, t], seconds)`` from N_b's weights ``state`` without touching any workspace (so it can run in a Ray
     task); the result is on the CPU. The head is refitted on ``X_t``'s training images; the Fisher averages over
     ``X_t``'s held-out probe images (``tasks.make_probe``), which no zoo network trained on and no head was fitted
     on, so a network's fit to its own training images cannot pin the Fisher near zero. ``draw`` >= 1: another
-    draw of ``X_t`` (head images from data seed ``data_seed(0, draw)``, Fisher images from the test images)."""
+    draw of ``X_t`` (head images from data seed ``data_seed(0, draw)``, Fisher images from the test images).
+    ``kernels``: the machine layout (``Kernels``), not part of the result's identity."""
     started = time.perf_counter()
     target_device = resolve_device(device)
     model = model_from_state(record, state, target_device)
     inputs, probe_labels = _probe_examples(target, suite.spec, config.samples, draw)
     if config.head == "refit":
         images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples, data_seed(0, draw))
+        step = kernels.feature_batch
         with torch.no_grad():
-            features = torch.cat([model.features(images[i:i + 256].to(target_device))
-                                  for i in range(0, len(images), 256)])
+            features = torch.cat([model.features(images[i:i + step].to(target_device))
+                                  for i in range(0, len(images), step)])
         model = refit_head(model, features, labels.to(target_device), target.num_outputs, config.head_weight_decay)
         kind, targets = "empirical", probe_labels
     else:
         kind, targets = "model", None
+    if kernels.channels_last and target_device.type == "cpu":
+        layout = torch.channels_last
+        model, inputs = model.to(memory_format=layout), inputs.contiguous(memory_format=layout)
     if representation == "diagonal":
         result = _chunk_diagonals(model, inputs, targets, kind, config)
     elif representation == "factor":

@@ -386,6 +386,29 @@ def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies
         assert low <= high
 
 
+def test_the_fisher_kernels_change_the_layout_not_the_fisher(digits_workspace, tiny_preset):
+    """``target_fisher.Kernels`` (feature batch, channels-last Fisher pass) is left out of the store keys, so the
+    previous and the current kernels must give one Fisher up to float32 rounding, on every architecture."""
+    from tanas_core.requests import ZooRequest
+    from tanas_core.target_fisher import KERNELS, PREVIOUS_KERNELS, Kernels, compute_target_fisher
+    from tanas_core.zoo import train_zoo, verify_checkpoint
+
+    suite = resolve_suite("custom", digits_workspace)
+    records = train_zoo(ZooRequest(suite="custom", archs=("vgg16", "resnet18", "densenet121"), preset="tiny",
+                                   tasks=("digits-zero",)), quiet_context(digits_workspace, "cpu"))
+    config, target = FisherConfig(samples=40, head_samples=100, chunks=4), TASKS[1]
+    assert KERNELS != PREVIOUS_KERNELS
+    for record in records:
+        state = verify_checkpoint(digits_workspace, record)
+        fishers = [compute_target_fisher(state, record, suite, target, tiny_preset, "diagonal", config, "cpu",
+                                         kernels=kernels)[0].double()
+                   for kernels in (PREVIOUS_KERNELS, KERNELS, Kernels(feature_batch=7, channels_last=False))]
+        assert fishers[0].shape == (4, sum(p.numel() for _, p in select_parameters(
+            build_network(record.arch, 2, record.in_channels, record.width))))
+        for other in fishers[1:]:
+            assert (other - fishers[0]).abs().max() <= 1e-4 * fishers[0].abs().max(), record.arch
+
+
 # ---------------------------------------------------------------------------------------------- the common probe
 
 def test_the_probe_view_embeds_every_task_with_one_network_per_seed_and_is_symmetric_for_frechet(digits_workspace,

@@ -38,6 +38,11 @@ def register(commands) -> None:
                            help="comma-separated architectures (default: the fastest and the slowest per Fisher)")
     distances.add_argument("--samples", default="512,800", help="comma-separated M values (the old default, the new)")
     distances.set_defaults(func=run_distances)
+    pair = bench.add_parser("pair", help="one F[b, t] of the default report per architecture, previous vs current "
+                                         "kernels")
+    pair.add_argument("--archs", default=",".join(ZooRequest.default("archs")), help="comma-separated architectures")
+    pair.add_argument("--runs", type=int, default=3, help="timed runs per case (round-robin; default: 3)")
+    pair.set_defaults(func=run_pair)
     cells = bench.add_parser("cells", help="cell networks vs the demo VGG per image, contiguous vs channels_last")
     cells.add_argument("--preset", default="demo", choices=list(PRESETS))
     cells.add_argument("--runs", type=int, default=7, help="timed steps per case (round-robin; default: 7)")
@@ -130,6 +135,25 @@ def run_distances(args) -> int:
     print_table([dict(arch=r["arch"], M=r["M"], fishers=r["fishers"], seconds=f"{r['seconds']:.1f}",
                       s_per_fisher=f"{r['s_per_fisher']:.2f}", x_first_M=f"{r['x_first_M']:.2f}x")
                  for r in result["rows"]])
+    return 0
+
+
+def run_pair(args) -> int:
+    """Time one ``F[b, t]`` per architecture with the previous and the current kernels, alone and two at once; print
+    the table."""
+    from ..bench import bench_pair
+    from ..target_fisher import KERNELS, PREVIOUS_KERNELS
+
+    with ProgressPrinter() as printer:
+        result = bench_pair(archs=parse_archs(args.archs), runs=args.runs, **printer.sinks())
+    print(f"\npair benchmark: F[mnist-digit0, cifar10-car-cat-ship] of ld8 at the default Fisher settings, demo "
+          f"networks (trained first in {result['zoo_s']:.1f} s, not in the table), cpu, 1 torch thread per process, "
+          f"median of {args.runs} (side by side: of both processes' runs); previous {PREVIOUS_KERNELS}, current "
+          f"{KERNELS}")
+    print_table([dict(arch=r["arch"], **{f"{mode}_{key}": f"{r[mode][key]:.2f}" + ("x" if key == "speedup" else "")
+                                          for mode in ("alone", "side_by_side")
+                                          for key in ("previous_s", "current_s", "speedup")},
+                      max_rel_diff=f"{r['max_rel_diff']:.1e}") for r in result["rows"]])
     return 0
 
 
