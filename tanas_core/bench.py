@@ -254,7 +254,7 @@ def bench_pair(suite: str = "ld8", archs: tuple[str, ...] = ("vgg16", "resnet18"
     from .requests import FisherConfig, ZooRequest
     from .store import Workspace
     from .suites import resolve_suite
-    from .target_fisher import KERNELS, PREVIOUS_KERNELS
+    from .target_fisher import KERNELS, PREVIOUS_KERNELS, compute_target_fisher
     from .training import get_preset
     from .zoo import train_zoo, verify_checkpoint
 
@@ -271,15 +271,20 @@ def bench_pair(suite: str = "ld8", archs: tuple[str, ...] = ("vgg16", "resnet18"
         for record in records:
             state = verify_checkpoint(workspace, record)
             settings = dict(previous=PREVIOUS_KERNELS, current=KERNELS)
+
+            def one_pair(kernels, record=record, state=state):
+                return compute_target_fisher(state, record, the_suite, task, preset, "diagonal", config, "cpu",
+                                             kernels=kernels)[0]
+
             torch.set_num_threads(1)
             try:
-                alone = {name: _repeated_pair(state, record, the_suite, task, preset, config, kernels, 0)[1]
-                         for name, kernels in settings.items()}  # the warm-up, and each setting's Fisher
-                medians = interleaved_medians([(name, lambda k=kernels: _repeated_pair(
-                    state, record, the_suite, task, preset, config, k, 0), runs) for name, kernels in settings.items()])
+                alone = {name: one_pair(kernels) for name, kernels in settings.items()}  # warm-up, and the Fishers
+                medians = interleaved_medians([(name, lambda k=kernels: one_pair(k), runs)
+                                               for name, kernels in settings.items()])
             finally:
                 torch.set_num_threads(threads)
-            items = [(workers.put(state), record, the_suite, task, preset, config, settings[name], runs)
+            shared = workers.put(state)  # serialised once for the four items
+            items = [(shared, record, the_suite, task, preset, config, settings[name], runs)
                      for name in ("previous", "previous", "current", "current")]
             seconds = {"previous": [], "current": []}
             for index, (times, _) in workers.map(_repeated_pair, items):
