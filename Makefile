@@ -12,7 +12,7 @@ export TANAS_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: setup run test bench-zoo clean
+.PHONY: setup run test test-unit bench-zoo clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -rs tests
+
+# The math, requests, registries and the code's shape: under a minute, no training on real data, no server.
+test-unit: setup
+	$(VENV)/bin/python -m pytest -q -rs -m unit tests
 
 bench-zoo: setup
 	$(VENV)/bin/python -m tanas_core bench zoo --suite ld8 --seeds 1 --preset demo

@@ -16,11 +16,11 @@ st.caption(INTRO)
 
 import pandas as pd  # noqa: E402  (after the first paint, on purpose)
 
-from tanas_core import ui  # noqa: E402
-from tanas_core.data import default_data_dir  # noqa: E402
-from tanas_core.jobs import list_jobs  # noqa: E402
+from tanas_core.app import ui  # noqa: E402
+from tanas_core.data.datasets import default_data_dir  # noqa: E402
+from tanas_core.jobs.runner import list_jobs  # noqa: E402
 from tanas_core.requests import DemoRequest  # noqa: E402
-from tanas_core.zoo import zoo_table  # noqa: E402
+from tanas_core.training.zoo import zoo_table  # noqa: E402
 
 workspace = ui.page_header(None)
 

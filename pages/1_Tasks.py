@@ -4,12 +4,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from tanas_core import ui
-from tanas_core.data import DATASETS, DatasetUnavailableError, load_dataset, sample_grid
+from tanas_core.app import ui
+from tanas_core.data.datasets import DATASETS, DatasetUnavailableError, load_dataset, sample_grid
+from tanas_core.data.suites import SUITE_NAMES, get_suite, suite_availability
+from tanas_core.data.tasks import check_task_data, make_task
 from tanas_core.errors import TanasError
-from tanas_core.tasks import check_task_data, make_task
-from tanas_core.suites import SUITE_NAMES, get_suite, suite_availability
-from tanas_core.training import PRESETS
+from tanas_core.training.trainer import PRESETS
 
 # Custom tasks are checked at the demo preset's sizes: the smallest splits the app trains on by default.
 CHECK_SIZES = PRESETS["demo"].sizes

@@ -4,14 +4,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from tanas_core import ui
+from tanas_core.app import ui
+from tanas_core.data.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.errors import TanasError
-from tanas_core.estimates import zoo_network_estimate
+from tanas_core.jobs.estimates import zoo_network_estimate
 from tanas_core.networks import ARCHITECTURES
+from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import DistanceSettings, ZooRequest
-from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
-from tanas_core.training import PRESETS, resolve_device
-from tanas_core.zoo import zoo_table
+from tanas_core.training.trainer import PRESETS
+from tanas_core.training.zoo import zoo_table
 
 space = ui.page_header("Zoo of learned tasks", "An ε-approximation network per task × architecture × seed: its "
                        "Fisher information on a target's data is what task distances compare.")

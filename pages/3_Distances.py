@@ -1,4 +1,4 @@
-"""Distances: asymmetric task-distance heatmaps d[b, t] per architecture and across architectures, from the store.
+"""Distances: task-distance heatmaps d[b, t] per architecture and across architectures, from the store.
 
 One ``DistanceRequest`` built from the widgets is validated, looked up (``stored_distances``) and, for the
 architectures not stored yet, submitted as a job: what is shown is exactly what the job computes.
@@ -9,32 +9,39 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from tanas_core import ui
-from tanas_core.figures import atlas_figure, heatmap_figure
+from tanas_core.app import ui
+from tanas_core.app.figures import atlas_figure, heatmap_figure
+from tanas_core.data.suites import ALL_SUITE_NAMES, resolve_suite
+from tanas_core.distances.matrices import across_architectures, task_atlas
+from tanas_core.distances.stored import nearest_stored, stored_distances
+from tanas_core.distances.validation import GOALS, latest_validation, rank_agreement, row_name, unsettled, verdict
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.requests import METRICS, REFERENCES, VIEWS, DistanceRequest, FisherConfig
-from tanas_core.task_distances import across_architectures, nearest_stored, stored_distances, task_atlas
-from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite
-from tanas_core.training import PRESETS
-from tanas_core.validation import (GOALS, ValidateRequest, latest_validation, rank_agreement, row_name,
-                                   unsettled, verdict)
+from tanas_core.registry import METRICS, VIEWS
+from tanas_core.requests import DistanceRequest, FisherConfig, ValidateRequest
+from tanas_core.training.trainer import PRESETS
 
-METRIC_LABELS = {"logdet": "log-determinant (eq. 5)", "logdet-scaled": "log-det, scale-free (extension of eq. 5)",
-                 "frechet": "Fréchet, diagonal (eq. 8)", "frechet-sorted": "Fréchet, sorted per tensor (extension)",
-                 "frechet-mass": "Fréchet, per-tensor mass (extension)",
-                 "frechet-full": "Fréchet, full matrices (eq. 7)"}
-VIEW_LABELS = {"probe": "common probe (Task2Vec-style)", "tanas": "TA-NAS (the source's)"}
 VIEW_TEXT = {
     "probe": "**Common probe network** (Task2Vec's design, not the source document's): per architecture and seed one "
              "network trained on every class of the suite's datasets; its head is refitted per task and d[b, t] "
-             "compares its Fisher on X_b with its Fisher on X_t. The reference r[t] compares "
-             f"{REFERENCES['probe']}; retraining the probe is what the spread over seeds shows.",
+             "compares its Fisher on X_b with its Fisher on X_t, so d[b, t] = d[t, b]. The reference r[t] compares "
+             f"{VIEWS['probe'].reference}; retraining the probe is what the spread over seeds shows.",
     "tanas": "**TA-NAS** (the source document's): d[b, t] compares task b's network with task t's network, both with "
-             "a head refitted on t and both on X_t. The reference r[t] compares t's network with "
-             f"{REFERENCES['tanas']}."}
+             "a head refitted on t and both on X_t, so d[b, t] ≠ d[t, b] in general. The reference r[t] compares t's "
+             f"network with {VIEWS['tanas'].reference}."}
 
-space = ui.page_header("Task distances", "d[b, t]: row = baseline task b, column = target task t. Asymmetric: "
-                       "d[b, t] ≠ d[t, b]. The star marks the closest baseline of each target.")
+
+def view_label(view: str) -> str:
+    """The registered label of ``view`` (for select boxes and tabs)."""
+    return VIEWS[view].label
+
+
+def metric_label(metric: str) -> str:
+    """The registered label of ``metric``."""
+    return METRICS[metric].label
+
+
+space = ui.page_header("Task distances", "d[b, t]: row = baseline task b, column = target task t. The star marks "
+                       "the closest baseline of each target.")
 
 
 def request_from_widgets() -> DistanceRequest:
@@ -42,14 +49,14 @@ def request_from_widgets() -> DistanceRequest:
     columns = st.columns(6)
     suite_names = list(ALL_SUITE_NAMES)
     suite = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
-    view = columns[1].selectbox("View", list(VIEWS), format_func=VIEW_LABELS.get,
+    view = columns[1].selectbox("View", list(VIEWS), format_func=view_label,
                                 index=ui.index_of(list(VIEWS), DistanceRequest.default("view")),
                                 help="Which networks' Fishers d[b, t] compares; the validation report names the "
                                      "view and metric that beat their noise (docs/distances.md)")
     archs = columns[2].multiselect("Architectures", list(ARCHITECTURES),
                                    default=list(DistanceRequest.default("archs")))
     seeds = ui.number_input(columns[3], "Seeds", DistanceRequest, "seeds")
-    metric = columns[4].selectbox("Metric", list(METRICS), format_func=METRIC_LABELS.get,
+    metric = columns[4].selectbox("Metric", list(METRICS), format_func=metric_label,
                                   index=ui.index_of(list(METRICS), DistanceRequest.default("metric")))
     presets = list(PRESETS)
     preset = columns[5].selectbox("Preset", presets, index=ui.index_of(presets, DistanceRequest.default("preset")))
@@ -57,12 +64,12 @@ def request_from_widgets() -> DistanceRequest:
         settings = st.columns(4)
         # σ, M and the head's images are checked by the request (with the range in the message), not the widget
         sigma = settings[0].number_input("σ (log-det)", value=DistanceRequest.default("sigma"), format="%.0e",
-                                         disabled=not metric.startswith("logdet"))
+                                         disabled=not METRICS[metric].uses_sigma)
         samples = ui.number_input(settings[1], "M: images per Fisher", FisherConfig, "samples")
         head_samples = ui.number_input(settings[2], "images for the refitted head", FisherConfig, "head_samples")
         head_weight_decay = ui.number_input(settings[3], "the head's L2 penalty", FisherConfig, "head_weight_decay",
                                             format="%.0e", help="a strong penalty steadies the refitted heads "
-                                                                "(docs/distances.md, \"The refitted head\")")
+                                                                "(docs/results/distances-findings.md)")
     if not archs:
         st.error("Choose at least one architecture.")
         st.stop()
@@ -97,14 +104,14 @@ def show_result(name: str, result, suite, metric: str) -> None:
     noise = pd.DataFrame({"task": result.tasks, "reference r[t]": result.reference,
                           "cross-initialisation spread": result.noise_floor if len(result.seeds) > 1 else
                           ["needs ≥ 2 seeds"] * len(result.tasks)})
-    if result.metric.startswith("logdet"):
+    if METRICS[result.metric].lift is not None:
         noise["log-det lift of F[t, t]"] = result.lift.mean(axis=0)
     table = pd.DataFrame([closest_row(t, closest[t]) for t in result.tasks])
     left, right = st.columns(2)
     left.markdown("**Closest baseline per target** (rank frequency over seeds × bootstrap resamples of the probe "
                   "images; baselines whose paired difference to it reaches 0 are ties, circled on the heatmap)")
     left.dataframe(table, hide_index=True, width="stretch")
-    right.markdown(f"**Reference per target**: r[t], the distance of {REFERENCES[result.view]} (a baseline closer "
+    right.markdown(f"**Reference per target**: r[t], the distance of {VIEWS[result.view].reference} (a baseline closer "
                    "than r[t] cannot be told apart from t); the spread between different seeds; for log-det, how far "
                    "F[t, t] rises above σ² (near 0: the distance measures σ)")
     right.dataframe(noise, hide_index=True, width="stretch")
@@ -125,8 +132,8 @@ def show_other_view(request: DistanceRequest, other_view: str, suite, shown) -> 
     stored = stored_distances(space, other)
     missing = tuple(arch for arch, result in zip(request.archs, stored) if result is None)
     if missing:
-        st.info(f"The {VIEW_LABELS[other.view]} view is not in the workspace yet for {', '.join(missing)}.")
-        ui.attempt("other-view", st.button(f"Compute the {VIEW_LABELS[other.view]} view", key="other-view"),
+        st.info(f"The {view_label(other.view)} view is not in the workspace yet for {', '.join(missing)}.")
+        ui.attempt("other-view", st.button(f"Compute the {view_label(other.view)} view", key="other-view"),
                    lambda: ui.submit(space, "distances", other.replace(archs=missing)))
         return
     result = stored[0] if len(stored) == 1 else across_architectures(stored)
@@ -134,7 +141,7 @@ def show_other_view(request: DistanceRequest, other_view: str, suite, shown) -> 
         agreement = rank_agreement([shown], [result])  # symmetric: either view may be the chosen one
         st.metric("Rank agreement of the two views (mean Spearman over target columns)",
                   "n/a (needs ≥ 3 baselines)" if np.isnan(agreement) else f"{agreement:.2f}")
-    show_result(VIEW_LABELS[other.view], result, suite, request.metric)
+    show_result(view_label(other.view), result, suite, request.metric)
 
 
 def identity_table(columns: dict) -> pd.DataFrame:
@@ -154,7 +161,7 @@ def offer_validation(request: DistanceRequest) -> None:
     st.caption(f"The report of {', '.join(report.archs)} with {report.seeds} seed(s) and {report.replicates} "
                f"replicate(s): every metric in both views, from up to {report.fishers_needed(tasks)} Fisher matrices "
                "(stored ones are reused; missing networks, replicates and probe networks are trained first). "
-               "Measured: ld8 with 3 architectures x 3 seeds took 40 min on a 2-core CPU with its networks stored.")
+               "Times measured on this project's machines: docs/results/.")
     ui.attempt("validate", st.button("Run the validation report in the background", key="validate"),
                lambda: ui.submit(space, "validate", report))
 
@@ -193,7 +200,7 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
         with st.expander(f"Column by column ({row}): does each target's twin rank closest?"):
             st.dataframe(identity_table(columns), hide_index=True, width="stretch")
             unrefined = report["metrics"][row].get("identity_top1_unrefined")
-            st.caption(f"Twin of a target t: {REFERENCES[request.view]}, placed among t's baselines; a column "
+            st.caption(f"Twin of a target t: {VIEWS[request.view].reference}, placed among t's baselines; a column "
                        "whose twin rarely ranks first cannot rank its baselines either. Interval: "
                        "Wilson 95 %, too narrow (two twins share a network). ★: the baseline's labels refine the "
                        "target's (a network trained on a finer labelling of the same dataset)"
@@ -236,7 +243,7 @@ views = dict(ready)
 if len(ready) > 1 and not nearest:  # stand-ins may have other metrics: combine only what was asked for
     views["across architectures"] = across_architectures(list(ready.values()))
 other_view = next(view for view in VIEWS if view != request.view)
-tabs = st.tabs([*views, f"the other view: {VIEW_LABELS[other_view]}"])
+tabs = st.tabs([*views, f"the other view: {view_label(other_view)}"])
 for tab, (name, result) in zip(tabs, views.items()):
     with tab:
         show_result(name, result, suite, request.metric)

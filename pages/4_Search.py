@@ -9,18 +9,27 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from tanas_core import comparison, nas, ui
+from tanas_core.app import ui
+from tanas_core.app.figures import alpha_figure, comparison_figure, curves_figure
+from tanas_core.data.suites import ALL_SUITE_NAMES, resolve_suite, split_target
 from tanas_core.errors import TanasError
-from tanas_core.estimates import CONFIRM_ABOVE_SECONDS, cell_step_seconds, search_estimate
-from tanas_core.figures import alpha_figure, comparison_figure, curves_figure
-from tanas_core.fuse import decision_text
-from tanas_core.jobs import clock, get_job, list_jobs
+from tanas_core.jobs.estimates import CONFIRM_ABOVE_SECONDS, cell_step_seconds, search_estimate
+from tanas_core.jobs.runner import clock, get_job, list_jobs
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.requests import (METHODS, MIXTURES, SPACES, WEIGHT_STEPS, ClosestSettings, CompareRequest,
-                                 SearchBudget, SearchRequest)
-from tanas_core.search_space import Genotype, cell_dot, source_formula_cells, standard_space
-from tanas_core.suites import ALL_SUITE_NAMES, resolve_suite, split_target
-from tanas_core.training import PRESETS
+from tanas_core.requests import (
+    METHODS,
+    MIXTURES,
+    SPACES,
+    WEIGHT_STEPS,
+    ClosestSettings,
+    CompareRequest,
+    SearchBudget,
+    SearchRequest,
+)
+from tanas_core.search import comparison, nas
+from tanas_core.search.fuse import decision_text
+from tanas_core.search.space import Genotype, cell_dot, source_formula_cells, standard_space
+from tanas_core.training.trainer import PRESETS
 
 SEARCH_KINDS = ("search", "demo", "compare")  # the jobs whose search runs the live panel follows
 BUDGET_LABELS = {"candidates": "FUSE candidates C", "rounds": "FUSE rounds", "epochs_per_round": "epochs per round",

@@ -1,6 +1,6 @@
 """``python -m tanas_core``: see ``tanas_core/cli/``."""
 import sys
 
-from .cli import main
+from tanas_core.cli import main
 
 sys.exit(main())

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tanas_core.store import Workspace
-from tanas_core.tasks import SplitSizes
-from tanas_core.training import PRESETS, Preset
+from tanas_core.data.tasks import SplitSizes
+from tanas_core.training.trainer import PRESETS, Preset
+from tanas_core.workspace.store import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,6 +21,14 @@ def _find_real_data() -> Path | None:
 
 
 REAL_DATA = _find_real_data()
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test without a tier marker is an integration test: the unit tier is opted into, test by test."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(autouse=True)

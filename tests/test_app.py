@@ -35,10 +35,10 @@ def test_home_page_renders_datasets_and_empty_workspace(real_data):
 
 
 def test_home_page_lists_trained_networks(real_data):
-    from tanas_core.context import quiet_context
     from tanas_core.requests import ZooRequest
-    from tanas_core.store import Workspace
-    from tanas_core.zoo import train_zoo
+    from tanas_core.training.zoo import train_zoo
+    from tanas_core.workspace.context import quiet_context
+    from tanas_core.workspace.store import Workspace
 
     request = ZooRequest(suite="mnist4", archs=("vgg16",), seeds=1, preset="smoke", tasks=("mnist-digit0",))
     train_zoo(request, quiet_context(Workspace(), "cpu"))
@@ -60,7 +60,7 @@ def test_tasks_page_shows_sample_grid_and_suites(real_data):
 
 
 def test_sample_grid_rows_are_classes(real_data):
-    from tanas_core.data import load_dataset, sample_grid
+    from tanas_core.data.datasets import load_dataset, sample_grid
 
     mnist = load_dataset("mnist")
     sheet = sample_grid(mnist, per_class=3, classes=[0, 7])

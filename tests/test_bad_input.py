@@ -18,17 +18,18 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tanas_core.distance import frechet_distance, logdet_distance  # noqa: E402
-from tanas_core.fuse import SearchBudget  # noqa: E402
-from tanas_core.jobs import JobRunner  # noqa: E402
-from tanas_core.job_kinds import JOB_KINDS  # noqa: E402
+from tanas_core.data.suites import get_suite, resolve_target  # noqa: E402
+from tanas_core.data.tasks import SplitSizes, make_splits, make_task  # noqa: E402
+from tanas_core.distances.metrics import frechet_distance, logdet_distance  # noqa: E402
+from tanas_core.jobs.kinds import JOB_KINDS  # noqa: E402
+from tanas_core.jobs.runner import JobRunner  # noqa: E402
 from tanas_core.networks import build_network  # noqa: E402
-from tanas_core.search_space import OPERATIONS, Genotype  # noqa: E402
-from tanas_core.context import quiet_context  # noqa: E402
-from tanas_core.store import ArtifactRef, CorruptArtifactError, Workspace  # noqa: E402
-from tanas_core.tasks import SplitSizes, make_splits, make_task  # noqa: E402
-from tanas_core.suites import get_suite, resolve_target  # noqa: E402
-from tanas_core.training import get_preset, resolve_device  # noqa: E402
+from tanas_core.networks.devices import resolve_device
+from tanas_core.search.fuse import SearchBudget  # noqa: E402
+from tanas_core.search.space import OPERATIONS, Genotype  # noqa: E402
+from tanas_core.training.trainer import get_preset  # noqa: E402
+from tanas_core.workspace.context import quiet_context  # noqa: E402
+from tanas_core.workspace.store import ArtifactRef, CorruptArtifactError, Workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -167,7 +168,7 @@ class _Exploit:
 
 
 def test_a_pickle_disguised_as_a_checkpoint_is_refused_and_not_executed(tmp_path, real_data, tiny_preset):
-    from tanas_core.zoo import ensure_network, load_network
+    from tanas_core.training.zoo import ensure_network, load_network
 
     workspace = Workspace(tmp_path / "ws")
     suite = get_suite("mnist4")
@@ -178,7 +179,7 @@ def test_a_pickle_disguised_as_a_checkpoint_is_refused_and_not_executed(tmp_path
     assert pickle.loads(pickle.dumps(_Exploit(tmp_path / "control"))) is None and (tmp_path / "control").exists()
     (tmp_path / "control").unlink()
     # even with the index rewritten to the pickle's own sha256, it is not loaded
-    from tanas_core.store import sha256_file
+    from tanas_core.workspace.store import sha256_file
     with workspace.connect() as conn:
         conn.execute("UPDATE networks SET sha256 = ? WHERE key = ?", (sha256_file(checkpoint), record.key))
     record = workspace.find_network(record.key)
@@ -194,7 +195,7 @@ def test_artifact_names_and_index_paths_cannot_escape_the_workspace(tmp_path):
             workspace.artifact_path(kind, key)
     outside = tmp_path / "outside.safetensors"
     outside.write_bytes(b"secret")
-    from tanas_core.store import sha256_file
+    from tanas_core.workspace.store import sha256_file
     for path in ("../outside.safetensors", "artifacts/../../outside.safetensors", str(outside)):
         with pytest.raises(CorruptArtifactError, match="outside the workspace"):
             workspace.read_tensors(ArtifactRef(path, sha256_file(outside)))

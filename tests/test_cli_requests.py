@@ -10,11 +10,19 @@ import sys
 import pytest
 
 from conftest import REPO
-from tanas_core import nas
 from tanas_core.cli import build_parser, main, parse_request
 from tanas_core.errors import Cancelled, TanasError
-from tanas_core.requests import (ClosestSettings, CompareRequest, DistanceRequest, FisherConfig, SearchBudget,
-                                 SearchRequest, ZooRequest, ZooSearchRequest)
+from tanas_core.requests import (
+    ClosestSettings,
+    CompareRequest,
+    DistanceRequest,
+    FisherConfig,
+    SearchBudget,
+    SearchRequest,
+    ZooRequest,
+    ZooSearchRequest,
+)
+from tanas_core.search import nas
 
 TARGET = "ld8:mnist-10class"
 FISHER_OPTIONS = ["--head", "own", "--projection-dim", "64", "--workers", "2", "--samples", "128",

@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from tanas_core import data
-from tanas_core.cifar100_classes import (CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES, CIFAR100_FINE_TO_COARSE,
-                                         SUPERCLASSES)
+from tanas_core.data import datasets as data
+from tanas_core.data.cifar100_classes import (
+    CIFAR100_COARSE_CLASSES,
+    CIFAR100_FINE_CLASSES,
+    CIFAR100_FINE_TO_COARSE,
+    SUPERCLASSES,
+)
 
 
 def test_real_pack_counts_and_classes(real_data):
@@ -40,6 +44,7 @@ def test_check_lists_every_dataset_and_explains_missing_cifar100(real_data):
         assert "cifar100" in reason and "cifar-100-python" in reason and "TANAS_DATA_DIR" in reason
 
 
+@pytest.mark.unit
 def test_unknown_and_unavailable_datasets_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         data.load_dataset("imagenet", tmp_path)
@@ -65,6 +70,7 @@ def _write_cifar100(root, n_train=30, n_test=10):
     return folder
 
 
+@pytest.mark.unit
 def test_cifar100_official_folder_fine_and_coarse(tmp_path):
     folder = _write_cifar100(tmp_path)
     batch = pickle.loads((folder / "train").read_bytes())  # we wrote it ourselves
@@ -77,6 +83,7 @@ def test_cifar100_official_folder_fine_and_coarse(tmp_path):
     assert fine.x_train[0, 0, 1, 1] == batch[b"data"][0, 1025]
 
 
+@pytest.mark.unit
 def test_cifar100_folder_with_wrong_fine_to_coarse_pairs_is_refused(tmp_path):
     folder = _write_cifar100(tmp_path)
     batch = pickle.loads((folder / "train").read_bytes())
@@ -92,6 +99,7 @@ class _Exploit:
         return (os.system, ("touch exploited-marker",))
 
 
+@pytest.mark.unit
 def test_cifar_pickle_that_calls_code_is_refused_and_not_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = _write_cifar100(tmp_path)
@@ -101,6 +109,7 @@ def test_cifar_pickle_that_calls_code_is_refused_and_not_run(tmp_path, monkeypat
     assert not (tmp_path / "exploited-marker").exists()
 
 
+@pytest.mark.unit
 def test_fine_to_coarse_table():
     assert len(CIFAR100_FINE_CLASSES) == 100 and len(set(CIFAR100_FINE_CLASSES)) == 100
     assert list(CIFAR100_FINE_CLASSES) == sorted(CIFAR100_FINE_CLASSES)
@@ -118,6 +127,7 @@ def _write_idx(path, array):
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
+@pytest.mark.unit
 def test_torchvision_mnist_raw_folder(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -132,6 +142,7 @@ def test_torchvision_mnist_raw_folder(tmp_path):
     assert np.array_equal(mnist.x_train[..., 0], images)
 
 
+@pytest.mark.unit
 def test_sklearn_digits_offline():
     digits = data.load_dataset("digits")
     assert digits.x_train.shape[1:] == (8, 8, 1) and len(digits.y_train) + len(digits.y_test) == 1797
@@ -149,12 +160,14 @@ def test_model_input_grayscale_to_rgb_32(real_data):
         data.to_model_input(cifar.x_train[:2], cifar, channels=1, size=32)
 
 
+@pytest.mark.unit
 def test_corrupt_pack_is_reported(tmp_path):
     (tmp_path / "mnist.npz").write_bytes(gzip.compress(b"not a zip"))
     with pytest.raises(data.DatasetUnavailableError, match="not a readable .npz"):
         data.load_dataset("mnist", tmp_path, download=False)
 
 
+@pytest.mark.unit
 def test_failed_download_leaves_no_empty_folder_behind(tmp_path, monkeypatch):
     import torchvision.datasets as tv
 
@@ -168,12 +181,13 @@ def test_failed_download_leaves_no_empty_folder_behind(tmp_path, monkeypatch):
     assert not (tmp_path / "MNIST").exists()
 
 
+@pytest.mark.unit
 def test_default_data_dir_order(tmp_path, monkeypatch):
     """Bug 7: TANAS_DATA_DIR; else $TANAS_HOME/data holding data; else ../shared/datasets beside the checkout
     holding data; else $TANAS_HOME/data."""
     checkout = tmp_path / "checkout"
-    (checkout / "tanas_core").mkdir(parents=True)
-    monkeypatch.setattr(data, "__file__", str(checkout / "tanas_core" / "data.py"))
+    (checkout / "tanas_core" / "data").mkdir(parents=True)
+    monkeypatch.setattr(data, "__file__", str(checkout / "tanas_core" / "data" / "datasets.py"))
     home, shared = tmp_path / "home", tmp_path / "shared" / "datasets"
     monkeypatch.setenv("TANAS_HOME", str(home))
     monkeypatch.delenv("TANAS_DATA_DIR", raising=False)
@@ -190,6 +204,7 @@ def test_default_data_dir_order(tmp_path, monkeypatch):
     assert data.data_dir_choice()[1] == "TANAS_DATA_DIR"
 
 
+@pytest.mark.unit
 def test_holds_dataset_ignores_the_bundled_digits_and_other_files(tmp_path):
     assert not data.holds_dataset(tmp_path / "missing")
     (tmp_path / "notes.txt").write_text("x")
@@ -198,6 +213,7 @@ def test_holds_dataset_ignores_the_bundled_digits_and_other_files(tmp_path):
     assert data.holds_dataset(tmp_path)
 
 
+@pytest.mark.unit
 def test_unavailable_error_names_its_dataset(tmp_path):
     with pytest.raises(data.DatasetUnavailableError) as error:
         data.load_dataset("fashion_mnist", tmp_path / "empty", download=False)

@@ -9,7 +9,9 @@ import time
 import pytest
 
 from conftest import REPO
-from tanas_core.bench_app import CHROMIUM, FLAGS, app_server
+from tanas_core.bench.app_server import CHROMIUM, FLAGS, app_server
+
+pytestmark = pytest.mark.e2e
 
 WAIT_MS = 120_000  # a first page view loads datasets and torch: seconds on a 2-core machine
 
@@ -31,8 +33,8 @@ def server(tmp_path, real_data):
 def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from tanas_core.jobs import get_job, list_jobs
-    from tanas_core.store import Workspace
+    from tanas_core.jobs.runner import get_job, list_jobs
+    from tanas_core.workspace.store import Workspace
 
     workspace = Workspace(tmp_path / "home")
     shots = tmp_path / "screenshots"

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from tanas_core.store import Workspace
-from tanas_core.context import RunContext, quiet_context
 from tanas_core.requests import ZooRequest
-from tanas_core.zoo import train_zoo, verify_checkpoint
+from tanas_core.training.zoo import train_zoo, verify_checkpoint
+from tanas_core.workspace.context import RunContext, quiet_context
+from tanas_core.workspace.store import Workspace
 
 TASKS = ["mnist-digit0", "mnist-digit6", "mnist-0123-else", "mnist-10class"]
 
@@ -61,8 +61,8 @@ def test_sigkill_mid_zoo_keeps_every_finished_network_and_a_rerun_completes(real
 
 
 def test_sigkill_mid_search_keeps_its_partial_history_and_a_rerun_finishes(real_data, tmp_path):
-    from tanas_core.nas import run_search
     from tanas_core.requests import SearchBudget, SearchRequest
+    from tanas_core.search.nas import run_search
 
     workspace = Workspace(tmp_path / "ws")
     budget = "candidates=2,rounds=3,epochs_per_round=3,final_epochs=1"
@@ -112,7 +112,7 @@ def test_a_locked_database_makes_writers_wait_not_fail(tmp_path):
 
 WRITER = """
 import sys
-from tanas_core.store import Workspace
+from tanas_core.workspace.store import Workspace
 workspace = Workspace(sys.argv[1])
 for i in range(150):
     workspace.append_event("shared", {"writer": sys.argv[2], "i": i})

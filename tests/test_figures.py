@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from tanas_core.figures import alpha_figure, atlas_figure, closest_rows, curves_figure, heatmap_figure
+from tanas_core.app.figures import alpha_figure, atlas_figure, closest_rows, curves_figure, heatmap_figure
+
+pytestmark = pytest.mark.unit
 
 TASKS = ["a", "b", "c", "d"]
 MATRIX = np.array([[0.0, 0.5, 0.9, 0.2],
@@ -18,7 +21,7 @@ def alpha_event(round_index: int, step: int, weights: list[float], candidates: l
 
 
 def test_the_figures_module_needs_no_streamlit():
-    import tanas_core.figures as figures
+    import tanas_core.app.figures as figures
 
     assert "streamlit" not in open(figures.__file__).read()
 

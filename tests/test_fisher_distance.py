@@ -6,9 +6,15 @@ import math
 import pytest
 import torch
 
-from tanas_core.distance import frechet_distance, logdet_distance, logdet_per_parameter
-from tanas_core.fisher import (FisherFactor, diagonal_fisher, fisher_factor, per_sample_gradients_loop,
-                               sample_model_labels, sketch_error_bound)
+from tanas_core.distances.metrics import frechet_distance, logdet_distance, logdet_per_parameter
+from tanas_core.fisher.matrices import (
+    FisherFactor,
+    diagonal_fisher,
+    fisher_factor,
+    per_sample_gradients_loop,
+    sample_model_labels,
+    sketch_error_bound,
+)
 from tanas_core.networks import build_network
 
 
@@ -22,6 +28,7 @@ def _small_net(arch: str, channels: int = 3, classes: int = 3, seed: int = 0, wi
     return model.eval()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("arch", ["vgg16", "resnet18", "densenet121"])
 def test_per_sample_gradients_equal_a_loop(arch):
     model = _small_net(arch)
@@ -34,6 +41,7 @@ def test_per_sample_gradients_equal_a_loop(arch):
     torch.testing.assert_close(diagonal, reference.pow(2).mean(0), rtol=1e-3, atol=1e-7)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("arch", ["vgg16", "densenet121"])
 def test_grouped_diagonals_are_each_piece_of_samples_on_its_own(arch):
     # 10 samples in 3 pieces (4, 3, 3) through chunks of 4 that straddle the pieces' borders
@@ -48,6 +56,7 @@ def test_grouped_diagonals_are_each_piece_of_samples_on_its_own(arch):
         diagonal_fisher(model, x, y, groups=11)
 
 
+@pytest.mark.unit
 def test_model_fisher_uses_the_sampled_labels():
     model = _small_net("resnet18", channels=1)
     x = torch.randn(9, 1, 32, 32)
@@ -58,6 +67,7 @@ def test_model_fisher_uses_the_sampled_labels():
     assert torch.equal(labels, sample_model_labels(model, x, batch_size=4, seed=5))
 
 
+@pytest.mark.unit
 def test_backbone_selection_excludes_the_head_and_restores_the_model():
     model = _small_net("vgg16")
     model.train()
@@ -70,6 +80,7 @@ def test_backbone_selection_excludes_the_head_and_restores_the_model():
     assert model.training and all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.unit
 def test_bad_fisher_inputs_raise_clear_errors():
     model = _small_net("vgg16")
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 3, (4,))
@@ -124,6 +135,7 @@ def test_low_rank_logdet_and_full_frechet_equal_dense_formulas_on_a_real_network
     assert frechet_distance(diagonal_b, g_t) ** 2 == pytest.approx(mixed ** 2, rel=1e-5)
 
 
+@pytest.mark.unit
 def test_logdet_handles_different_sizes_and_more_samples_than_parameters():
     torch.manual_seed(0)
     tall = torch.randn(50, 10, dtype=torch.float64)  # M > n: the n x n path
@@ -135,6 +147,7 @@ def test_logdet_handles_different_sizes_and_more_samples_than_parameters():
     assert logdet_distance(torch.rand(30), torch.rand(7, 12), 0.1) >= 0  # n != m is allowed (equation 5)
 
 
+@pytest.mark.unit
 def test_distance_properties():
     torch.manual_seed(0)
     g = torch.randn(8, 40)
@@ -165,11 +178,13 @@ def test_distance_properties():
     (lambda: frechet_distance(torch.zeros(4), torch.rand(4)), "zero trace"),
     (lambda: frechet_distance([1.0], torch.rand(1)), "must be a Fisher diagonal"),
 ])
+@pytest.mark.unit
 def test_bad_distance_inputs(call, message):
     with pytest.raises(ValueError, match=message):
         call()
 
 
+@pytest.mark.unit
 def test_mismatched_architectures_are_refused_for_frechet():
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 3, (4,))
     vgg = diagonal_fisher(_small_net("vgg16"), x, y)
@@ -179,6 +194,7 @@ def test_mismatched_architectures_are_refused_for_frechet():
     assert logdet_distance(vgg, resnet, 0.01) >= 0  # log-det allows n != m
 
 
+@pytest.mark.unit
 def test_sketched_factor_error_stays_inside_its_bound():
     model = _small_net("resnet18")
     x, y = torch.randn(12, 3, 32, 32), torch.randint(0, 3, (12,))
@@ -204,14 +220,15 @@ def test_sketched_factor_error_stays_inside_its_bound():
         frechet_distance(sketched, fisher_factor(model, x, y, projection_dim=k, seed=12))
 
 
+@pytest.mark.unit
 def test_per_sample_gradients_of_a_cell_network_equal_a_loop(monkeypatch):
     """Depthwise, dilated and strided convolutions (the grouped weight-gradient path) and layers split into pieces
     of a few samples give the loop's gradients."""
     import random
 
-    import tanas_core.fisher as fisher
-    from tanas_core.networks.cells import cell_network
-    from tanas_core.search_space import standard_space
+    import tanas_core.fisher.matrices as fisher
+    from tanas_core.search.cells import cell_network
+    from tanas_core.search.space import standard_space
 
     genotype = standard_space().sample(random.Random(3))
     torch.manual_seed(0)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from tanas_core.intervals import mean_interval, paired_difference
-from tanas_core.records import Comparison, ComparisonRow
+from tanas_core.workspace.records import Comparison, ComparisonRow
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_t_interval_covers_the_true_mean_95_percent_of_the_time_with_three_repeats():
@@ -83,7 +85,7 @@ def test_hand_designed_rows_are_summarised_per_architecture_without_a_search_tim
 
 
 def test_the_comparison_chart_draws_each_methods_interval_as_an_error_bar():
-    from tanas_core.figures import comparison_figure
+    from tanas_core.app.figures import comparison_figure
 
     rows = [_row(m, r, a) for m, values in (("random search", (0.8, 0.9, 0.85)), ("FUSE, related space", (0.9,)))
             for r, a in enumerate(values)]

@@ -6,6 +6,8 @@ import torch
 
 from tanas_core.networks import ARCHITECTURES, SOURCE_PARAMETERS_M, build_network, count_parameters
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_full_width_parameter_counts_match_source_within_5_percent(arch):

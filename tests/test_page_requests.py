@@ -6,13 +6,19 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from tanas_core.context import quiet_context
-from tanas_core.jobs import get_job, list_jobs
-from tanas_core.nas import closest_tasks, run_search
-from tanas_core.requests import ClosestSettings, DistanceRequest, FisherConfig, SearchBudget, SearchRequest
-from tanas_core.task_distances import distance_matrices
-from tanas_core.store import Workspace
-from tanas_core.validation import ValidateRequest
+from tanas_core.distances.matrices import distance_matrices
+from tanas_core.jobs.runner import get_job, list_jobs
+from tanas_core.requests import (
+    ClosestSettings,
+    DistanceRequest,
+    FisherConfig,
+    SearchBudget,
+    SearchRequest,
+    ValidateRequest,
+)
+from tanas_core.search.nas import closest_tasks, run_search
+from tanas_core.workspace.context import quiet_context
+from tanas_core.workspace.store import Workspace
 from test_pages import by_label, plotly_specs, wait_for
 
 COMPUTE = "Compute in the background"
@@ -163,7 +169,7 @@ def test_tasks_page_refuses_to_redefine_a_custom_task_unless_replace_is_ticked(r
 
 
 def test_distances_page_offers_every_metric_with_a_label(real_data):
-    from tanas_core.settings import METRICS
+    from tanas_core.requests import METRICS
 
     app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
     labels = by_label(app.selectbox, "Metric").options
@@ -205,7 +211,7 @@ def test_a_large_search_budget_shows_its_estimated_time_and_needs_a_confirmation
 
 
 def test_the_search_estimate_scales_with_the_steps_it_counts(real_data):
-    from tanas_core.estimates import search_estimate
+    from tanas_core.jobs.estimates import search_estimate
 
     workspace = Workspace()
     small = SearchRequest(target="mnist4:mnist-10class", space="standard", preset="demo",
@@ -218,7 +224,7 @@ def test_the_search_estimate_scales_with_the_steps_it_counts(real_data):
 
 
 def test_the_paper_preset_on_a_cpu_says_how_long_it_would_take_and_waits_for_a_confirmation(real_data):
-    from tanas_core.training import resolve_device
+    from tanas_core.networks.devices import resolve_device
 
     if resolve_device("auto").type != "cpu":
         pytest.skip("the warning is for CPU machines")

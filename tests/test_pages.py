@@ -11,15 +11,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from tanas_core.context import quiet_context
+from tanas_core.data.suites import get_suite
+from tanas_core.distances.matrices import distance_matrices
 from tanas_core.errors import TanasError
-from tanas_core.job_kinds import JOB_KINDS
-from tanas_core.jobs import JobRunner, get_job, list_jobs
-from tanas_core.nas import closest_tasks, get_search, search_events
+from tanas_core.jobs.kinds import JOB_KINDS
+from tanas_core.jobs.runner import JobRunner, get_job, list_jobs
 from tanas_core.requests import ClosestSettings, DistanceRequest, FisherConfig, SearchRequest
-from tanas_core.store import Workspace
-from tanas_core.task_distances import distance_matrices
-from tanas_core.suites import get_suite
+from tanas_core.search.nas import closest_tasks, get_search, search_events
+from tanas_core.workspace.context import quiet_context
+from tanas_core.workspace.store import Workspace
 
 PAGES = ["app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py"]
 SMALL_FISHER = dict(samples=32, head_samples=64)

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tanas_core.backends import LocalBackend, RayBackend, make_backend
-from tanas_core.fuse import SearchBudget, random_search
-from tanas_core.search_space import standard_space
-from tanas_core.store import Workspace
-from tanas_core.task_distances import distance_matrices
-from tanas_core.context import RunContext, quiet_context
+from tanas_core.data.suites import get_suite
+from tanas_core.data.tasks import make_splits
+from tanas_core.distances.matrices import distance_matrices
 from tanas_core.errors import TanasError
 from tanas_core.requests import DistanceRequest, FisherConfig, ZooRequest
-from tanas_core.tasks import make_splits
-from tanas_core.suites import get_suite
-from tanas_core.zoo import train_zoo, verify_checkpoint
+from tanas_core.search.fuse import SearchBudget
+from tanas_core.search.random_search import random_search
+from tanas_core.search.space import standard_space
+from tanas_core.training.zoo import train_zoo, verify_checkpoint
+from tanas_core.workspace.backends import LocalBackend, make_backend
+from tanas_core.workspace.context import RunContext, quiet_context
+from tanas_core.workspace.ray_backend import RayBackend
+from tanas_core.workspace.store import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +140,7 @@ def test_cli_reports_an_unreachable_ray_cluster(tmp_path):
 def test_zoo_page_runs_its_job_on_ray_when_chosen_in_the_sidebar(ray_cluster, real_data):
     from streamlit.testing.v1 import AppTest
 
-    from tanas_core.jobs import get_job, list_jobs
+    from tanas_core.jobs.runner import get_job, list_jobs
 
     app = AppTest.from_file(str(REPO / "pages/2_Zoo.py"), default_timeout=120).run()
     [choice] = [radio for radio in app.sidebar.radio if radio.label == "Run jobs on"]

@@ -6,18 +6,27 @@ import dataclasses
 
 import pytest
 
-from tanas_core import nas
-from tanas_core.context import RunContext, quiet_context
+from tanas_core.data.tasks import make_task
+from tanas_core.distances.matrices import distance_matrices
 from tanas_core.errors import Cancelled, TanasError
-from tanas_core.job_kinds import JOB_KINDS
-from tanas_core.jobs import JobRunner, list_jobs
-from tanas_core.requests import (ClosestSettings, CompareRequest, DemoRequest, DistanceRequest, FisherConfig,
-                                 SearchBudget, SearchRequest, ZooRequest, ZooSearchRequest)
-from tanas_core.store import Workspace
-from tanas_core.task_distances import distance_matrices
-from tanas_core.tasks import make_task
-from tanas_core.validation import ValidateRequest
-from tanas_core.zoo import train_zoo
+from tanas_core.jobs.kinds import JOB_KINDS
+from tanas_core.jobs.runner import JobRunner, list_jobs
+from tanas_core.requests import (
+    ClosestSettings,
+    CompareRequest,
+    DemoRequest,
+    DistanceRequest,
+    FisherConfig,
+    SearchBudget,
+    SearchRequest,
+    ValidateRequest,
+    ZooRequest,
+    ZooSearchRequest,
+)
+from tanas_core.search import nas
+from tanas_core.training.zoo import train_zoo
+from tanas_core.workspace.context import RunContext, quiet_context
+from tanas_core.workspace.store import Workspace
 
 SMALL_FISHER = FisherConfig(samples=16, head_samples=32)
 TINY_SEARCH = SearchBudget(candidates=2, rounds=1, epochs_per_round=0.5, final_epochs=1.0, window=2, min_steps=2)
@@ -126,7 +135,7 @@ def test_a_bug_in_a_job_keeps_its_traceback_a_user_error_does_not(digits_workspa
     def refused(request, context):
         raise TanasError("choose another suite")
 
-    from tanas_core.jobs import JobKind
+    from tanas_core.jobs.runner import JobKind
 
     runner = JobRunner(digits_workspace, dict(buggy=JobKind(ZooRequest, buggy), refused=JobKind(ZooRequest, refused)))
     bug = runner.wait(runner.submit("buggy", ZooRequest(suite="custom")), 30)
@@ -208,7 +217,7 @@ def _die() -> None:
 
 
 def test_a_worker_process_that_dies_is_a_clear_error_not_a_raw_traceback():
-    from tanas_core.backends import LocalBackend
+    from tanas_core.workspace.backends import LocalBackend
 
     with pytest.raises(TanasError, match="worker process stopped abruptly.*3 times.*run the same command again"):
         list(LocalBackend(2).map(_die, [(), ()]))
@@ -225,7 +234,7 @@ def _die_once(marker: str, value: int) -> int:
 
 
 def test_a_worker_that_dies_once_costs_only_a_retry_of_the_unfinished_items(tmp_path):
-    from tanas_core.backends import LocalBackend
+    from tanas_core.workspace.backends import LocalBackend
 
     results = dict(LocalBackend(2).map(_die_once, [(str(tmp_path / "died"), v) for v in range(6)]))
     assert (tmp_path / "died").exists() and results == {i: i * 10 for i in range(6)}
@@ -245,7 +254,7 @@ def test_weights_travel_to_worker_processes_as_bytes_not_as_open_file_descriptor
     tensors as safetensors bytes, which arrive as the same tensors."""
     import torch
 
-    from tanas_core.backends import LocalBackend, _TensorsByValue
+    from tanas_core.workspace.backends import LocalBackend, _TensorsByValue
 
     state = {f"layer{i}.weight": torch.full((3, 2), float(i)) for i in range(800)}
     state["count"] = torch.tensor(7, dtype=torch.int64)
@@ -271,7 +280,7 @@ def test_results_come_back_from_worker_processes_as_bytes_not_as_open_file_descr
     resource = pytest.importorskip("resource")
     import os
 
-    from tanas_core.backends import LocalBackend
+    from tanas_core.workspace.backends import LocalBackend
 
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("counting open files needs /proc")
@@ -292,7 +301,7 @@ def test_worker_processes_do_not_rerun_a_streamlit_page_installed_as_main(tmp_pa
     import sys
     import types
 
-    from tanas_core.backends import LocalBackend
+    from tanas_core.workspace.backends import LocalBackend
 
     page = tmp_path / "page.py"
     page.write_text("raise SystemExit('a worker re-ran the page')\n")
@@ -310,7 +319,7 @@ def test_a_repeated_comparison_runs_end_to_end_with_intervals_and_paired_verdict
     winner trained and tested, the summary's intervals, the paired verdicts, the stored table and its CSV."""
     from pathlib import Path
 
-    from tanas_core.comparison import compare, latest_comparison
+    from tanas_core.search.comparison import compare, latest_comparison
 
     request = CompareRequest(target="custom:digits-10class", preset="tiny", repeats=2,
                              budget=dataclasses.replace(TINY_SEARCH, random_candidates=2, random_epochs=0.5),

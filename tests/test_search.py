@@ -9,16 +9,25 @@ import pytest
 import torch
 from torch import nn
 
-from tanas_core import nas
-from tanas_core.fuse import SearchBudget, fuse, random_search, relaxed_log_probs
-from tanas_core.networks.cells import cell_network, make_operation
-from tanas_core.search_space import (OPERATIONS, Cell, Genotype, SearchSpace, Skeleton, count_cells, related_space,
-                                     standard_space)
-from tanas_core.tasks import TaskSplits, make_splits
-from tanas_core.suites import get_suite, resolve_target
-from tanas_core.context import RunContext, quiet_context
+from tanas_core.data.suites import get_suite, resolve_target
+from tanas_core.data.tasks import TaskSplits, make_splits
 from tanas_core.errors import Cancelled
 from tanas_core.requests import SearchRequest
+from tanas_core.search import nas
+from tanas_core.search.cells import cell_network, make_operation
+from tanas_core.search.fuse import SearchBudget, fuse, relaxed_log_probs
+from tanas_core.search.random_search import random_search
+from tanas_core.search.space import (
+    OPERATIONS,
+    Cell,
+    Genotype,
+    SearchSpace,
+    Skeleton,
+    count_cells,
+    related_space,
+    standard_space,
+)
+from tanas_core.workspace.context import RunContext, quiet_context
 
 TINY = Skeleton(channels=4, cells=2, reductions=(1,), stem_multiplier=1)
 
@@ -141,7 +150,7 @@ def test_related_space_needs_a_genotype():
 @pytest.fixture
 def odd_even_splits(real_data):
     suite = get_suite("mnist4")
-    from tanas_core.tasks import SplitSizes
+    from tanas_core.data.tasks import SplitSizes
     return make_splits(suite.task("mnist-0123-else"), SplitSizes(train=384, val=192, test=128), 0, suite.spec)
 
 
@@ -191,7 +200,7 @@ def test_a_round_says_whether_its_winner_beats_the_runner_up_beyond_the_validati
                                                                                          tiny_preset):
     """Alpha converging says it stopped moving, not that it chose: a round against a crippled candidate is decided,
     a round of two identical networks (same weights, same steps) is a tie, however alpha ends."""
-    from tanas_core.fuse import decision_text
+    from tanas_core.search.fuse import decision_text
 
     space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect", "max_pool_3x3"), TINY, nodes=2)
     crippled, good, twin = (uniform_genotype(op) for op in ("skip_connect", "max_pool_3x3", "avg_pool_3x3"))

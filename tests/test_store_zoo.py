@@ -6,12 +6,12 @@ import sqlite3
 import pytest
 import torch
 
-from tanas_core import zoo as zoo_module
-from tanas_core.context import RunContext, quiet_context
+from tanas_core.data.suites import get_suite
 from tanas_core.requests import DistanceRequest, FisherConfig, ZooRequest
-from tanas_core.store import CorruptArtifactError, Workspace
-from tanas_core.suites import get_suite
-from tanas_core.zoo import ensure_network, load_network, network_key, train_zoo, verify_checkpoint
+from tanas_core.training import zoo as zoo_module
+from tanas_core.training.zoo import ensure_network, load_network, network_key, train_zoo, verify_checkpoint
+from tanas_core.workspace.context import RunContext, quiet_context
+from tanas_core.workspace.store import CorruptArtifactError, Workspace
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_crash_between_file_and_row_leaves_nothing_trusted(workspace, mnist4, ti
 
 
 def test_failed_write_leaves_no_partial_file(workspace, monkeypatch):
-    import tanas_core.store as store
+    import tanas_core.workspace.store as store
 
     def failing_save(tensors, path, metadata=None):
         with open(path, "wb") as handle:
@@ -114,14 +114,14 @@ def test_not_a_safetensors_file_is_refused(workspace):
     path = workspace.root / ref.path
     import pickle
     path.write_bytes(pickle.dumps({"w": [1.0, 1.0]}))
-    from tanas_core.store import ArtifactRef, sha256_file
+    from tanas_core.workspace.store import ArtifactRef, sha256_file
     with pytest.raises(CorruptArtifactError, match="not a valid safetensors"):
         workspace.read_tensors(ArtifactRef(ref.path, sha256_file(path)))
 
 
 def test_loaded_network_reproduces_trained_accuracy(workspace, mnist4, tiny_preset):
-    from tanas_core.tasks import make_splits
-    from tanas_core.training import evaluate
+    from tanas_core.data.tasks import make_splits
+    from tanas_core.training.trainer import evaluate
 
     task = mnist4.task("mnist-digit0")
     record, _ = ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "resnet18", tiny_preset, 0)
@@ -156,7 +156,7 @@ def test_parallel_workers_store_every_network_once(workspace, mnist4, tiny_prese
 
 
 def test_distance_matrices_cached_asymmetric_with_noise_floor(workspace, mnist4, tiny_preset):
-    from tanas_core.task_distances import across_architectures, distance_matrices
+    from tanas_core.distances.matrices import across_architectures, distance_matrices
 
     request = DistanceRequest(suite="mnist4", archs=("vgg16",), seeds=2, metric="frechet", preset="tiny",
                               view="tanas", fisher=FisherConfig(samples=16, head_samples=32))

@@ -1,5 +1,5 @@
-"""The code's shape, checked: no function over 60 lines, no import cycle inside the library, one CLI module per
-command group. (Issue 11: these grew by copy once; a test keeps them from growing back.)"""
+"""The code's shape, checked: packages in pipeline order with no import running upward, no import cycle, no function
+over 60 lines, no module over 360 lines, one CLI module per command group, docstrings on public functions."""
 from __future__ import annotations
 
 import ast
@@ -7,10 +7,19 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "tanas_core"
 SOURCES = sorted(PACKAGE.rglob("*.py")) + [REPO / "app.py"] + sorted((REPO / "pages").glob("*.py"))
 MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 360
+# The package's layers, lowest first: a module may import its own layer and the layers below it, never one above.
+# The method (requests .. search) never imports the jobs, the app, the lab (bench) or the command line.
+LAYERS = (("errors", "intervals", "registry"), ("requests",), ("data",), ("networks",), ("workspace",), ("training",),
+          ("fisher",), ("distances",), ("search",), ("jobs",), ("app",), ("bench",), ("cli", "__main__"))
+LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
+PIPELINE = ("data", "networks", "training", "fisher", "distances", "search")
 
 
 def _functions(path: Path):
@@ -73,15 +82,43 @@ def test_the_library_has_no_import_cycle():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles)
 
 
+def test_no_module_is_longer_than_360_lines():
+    long = [f"{path.relative_to(REPO)} ({length} lines)" for path in SOURCES
+            if (length := len(path.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert not long, "split these by concern:\n" + "\n".join(long)
+
+
+def test_the_package_is_one_folder_per_pipeline_stage_and_every_module_has_a_layer():
+    folders = {path.name for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").exists()}
+    assert set(PIPELINE) <= folders, f"missing stage packages: {set(PIPELINE) - folders}"
+    top = {path.name.split(".")[0] for path in PACKAGE.iterdir()
+           if path.suffix == ".py" or (path / "__init__.py").exists()} - {"__init__"}
+    assert top <= set(LEVEL), f"give these a layer in LAYERS: {sorted(top - set(LEVEL))}"
+
+
+def test_no_import_runs_upward_and_the_method_never_imports_jobs_app_bench_or_cli():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path)
+        if module == "tanas_core":
+            continue
+        layer = module.split(".")[1]
+        for target in sorted(_imports(path, module)):
+            parts = target.split(".")
+            if len(parts) > 1 and parts[1] in LEVEL and LEVEL[parts[1]] > LEVEL[layer]:
+                upward.append(f"{module} ({layer}) imports {target} ({parts[1]})")
+    assert not upward, "imports that run upward:\n" + "\n".join(upward)
+
+
 def test_the_cli_is_a_package_with_one_module_per_command_group():
     cli = PACKAGE / "cli"
     assert cli.is_dir() and not (PACKAGE / "cli.py").exists()
-    for group in ("data", "tasks", "zoo", "distance", "search", "bench"):
+    for group in ("data", "tasks", "zoo", "distance", "validate", "search", "bench"):
         source = (cli / f"{group}.py").read_text()
         assert "def register(" in source, f"cli/{group}.py has no register(subparsers)"
 
 
-@pytest.mark.parametrize("path", [p for p in SOURCES if p.parent == PACKAGE or p.parent.parent == PACKAGE],
+@pytest.mark.parametrize("path", [p for p in SOURCES if PACKAGE in p.parents],
                          ids=lambda p: str(p.relative_to(REPO)))
 def test_public_functions_have_docstrings(path):
     tree = ast.parse(path.read_text())

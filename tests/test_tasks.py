@@ -6,9 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from tanas_core.tasks import SplitSizes, Task, make_splits, make_task
-
-from tanas_core.suites import get_suite, suite_availability
+from tanas_core.data.suites import get_suite, suite_availability
+from tanas_core.data.tasks import SplitSizes, Task, make_splits, make_task
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -24,11 +23,13 @@ from tanas_core.suites import get_suite, suite_availability
     (dict(groups=[["0"]], other_classes=["1"]), "'other' \\(anything else\\) is off"),
     (dict(groups=[["0"], ["1"]], labels=["a"]), "1 labels for 2 groups"),
 ])
+@pytest.mark.unit
 def test_invalid_tasks_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_task("t", "mnist", **kwargs)
 
 
+@pytest.mark.unit
 def test_invalid_names_and_datasets():
     with pytest.raises(ValueError, match="task name '../evil'"):
         make_task("../evil", "mnist", [["0"], ["1"]])
@@ -40,6 +41,7 @@ def test_invalid_names_and_datasets():
         Task.from_dict({"name": "t", "dataset": "mnist"})
 
 
+@pytest.mark.unit
 def test_task_outputs_labels_and_json_round_trip():
     task = make_task("odd", "mnist", [[1, 3, 5, 7, 9], [0, 2, 4, 6, 8]], labels=["odd", "even"])
     assert task.groups[0] == ("1", "3", "5", "7", "9") and task.output_names == ["odd", "even"]
@@ -50,6 +52,7 @@ def test_task_outputs_labels_and_json_round_trip():
         0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
 
 
+@pytest.mark.unit
 def test_source_document_suites():
     ld8 = get_suite("ld8")
     assert [t.num_outputs for t in ld8.tasks] == [2, 2, 2, 10, 2, 2, 4, 10]
@@ -110,6 +113,7 @@ def test_scarce_data_shrinks_splits_but_keeps_balance(real_data):
         splits.indices["val"])
 
 
+@pytest.mark.unit
 def test_custom_task_saved_in_workspace(workspace):
     task = make_task("fives", "mnist", [["5"]], other=True, description="detect 5")
     workspace.save_task(task)

@@ -4,13 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tanas_core.context import RunContext
+from tanas_core.data.suites import get_suite
+from tanas_core.data.tasks import make_splits
 from tanas_core.errors import Cancelled
-
-from tanas_core.tasks import make_splits
-
-from tanas_core.suites import get_suite
-from tanas_core.training import get_preset, resolve_device, train_network
+from tanas_core.networks.devices import resolve_device
+from tanas_core.training.trainer import get_preset, train_network
+from tanas_core.workspace.context import RunContext
 
 
 def test_demo_preset_reaches_95_percent_on_mnist_10class(real_data):

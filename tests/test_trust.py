@@ -6,23 +6,39 @@ import numpy as np
 import pytest
 import torch
 
-from tanas_core import training
-from tanas_core.context import quiet_context
-from tanas_core.data import load_dataset
-from tanas_core.distance import (diagonal_summary, frechet_distance, logdet_distance, logdet_lift,
-                                 mass_frechet_distance, scaled_logdet_distance, sorted_frechet_distance,
-                                 summary_distance)
-from tanas_core.fisher import diagonal_fisher, select_parameters
+from tanas_core.data.datasets import load_dataset
+from tanas_core.data.probe_images import probe_capacity, probe_mask, probe_selection
+from tanas_core.data.suites import resolve_suite
+from tanas_core.data.tasks import make_splits, make_task, refines
+from tanas_core.distances.metrics import (
+    diagonal_summary,
+    frechet_distance,
+    logdet_distance,
+    logdet_lift,
+    mass_frechet_distance,
+    scaled_logdet_distance,
+    sorted_frechet_distance,
+    summary_distance,
+)
+from tanas_core.distances.validation import (
+    GOALS,
+    closest_stability,
+    figure_intervals,
+    identity_columns,
+    identity_top1,
+    same_dataset_auc,
+    signal_to_noise,
+    validate_distances,
+    verdict,
+)
+from tanas_core.fisher.matrices import diagonal_fisher, select_parameters
 from tanas_core.intervals import proportion_interval
 from tanas_core.networks import build_network
-from tanas_core.probe import probe_capacity, probe_mask, probe_selection
-from tanas_core.records import DistanceResult
-from tanas_core.requests import FisherConfig
-from tanas_core.suites import resolve_suite
-from tanas_core.tasks import make_splits, make_task, refines
-from tanas_core.validation import (GOALS, ValidateRequest, closest_stability, figure_intervals, identity_columns,
-                                   identity_top1, same_dataset_auc, signal_to_noise, validate_distances, verdict)
-from tanas_core.zoo import data_seed, train_zoo_network
+from tanas_core.requests import FisherConfig, ValidateRequest
+from tanas_core.training import trainer as training
+from tanas_core.training.zoo import data_seed, train_zoo_network
+from tanas_core.workspace.context import quiet_context
+from tanas_core.workspace.records import DistanceResult
 
 TASKS = (make_task("digits-zero", "digits", [["0"]], other=True),
          make_task("digits-low-high", "digits", [["0", "1", "2", "3", "4"], ["5", "6", "7", "8", "9"]]),
@@ -76,7 +92,7 @@ def test_probe_images_are_in_no_training_validation_or_head_fit_split(task, tiny
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.name)
 def test_a_data_draw_is_other_held_out_images_of_the_task_and_its_head_sees_other_training_images(task, tiny_preset):
-    from tanas_core.tasks import make_probe
+    from tanas_core.data.tasks import make_probe
 
     dataset = load_dataset("digits")
     count = min(probe_capacity(task, dataset), probe_capacity(task, dataset, draw=1)) // task.num_outputs * \
@@ -114,6 +130,7 @@ def _permute_last_block(model, generator) -> None:
         model.head.weight.copy_(model.head.weight[:, order])
 
 
+@pytest.mark.unit
 def test_permutation_robust_metrics_ignore_the_order_of_a_layers_units():
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -130,6 +147,7 @@ def test_permutation_robust_metrics_ignore_the_order_of_a_layers_units():
     assert mass_frechet_distance(before, after, segments) < 1e-3
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("metric, pair", [("logdet", lambda b, t, seg: logdet_distance(b, t, 1e-3)),
                                           ("logdet-scaled", lambda b, t, seg: scaled_logdet_distance(b, t, 1e-3)),
                                           ("frechet", lambda b, t, seg: frechet_distance(b, t)),
@@ -152,6 +170,7 @@ def test_batched_summary_distances_equal_the_per_pair_metrics(metric, pair):
     torch.testing.assert_close(single, reference, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.unit
 def test_scale_free_log_det_ignores_a_constant_factor_that_literal_eq5_turns_into_a_distance():
     fisher = torch.rand(500, generator=torch.Generator().manual_seed(1)) * 1e-4
     assert logdet_distance(fisher, 100 * fisher, 1e-3) > 1.0
@@ -167,6 +186,7 @@ def _result(matrices, replicates, suite="s", tasks=("a", "b", "c")) -> DistanceR
                           np.full(len(tasks), np.nan), 0.0, replicates=replicates)
 
 
+@pytest.mark.unit
 def test_the_identity_test_ranks_an_exact_copy_first_and_a_scrambled_twin_last():
     # d[b, t] between different tasks ~ 0.5; an exact copy of t is at 0, a shuffled-label twin further than all
     rng = np.random.default_rng(0)
@@ -179,6 +199,7 @@ def test_the_identity_test_ranks_an_exact_copy_first_and_a_scrambled_twin_last()
         np.median([np.median([matrices.mean(0)[b, t] for b in range(3) if b != t]) / 0.1 for t in range(3)]))
 
 
+@pytest.mark.unit
 def test_the_verdicts_figures_get_intervals_over_resampled_seeds_that_a_close_call_reports_as_not_settled():
     rng = np.random.default_rng(1)
     matrices = 0.4 + 0.2 * rng.random((4, 3, 3))
@@ -205,6 +226,7 @@ def test_the_verdicts_figures_get_intervals_over_resampled_seeds_that_a_close_ca
                                                  "replicate(s))")
 
 
+@pytest.mark.unit
 def test_a_task_refines_another_when_its_labels_determine_the_others():
     zero, low_high, ten = TASKS
     assert refines(ten, zero) and refines(ten, low_high) and refines(zero, zero)
@@ -218,6 +240,7 @@ def test_a_task_refines_another_when_its_labels_determine_the_others():
     assert not refines(other_dataset, zero)
 
 
+@pytest.mark.unit
 def test_the_identity_test_column_by_column_and_without_refining_baselines():
     # column a: baseline c is closer than a's twin, and c refines a; column b: the twin wins; column c: b beats it
     matrices = np.array([[[0, 0.5, 0.6], [0.5, 0, 0.3], [0.2, 0.5, 0]]] * 2, float)
@@ -236,6 +259,7 @@ def test_the_identity_test_column_by_column_and_without_refining_baselines():
     assert columns["b"]["low"] < 1 == columns["b"]["high"] and columns["a"]["low"] == 0 < columns["a"]["high"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("hits, cases", [(0, 5), (17, 18), (9, 18), (18, 18), (1, 2)])
 def test_wilsons_interval_solves_its_defining_equation(hits, cases):
     share, low, high = proportion_interval(hits, cases)
@@ -248,6 +272,7 @@ def test_wilsons_interval_solves_its_defining_equation(hits, cases):
     assert (low == 0) == (hits == 0) and (high == 1) == (hits == cases)
 
 
+@pytest.mark.unit
 def test_dataset_auc_and_closest_stability_on_a_constructed_case():
     # a, b from one dataset, c from another: a and b are each other's closest, c is far from both
     matrices = np.array([[[0, 0.1, 0.9], [0.1, 0, 0.8], [0.9, 0.8, 0]]] * 3, float)
@@ -287,7 +312,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     from streamlit.testing.v1 import AppTest
 
     from conftest import REPO
-    from tanas_core.store import Workspace
+    from tanas_core.workspace.store import Workspace
     from test_pages import by_label
 
     tables, successes = [], []
@@ -322,7 +347,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     by_column = [t for t in tables if "twin ranks first" in t.columns]
     assert by_column and by_column[-1].iloc[0]["beaten by (cases)"] == "mnist-10class ★ (8)"
     # a newer report computed with other Fisher settings is not this page's verdict (it is that setting's)
-    from tanas_core.validation import latest_validation
+    from tanas_core.distances.validation import latest_validation
 
     other = dict(report, fisher=FisherConfig(head_weight_decay=0.01).to_dict(),
                  metrics=dict(frechet=dict(figures, identity_top1=0.99, signal_to_noise=5.0)))
@@ -361,8 +386,8 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
 
 def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies_add_up(digits_workspace,
                                                                                       tiny_preset):
+    from tanas_core.distances.matrices import distance_matrices
     from tanas_core.requests import DistanceRequest
-    from tanas_core.task_distances import distance_matrices
 
     request = DistanceRequest(suite="custom", archs=("vgg16",), seeds=2, metric="frechet", preset="tiny",
                               replicates=0, bootstrap=60, fisher=FisherConfig(samples=28, head_samples=48, chunks=7))
@@ -389,9 +414,10 @@ def test_bootstrap_intervals_cover_the_full_sample_distance_and_rank_frequencies
 def test_the_fisher_kernels_change_the_layout_not_the_fisher(digits_workspace, tiny_preset):
     """``target_fisher.Kernels`` (feature batch, channels-last Fisher pass) is left out of the store keys, so the
     previous and the current kernels must give one Fisher up to float32 rounding, on every architecture."""
+    from tanas_core.fisher.target import KERNELS, Kernels, compute_target_fisher
     from tanas_core.requests import ZooRequest
-    from tanas_core.target_fisher import KERNELS, PREVIOUS_KERNELS, Kernels, compute_target_fisher
-    from tanas_core.zoo import train_zoo, verify_checkpoint
+    PREVIOUS_KERNELS = Kernels(feature_batch=256, channels_last=False)  # the layout before channels-last
+    from tanas_core.training.zoo import train_zoo, verify_checkpoint
 
     suite = resolve_suite("custom", digits_workspace)
     records = train_zoo(ZooRequest(suite="custom", archs=("vgg16", "resnet18", "densenet121"), preset="tiny",
@@ -413,9 +439,9 @@ def test_the_fisher_kernels_change_the_layout_not_the_fisher(digits_workspace, t
 
 def test_the_probe_view_embeds_every_task_with_one_network_per_seed_and_is_symmetric_for_frechet(digits_workspace,
                                                                                                  tiny_preset):
-    from tanas_core.probe_network import broad_data
+    from tanas_core.distances.matrices import distance_matrices
     from tanas_core.requests import DistanceRequest
-    from tanas_core.task_distances import distance_matrices
+    from tanas_core.training.probe_network import broad_data
 
     request = DistanceRequest(suite="custom", archs=("vgg16",), seeds=2, metric="frechet-sorted", preset="tiny",
                               replicates=1, bootstrap=8, view="probe", fisher=FisherConfig(samples=24, head_samples=48))
@@ -436,8 +462,9 @@ def test_the_probe_view_embeds_every_task_with_one_network_per_seed_and_is_symme
     assert again.cached and np.array_equal(again.matrices, result.matrices)
 
 
+@pytest.mark.unit
 def test_rank_agreement_is_one_for_the_same_order_and_minus_one_for_the_reverse():
-    from tanas_core.validation import rank_agreement
+    from tanas_core.distances.validation import rank_agreement
 
     tasks = ("a", "b", "c", "d")
     matrix = np.array([[0, 1, 2, 3], [1, 0, 5, 4], [2, 6, 0, 7], [3, 7, 9, 0]], float)[None]
@@ -450,6 +477,7 @@ def test_rank_agreement_is_one_for_the_same_order_and_minus_one_for_the_reverse(
     assert rank_agreement([base], [_result(reverse, np.zeros((1, 4, 0)), tasks=tasks)]) == pytest.approx(-1)
 
 
+@pytest.mark.unit
 def test_the_probe_view_needs_backbone_fishers():
     from tanas_core.requests import DistanceRequest
 
@@ -458,8 +486,9 @@ def test_the_probe_view_needs_backbone_fishers():
 
 
 def test_a_result_stored_before_a_setting_existed_differs_only_in_what_really_differs(digits_workspace, tiny_preset):
+    from tanas_core.distances.matrices import distance_matrices
+    from tanas_core.distances.stored import nearest_stored, request_key
     from tanas_core.requests import DistanceRequest
-    from tanas_core.task_distances import _request_key, distance_matrices, nearest_stored
 
     # run at the penalty every Fisher had before it was a setting, as an old record was
     request = DistanceRequest(suite="custom", archs=("vgg16",), preset="tiny", replicates=1, bootstrap=0,
@@ -467,7 +496,7 @@ def test_a_result_stored_before_a_setting_existed_differs_only_in_what_really_di
     distance_matrices(request, quiet_context(digits_workspace, "cpu"))
     [payload] = digits_workspace.list_results("distances")
     del payload["request"]["fisher"]["head_weight_decay"]  # as a version before the setting stored it, in its place
-    key = _request_key(request, resolve_suite("custom", digits_workspace), "vgg16")
+    key = request_key(request, resolve_suite("custom", digits_workspace), "vgg16")
     digits_workspace.put_result("distances", key, payload)
     assert digits_workspace.list_results("distances") == [payload]
     _, differences = nearest_stored(digits_workspace, request.replace(seeds=2), "vgg16")

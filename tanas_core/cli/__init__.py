@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import Cancelled, TanasError
-from ..requests import Request
-from . import bench, data, distance, search, tasks, validate, zoo
+from tanas_core.cli import bench, data, distance, search, tasks, validate, zoo
+from tanas_core.errors import Cancelled, TanasError
+from tanas_core.requests import Request
 
 GROUPS = (data, tasks, zoo, distance, validate, search, bench)
 

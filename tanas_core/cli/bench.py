@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..requests import ZooRequest, parse_archs
-from ..suites import SUITE_NAMES
-from ..training import PRESETS
-from .common import ProgressPrinter, print_table, run_settings
-from .zoo import zoo_options, zoo_request
+from tanas_core.cli.common import ProgressPrinter, print_table, run_settings
+from tanas_core.cli.zoo import zoo_options, zoo_request
+from tanas_core.data.suites import SUITE_NAMES
+from tanas_core.requests import ZooRequest, parse_archs
+from tanas_core.training.trainer import PRESETS
 
 BENCH_SUITE = "ld8"  # the source document's 8 tasks: what the README's benchmark figures were measured on
 
@@ -64,7 +64,7 @@ def register(commands) -> None:
 
 def run_fisher(args) -> int:
     """Time the Fisher paths on a demo VGG-16 and print the table, the Gram's cost and the goals."""
-    from ..bench import bench_fisher, fisher_goals, fisher_setup
+    from tanas_core.bench.fisher import bench_fisher, fisher_goals, fisher_setup
 
     setup = fisher_setup(args.samples, args.device)
     samples = len(setup["targets"])
@@ -87,8 +87,8 @@ def run_fisher(args) -> int:
 
 def run_pages(args) -> int:
     """Time every page (AppTest) on ``--workspace`` or on a throw-away workspace populated here."""
-    from ..bench import bench_pages, populate_for_pages
-    from ..store import Workspace
+    from tanas_core.bench.pages import bench_pages, populate_for_pages
+    from tanas_core.workspace.store import Workspace
 
     repo = Path(__file__).resolve().parents[2]
     if args.workspace is None:
@@ -106,7 +106,7 @@ def run_pages(args) -> int:
 
 def run_zoo(args) -> int:
     """Train a zoo from scratch in a throw-away workspace; per-network rows, per-architecture medians, the goal."""
-    from ..bench import bench_zoo
+    from tanas_core.bench.workloads import bench_zoo
 
     request = zoo_request(args, BENCH_SUITE)
     with ProgressPrinter() as printer:
@@ -124,7 +124,7 @@ def run_zoo(args) -> int:
 
 def run_distances(args) -> int:
     """Time one seed's distance matrices per architecture at each M; print the table with ratios to the first M."""
-    from ..bench import bench_distances
+    from tanas_core.bench.workloads import bench_distances
 
     archs, samples = parse_archs(args.archs), [int(m) for m in args.samples.split(",")]
     with ProgressPrinter() as printer:
@@ -141,8 +141,8 @@ def run_distances(args) -> int:
 def run_pair(args) -> int:
     """Time one ``F[b, t]`` per architecture with the previous and the current kernels, alone and two at once; print
     the table."""
-    from ..bench import bench_pair
-    from ..target_fisher import KERNELS, PREVIOUS_KERNELS
+    from tanas_core.bench.fisher import PREVIOUS_KERNELS, bench_pair
+    from tanas_core.fisher.target import KERNELS
 
     with ProgressPrinter() as printer:
         result = bench_pair(archs=parse_archs(args.archs), runs=args.runs, **printer.sinks())
@@ -159,7 +159,7 @@ def run_pair(args) -> int:
 
 def run_cells(args) -> int:
     """Time training steps of cell networks and the demo VGG in both memory layouts; print the table."""
-    from ..bench import bench_cells
+    from tanas_core.bench.workloads import bench_cells
 
     result = bench_cells(args.preset, runs=args.runs)
     print(f"cell network step benchmark: preset {args.preset}, batch {result['batch']}, 3 x 32 x 32 images, cpu, "
@@ -171,8 +171,8 @@ def run_cells(args) -> int:
 
 def run_app(args) -> int:
     """Measure the app in Chromium against a fresh ``make run`` server; print the tables and the goals."""
-    from ..bench_app import app_goals, bench_app
-    from ..data import default_data_dir
+    from tanas_core.bench.app_server import app_goals, bench_app
+    from tanas_core.data.datasets import default_data_dir
 
     repo = Path(__file__).resolve().parents[2]
     shots = Path(args.screenshots) if args.screenshots else None
@@ -203,7 +203,7 @@ def run_app(args) -> int:
 
 def run_backends(args) -> int:
     """Train the same zoo locally and on a local Ray, then project the paper zoo's time from measured steps."""
-    from ..bench import bench_backends, paper_projection, paper_step_seconds
+    from tanas_core.bench.workloads import bench_backends, paper_projection, paper_step_seconds
 
     archs = parse_archs(args.archs)
     with ProgressPrinter() as printer:

@@ -10,14 +10,14 @@ import dataclasses
 
 import pandas as pd
 
-from ..backends import BACKENDS
-from ..context import RunContext, RunSettings
-from ..errors import TanasError
-from ..fuse import decision_text
-from ..requests import METRICS, HEADS, VIEWS, DistanceSettings, FisherConfig, Request, SearchBudget
-from ..store import Workspace
-from ..suites import ALL_SUITE_NAMES
-from ..training import PRESETS
+from tanas_core.data.suites import ALL_SUITE_NAMES
+from tanas_core.errors import TanasError
+from tanas_core.requests import HEADS, METRICS, VIEWS, DistanceSettings, FisherConfig, Request, SearchBudget
+from tanas_core.search.fuse import decision_text
+from tanas_core.training.trainer import PRESETS
+from tanas_core.workspace.backends import BACKENDS
+from tanas_core.workspace.context import RunContext, RunSettings
+from tanas_core.workspace.store import Workspace
 
 
 def _shown(value) -> str:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import DatasetUnavailableError, check_datasets, data_dir_choice
-from ..suites import SUITE_NAMES, get_suite
+from tanas_core.data.datasets import DatasetUnavailableError, check_datasets, data_dir_choice
+from tanas_core.data.suites import SUITE_NAMES, get_suite
 
 
 def register(commands) -> None:

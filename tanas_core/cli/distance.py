@@ -5,10 +5,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..requests import REFERENCES, DistanceRequest
-from ..suites import resolve_suite
-from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option,
-                     run_options, suite_option, workspace)
+from tanas_core.cli.common import (
+    ProgressPrinter,
+    distance_options,
+    distance_settings,
+    make_context,
+    preset_option,
+    run_options,
+    suite_option,
+    workspace,
+)
+from tanas_core.data.suites import resolve_suite
+from tanas_core.distances.metrics import get_metric
+from tanas_core.registry import VIEWS
+from tanas_core.requests import DistanceRequest
 
 
 def register(commands) -> None:
@@ -38,7 +48,7 @@ def distance_request(args) -> DistanceRequest:
 
 def compute(args, request: DistanceRequest) -> list:
     """``distance_matrices`` with a progress bar: one ``DistanceResult`` per architecture of the request."""
-    from ..task_distances import distance_matrices
+    from tanas_core.distances.matrices import distance_matrices
 
     with ProgressPrinter() as printer:
         return distance_matrices(request, make_context(args, workspace(args), **printer.sinks()))
@@ -65,12 +75,12 @@ def print_result(result, datasets: dict[str, str]) -> None:
           + ", ".join(f"{name} {value:.4f}" for name, value in zip(
               result.tasks, result.mean.sum(0) / max(1, len(result.tasks) - 1))))
     if result.replicates.shape[-1]:
-        print(f"reference r[t] (twins of t as baselines: {REFERENCES[result.view]}; a baseline must beat it): "
+        print(f"reference r[t] (twins of t as baselines: {VIEWS[result.view].reference}; a baseline must beat it): "
               + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.reference)))
     if len(result.seeds) > 1:
         print("cross-initialisation spread (same task, different seeds): "
               + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.noise_floor)))
-    if result.metric.startswith("logdet"):
+    if get_metric(result.metric).lift is not None:
         print("log-det lift of F[t, t] above sigma^2 (near 0: the distance measures sigma): "
               + ", ".join(f"{name} {value:.2f}" for name, value in zip(result.tasks, result.lift.mean(0))))
     if len(set(datasets.values())) > 1:
@@ -99,7 +109,7 @@ def write_csv(result, out_dir: Path) -> Path:
 
 def run_distance(args) -> int:
     """Compute (or read) the matrices of each architecture (and their average), print them, write CSVs."""
-    from ..task_distances import across_architectures
+    from tanas_core.distances.matrices import across_architectures
 
     request = distance_request(args)
     results = compute(args, request)

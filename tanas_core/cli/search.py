@@ -3,9 +3,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..requests import METHODS, SPACES, ClosestSettings, CompareRequest, SearchRequest
-from .common import (SearchPrinter, budget_option, closest_settings, default_help, distance_options, make_context,
-                     parse_budget, preset_option, print_table, range_help, run_options, workspace)
+from tanas_core.cli.common import (
+    SearchPrinter,
+    budget_option,
+    closest_settings,
+    default_help,
+    distance_options,
+    make_context,
+    parse_budget,
+    preset_option,
+    print_table,
+    range_help,
+    run_options,
+    workspace,
+)
+from tanas_core.requests import METHODS, SPACES, ClosestSettings, CompareRequest, SearchRequest
 
 
 def register(commands) -> None:
@@ -56,7 +68,7 @@ def compare_request(args) -> CompareRequest:
 
 def run_search(args) -> int:
     """Run one search and print its space, winner and (after the final training) accuracies."""
-    from ..nas import run_search as search
+    from tanas_core.search.nas import run_search as search
 
     request = search_request(args)
     record = search(request, make_context(args, workspace(args), **SearchPrinter().sinks()))
@@ -74,7 +86,7 @@ def run_search(args) -> int:
 
 def run_compare(args) -> int:
     """Run (or read) the comparison, print its table and write its CSV into ``--out``."""
-    from ..comparison import COMPARISON_COLUMNS, compare, write_csv
+    from tanas_core.search.comparison import COMPARISON_COLUMNS, compare, write_csv
 
     request = compare_request(args)
     result = compare(request, make_context(args, workspace(args), **SearchPrinter().sinks()))

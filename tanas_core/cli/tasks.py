@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import TanasError
-from ..requests import ZooRequest
-from ..suites import ALL_SUITE_NAMES, CUSTOM_SUITE, SUITE_NAMES, resolve_suite, suite_availability
-from ..tasks import Task, check_task_data
-from ..training import get_preset
-from .common import workspace
+from tanas_core.cli.common import workspace
+from tanas_core.data.suites import ALL_SUITE_NAMES, CUSTOM_SUITE, SUITE_NAMES, resolve_suite, suite_availability
+from tanas_core.data.tasks import Task, check_task_data
+from tanas_core.errors import TanasError
+from tanas_core.requests import ZooRequest
+from tanas_core.training.trainer import get_preset
 
 ADD_EXAMPLE = 'example: --json \'{"name": "fives", "dataset": "mnist", "groups": [["5"]], "other": true}\''
 

@@ -4,10 +4,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..settings import REFERENCES, VIEWS
-from ..validation import GOALS, REPORT_METRICS, ValidateRequest, row_view, unsettled
-from .common import (ProgressPrinter, distance_options, distance_settings, make_context, preset_option, print_table,
-                     run_options, suite_option, workspace)
+from tanas_core.cli.common import (
+    ProgressPrinter,
+    distance_options,
+    distance_settings,
+    make_context,
+    preset_option,
+    print_table,
+    run_options,
+    suite_option,
+    workspace,
+)
+from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_view, unsettled, verdict
+from tanas_core.errors import TanasError
+from tanas_core.registry import VIEWS
+from tanas_core.requests import ValidateRequest
+
 
 def register(commands) -> None:
     """Add the ``validate`` group to ``commands``."""
@@ -19,12 +31,63 @@ def register(commands) -> None:
     preset_option(sub, ValidateRequest)
     run_options(sub)
     sub.add_argument("--metrics", default=None,
-                     help=f"comma-separated metrics to report (default: {','.join(REPORT_METRICS)})")
+                     help=f"comma-separated metrics to report (default: {','.join(ValidateRequest.default('metrics'))})")
     sub.add_argument("--views", default=None,
                      help=f"comma-separated views to report (default: {','.join(VIEWS)}; probe: the common probe "
                           "network, Task2Vec's design)")
     sub.add_argument("--json", default=None, help="also write the report to this JSON file")
     sub.set_defaults(func=run_validate, request=validate_request)
+    table = group.add_parser("table", help="a report's JSON (validate distances --json) as a Markdown table, for "
+                                           "docs/results/")
+    table.add_argument("reports", nargs="+", help="report JSON files")
+    table.add_argument("--out", default=None, help="write the Markdown here instead of printing it")
+    table.set_defaults(func=run_table)
+
+
+def report_markdown(report: dict, source: str = "") -> str:
+    """A report as Markdown: one line naming its settings (and ``source``, the JSON it was read from), then one row
+    per (view, metric): every figure, the verdict's two with their interval over resampled seeds, and the verdict."""
+    fisher = report.get("fisher", {})
+    lines = [f"`{report['suite']}`: {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
+             f"twin(s) per task and seed, preset `{report['preset']}`, M = {fisher.get('samples', 'n/a')}"
+             + (f" (from `{source}`)" if source else ""), "",
+             "| row | identity test | signal / noise | same-dataset AUC | stability | lift | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, figures in report["metrics"].items():
+        intervals = figures.get("intervals") or {}
+        cells = []
+        for key in (*VERDICT_FIGURES, "same_dataset_auc", "closest_stability", "logdet_lift"):
+            cell = _shown(figures.get(key))
+            if intervals.get(key):
+                cell += f" [{intervals[key][0]:.2f}, {intervals[key][1]:.2f}]"
+            cells.append(cell)
+        answer, _ = verdict(report, name)
+        settled = "" if answer == "not measured" or not unsettled(figures) else ", not settled"
+        bold = "**" if name == report.get("default_metric") else ""
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {answer}{settled} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_table(args) -> int:
+    """Print (or write ``--out``) every report of ``args.reports`` as Markdown, in the order given."""
+    parts = []
+    for name in args.reports:
+        try:
+            report = json.loads(Path(name).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise TanasError(f"cannot read the report {name}: {error}; give a file written by "
+                             "`validate distances --json`") from None
+        if not isinstance(report, dict) or "metrics" not in report:
+            raise TanasError(f"{name} is not a validation report (no 'metrics'); give a file written by "
+                             "`validate distances --json`")
+        parts.append(report_markdown(report, name))
+    text = "\n".join(parts)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
 
 
 def validate_request(args) -> ValidateRequest:
@@ -56,7 +119,7 @@ def print_columns(report: dict, row: str) -> None:
     columns = report.get("columns", {}).get(row)
     if not columns:
         return
-    print(f"\n{row}, column by column: does the target's twin ({REFERENCES[row_view(row)]}) rank closest?")
+    print(f"\n{row}, column by column: does the target's twin ({VIEWS[row_view(row)].reference}) rank closest?")
     print_table([dict(target=target, twin_first=f"{c['hits']}/{c['cases']}",
                       interval=f"[{c['low']:.2f}, {c['high']:.2f}]",
                       beaten_by=", ".join(f"{name}{'*' if name in c['refined_by'] else ''} {count}"
@@ -67,7 +130,7 @@ def print_columns(report: dict, row: str) -> None:
 
 def run_validate(args) -> int:
     """Compute the report, print one row per metric with each goal met or not, write ``--json``."""
-    from ..validation import validate_distances
+    from tanas_core.distances.validation import validate_distances
 
     request = validate_request(args)
     with ProgressPrinter() as printer:

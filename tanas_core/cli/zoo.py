@@ -3,9 +3,21 @@ from __future__ import annotations
 
 import time
 
-from ..requests import ZooRequest, ZooSearchRequest
-from .common import (ProgressPrinter, SearchPrinter, budget_option, default_help, make_context, parse_budget,
-                     preset_option, print_table, range_help, run_options, suite_option, workspace)
+from tanas_core.cli.common import (
+    ProgressPrinter,
+    SearchPrinter,
+    budget_option,
+    default_help,
+    make_context,
+    parse_budget,
+    preset_option,
+    print_table,
+    range_help,
+    run_options,
+    suite_option,
+    workspace,
+)
+from tanas_core.requests import ZooRequest, ZooSearchRequest
 
 
 def register(commands) -> None:
@@ -63,7 +75,7 @@ def zoo_search_request(args) -> ZooSearchRequest:
 
 def run_train(args) -> int:
     """Train (or reuse) the zoo; one line per network, then the networks that miss the epsilon target."""
-    from ..zoo import train_zoo
+    from tanas_core.training.zoo import train_zoo
 
     request, space = zoo_request(args), workspace(args)
     started = time.perf_counter()
@@ -79,7 +91,7 @@ def run_train(args) -> int:
 
 def run_list(args) -> int:
     """The stored networks as a table (``--verify``: with each checkpoint's sha256 check)."""
-    from ..zoo import zoo_table
+    from tanas_core.training.zoo import zoo_table
 
     space = workspace(args)
     print_table(zoo_table(space.list_networks(args.suite, args.preset), space if args.verify else None))
@@ -88,7 +100,7 @@ def run_list(args) -> int:
 
 def run_search(args) -> int:
     """Search (or read) each task's standard-space genotype and print them."""
-    from ..nas import zoo_search
+    from tanas_core.search.nas import zoo_search
 
     request = zoo_search_request(args)
     printer = SearchPrinter()

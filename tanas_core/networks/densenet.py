@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import BackboneHeadNet, scaled
+from tanas_core.networks.common import BackboneHeadNet, scaled
+from tanas_core.registry import ARCHITECTURES
 
 
 class DenseLayer(nn.Module):
@@ -36,6 +37,7 @@ class Transition(nn.Module):
         return self.pool(self.conv(torch.relu(self.bn(x))))
 
 
+@ARCHITECTURES.register("densenet121")
 def densenet121(num_classes: int, in_channels: int = 3, width: float = 1.0) -> BackboneHeadNet:
     """DenseNet-121 (blocks of 6, 12, 24, 16 layers). Input ``[N, in_channels, H, W]`` -> logits ``[N, num_classes]``.
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import BackboneHeadNet, scaled
+from tanas_core.networks.common import BackboneHeadNet, scaled
+from tanas_core.registry import ARCHITECTURES
 
 
 class BasicBlock(nn.Module):
@@ -28,6 +29,7 @@ class BasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
+@ARCHITECTURES.register("resnet18")
 def resnet18(num_classes: int, in_channels: int = 3, width: float = 1.0) -> BackboneHeadNet:
     """ResNet-18. Input ``[N, in_channels, H, W]`` -> logits ``[N, num_classes]``.
 

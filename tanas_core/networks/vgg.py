@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from .common import BackboneHeadNet, scaled
+from tanas_core.networks.common import BackboneHeadNet, scaled
+from tanas_core.registry import ARCHITECTURES
 
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
+@ARCHITECTURES.register("vgg16")
 def vgg16(num_classes: int, in_channels: int = 3, width: float = 1.0) -> BackboneHeadNet:
     """VGG-16-BN. Input ``[N, in_channels, 32, 32]`` -> logits ``[N, num_classes]``.
 

@@ -1,0 +1,2 @@
+"""The Streamlit app's library side: building blocks for the pages (``ui``) and plotly figures (``figures``).
+The pages themselves live in ``pages/`` and hold no math."""

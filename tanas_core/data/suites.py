@@ -1,0 +1,148 @@
+"""The suites of the source document (named sets of tasks sharing one input spec), the workspace's custom suite,
+and ``"SUITE:TASK"`` targets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tanas_core.data.cifar100_classes import SUPERCLASSES
+from tanas_core.data.datasets import DATASETS, load_dataset
+from tanas_core.data.tasks import InputSpec, Task, make_task
+from tanas_core.errors import TanasError
+from tanas_core.registry import SUITES
+from tanas_core.requests import CUSTOM_SUITE, split_target
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named set of tasks from the source document; ``spec`` is the input all its networks share."""
+
+    name: str
+    title: str
+    tasks: tuple[Task, ...]
+    note: str = ""
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({t.dataset for t in self.tasks})
+
+    @property
+    def spec(self) -> InputSpec:
+        # One dataset keeps its channels; a mix goes to RGB 32x32, as the source does to run VGG on MNIST.
+        datasets = self.datasets
+        channels = DATASETS[datasets[0]].channels if len(datasets) == 1 else 3
+        return InputSpec(channels=channels, size=32)
+
+    def task(self, name: str) -> Task:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise TanasError(f"suite {self.name!r} has no task {name!r}; its tasks: {', '.join(t.name for t in self.tasks)}")
+
+
+def _cifar100_fine(*superclasses: str) -> list[str]:
+    return [fine for name in superclasses for fine in SUPERCLASSES[name]]
+
+
+def _builtin_suites() -> dict[str, Suite]:
+    t = make_task
+    digit0 = t("mnist-digit0", "mnist", [["0"]], other=True, labels=["digit 0"], description="detect digit 0")
+    digit6 = t("mnist-digit6", "mnist", [["6"]], other=True, labels=["digit 6"], description="detect digit 6")
+    odd_even = t("mnist-odd-even", "mnist", [["1", "3", "5", "7", "9"], ["0", "2", "4", "6", "8"]],
+                 labels=["odd", "even"], description="odd vs even digits")
+    mnist10 = t("mnist-10class", "mnist", [[str(d)] for d in range(10)], description="10-class MNIST")
+    mnist5 = t("mnist-0123-else", "mnist", [["0"], ["1"], ["2"], ["3"]], other=True,
+               description="5-class: digits 0, 1, 2, 3 and anything else")
+    car_cat_ship = t("cifar10-car-cat-ship", "cifar10", [["automobile", "cat", "ship"]], other=True,
+                     labels=["car/cat/ship"], description="detect (car, cat, ship)")
+    cat_ship_truck = t("cifar10-cat-ship-truck", "cifar10", [["cat", "ship", "truck"]], other=True,
+                       labels=["cat/ship/truck"], description="detect (cat, ship, truck)")
+    bfh = t("cifar10-bird-frog-horse-else", "cifar10", [["bird"], ["frog"], ["horse"]], other=True,
+            description="4-class: bird, frog, horse and anything else")
+    cifar10 = t("cifar10-10class", "cifar10", [[c] for c in DATASETS["cifar10"].class_names],
+                description="10-class CIFAR-10")
+    suites = [
+        Suite("ld8", "Log-determinant distance: 8 tasks on MNIST and CIFAR-10",
+              (digit0, digit6, odd_even, mnist10, car_cat_ship, cat_ship_truck, bfh, cifar10),
+              "Tasks 0-7 of the source document; MNIST becomes 3-channel 32x32 to share the networks."),
+        Suite("mnist4", "Frechet distance: 4 tasks on MNIST", (digit0, digit6, mnist5, mnist10)),
+        Suite("cifar10_4", "Frechet distance: 4 tasks on CIFAR-10", (car_cat_ship, cat_ship_truck, bfh, cifar10)),
+    ]
+    vehicles = _cifar100_fine("vehicles_1", "vehicles_2")
+    household = _cifar100_fine("household_electrical_devices", "household_furniture")
+    suites.append(Suite("cifar100_4", "Frechet distance: 4 tasks on CIFAR-100 superclasses", (
+        t("cifar100-vehicles", "cifar100", [vehicles], other=True, labels=["vehicles 1 & 2"],
+          description="detect vehicles 1 & 2"),
+        t("cifar100-household", "cifar100", [household], other=True, labels=["household devices & furniture"],
+          description="detect household electrical devices & furniture"),
+        t("cifar100-vehicles-11class", "cifar100", [[c] for c in vehicles], other=True,
+          description="11-class: the 10 vehicles and anything else"),
+        t("cifar100-vehicles-household-21class", "cifar100", [[c] for c in vehicles + household], other=True,
+          description="21-class: vehicles, household devices & furniture, and anything else"),
+    ), "Needs CIFAR-100 (download or a data directory with cifar-100-python/)."))
+    return {suite.name: suite for suite in suites}
+
+
+QUICKDRAW_CATEGORIES = ("moon", "cat", "apple", "bicycle", "star", "tree", "house", "fish", "sun", "car")
+
+
+def _quickdraw_suite() -> Suite:
+    moon = make_task("quickdraw-moon", "quickdraw", [["moon"]], other=True, other_classes=QUICKDRAW_CATEGORIES[1:],
+                     labels=["moon"], description="detect moon among 10 Quick, Draw! categories")
+    return Suite("quickdraw", "Moon indicator on Quick, Draw! with MNIST / Fashion-MNIST baselines", (
+        moon,
+        make_task("mnist-digit0", "mnist", [["0"]], other=True, labels=["digit 0"], description="detect digit 0"),
+        make_task("fashion-trouser", "fashion_mnist", [["Trouser"]], other=True, labels=["trouser"],
+                  description="detect trouser"),
+        make_task("mnist-digit3", "mnist", [["3"]], other=True, labels=["digit 3"], description="detect digit 3"),
+    ), "Target: quickdraw-moon; baselines: digit 0, trouser and digit 3 indicators.")
+
+
+for _name in ("ld8", "mnist4", "cifar10_4", "cifar100_4"):
+    SUITES.register(_name, lambda name=_name: _builtin_suites()[name])
+SUITES.register("quickdraw", _quickdraw_suite)
+SUITE_NAMES = tuple(SUITES)
+
+
+def get_suite(name: str) -> Suite:
+    """The registered suite ``name`` (one of ``SUITE_NAMES``); ``ValueError`` for an unknown name.
+
+    The quickdraw suite reads its category names from the data, so it raises ``DatasetUnavailableError`` when the
+    Quick, Draw! pack is missing.
+    """
+    return SUITES[name]()
+
+
+def suite_availability(name: str, data_dir: str | Path | None = None) -> tuple[bool, str]:
+    """``(True, "")`` when every dataset of the suite loads, else ``(False, reason)``."""
+    from tanas_core.data.datasets import DatasetUnavailableError
+
+    try:
+        suite = get_suite(name)
+        for dataset in suite.datasets:
+            load_dataset(dataset, data_dir, download=False)
+    except DatasetUnavailableError as error:
+        return False, str(error)
+    return True, ""
+
+
+ALL_SUITE_NAMES = SUITE_NAMES + (CUSTOM_SUITE,)
+
+
+def resolve_suite(name: str, workspace=None) -> Suite:
+    """A built-in suite, or ``"custom"``: the custom tasks saved in ``workspace`` (a ``store.Workspace``)."""
+    if name == CUSTOM_SUITE:
+        if workspace is None:
+            raise TanasError("the custom suite lives in a workspace: pass the workspace that holds its tasks")
+        tasks = tuple(workspace.load_tasks())
+        if not tasks:
+            raise TanasError("the workspace has no custom tasks yet; add one (Tasks page or `tasks add`) first")
+        return Suite(CUSTOM_SUITE, "Custom tasks saved in the workspace", tasks)
+    return get_suite(name)
+
+
+def resolve_target(target: str, workspace=None) -> tuple[Suite, Task]:
+    """``"SUITE:TASK"`` -> (suite, task); ``TanasError`` naming the suite's tasks when the task is unknown."""
+    suite_name, task_name = split_target(target)
+    suite = resolve_suite(suite_name, workspace)
+    return suite, suite.task(task_name)

@@ -1,0 +1,293 @@
+"""Does a task distance beat its own noise? The report that can say "no".
+
+For each metric it computes the suite's matrices with replicates (``DistanceRequest.replicates``; in the TA-NAS view
+same-initialisation networks, in the probe view other draws of a task's data under the same probe network:
+the view's ``reference``) and answers, from the networks alone:
+
+* ``identity_top1``: a replicate of ``t`` (its "twin") placed among the baselines of column ``t``: the fraction of
+  (target, architecture, seed, replicate) cases in which it ranks closest. A metric that cannot find a task's own
+  twin cannot rank related tasks.
+* ``signal_to_noise``: median over columns of (median ``d[b, t]`` over the other baselines) / ``r[t]``.
+* ``same_dataset_auc``: mean over columns of the AUC of "the baseline comes from the target's dataset" scored by
+  closeness (``None`` for single-dataset suites).
+* ``closest_stability``: the fraction of (architecture, seed) matrices whose closest baseline of a column equals the
+  closest of the aggregate (all architectures and seeds), over all columns.
+* ``logdet_lift``: min over targets of ``mean log(diag F[t, t] + sigma^2) - log sigma^2`` (log-det metrics only).
+* ``seconds``: what the metric took (Fisher matrices are shared between the diagonal metrics, so the first pays).
+* ``rank_agreement`` (probe-view rows): mean over columns of the Spearman correlation between the probe view's and
+  the TA-NAS view's ordering of the baselines (same metric).
+* ``identity_top1_unrefined`` (a diagnostic, not a goal): the identity test without the baselines whose labels
+  refine the target's (``tasks.refines``: MNIST 10-class for "digit 0"). A network trained on a finer labelling of
+  the same dataset can be as close as the twin for a reason (the source finds 10-class tasks close to others); the
+  verdict still uses ``identity_top1``.
+
+Per row, ``columns`` holds the identity test of each target column with its interval and the baselines that beat
+the twin, so a reader sees which columns are trustworthy and what a failing one loses to.
+
+Every metric is reported in both views: ``NAME`` for the source's TA-NAS matrices, ``probe:NAME`` for the common
+probe network (``probe_network``). The default metric is the one whose report is best (``identity_top1``, then
+``signal_to_noise``).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from tanas_core.data.suites import resolve_suite
+from tanas_core.data.tasks import refines
+from tanas_core.distances.matrices import across_architectures, distance_matrices
+from tanas_core.distances.metrics import get_metric
+from tanas_core.intervals import proportion_interval
+from tanas_core.requests import FisherConfig, ValidateRequest
+from tanas_core.workspace.context import RunContext
+from tanas_core.workspace.records import DistanceResult
+from tanas_core.workspace.store import Workspace, config_key
+
+# The figures a verdict (and the choice of the default metric) rests on, in that order; they get intervals.
+VERDICT_FIGURES = ("identity_top1", "signal_to_noise")
+
+
+def row_name(view: str, metric: str) -> str:
+    """The report's name of a (view, metric) row: ``metric``, or ``probe:metric`` for the common-probe view."""
+    return metric if view == "tanas" else f"{view}:{metric}"
+
+
+def row_view(row: str) -> str:
+    """The view of a report row named by ``row_name``."""
+    return row.split(":")[0] if ":" in row else "tanas"
+
+
+def _identity_cases(results: list[DistanceResult], leave_out: Callable[[str, str], bool] | None = None):
+    """Yield ``(target, beaten_by)`` per (architecture, seed, target, replicate) case: the baselines of the column
+    (those ``leave_out(baseline, target)`` drops excluded) at least as close as the replicate; empty: it ranks first."""
+    for result in results:
+        tasks = result.tasks
+        for k in range(len(result.seeds)):
+            for t, target in enumerate(tasks):
+                rivals = [(tasks[b], result.matrices[k, b, t]) for b in range(len(tasks))
+                          if b != t and not (leave_out and leave_out(tasks[b], target))]
+                for value in result.replicates[k, t]:
+                    yield target, [name for name, distance in rivals if distance <= value]
+
+
+def identity_top1(results: list[DistanceResult], leave_out: Callable[[str, str], bool] | None = None) -> float:
+    """Fraction of (target, architecture, seed, replicate) cases where the replicate beats every other baseline
+    (every one but those ``leave_out(baseline, target)`` drops)."""
+    hits = [not beaten for _, beaten in _identity_cases(results, leave_out)]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def identity_columns(results: list[DistanceResult], refining: Callable[[str, str], bool]) -> dict[str, dict]:
+    """The identity test column by column: ``{target: {hits, cases, share, low, high, beaten_by: {baseline: cases},
+    refined_by: [baselines]}}``, ``low``/``high`` Wilson's 95 % interval of ``share`` (the two replicates of one
+    network are not independent cases, so it is too narrow), ``beaten_by`` how often each baseline was at least as
+    close as the replicate, ``refined_by`` the baselines whose labels refine the target's (``refining(b, t)``)."""
+    columns: dict[str, dict] = {}
+    for target, beaten in _identity_cases(results):
+        column = columns.setdefault(target, dict(hits=0, cases=0, beaten_by={}))
+        column["cases"] += 1
+        column["hits"] += not beaten
+        for name in beaten:
+            column["beaten_by"][name] = column["beaten_by"].get(name, 0) + 1
+    for target, column in columns.items():
+        column["share"], column["low"], column["high"] = proportion_interval(column["hits"], column["cases"])
+        column["beaten_by"] = dict(sorted(column["beaten_by"].items(), key=lambda item: -item[1]))
+        column["refined_by"] = [b for b in results[0].tasks if b != target and refining(b, target)]
+    return columns
+
+
+def signal_to_noise(results: list[DistanceResult]) -> float:
+    """Median over (architecture, target) columns of median_b mean_seeds d[b, t] / r[t]."""
+    ratios = []
+    for result in results:
+        reference, mean = result.reference, result.mean
+        for t in range(len(result.tasks)):
+            others = [mean[b, t] for b in range(len(result.tasks)) if b != t]
+            if reference[t] > 0:
+                ratios.append(float(np.median(others)) / float(reference[t]))
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def figure_intervals(results: list[DistanceResult], resamples: int = 400, level: float = 0.95,
+                     seed: int = 0) -> dict[str, list[float] | None]:
+    """``{identity_top1: [low, high], signal_to_noise: [low, high]}``: ``level`` percentile intervals of the
+    verdict's two figures over ``resamples`` draws of each architecture's seeds with replacement (a seed's
+    matrices and replicates move together): how far another zoo of as many seeds could move each figure. ``None``
+    with one seed per architecture (nothing to resample)."""
+    if all(len(result.seeds) < 2 for result in results):
+        return dict.fromkeys(VERDICT_FIGURES)
+    figure = dict(identity_top1=identity_top1, signal_to_noise=signal_to_noise)
+    rng, draws = np.random.default_rng(seed), {name: [] for name in VERDICT_FIGURES}
+    for _ in range(resamples):
+        sample = [result.select_seeds(rng.integers(len(result.seeds), size=len(result.seeds))) for result in results]
+        for name in VERDICT_FIGURES:
+            draws[name].append(figure[name](sample))
+    tail = (1 - level) / 2 * 100
+    return {name: None if np.isnan(values).any() else [float(np.percentile(values, tail)),
+                                                       float(np.percentile(values, 100 - tail))]
+            for name, values in draws.items()}
+
+
+def _auc(same: list[float], other: list[float]) -> float:
+    """P(a same-dataset baseline is closer than another one), ties counted half (distances: smaller is closer)."""
+    wins = sum((s < o) + 0.5 * (s == o) for s in same for o in other)
+    return wins / (len(same) * len(other))
+
+
+def same_dataset_auc(results: list[DistanceResult], datasets: dict[str, str]) -> float | None:
+    """Mean over columns with both kinds of baseline of the same-dataset AUC; ``None`` for one-dataset suites."""
+    if len(set(datasets.values())) < 2:
+        return None
+    aucs = []
+    for result in results:
+        for t, target in enumerate(result.tasks):
+            rows = [(b, name) for b, name in enumerate(result.tasks) if b != t]
+            same = [result.mean[b, t] for b, name in rows if datasets[name] == datasets[target]]
+            other = [result.mean[b, t] for b, name in rows if datasets[name] != datasets[target]]
+            if same and other:
+                aucs.append(_auc(same, other))
+    return float(np.mean(aucs)) if aucs else None
+
+
+def closest_stability(results: list[DistanceResult]) -> float:
+    """Fraction of (architecture, seed, target) whose closest baseline equals the aggregate's closest."""
+    combined = across_architectures(results)
+    masked = np.where(np.eye(len(combined.tasks), dtype=bool), np.inf, combined.matrices)
+    aggregate = masked.mean(axis=0).argmin(axis=0)
+    return float((masked.argmin(axis=1) == aggregate[None, :]).mean())
+
+
+def logdet_lift(results: list[DistanceResult]) -> float | None:
+    """Min over targets of the lift of ``F[t, t]`` above ``sigma^2`` (mean over architectures and seeds); ``None``
+    for a metric without a lift."""
+    if get_metric(results[0].metric).lift is None:
+        return None
+    return float(np.concatenate([r.lift for r in results]).mean(axis=0).min())
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(values, kind="stable"), kind="stable").astype(float)
+
+
+def rank_agreement(first: list[DistanceResult], second: list[DistanceResult]) -> float:
+    """Mean over (architecture, target) columns of the Spearman correlation between two views' mean distances of
+    the other baselines (1: the same order, 0: unrelated, -1: reversed); ``nan`` with fewer than 3 baselines."""
+    correlations = []
+    for a, b in zip(first, second):
+        for t in range(len(a.tasks)):
+            rows = [r for r in range(len(a.tasks)) if r != t]
+            if len(rows) >= 3:
+                correlations.append(float(np.corrcoef(_ranks(a.mean[rows, t]), _ranks(b.mean[rows, t]))[0, 1]))
+    return float(np.mean(correlations)) if correlations else float("nan")
+
+
+def metric_report(results: list[DistanceResult], datasets: dict[str, str], seconds: float,
+                  compared_with: list[DistanceResult] | None = None,
+                  refining: Callable[[str, str], bool] | None = None) -> dict:
+    """Every figure of one metric's results (one ``DistanceResult`` per architecture); ``rank_agreement`` with
+    ``compared_with`` (the TA-NAS view of the same metric) for probe-view rows, else ``None``;
+    ``identity_top1_unrefined``: the identity test without the baselines ``refining(b, t)`` names (``None`` when not
+    given); ``intervals``: the verdict's figures over resampled seeds (``figure_intervals``)."""
+    figures = dict(identity_top1=identity_top1(results), signal_to_noise=signal_to_noise(results),
+                   same_dataset_auc=same_dataset_auc(results, datasets), closest_stability=closest_stability(results),
+                   logdet_lift=logdet_lift(results), seconds=seconds,
+                   rank_agreement=None if compared_with is None else rank_agreement(results, compared_with),
+                   identity_top1_unrefined=None if refining is None else identity_top1(results, refining))
+    # JSON has no NaN: a figure that cannot be measured (no replicates, < 3 baselines) is null
+    figures = {name: None if value is not None and np.isnan(value) else value for name, value in figures.items()}
+    return dict(figures, intervals=figure_intervals(results))
+
+
+def default_metric(metrics: dict[str, dict]) -> str:
+    """The metric this report supports best: highest ``identity_top1``, then highest ``signal_to_noise``."""
+    def score(item):
+        return tuple(-1.0 if item[1][name] is None else item[1][name] for name in VERDICT_FIGURES)
+
+    return max(metrics.items(), key=score)[0]
+
+
+def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
+    """The report: ``{suite, archs, seeds, preset, replicates, fisher, views, default_metric, metrics: {NAME:
+    {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement,
+    identity_top1_unrefined}}, columns: {NAME: identity_columns(...)}}`` (JSON-ready; ``NAME``:
+    ``row_name(view, metric)``)."""
+    request.validate(context.workspace)
+    suite = resolve_suite(request.suite, context.workspace)
+    datasets = {task.name: task.dataset for task in suite.tasks}
+    by_name = {task.name: task for task in suite.tasks}
+
+    def refining(baseline: str, target: str) -> bool:
+        return refines(by_name[baseline], by_name[target])
+
+    metrics, columns, tanas = {}, {}, {}
+    rows = request.rows()
+    for (view, metric), phase in zip(rows, context.step_phases([row_name(*row) for row in rows])):
+        started = time.perf_counter()
+        results = distance_matrices(request.distance_request(metric, view), phase)
+        if view == "tanas":
+            tanas[metric] = results
+        name = row_name(view, metric)
+        metrics[name] = metric_report(results, datasets, time.perf_counter() - started,
+                                      tanas.get(metric) if view != "tanas" else None, refining)
+        columns[name] = identity_columns(results, refining)
+    report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
+                  replicates=request.replicates, fisher=request.fisher.to_dict(),
+                  default_metric=default_metric(metrics), metrics=metrics,
+                  columns=columns, views=list(request.views), created_at=time.time())
+    context.workspace.put_result("validation", config_key(request.to_dict()), report)
+    return report
+
+
+GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
+
+
+# The Fisher defaults while reports did not record their settings (M, the head's images and penalty changed after).
+_BEFORE_RECORDED = FisherConfig(samples=512, head_samples=512, head_weight_decay=1e-4)
+
+
+def latest_validation(workspace: Workspace, suite: str, preset: str,
+                      fisher: FisherConfig | None = None, row: str | None = None) -> dict | None:
+    """The newest stored ``validate_distances`` report of ``suite`` on ``preset``'s zoo (with ``fisher``: computed
+    with those Fisher settings; a report stored before it recorded them ran at the defaults of its time,
+    ``_BEFORE_RECORDED``; with ``row``: one that reports that row, so a newer report of one view does not hide the
+    other view's verdict), or ``None``."""
+    for report in workspace.list_results("validation"):
+        if report.get("suite") != suite or report.get("preset") != preset:
+            continue
+        if row is not None and row not in report.get("metrics", {}):
+            continue
+        if fisher is None or (FisherConfig.from_stored(report["fisher"]) if "fisher" in report
+                              else _BEFORE_RECORDED) == fisher:
+            return report
+    return None
+
+
+def unsettled(figures: dict) -> list[str]:
+    """The verdict's figures of one report row whose 95 % interval over resampled seeds reaches across their goal
+    (another zoo could turn the answer), as ``"name low-high"``."""
+    intervals = figures.get("intervals") or {}
+    return [f"{name} {low:.2f}-{high:.2f}" for name in VERDICT_FIGURES
+            for low, high in [intervals.get(name) or (GOALS[name], GOALS[name])] if low < GOALS[name] <= high]
+
+
+def verdict(report: dict | None, metric: str) -> tuple[str, str]:
+    """``("yes" | "no" | "not measured", why)``: does ``metric`` separate the suite's tasks from their noise, by the
+    report (identity test and signal-to-noise must both meet their goals)? ``why`` ends with "not settled" when a
+    figure's interval over resampled seeds reaches across its goal (``unsettled``)."""
+    if report is None or metric not in report["metrics"]:
+        return "not measured", "no validation report for this suite, preset, metric and these Fisher settings yet"
+    figures = report["metrics"][metric]
+    checks = [(name, figures[name], GOALS[name]) for name in VERDICT_FIGURES]
+    # three decimals: 0.946 against a goal of 0.95 must not read "0.95 < 0.95"
+    missed = [f"{name} not measured" if value is None else f"{name} {value:.3f} < {goal:g}"
+              for name, value, goal in checks if value is None or not value >= goal]
+    scope = f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} replicate(s)"
+    open_figures = ", ".join(unsettled(figures))
+    narrowly = (f"; not settled: the 95 % interval over resampled seeds of {open_figures} reaches across its goal"
+                if open_figures else "")
+    if missed:
+        return "no", f"{'; '.join(missed)} ({scope}){narrowly}"
+    return "yes", (f"identity {figures['identity_top1']:.3f}, signal/noise {figures['signal_to_noise']:.2f} "
+                   f"({scope}){narrowly}")

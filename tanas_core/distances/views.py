@@ -1,0 +1,89 @@
+"""The views of a task distance: which networks embed the tasks, on whose images, and what the reference compares.
+
+``d[b, t]`` (row = baseline ``b``, column = target ``t``) compares a Fisher of baseline ``b`` with ``F[t, t]``. A
+view decides the rest, and registers it in ``registry.VIEWS``:
+
+* ``tanas`` (the source's): ``F[b, t]`` is ``b``'s own network on ``t``'s images, so ``d[b, t]`` and ``d[t, b]``
+  differ (asymmetric). Its reference ``r[t]`` places ``t``'s same-initialisation replicates (same initial weights,
+  other data) as baselines of column ``t``.
+* ``probe`` (Task2Vec's design): one common probe network per architecture and seed, trained on every class of the
+  suite's datasets, embeds every task; each Fisher is taken on its own task's images, so ``d[b, t] = d[t, b]`` for a
+  symmetric metric. Its reference compares other draws of ``t``'s data under the same probe network (head fitted on
+  other training images, Fisher on test images).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tanas_core.data.suites import Suite
+from tanas_core.data.tasks import Task
+from tanas_core.registry import VIEWS
+from tanas_core.requests import DistanceRequest, ZooRequest
+from tanas_core.training.probe_network import probe_networks
+from tanas_core.training.trainer import get_preset
+from tanas_core.training.zoo import train_zoo
+from tanas_core.workspace.context import RunContext
+
+Entry = tuple  # (network record, task whose images its Fisher is taken on[, data draw of that task's images])
+
+
+@dataclass(frozen=True)
+class View:
+    """One view. ``networks(request, suite, context) -> {(task, seed, replicate): record}``: the networks it
+    embeds tasks with (training what is missing); ``fishers_per_network(tasks)``: the Fishers each network gives a
+    matrix; ``baseline_images(tasks, b, t) -> Task``: whose images baseline ``b``'s Fisher of column ``t`` is taken
+    on; ``twin(networks, task, seed, replicate) -> Entry``: the Fisher of ``task``'s twin number ``replicate``
+    (the reference ``r[t]``); ``reference``: what that twin is, in words; ``symmetric``: ``d[b, t] = d[t, b]`` under a
+    symmetric metric; ``key``: what it adds to a stored result's key (empty for the view results were first
+    stored under)."""
+
+    name: str
+    label: str
+    reference: str
+    symmetric: bool
+    networks: Callable[[DistanceRequest, Suite, RunContext], dict]
+    fishers_per_network: Callable[[int], int]
+    baseline_images: Callable[[list, int, int], Task]
+    twin: Callable[[dict, Task, int, int], Entry]
+    key: dict = field(default_factory=dict)
+
+
+def register_view(view: View) -> View:
+    """Add ``view`` to ``registry.VIEWS`` under its name (``TanasError`` if the name is taken)."""
+    return VIEWS.register(view.name, view)
+
+
+def get_view(name: str) -> View:
+    """The registered view ``name`` (``TanasError`` naming the registered ones otherwise)."""
+    return VIEWS[name]
+
+
+def _zoo_networks(request: DistanceRequest, suite: Suite, context: RunContext) -> dict:
+    """The zoo networks of every task and seed, with their same-initialisation replicates."""
+    records = train_zoo(ZooRequest(suite=request.suite, archs=(request.archs[0],), seeds=request.seeds,
+                                   preset=request.preset, workers=request.workers, replicates=request.replicates),
+                        context)
+    return {(r.task, r.seed, r.replicate): r for r in records}
+
+
+def _probe_networks(request: DistanceRequest, suite: Suite, context: RunContext) -> dict:
+    """The common probe network of each seed, for every task (replicate 0 only: its twins are data draws)."""
+    probes = probe_networks(context, suite, request.archs[0], get_preset(request.preset), list(range(request.seeds)))
+    return {(task.name, seed, 0): record for seed, record in probes.items() for task in suite.tasks}
+
+
+register_view(View(
+    name="tanas", label="TA-NAS (the source's)",
+    reference="a same-initialisation replicate of t (same initial weights, other data)",
+    symmetric=False, networks=_zoo_networks, fishers_per_network=lambda tasks: tasks,
+    baseline_images=lambda tasks, b, t: tasks[t],
+    twin=lambda networks, task, seed, replicate: (networks[(task.name, seed, replicate)], task)))
+register_view(View(
+    name="probe", label="common probe (Task2Vec-style)",
+    reference="another draw of t's data under the same probe network (its head fitted on other training images, "
+              "its Fisher on test images)",
+    symmetric=True, networks=_probe_networks, fishers_per_network=lambda tasks: 1,
+    baseline_images=lambda tasks, b, t: tasks[b],
+    twin=lambda networks, task, seed, replicate: (networks[(task.name, seed, 0)], task, replicate),
+    key=dict(view="probe", reference="data draws")))
