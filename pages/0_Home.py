@@ -25,13 +25,15 @@ from tanas_core.training.zoo import zoo_table  # noqa: E402
 workspace = ui.page_header(None)
 
 st.image(str(Path(__file__).resolve().parents[1] / "assets" / "pipeline.svg"),
-         caption="The pipeline, one tanas_core module per stage (blue: the zoo of learned tasks; red: task "
+         caption="The pipeline, one tanas_core package per stage (blue: the zoo of learned tasks; red: task "
                  "similarity; green: architecture search)")
 
 st.header("1. Task similarity")
-st.markdown("Train an ε-approximation network per learned task. For a baseline task b and a target task t, F[b, t] "
-            "is the Fisher information of b's network on t's images (F[t, t]: t's own network). Two asymmetric "
-            "distances compare them: d[b, t] ≠ d[t, b].")
+st.markdown("Train an ε-approximation network per learned task. In the source's view (TA-NAS), for a baseline task b "
+            "and a target task t, F[b, t] is the Fisher information of b's network on t's images (F[t, t]: t's own "
+            "network), and the two distances below compare F[b, t] with F[t, t], so d[b, t] ≠ d[t, b]. The demo "
+            "and the Distances page start in the common-probe view (Task2Vec's design): one probe network embeds "
+            "every task, each Fisher on its own task's images, so there d[b, t] = d[t, b].")
 st.markdown("**Log-determinant distance** (equation 5; n, m: the parameters of N_b and N_t, σ: a small constant)")
 st.latex(r"d[b,t]=\left|\frac{1}{n}\log\det\left(F_{b,t}+\sigma^2 I\right)"
          r"-\frac{1}{m}\log\det\left(F_{t,t}+\sigma^2 I\right)\right|")
