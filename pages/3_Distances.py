@@ -167,12 +167,13 @@ def offer_validation(request: DistanceRequest) -> None:
 
 
 def report_row(report: dict, name: str) -> dict:
-    """One metric of a validation report as a table row: its verdict, figures and the verdict's two intervals."""
+    """One metric of a validation report as a table row: its verdict, figures and the verdict's two seed-resampling
+    ranges."""
     figures = dict(report["metrics"][name])
     intervals = figures.pop("intervals", None) or {}
     row = dict(metric=name, verdict=verdict(report, name)[0], **figures)
     for key, bounds in intervals.items():
-        row[f"{key} 95 % (seeds)"] = "—" if bounds is None else f"{bounds[0]:.2f} – {bounds[1]:.2f}"
+        row[f"{key} seed-resampling range"] = "—" if bounds is None else f"{bounds[0]:.2f} – {bounds[1]:.2f}"
     return row
 
 
@@ -187,7 +188,7 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
     if answer == "yes" and settled:
         st.success(text)
     elif answer == "yes":  # another zoo of as many seeds could turn it: not shown as a plain success
-        st.info(text + " Another zoo of as many seeds could turn this answer; more seeds would narrow the interval.")
+        st.info(text + " Another zoo of as many seeds could turn this answer; more seeds would narrow its seed-resampling range.")
     elif answer == "no":
         st.warning(text + " Read the closest baselines below as ties within the noise, not as findings.")
     else:

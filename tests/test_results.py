@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import REPO
+from tanas_core.bench.coverage import coverage_markdown
 from tanas_core.cli import main
 from tanas_core.cli.validate import report_markdown
 
@@ -22,7 +23,9 @@ def _report() -> dict:
                    intervals=dict(identity_top1=[0.5, 0.6], signal_to_noise=[1.11, 1.17]))
     return dict(suite="ld8", archs=["vgg16", "resnet18"], seeds=3, replicates=2, preset="demo",
                 fisher=dict(samples=800), default_metric="probe:frechet",
-                metrics={"frechet": missing, "probe:frechet": figures})
+                metrics={"frechet": missing, "probe:frechet": figures},
+                epsilon=dict(networks=3, met=2, by_dataset=dict(mnist=dict(networks=3, met=2, epsilon=0.2,
+                                                                            min_accuracy=0.71, mean_accuracy=0.9))))
 
 
 @pytest.mark.unit
@@ -31,6 +34,8 @@ def test_a_report_renders_every_row_with_its_figures_intervals_and_verdict():
     lines = table.splitlines()
     assert lines[0].startswith("`ld8`: vgg16, resnet18, 3 seed(s), 2 twin(s)") and "M = 800" in lines[0]
     assert "(from `docs/results/x.json`)" in lines[0]
+    assert lines[2].startswith("ε-approximations (test accuracy ≥ 1 − ε), zoo networks of the TA-NAS rows: 2 of 3;")
+    assert "mnist 2/3 (ε = 0.2, test accuracy 0.710-0.900 min-mean)" in lines[2]
     rows = {line.split(" | ")[0].strip("| *"): line for line in lines if line.startswith("| ") and "---" not in line}
     assert "0.549 [0.50, 0.60]" in rows["frechet"] and rows["frechet"].endswith("| no |")
     # the default row in bold; its identity interval reaches below 0.95: a yes that is not settled
@@ -53,10 +58,17 @@ def test_validate_table_prints_the_reports_and_refuses_a_file_that_is_not_one(tm
     assert "is not a validation report" in capsys.readouterr().err
 
 
+def _rendered(path) -> tuple[str, str]:
+    """The table a committed JSON file renders to, and the command that prints it."""
+    data, name = json.loads(path.read_text()), str(path.relative_to(REPO))
+    if isinstance(data, dict) and "metrics" in data:
+        return report_markdown(data, name), f"python -m tanas_core validate table {name}"
+    return coverage_markdown(data), f"python -m tanas_core bench coverage --from {name}"
+
+
 @pytest.mark.unit
-@pytest.mark.parametrize("report", COMMITTED, ids=lambda path: path.name)
-def test_every_committed_report_renders_to_the_table_its_page_shows(report):
-    table = report_markdown(json.loads(report.read_text()), str(report.relative_to(REPO)))
+@pytest.mark.parametrize("result", COMMITTED, ids=lambda path: path.name)
+def test_every_committed_result_renders_to_the_table_its_page_shows(result):
+    table, command = _rendered(result)
     pages = [page for page in RESULTS.glob("*.md") if table in page.read_text()]
-    assert pages, (f"no page under docs/results shows the table of {report.name}; regenerate it with "
-                   f"`python -m tanas_core validate table {report.relative_to(REPO)}`")
+    assert pages, f"no page under docs/results shows the table of {result.name}; regenerate it with `{command}`"

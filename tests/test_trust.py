@@ -281,8 +281,24 @@ def test_dataset_auc_and_closest_stability_on_a_constructed_case():
     assert same_dataset_auc([result], dict(a="x", b="x", c="x")) is None
     assert closest_stability([result]) == 1.0
     flipped = matrices.copy()
-    flipped[1, 1, 0], flipped[1, 2, 0] = 0.95, 0.05  # one seed's column a prefers c
-    assert closest_stability([_result(flipped, np.zeros((3, 3, 1)))]) == pytest.approx(8 / 9)
+    flipped[1, 1, 0], flipped[1, 2, 0] = 0.95, 0.05  # one seed's column a prefers c, by far
+    # left out, seed 1 disagrees with the mean of seeds 0 and 2; and seed 1 drags the mean of the others (1, 2 for
+    # seed 0; 0, 1 for seed 2) to c, so column a agrees nowhere: 6 of 9 (an average including itself said 8 of 9)
+    assert closest_stability([_result(flipped, np.zeros((3, 3, 1)))]) == pytest.approx(6 / 9)
+    assert closest_stability([_result(matrices[:1], np.zeros((1, 3, 1)))]) is None  # one matrix: nothing to agree with
+
+
+@pytest.mark.unit
+def test_closest_stability_leaves_each_matrix_out_of_the_mean_it_is_compared_with():
+    rng = np.random.default_rng(5)
+    matrices = rng.random((5, 4, 4)) * (1 - np.eye(4))
+    agree = 0
+    for k in range(5):  # brute force: the closest baseline of each column, alone and in the mean of the others
+        others = np.delete(matrices, k, axis=0).mean(axis=0)
+        for t in range(4):
+            baselines = [b for b in range(4) if b != t]
+            agree += min(baselines, key=lambda b: matrices[k, b, t]) == min(baselines, key=lambda b: others[b, t])
+    assert closest_stability([_result(matrices, np.zeros((5, 4, 1)), tasks="abcd")]) == pytest.approx(agree / 20)
 
 
 def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspace, tiny_preset):
@@ -306,6 +322,9 @@ def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspac
             assert low <= figures[key] <= high
     # the networks, their replicates and the Fishers are computed once for every metric
     assert len(digits_workspace.list_networks()) == 3 * 2 * 2
+    networks = digits_workspace.list_networks()  # the report says which of them are epsilon-approximations
+    assert report["epsilon"]["networks"] == 12 and report["epsilon"]["by_dataset"]["digits"]["networks"] == 12
+    assert report["epsilon"]["met"] == sum(r.test_accuracy >= 1 - r.epsilon for r in networks)
 
 
 def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_data):

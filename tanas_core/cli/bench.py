@@ -2,6 +2,7 @@
 ``tanas_core.bench`` and ``tanas_core.bench_app`` measure and analyse, this module only prints."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -47,6 +48,14 @@ def register(commands) -> None:
     cells.add_argument("--preset", default="demo", choices=list(PRESETS))
     cells.add_argument("--runs", type=int, default=7, help="timed steps per case (round-robin; default: 7)")
     cells.set_defaults(func=run_cells)
+    coverage = bench.add_parser("coverage", help="simulated zoos: how often the report's seed-resampling range "
+                                                 "holds the figure it brackets")
+    coverage.add_argument("--seeds", default="3,5,10", help="comma-separated zoo sizes (default: 3,5,10)")
+    coverage.add_argument("--zoos", type=int, default=200, help="simulated zoos per size (default: 200)")
+    coverage.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    coverage.add_argument("--from", dest="source", default=None,
+                          help="print the Markdown table of a JSON file written by --json (no simulation)")
+    coverage.set_defaults(func=run_coverage)
     app = bench.add_parser("app", help="a real server and Chromium: idle CPU, job slowdown with tabs open, page "
                                        "settle times, the demo's wall time")
     app.add_argument("--idle-seconds", type=float, default=20.0, help="seconds of each idle CPU measurement")
@@ -230,4 +239,26 @@ def run_backends(args) -> int:
     print("On GPU machines each network is one Ray task asking for one GPU, so N machines with g GPUs train N*g "
           "networks at once: wall time ~ ceil(networks / (N*g)) x the per-network GPU time, which was not measured "
           "here (no GPU was lent to this task).")
+    return 0
+
+
+def run_coverage(args) -> int:
+    """Print, per zoo size, the share of simulated zoos whose 95 % seed-resampling range holds the population value
+    of each verdict figure (and write ``--json``)."""
+    from tanas_core.bench.coverage import coverage, coverage_markdown, simulation_truth
+
+    if args.source:
+        print(coverage_markdown(json.loads(Path(args.source).read_text())), end="")
+        return 0
+    truth = simulation_truth()
+    rows = [coverage(truth, int(seeds), zoos=args.zoos) for seeds in args.seeds.split(",")]
+    print(f"simulated zoos of a 4-task suite, 2 twins per task and seed, {args.zoos} zoos per size; nominal level "
+          "95 %, population values from 4,000 seeds: "
+          + ", ".join(f"{name} {value:.3f}" for name, value in rows[0]["population"].items()))
+    print_table([dict(seeds=row["seeds"], distinct_resamples=row["distinct_resamples"],
+                      **{f"{name}_coverage": f"{share:.2f}" for name, share in row["coverage"].items()},
+                      **{f"{name}_width": f"{width:.3f}" for name, width in row["width"].items()}) for row in rows])
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"wrote {args.json}")
     return 0

@@ -46,11 +46,11 @@ def register(commands) -> None:
 
 def report_markdown(report: dict, source: str = "") -> str:
     """A report as Markdown: one line naming its settings (and ``source``, the JSON it was read from), then one row
-    per (view, metric): every figure, the verdict's two with their interval over resampled seeds, and the verdict."""
+    per (view, metric): every figure, the verdict's two with their seed-resampling range, and the verdict."""
     fisher = report.get("fisher", {})
     lines = [f"`{report['suite']}`: {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
              f"twin(s) per task and seed, preset `{report['preset']}`, M = {fisher.get('samples', 'n/a')}"
-             + (f" (from `{source}`)" if source else ""), "",
+             + (f" (from `{source}`)" if source else ""), "", *epsilon_lines(report),
              "| row | identity test | signal / noise | same-dataset AUC | stability | lift | verdict |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, figures in report["metrics"].items():
@@ -66,6 +66,19 @@ def report_markdown(report: dict, source: str = "") -> str:
         bold = "**" if name == report.get("default_metric") else ""
         lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {answer}{settled} |")
     return "\n".join(lines) + "\n"
+
+
+def epsilon_lines(report: dict) -> list[str]:
+    """``["ε-approximations: ...", ""]``: how many of the report's zoo networks meet the source's precondition, per
+    dataset (empty for a report that predates the count)."""
+    summary = report.get("epsilon")
+    if not summary or not summary["networks"]:
+        return []
+    parts = [f"{name} {group['met']}/{group['networks']} (ε = {group['epsilon']:g}, test accuracy "
+             f"{group['min_accuracy']:.3f}-{group['mean_accuracy']:.3f} min-mean)"
+             for name, group in summary["by_dataset"].items()]
+    return [f"ε-approximations (test accuracy ≥ 1 − ε), zoo networks of the TA-NAS rows: {summary['met']} of "
+            f"{summary['networks']}; " + "; ".join(parts), ""]
 
 
 def run_table(args) -> int:
@@ -104,7 +117,7 @@ def _shown(value) -> str:
 
 
 def figure_row(name: str, figures: dict) -> dict:
-    """One printed row of the report: every figure, the verdict's two with their interval over resampled seeds."""
+    """One printed row of the report: every figure, the verdict's two with their seed-resampling range."""
     intervals = figures.get("intervals") or {}
     row = dict(metric=name, **{key: _shown(value) for key, value in figures.items() if key != "intervals"})
     for key, bounds in intervals.items():
@@ -140,12 +153,13 @@ def run_validate(args) -> int:
           f"other data draws), preset {report['preset']}")
     print_table([figure_row(name, figures) for name, figures in report["metrics"].items()])
     print("goals: " + ", ".join(f"{key} >= {goal:g}" for key, goal in GOALS.items())
-          + "; [low, high]: 95 % interval over resampled seeds")
+          + "; [low, high]: seed-resampling range (2.5-97.5 percentiles; not a confidence interval: bench coverage)")
     for name, figures in report["metrics"].items():
         missed = [key for key, goal in GOALS.items() if figures[key] is not None and not figures[key] >= goal]
         open_figures = unsettled(figures)
         print(f"  {name}: " + ("every goal met" if not missed else "misses " + ", ".join(missed))
               + (f" (not settled: {', '.join(open_figures)} across its goal)" if open_figures else ""))
+    print("\n".join(epsilon_lines(report)).strip())
     print(f"default metric (best identity test, then signal/noise): {report['default_metric']}")
     print_columns(report, report["default_metric"])
     if args.json:

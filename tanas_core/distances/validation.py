@@ -11,7 +11,7 @@ the view's ``reference``) and answers, from the networks alone:
 * ``same_dataset_auc``: mean over columns of the AUC of "the baseline comes from the target's dataset" scored by
   closeness (``None`` for single-dataset suites).
 * ``closest_stability``: the fraction of (architecture, seed) matrices whose closest baseline of a column equals the
-  closest of the aggregate (all architectures and seeds), over all columns.
+  closest of the mean of the other matrices (leave one out), over all columns; ``None`` with one matrix.
 * ``logdet_lift``: min over targets of ``mean log(diag F[t, t] + sigma^2) - log sigma^2`` (log-det metrics only).
 * ``seconds``: what the metric took (Fisher matrices are shared between the diagonal metrics, so the first pays).
 * ``rank_agreement`` (probe-view rows): mean over columns of the Spearman correlation between the probe view's and
@@ -42,7 +42,7 @@ from tanas_core.distances.metrics import get_metric
 from tanas_core.intervals import proportion_interval
 from tanas_core.requests import FisherConfig, ValidateRequest
 from tanas_core.workspace.context import RunContext
-from tanas_core.workspace.records import DistanceResult
+from tanas_core.workspace.records import DistanceResult, NetworkRecord
 from tanas_core.workspace.store import Workspace, config_key
 
 # The figures a verdict (and the choice of the default metric) rests on, in that order; they get intervals.
@@ -112,10 +112,12 @@ def signal_to_noise(results: list[DistanceResult]) -> float:
 
 def figure_intervals(results: list[DistanceResult], resamples: int = 400, level: float = 0.95,
                      seed: int = 0) -> dict[str, list[float] | None]:
-    """``{identity_top1: [low, high], signal_to_noise: [low, high]}``: ``level`` percentile intervals of the
-    verdict's two figures over ``resamples`` draws of each architecture's seeds with replacement (a seed's
-    matrices and replicates move together): how far another zoo of as many seeds could move each figure. ``None``
-    with one seed per architecture (nothing to resample)."""
+    """``{identity_top1: [low, high], signal_to_noise: [low, high]}``: the seed-resampling range, the central
+    ``level`` percentiles of the verdict's two figures over ``resamples`` draws of each architecture's seeds with
+    replacement (a seed's matrices and replicates move together): how far another zoo of as many seeds could move
+    each figure. Not a confidence interval: with K seeds there are only C(2K-1, K) distinct draws, and with 3 seeds
+    the range holds the figure less often than ``level`` says (``bench coverage``). ``None`` with one seed per
+    architecture (nothing to resample)."""
     if all(len(result.seeds) < 2 for result in results):
         return dict.fromkeys(VERDICT_FIGURES)
     figure = dict(identity_top1=identity_top1, signal_to_noise=signal_to_noise)
@@ -151,12 +153,20 @@ def same_dataset_auc(results: list[DistanceResult], datasets: dict[str, str]) ->
     return float(np.mean(aucs)) if aucs else None
 
 
-def closest_stability(results: list[DistanceResult]) -> float:
-    """Fraction of (architecture, seed, target) whose closest baseline equals the aggregate's closest."""
+def closest_stability(results: list[DistanceResult]) -> float | None:
+    """Fraction of (architecture, seed, target) whose closest baseline equals the closest of the mean of the *other*
+    matrices (leave one out: a matrix is never compared with an average that includes it); ``None`` with a single
+    matrix, which has nothing to agree with."""
     combined = across_architectures(results)
-    masked = np.where(np.eye(len(combined.tasks), dtype=bool), np.inf, combined.matrices)
-    aggregate = masked.mean(axis=0).argmin(axis=0)
-    return float((masked.argmin(axis=1) == aggregate[None, :]).mean())
+    matrices = np.asarray(combined.matrices, dtype=float)  # [K, T, T], zero diagonal
+    count = len(matrices)
+    if count < 2:
+        return None
+    diagonal = np.eye(matrices.shape[-1], dtype=bool)
+    others = (matrices.sum(axis=0)[None] - matrices) / (count - 1)
+    own_closest = np.where(diagonal, np.inf, matrices).argmin(axis=1)
+    others_closest = np.where(diagonal, np.inf, others).argmin(axis=1)
+    return float((own_closest == others_closest).mean())
 
 
 def logdet_lift(results: list[DistanceResult]) -> float | None:
@@ -234,10 +244,33 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
         columns[name] = identity_columns(results, refining)
     report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
                   replicates=request.replicates, fisher=request.fisher.to_dict(),
-                  default_metric=default_metric(metrics), metrics=metrics,
-                  columns=columns, views=list(request.views), created_at=time.time())
+                  default_metric=default_metric(metrics), metrics=metrics, columns=columns,
+                  views=list(request.views), epsilon=epsilon_summary(_zoo_networks(request, context.workspace),
+                                                                      datasets),
+                  created_at=time.time())
     context.workspace.put_result("validation", config_key(request.to_dict()), report)
     return report
+
+
+def _zoo_networks(request: ValidateRequest, workspace: Workspace) -> list[NetworkRecord]:
+    """The zoo networks and replicates the report's TA-NAS rows used (its architectures, seeds and replicates)."""
+    return [record for record in workspace.list_networks(request.suite, request.preset)
+            if record.arch in request.archs and record.seed < request.seeds and record.replicate <= request.replicates]
+
+
+def epsilon_summary(records: list[NetworkRecord], datasets: dict[str, str]) -> dict:
+    """Which networks are epsilon-approximations of their task (test accuracy >= 1 - epsilon, the source's
+    precondition): ``{networks, met, by_dataset: {dataset: {networks, met, epsilon, min_accuracy,
+    mean_accuracy}}}``."""
+    by_dataset: dict[str, list[NetworkRecord]] = {}
+    for record in records:
+        by_dataset.setdefault(datasets.get(record.task, "?"), []).append(record)
+    return dict(networks=len(records), met=sum(r.is_epsilon_approximation for r in records),
+                by_dataset={name: dict(networks=len(group), met=sum(r.is_epsilon_approximation for r in group),
+                                       epsilon=max(r.epsilon for r in group),
+                                       min_accuracy=min(r.test_accuracy for r in group),
+                                       mean_accuracy=float(np.mean([r.test_accuracy for r in group])))
+                            for name, group in sorted(by_dataset.items())})
 
 
 GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
@@ -265,7 +298,8 @@ def latest_validation(workspace: Workspace, suite: str, preset: str,
 
 
 def unsettled(figures: dict) -> list[str]:
-    """The verdict's figures of one report row whose 95 % interval over resampled seeds reaches across their goal
+    """The verdict's figures of one report row whose seed-resampling range (2.5-97.5 percentiles; with 3 seeds it holds
+    the figure less often than 95 %: ``bench coverage``) reaches across their goal
     (another zoo could turn the answer), as ``"name low-high"``."""
     intervals = figures.get("intervals") or {}
     return [f"{name} {low:.2f}-{high:.2f}" for name in VERDICT_FIGURES
@@ -275,7 +309,7 @@ def unsettled(figures: dict) -> list[str]:
 def verdict(report: dict | None, metric: str) -> tuple[str, str]:
     """``("yes" | "no" | "not measured", why)``: does ``metric`` separate the suite's tasks from their noise, by the
     report (identity test and signal-to-noise must both meet their goals)? ``why`` ends with "not settled" when a
-    figure's interval over resampled seeds reaches across its goal (``unsettled``)."""
+    figure's seed-resampling range reaches across its goal (``unsettled``)."""
     if report is None or metric not in report["metrics"]:
         return "not measured", "no validation report for this suite, preset, metric and these Fisher settings yet"
     figures = report["metrics"][metric]
@@ -285,7 +319,7 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
               for name, value, goal in checks if value is None or not value >= goal]
     scope = f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} replicate(s)"
     open_figures = ", ".join(unsettled(figures))
-    narrowly = (f"; not settled: the 95 % interval over resampled seeds of {open_figures} reaches across its goal"
+    narrowly = (f"; not settled: the seed-resampling range of {open_figures} reaches across its goal"
                 if open_figures else "")
     if missed:
         return "no", f"{'; '.join(missed)} ({scope}){narrowly}"
