@@ -110,3 +110,13 @@ def test_the_seed_resampling_range_of_three_seeds_holds_its_figure_less_often_th
     for name in ("identity_top1", "signal_to_noise"):
         assert three["coverage"][name] < 0.8 and ten["coverage"][name] > 0.85, (name, three, ten)
         assert ten["width"][name] < three["width"][name]
+
+
+def test_the_controls_are_the_farthest_baseline_and_a_seeded_draw_outside_the_closest():
+    from tanas_core.search.comparison import control_tasks
+
+    ranking = [dict(baseline=name) for name in ("a", "b", "c", "d", "e")]  # closest first
+    drawn = {control_tasks(ranking, 1, seed)["random"] for seed in range(40)}
+    assert drawn == {"b", "c", "d", "e"} and control_tasks(ranking, 1, 0)["farthest"] == "e"
+    assert control_tasks(ranking, 2, 3) == control_tasks(ranking, 2, 3)  # seeded: a repeat draws the same task
+    assert control_tasks(ranking[:1], 1, 0) == dict(farthest="a", random="a")  # nothing outside the closest

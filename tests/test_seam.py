@@ -315,8 +315,9 @@ def test_worker_processes_do_not_rerun_a_streamlit_page_installed_as_main(tmp_pa
 # ---------------------------------------------------------------------------------------------- repeated comparison
 
 def test_a_repeated_comparison_runs_end_to_end_with_intervals_and_paired_verdicts(digits_workspace, tiny_preset):
-    """``compare --repeats 2`` through the real pipeline: zoo networks of two seeds, three searches per repeat, each
-    winner trained and tested, the summary's intervals, the paired verdicts, the stored table and its CSV."""
+    """``compare --repeats 2`` through the real pipeline: zoo networks of two seeds, five searches per repeat (the
+    source's three and the two controls), each winner trained and tested, the summary's intervals, the paired
+    verdicts, the stored table and its CSV."""
     from pathlib import Path
 
     from tanas_core.search.comparison import compare, latest_comparison
@@ -325,11 +326,18 @@ def test_a_repeated_comparison_runs_end_to_end_with_intervals_and_paired_verdict
                              budget=dataclasses.replace(TINY_SEARCH, random_candidates=2, random_epochs=0.5),
                              closest=ClosestSettings(archs=("vgg16",), fisher=SMALL_FISHER))
     result = compare(request, quiet_context(digits_workspace, "cpu"))
-    assert len(result.rows) == 2 * 6 and sorted({row.repeat for row in result.rows}) == [0, 1]
+    assert len(result.rows) == 2 * 8 and sorted({row.repeat for row in result.rows}) == [0, 1]
     searched = [row for row in result.rows if row.search_seconds is not None]
-    assert len({(row.method, row.repeat) for row in searched}) == 6  # 3 methods x 2 seeds, each trained once
+    assert len({(row.method, row.repeat) for row in searched}) == 10  # 5 searches x 2 seeds, each trained once
+    # the controls search the space of the baseline that is not the closest (3 tasks: it is the farthest and the
+    # only one left to draw), the related space that of the closest
+    closest = result.closest[0]["baseline"]
+    other = ({"digits-zero", "digits-low-high"} - {closest}).pop()
+    sources = {row.method: row.closest_task for row in searched}
+    assert sources["FUSE, related space"] == closest
+    assert sources["FUSE, farthest task's space"] == sources["FUSE, a random task's space"] == other
     summary = {row["method"]: row for row in result.summary()}
-    assert len(summary) == 6 and all(row["repeats"] == 2 for row in summary.values())
+    assert len(summary) == 8 and all(row["repeats"] == 2 for row in summary.values())
     for row in summary.values():
         assert row["test_accuracy_low"] <= row["test_accuracy"] <= row["test_accuracy_high"]
     paired = {row["method"]: row for row in result.paired()}

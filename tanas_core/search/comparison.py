@@ -1,15 +1,20 @@
 """The source document's comparison table for a target: the hand-designed networks against random search and FUSE
-on the standard and the related space, each winner trained from scratch and tested once; stored, exported as CSV."""
+on the standard and the related space, each winner trained from scratch and tested once; stored, exported as CSV.
+
+Two controls credit a result to relatedness or not: FUSE on the space of the *farthest* baseline and of a *random*
+baseline (drawn, by the repeat's seed, from those outside the closest), built exactly as the related space is. If the
+closest task's space wins only as often as theirs, the win is not the distance's."""
 from __future__ import annotations
 
 import csv
+import random
 import time
 from pathlib import Path
 
 from tanas_core.data.suites import Suite, resolve_target
 from tanas_core.data.tasks import Task
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.requests import CompareRequest
+from tanas_core.requests import CompareRequest, SearchRequest, split_target
 from tanas_core.search.nas import closest_tasks, run_search
 from tanas_core.search.space import Genotype
 from tanas_core.training.trainer import get_preset
@@ -22,6 +27,8 @@ __all__ = ["COMPARISON_COLUMNS", "Comparison", "compare", "latest_comparison", "
 
 COMPARED = (("random", "standard", "random search"), ("fuse", "standard", "FUSE, standard space"),
             ("fuse", "related", "FUSE, related space"))
+# The controls: which baseline's space FUSE searches instead of the closest one's.
+CONTROLS = (("farthest", "FUSE, farthest task's space"), ("random", "FUSE, a random task's space"))
 
 
 def _hand_designed(request: CompareRequest, context: RunContext, suite: Suite, target: Task,
@@ -29,49 +36,81 @@ def _hand_designed(request: CompareRequest, context: RunContext, suite: Suite, t
     preset, rows = get_preset(request.preset), []
     for arch, step in zip(ARCHITECTURES, context.step_phases([f"{a} on {target.name}" for a in ARCHITECTURES])):
         record, _ = ensure_network(step, suite, target, arch, preset, request.seed + repeat)
-        rows.append(ComparisonRow("hand-designed", arch, record.test_accuracy, record.val_accuracy,
-                                  record.params / 1e6, None, record.seconds, preset.epochs_for(arch), record.device,
-                                  repeat=repeat))
+        rows.append(ComparisonRow(method="hand-designed", architecture=arch, test_accuracy=record.test_accuracy,
+                                  val_accuracy=record.val_accuracy, params_m=record.params / 1e6,
+                                  search_seconds=None, train_seconds=record.seconds,
+                                  train_epochs=preset.epochs_for(arch), device=record.device, repeat=repeat))
     return rows
 
 
-def _searched(request: CompareRequest, context: RunContext, repeat: int) -> list[ComparisonRow]:
-    rows = []
-    for (method, space, label), step in zip(COMPARED, context.step_phases([label for _, _, label in COMPARED])):
-        record = run_search(request.search(space, method, repeat), step)
-        rows.append(ComparisonRow(label, f"cell {Genotype.from_json(record.genotype).id}", record.test_accuracy,
-                                  record.val_accuracy, record.params / 1e6, record.search_seconds,
-                                  record.train_seconds, request.budget.final_epochs, record.device, space,
-                                  int(record.space["size"]), ", ".join(record.sources) or None, record.run_id,
-                                  repeat))
+def control_tasks(ranking: list[dict], top: int, seed: int) -> dict[str, str]:
+    """``{farthest: baseline, random: baseline}`` of a ranking of every allowed baseline (closest first): the last
+    one, and one drawn with ``seed`` from those outside the ``top`` closest (the last one when none is)."""
+    outside = [row["baseline"] for row in ranking[top:]] or [ranking[-1]["baseline"]]
+    return dict(farthest=ranking[-1]["baseline"], random=random.Random(seed).choice(outside))
+
+
+def _searches(request: CompareRequest, controls: dict[str, str], repeat: int) -> list[tuple[str, SearchRequest]]:
+    """``(label, search)`` of every searched row of one repeat: the source's three, then the two controls."""
+    searches = [(label, request.search(space, method, repeat)) for method, space, label in COMPARED]
+    for kind, label in CONTROLS:
+        search = request.search("related", "fuse", repeat)
+        searches.append((label, search.replace(closest=search.closest.replace(baselines=(controls[kind],), top=1))))
+    return searches
+
+
+def _searched(request: CompareRequest, context: RunContext, controls: dict[str, str],
+              repeat: int) -> list[ComparisonRow]:
+    rows, searches = [], _searches(request, controls, repeat)
+    for (label, search), step in zip(searches, context.step_phases([label for label, _ in searches])):
+        record = run_search(search, step)
+        rows.append(ComparisonRow(
+            method=label, architecture=f"cell {Genotype.from_json(record.genotype).id}",
+            test_accuracy=record.test_accuracy, val_accuracy=record.val_accuracy, params_m=record.params / 1e6,
+            search_seconds=record.search_seconds, train_seconds=record.train_seconds,
+            train_epochs=request.budget.final_epochs, device=record.device, space=search.space,
+            space_size=int(record.space["size"]), closest_task=", ".join(record.sources) or None,
+            run_id=record.run_id, repeat=repeat))
     return rows
 
 
 def compare(request: CompareRequest, context: RunContext) -> Comparison:
     """The source document's comparison table for ``request.target``, ``request.repeats`` times: VGG-16, ResNet-18,
     DenseNet-121 trained on it (the zoo networks of seeds ``seed``, ``seed + 1``, ...), random search and FUSE on the
-    standard space, FUSE on the related space (search seeds likewise), each winner trained once and tested. Stored
+    standard space, FUSE on the related space and, as controls, on the farthest and a random baseline's space (search
+    seeds likewise), each winner trained once and tested. Stored
     (kind ``comparison``) and exported to ``<workspace>/exports/``; stored parts are reused. ``Comparison.summary``
     gives means with intervals, ``Comparison.paired`` FUSE-related against every other method."""
     workspace = context.workspace
     request.validate(workspace)
     suite, target = resolve_target(request.target, workspace)
     started, rows = time.perf_counter(), []
-    nearest = closest_tasks(request.search("related", "fuse"), context.phase("closest tasks", 0.0, 0.05))
+    related = request.search("related", "fuse")
+    ranking = closest_tasks(related.replace(closest=related.closest.replace(top=_allowed(related, suite))),
+                            context.phase("closest tasks", 0.0, 0.05))
+    nearest = ranking[:request.closest.top]
     repeats = context.phase("repeats", 0.05, 1.0).step_phases([f"repeat {r + 1}/{request.repeats}"
                                                                for r in range(request.repeats)])
     for repeat, phase in enumerate(repeats):
         rows += _hand_designed(request, phase.phase("hand-designed networks", 0.0, 0.25), suite, target, repeat)
-        rows += _searched(request, phase.phase("searches", 0.25, 1.0), repeat)
+        rows += _searched(request, phase.phase("searches", 0.25, 1.0),
+                          control_tasks(ranking, request.closest.top, request.seed + repeat), repeat)
     export = workspace.root / "exports" / f"comparison-{suite.name}-{target.name}.csv"
     export.parent.mkdir(exist_ok=True)
-    result = Comparison(suite.name, target.name, rows, str(export), nearest, time.perf_counter() - started,
-                        request.preset, request.budget.to_dict(), time.time(), request.to_dict())
+    result = Comparison(suite=suite.name, target=target.name, rows=rows, csv=str(export), closest=nearest,
+                        seconds=time.perf_counter() - started, preset=request.preset, budget=request.budget.to_dict(),
+                        created_at=time.time(), request=request.to_dict())
     write_csv(result.table_rows(), export, COMPARISON_COLUMNS)
     workspace.put_result("comparison", config_key(dict(kind="comparison", target=target.fingerprint(),
                                                        request=request.to_dict())), result.to_payload())
     context.progress("done", 1.0)
     return result
+
+
+def _allowed(search: SearchRequest, suite: Suite) -> int:
+    """How many baselines the closest-task ranking may rank for ``search`` (every allowed one)."""
+    target = split_target(search.target)[1]
+    return len([b for b in (search.closest.baselines or [t.name for t in suite.tasks]) if b != target])
 
 
 def latest_comparison(workspace: Workspace, suite: str, target: str) -> Comparison | None:
