@@ -35,6 +35,13 @@ def register(commands) -> None:
     sub.add_argument("--views", default=None,
                      help=f"comma-separated views to report (default: {','.join(VIEWS)}; probe: the common probe "
                           "network, Task2Vec's design)")
+    sub.add_argument("--transfer", default=None, choices=["none", "linear", "finetune"],
+                     help="also measure how well each zoo network transfers to every other task, and how well each "
+                          "row's distances predict it (linear: a head on frozen features; finetune: training with a "
+                          "new head; default: none)")
+    sub.add_argument("--transfer-epochs", type=float, default=None,
+                     help=f"epochs of fine-tuning transfer, and of its from-scratch baseline (default: "
+                          f"{ValidateRequest.default('transfer_epochs'):g})")
     sub.add_argument("--json", default=None, help="also write the report to this JSON file")
     sub.set_defaults(func=run_validate, request=validate_request)
     table = group.add_parser("table", help="a report's JSON (validate distances --json) as a Markdown table, for "
@@ -48,15 +55,22 @@ def report_markdown(report: dict, source: str = "") -> str:
     """A report as Markdown: one line naming its settings (and ``source``, the JSON it was read from), then one row
     per (view, metric): every figure, the verdict's two with their seed-resampling range, and the verdict."""
     fisher = report.get("fisher", {})
+    transfer = report.get("transfer")
+    extra = ("transfer_rank_correlation", "closest_is_best_source") if transfer else ()
     lines = [f"`{report['suite']}`: {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
              f"twin(s) per task and seed, preset `{report['preset']}`, M = {fisher.get('samples', 'n/a')}"
              + (f" (from `{source}`)" if source else ""), "", *epsilon_lines(report),
-             "| row | identity test | signal / noise | same-dataset AUC | stability | lift | verdict |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             *([f"Transfer: {transfer['kind']}" + (f", {transfer['epochs']:g} epoch(s)" if transfer["kind"] == "finetune"
+                                                   else "") + "; rank correlation of d[b, t] with the transfer gain "
+                "(negative: closer transfers better) and the share of targets whose closest baseline is the best "
+                "source.", ""] if transfer else []),
+             "| row | identity test | signal / noise | same-dataset AUC | stability | lift | "
+             + "".join(f"{name.replace('_', ' ')} | " for name in extra) + "verdict |",
+             "| --- | --- | --- | --- | --- | --- | " + "--- | " * len(extra) + "--- |"]
     for name, figures in report["metrics"].items():
         intervals = figures.get("intervals") or {}
         cells = []
-        for key in (*VERDICT_FIGURES, "same_dataset_auc", "closest_stability", "logdet_lift"):
+        for key in (*VERDICT_FIGURES, "same_dataset_auc", "closest_stability", "logdet_lift", *extra):
             cell = _shown(figures.get(key))
             if intervals.get(key):
                 cell += f" [{intervals[key][0]:.2f}, {intervals[key][1]:.2f}]"
@@ -107,7 +121,8 @@ def validate_request(args) -> ValidateRequest:
     """The ``ValidateRequest`` of ``validate distances`` (``--metrics`` lists the metrics to report)."""
     settings = {k: v for k, v in distance_settings(args).items() if k not in ("metric", "view")}
     return ValidateRequest.from_dict(dict(settings, suite=args.suite, preset=args.preset, metrics=args.metrics,
-                                          views=args.views))
+                                          views=args.views, transfer=args.transfer,
+                                          transfer_epochs=args.transfer_epochs))
 
 
 def _shown(value) -> str:

@@ -39,6 +39,7 @@ from tanas_core.data.suites import resolve_suite
 from tanas_core.data.tasks import refines
 from tanas_core.distances.matrices import across_architectures, distance_matrices
 from tanas_core.distances.metrics import get_metric
+from tanas_core.distances.transfer import report_transfer_gains, transfer_figures
 from tanas_core.intervals import proportion_interval
 from tanas_core.requests import FisherConfig, ValidateRequest
 from tanas_core.workspace.context import RunContext
@@ -221,17 +222,40 @@ def default_metric(metrics: dict[str, dict]) -> str:
 def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
     """The report: ``{suite, archs, seeds, preset, replicates, fisher, views, default_metric, metrics: {NAME:
     {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement,
-    identity_top1_unrefined}}, columns: {NAME: identity_columns(...)}}`` (JSON-ready; ``NAME``:
-    ``row_name(view, metric)``)."""
+    identity_top1_unrefined[, transfer_rank_correlation, closest_is_best_source]}}, columns: {NAME:
+    identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, gains: {arch: [T, T]}} | None}``
+    (JSON-ready; ``NAME``: ``row_name(view, metric)``)."""
     request.validate(context.workspace)
     suite = resolve_suite(request.suite, context.workspace)
+    datasets = {task.name: task.dataset for task in suite.tasks}
+    split = 1.0 if request.transfer == "none" else 0.8  # the share of the progress scale the rows take
+    metrics, columns, by_row = _rows(request, suite, context.phase("rows", 0.0, split))
+    gains = report_transfer_gains(request, suite, context.phase("transfer", split, 1.0))
+    for name, results in by_row.items():
+        if gains is not None:
+            metrics[name].update(transfer_figures(results, gains))
+    report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
+                  replicates=request.replicates, fisher=request.fisher.to_dict(),
+                  default_metric=default_metric(metrics), metrics=metrics, columns=columns,
+                  views=list(request.views),
+                  epsilon=epsilon_summary(_zoo_networks(request, context.workspace), datasets),
+                  transfer=None if gains is None else dict(
+                      kind=request.transfer, epochs=request.transfer_epochs,
+                      gains={arch: gain.mean(axis=0).tolist() for arch, gain in gains.items()}),
+                  created_at=time.time())
+    context.workspace.put_result("validation", config_key(request.to_dict()), report)
+    return report
+
+
+def _rows(request: ValidateRequest, suite, context: RunContext) -> tuple[dict, dict, dict]:
+    """``(figures, identity columns, distance results)`` of every report row, keyed by its name."""
     datasets = {task.name: task.dataset for task in suite.tasks}
     by_name = {task.name: task for task in suite.tasks}
 
     def refining(baseline: str, target: str) -> bool:
         return refines(by_name[baseline], by_name[target])
 
-    metrics, columns, tanas = {}, {}, {}
+    metrics, columns, tanas, by_row = {}, {}, {}, {}
     rows = request.rows()
     for (view, metric), phase in zip(rows, context.step_phases([row_name(*row) for row in rows])):
         started = time.perf_counter()
@@ -239,17 +263,11 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
         if view == "tanas":
             tanas[metric] = results
         name = row_name(view, metric)
+        by_row[name] = results
         metrics[name] = metric_report(results, datasets, time.perf_counter() - started,
                                       tanas.get(metric) if view != "tanas" else None, refining)
         columns[name] = identity_columns(results, refining)
-    report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
-                  replicates=request.replicates, fisher=request.fisher.to_dict(),
-                  default_metric=default_metric(metrics), metrics=metrics, columns=columns,
-                  views=list(request.views), epsilon=epsilon_summary(_zoo_networks(request, context.workspace),
-                                                                      datasets),
-                  created_at=time.time())
-    context.workspace.put_result("validation", config_key(request.to_dict()), report)
-    return report
+    return metrics, columns, by_row
 
 
 def _zoo_networks(request: ValidateRequest, workspace: Workspace) -> list[NetworkRecord]:

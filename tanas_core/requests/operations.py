@@ -219,10 +219,14 @@ class DemoRequest(Request):
 @dataclass(frozen=True)
 class ValidateRequest(DistanceSettings):
     """``validate distances``: the distance settings (``metric`` unused: every metric of ``metrics`` is reported,
-    by default every registered metric whose ``in_report`` is set) on ``suite``'s zoo of ``preset``, in ``views``."""
+    by default every registered metric whose ``in_report`` is set) on ``suite``'s zoo of ``preset``, in ``views``.
+    ``transfer``: also measure how well each zoo network transfers to every other task (``"linear"``: a linear head
+    on its frozen features; ``"finetune"``: ``transfer_epochs`` epochs of training with a new head; ``"none"``) and
+    how well each row's distances predict it."""
 
     WHAT: ClassVar[str] = "validation request"
-    LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, replicates=(1, 10))
+    LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, replicates=(1, 10), transfer_epochs=(0.01, 100.0))
+    CHOICES: ClassVar[dict] = dict(DistanceSettings.CHOICES, transfer=("none", "linear", "finetune"))
 
     archs: tuple = field(default_factory=every_architecture)
     seeds: int = 3
@@ -230,6 +234,8 @@ class ValidateRequest(DistanceSettings):
     preset: str = "demo"
     metrics: tuple = field(default_factory=lambda: METRICS.names(lambda metric: metric.in_report))
     views: tuple = field(default_factory=lambda: tuple(VIEWS))
+    transfer: str = "none"
+    transfer_epochs: float = 1.0
 
     def validate(self, workspace=None) -> None:
         super().validate()

@@ -1,0 +1,159 @@
+"""Transfer, what a task distance is for: does the network of a close task transfer better to the target?
+
+The source defines the distance between tasks as "the difficulty to apply the knowledge of one task to the other";
+Task2Vec and Taskonomy judge a task distance by how well it predicts transfer. For every pair ``(b, t)`` of a suite
+and every zoo seed this measures how well ``b``'s zoo network ``N_b`` serves ``t``, against the same budget from a
+network of the same architecture that learned nothing:
+
+* ``linear``: a linear head fitted on ``N_b``'s frozen features of ``t``'s training images (the head the Fisher
+  ``F[b, t]`` is taken with: same images, same penalty), its accuracy on ``t``'s test images; from scratch: the same
+  head on a randomly initialised network's features.
+* ``finetune``: ``N_b`` with a new head trained on ``t``'s training split for ``epochs`` epochs (the preset's
+  optimiser), its test accuracy; from scratch: a new network trained the same epochs.
+
+The **gain** ``gain[b, t]`` is the accuracy minus the scratch accuracy of ``t`` (same seed). A valid distance has
+``d[b, t]`` small where ``gain[b, t]`` is large: ``transfer_figures`` gives the per-target rank correlation (negative
+is good) and how often the closest baseline is the best source. Each accuracy is stored (kind ``transfer``), so a
+repeated report reads it.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from tanas_core.data.suites import Suite
+from tanas_core.data.tasks import Task, make_splits
+from tanas_core.fisher.target import refit_head
+from tanas_core.networks import build_network
+from tanas_core.networks.devices import resolve_device
+from tanas_core.requests import FisherConfig, ValidateRequest, ZooRequest
+from tanas_core.training.trainer import Preset, evaluate, fit, get_preset
+from tanas_core.training.zoo import load_network, train_zoo
+from tanas_core.workspace.context import RunContext
+from tanas_core.workspace.records import DistanceResult, NetworkRecord
+from tanas_core.workspace.store import config_key
+
+TRANSFER_KINDS = ("linear", "finetune")
+_FEATURE_BATCH = 256
+
+
+def _linear_accuracy(model, splits, head_samples: int, weight_decay: float, num_outputs: int, device) -> float:
+    """Test accuracy of a linear head fitted on ``model``'s frozen features of the first ``head_samples`` training
+    images."""
+    images, labels = splits.tensors("train")
+    images, labels = images[:head_samples], labels[:head_samples]
+    model = model.to(device).eval()
+    with torch.no_grad():
+        features = torch.cat([model.features(images[i:i + _FEATURE_BATCH].to(device))
+                              for i in range(0, len(images), _FEATURE_BATCH)])
+    refitted = refit_head(model, features, labels.to(device), num_outputs, weight_decay)
+    return evaluate(refitted, *splits.tensors("test"), device=device)
+
+
+def _finetuned_accuracy(model, splits, preset: Preset, epochs: float, seed: int, num_outputs: int,
+                        device) -> float:
+    """Test accuracy of ``model`` with a new head, trained ``epochs`` epochs on the training split."""
+    torch.manual_seed(seed)
+    model = copy.deepcopy(model)
+    model.head = torch.nn.Linear(model.feature_dim, num_outputs)
+    fit(model, *splits.tensors("train"), preset, epochs, seed, device, name=f"transfer to {splits.task.name!r}")
+    return evaluate(model, *splits.tensors("test"), device=device)
+
+
+def transfer_accuracy(context: RunContext, suite: Suite, source: NetworkRecord | None, target: Task, arch: str,
+                      preset: Preset, seed: int, kind: str, epochs: float, fisher: FisherConfig) -> float:
+    """The test accuracy on ``target`` of ``source``'s network (``None``: a network that learned nothing, seeded by
+    ``seed``) after ``kind`` transfer (``"linear"`` or ``"finetune"`` for ``epochs`` epochs); stored."""
+    identity = dict(kind="transfer", transfer=kind, target=target.fingerprint(), spec=vars(suite.spec), arch=arch,
+                    sizes=vars(preset.sizes), seed=seed,
+                    source=None if source is None else dict(key=source.key, sha=source.sha256),
+                    **(dict(epochs=epochs, preset=preset.to_dict()) if kind == "finetune" else
+                       dict(head_samples=fisher.head_samples, head_weight_decay=fisher.head_weight_decay)))
+    key = config_key(identity)
+    stored = context.workspace.get_result("transfer", key)
+    if stored is not None:
+        return float(stored[0]["accuracy"])
+    device = resolve_device(context.device)
+    splits = make_splits(target, preset.sizes, seed=0, spec=suite.spec)
+    if source is None:
+        torch.manual_seed(seed)
+        model = build_network(arch, target.num_outputs, suite.spec.channels, preset.widths[arch])
+    else:
+        model = load_network(context.workspace, source, device)
+    if kind == "linear":
+        accuracy = _linear_accuracy(model, splits, fisher.head_samples, fisher.head_weight_decay,
+                                    target.num_outputs, device)
+    else:
+        accuracy = _finetuned_accuracy(model, splits, preset, epochs, seed, target.num_outputs, device)
+    context.workspace.put_result("transfer", key, dict(identity, accuracy=accuracy))
+    return accuracy
+
+
+def transfer_gains(context: RunContext, suite: Suite, networks: dict, arch: str, preset: Preset, seeds: list[int],
+                   kind: str, epochs: float, fisher: FisherConfig) -> np.ndarray:
+    """``[seeds, T, T]``: ``gain[k, b, t]``, the accuracy of ``b``'s network of seed ``k`` on ``t`` after ``kind``
+    transfer minus that of a network that learned nothing (seed ``k``); the diagonal is ``t``'s own network.
+    ``networks``: ``{(task, seed, 0): record}``."""
+    tasks = list(suite.tasks)
+    gains = np.zeros((len(seeds), len(tasks), len(tasks)))
+    steps = context.step_phases([f"seed {seed}: transfer to {task.name}" for seed in seeds for task in tasks])
+    for index, (k, t) in enumerate((k, t) for k in range(len(seeds)) for t in range(len(tasks))):
+        step, target = steps[index], tasks[t]
+        scratch = transfer_accuracy(step, suite, None, target, arch, preset, seeds[k], kind, epochs, fisher)
+        for b, source in enumerate(tasks):
+            record = networks[(source.name, seeds[k], 0)]
+            gains[k, b, t] = transfer_accuracy(step, suite, record, target, arch, preset, seeds[k], kind, epochs,
+                                               fisher) - scratch
+        step.progress(f"{kind} transfer to {target.name}", 1.0)
+    return gains
+
+
+def report_transfer_gains(request: ValidateRequest, suite, context: RunContext) -> dict[str, np.ndarray] | None:
+    """``{arch: [seeds, T, T] gains}`` of ``request.transfer`` for a validation report (``transfer_gains`` of the
+    zoo networks of each architecture and seed, trained first when missing), or ``None`` without transfer."""
+    if request.transfer == "none":
+        return None
+    gains, preset, seeds = {}, get_preset(request.preset), list(range(request.seeds))
+    for arch, step in zip(request.archs, context.step_phases(list(request.archs))):
+        records = train_zoo(ZooRequest(suite=request.suite, archs=(arch,), seeds=request.seeds,
+                                       preset=request.preset, workers=request.workers), step.phase("zoo", 0.0, 0.1))
+        networks = {(r.task, r.seed, r.replicate): r for r in records}
+        gains[arch] = transfer_gains(step.phase("transfer", 0.1, 1.0), suite, networks, arch, preset, seeds,
+                                     request.transfer, request.transfer_epochs, request.fisher)
+    return gains
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation of two vectors (average ranks for ties); ``nan`` when either is constant."""
+    def ranks(values):
+        order = np.argsort(values, kind="stable")
+        ranked = np.empty(len(values))
+        ranked[order] = np.arange(len(values), dtype=float)
+        for value in np.unique(values):  # ties share their mean rank
+            ranked[values == value] = ranked[values == value].mean()
+        return ranked
+
+    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def transfer_figures(results: list[DistanceResult], gains: dict[str, np.ndarray]) -> dict:
+    """``{transfer_rank_correlation, closest_is_best_source}`` of one report row: over (architecture, target)
+    columns, the mean Spearman correlation between the seeds' mean ``d[b, t]`` and mean transfer gain of the other
+    baselines (negative: closer means better transfer), and the share of columns whose closest baseline is the best
+    transfer source. ``gains``: ``{arch: [seeds, T, T]}``."""
+    correlations, best = [], []
+    for result in results:
+        distances, gain = result.matrices.mean(axis=0), gains[result.arch].mean(axis=0)
+        for t in range(len(result.tasks)):
+            others = [b for b in range(len(result.tasks)) if b != t]
+            correlation = _spearman(distances[others, t], gain[others, t])
+            if not np.isnan(correlation):
+                correlations.append(correlation)
+            best.append(others[int(np.argmin(distances[others, t]))] == others[int(np.argmax(gain[others, t]))])
+    return dict(transfer_rank_correlation=float(np.mean(correlations)) if correlations else None,
+                closest_is_best_source=float(np.mean(best)) if best else None)

@@ -1,0 +1,75 @@
+"""Transfer as the ground truth of a task distance: accuracies, gains against a network that learned nothing, and the
+figures that say whether closer tasks transfer better."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from tanas_core.data.tasks import make_task
+from tanas_core.distances.transfer import _spearman, transfer_figures
+from tanas_core.distances.validation import validate_distances
+from tanas_core.requests import FisherConfig, ValidateRequest
+from tanas_core.workspace.context import quiet_context
+from tanas_core.workspace.records import DistanceResult
+
+
+def _result(matrices, arch="vgg16", tasks=("a", "b", "c", "d")) -> DistanceResult:
+    matrices = np.asarray(matrices, float)
+    return DistanceResult(suite="s", arch=arch, metric="frechet", sigma=0.0, seeds=list(range(len(matrices))),
+                          tasks=list(tasks), matrices=matrices, noise_floor=np.full(len(tasks), np.nan),
+                          seconds=0.0, replicates=np.zeros((len(matrices), len(tasks), 1)),
+                          lift=np.full((len(matrices), len(tasks)), np.nan),
+                          bootstrap=np.zeros((len(matrices), 0, len(tasks), len(tasks))))
+
+
+@pytest.mark.unit
+def test_spearman_equals_scipys_with_and_without_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x, y = rng.integers(0, 4, size=7).astype(float), rng.random(7)
+        expected = spearmanr(x, y).statistic
+        if np.isnan(expected):
+            assert np.isnan(_spearman(x, y))
+        else:
+            assert _spearman(x, y) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(_spearman(np.ones(4), np.arange(4.0)))  # a constant has no ranking
+
+
+@pytest.mark.unit
+def test_a_distance_that_orders_sources_by_their_gain_scores_minus_one_and_always_picks_the_best_source():
+    rng = np.random.default_rng(1)
+    gains = rng.random((2, 4, 4))
+    distances = 1.0 - gains  # closer exactly where the gain is larger
+    perfect = transfer_figures([_result(distances)], {"vgg16": gains})
+    assert perfect == dict(transfer_rank_correlation=pytest.approx(-1.0), closest_is_best_source=1.0)
+    reversed_ = transfer_figures([_result(gains)], {"vgg16": gains})  # closer where the gain is smaller
+    assert reversed_ == dict(transfer_rank_correlation=pytest.approx(1.0), closest_is_best_source=0.0)
+    # brute force on unrelated matrices: per target, Spearman over the other baselines of the seeds' means
+    other = rng.random((2, 4, 4))
+    expected = np.mean([spearmanr(other.mean(0)[[b for b in range(4) if b != t], t],
+                                  gains.mean(0)[[b for b in range(4) if b != t], t]).statistic for t in range(4)])
+    assert transfer_figures([_result(other)], {"vgg16": gains})["transfer_rank_correlation"] == \
+        pytest.approx(expected)
+
+
+def test_a_report_with_transfer_says_how_well_each_rows_distances_predict_it(workspace, tiny_preset):
+    for task in (make_task("digits-zero", "digits", [["0"]], other=True),
+                 make_task("digits-low-high", "digits", [["0", "1", "2", "3", "4"], ["5", "6", "7", "8", "9"]]),
+                 make_task("digits-10class", "digits", [[str(d)] for d in range(10)])):
+        workspace.save_task(task)
+    request = ValidateRequest(suite="custom", archs=("vgg16",), seeds=2, preset="tiny", replicates=1,
+                              metrics=("frechet",), views=("tanas", "probe"), bootstrap=0, transfer="finetune",
+                              transfer_epochs=0.5, fisher=FisherConfig(samples=24, head_samples=48))
+    report = validate_distances(request, quiet_context(workspace, "cpu"))
+    gains = np.asarray(report["transfer"]["gains"]["vgg16"])
+    assert report["transfer"]["kind"] == "finetune" and gains.shape == (3, 3)
+    assert np.all(np.abs(gains) <= 1)  # accuracy differences
+    for name in ("frechet", "probe:frechet"):
+        figures = report["metrics"][name]
+        assert figures["transfer_rank_correlation"] is None or -1 <= figures["transfer_rank_correlation"] <= 1
+        assert figures["closest_is_best_source"] in (0.0, 1 / 3, 2 / 3, 1.0)
+    # every accuracy is stored: the report again reads them (3 targets x 2 seeds x (3 sources + scratch))
+    assert len(workspace.list_results("transfer")) == 3 * 2 * 4
+    again = validate_distances(request, quiet_context(workspace, "cpu"))
+    assert again["transfer"]["gains"] == report["transfer"]["gains"]
