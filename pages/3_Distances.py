@@ -215,6 +215,22 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
             st.caption(f"Report of {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
                        f"replicate(s); goals: {', '.join(f'{k} ≥ {v:g}' for k, v in GOALS.items())}; the default "
                        f"metric by its rule: {report['default_metric']}.")
+        if report.get("transfer"):
+            show_transfer(report, row)
+
+
+def show_transfer(report: dict, row: str) -> None:
+    """What "close" buys: the report's transfer gains (rows: source b, columns: target t) beside its figures (shown
+    under the verdict of ``row``)."""
+    transfer = report["transfer"]
+    gains = np.mean([np.asarray(matrix) for matrix in transfer["gains"].values()], axis=0)
+    with st.expander("What close buys: transfer from each baseline's network to each target"):
+        st.plotly_chart(heatmap_figure(gains, transfer["tasks"],
+                                       f"{transfer['kind']} transfer gain over a network that learned nothing",
+                                       closest=False, colorbar="gain", value="gain"), width="stretch",
+                        key=f"transfer-{row}")
+        st.caption("A valid distance is small where the gain is large: the report's transfer_rank_correlation "
+                   "(negative is good) and closest_is_best_source measure it per row.")
 
 
 request = request_from_widgets()

@@ -2,6 +2,8 @@
 and permutation-robust metrics, and a report that can say "no". Runs on scikit-learn's bundled digits."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -334,7 +336,9 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     from tanas_core.workspace.store import Workspace
     from test_pages import by_label
 
-    tables, successes = [], []
+    from test_pages import plotly_specs
+
+    tables, successes, charts = [], [], []
 
     def page_text() -> str:
         app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
@@ -345,6 +349,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
         assert not app.exception
         tables.extend(frame.value for frame in app.dataframe)
         successes.extend(e.value for e in app.success)
+        charts.extend(plotly_specs(app))
         return " ".join(e.value for e in [*app.info, *app.warning, *app.success])
 
     assert "Separates these tasks from noise (frechet): not measured" in page_text()
@@ -355,9 +360,14 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
                   metrics=dict(frechet=dict(figures, identity_top1_unrefined=0.92)), created_at=0.0,
                   columns=dict(frechet={"mnist-digit0": dict(
                       hits=9, cases=18, share=0.5, low=0.29, high=0.71, beaten_by={"mnist-10class": 8},
-                      refined_by=["mnist-10class"])}))
+                      refined_by=["mnist-10class"])}),
+                  transfer=dict(kind="finetune", epochs=1.0, tasks=["a", "b"],
+                                gains=dict(vgg16=[[0.0, 0.25], [-0.125, 0.0]])))
     Workspace().put_result("validation", "constructed", report)
     text = page_text()
+    # what close buys: the report's transfer gains beside its figures
+    gains = [c for c in charts if "transfer gain" in json.dumps(c.get("layout", {}).get("title", ""))]
+    assert gains and gains[0]["data"][0]["z"] == [[0.0, 0.25], [-0.125, 0.0]], charts
     assert "Separates these tasks from noise (frechet): no" in text and "identity_top1 0.680 < 0.95" in text
     # the failing metric is listed with its verdict, not hidden
     listed = [t for t in tables if "verdict" in t.columns]

@@ -25,16 +25,17 @@ def closest_rows(matrix: np.ndarray) -> list[int]:
 
 
 def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, closest: bool = True,
-                   colorbar: str = "distance", ties: list[list[int]] | None = None) -> go.Figure:
+                   colorbar: str = "distance", ties: list[list[int]] | None = None, value: str = "d") -> go.Figure:
     """Heatmap of ``matrix [baselines, targets]`` with hover values (printed in the cells up to 10 tasks); the
     closest baseline of each target column (off the diagonal) is marked with a star, and ``ties[t]`` (rows of
-    column ``t`` not separable from its closest baseline) with a hollow circle."""
+    column ``t`` not separable from its closest baseline) with a hollow circle; ``value``: the hover's name of a
+    cell's value."""
     matrix = np.asarray(matrix, dtype=float)
     readable = len(tasks) <= 10
     figure = go.Figure(go.Heatmap(z=matrix.tolist(), x=tasks, y=tasks, colorscale="Viridis",
                                   colorbar=dict(title=colorbar), text=np.vectorize(lambda v: f"{v:.2f}")(matrix),
                                   texttemplate="%{text}" if readable else None,
-                                  hovertemplate="baseline %{y}<br>target %{x}<br>d = %{z:.4f}<extra></extra>"))
+                                  hovertemplate="baseline %{y}<br>target %{x}<br>" + value + " = %{z:.4f}<extra></extra>"))
     if closest and len(tasks) > 1:
         figure.add_trace(go.Scatter(x=tasks, y=[tasks[r] for r in closest_rows(matrix)], mode="markers",
                                     name="closest baseline",

@@ -223,7 +223,7 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
     """The report: ``{suite, archs, seeds, preset, replicates, fisher, views, default_metric, metrics: {NAME:
     {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement,
     identity_top1_unrefined[, transfer_rank_correlation, closest_is_best_source]}}, columns: {NAME:
-    identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, gains: {arch: [T, T]}} | None}``
+    identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, tasks, gains: {arch: [T, T]}} | None}``
     (JSON-ready; ``NAME``: ``row_name(view, metric)``)."""
     request.validate(context.workspace)
     suite = resolve_suite(request.suite, context.workspace)
@@ -240,7 +240,7 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
                   views=list(request.views),
                   epsilon=epsilon_summary(_zoo_networks(request, context.workspace), datasets),
                   transfer=None if gains is None else dict(
-                      kind=request.transfer, epochs=request.transfer_epochs,
+                      kind=request.transfer, epochs=request.transfer_epochs, tasks=[t.name for t in suite.tasks],
                       gains={arch: gain.mean(axis=0).tolist() for arch, gain in gains.items()}),
                   created_at=time.time())
     context.workspace.put_result("validation", config_key(request.to_dict()), report)
