@@ -334,9 +334,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
 
     from conftest import REPO
     from tanas_core.workspace.store import Workspace
-    from test_pages import by_label
-
-    from test_pages import plotly_specs
+    from test_pages import by_label, plotly_specs
 
     tables, successes, charts = [], [], []
 
