@@ -118,3 +118,29 @@ def test_custom_task_saved_in_workspace(workspace):
     task = make_task("fives", "mnist", [["5"]], other=True, description="detect 5")
     workspace.save_task(task)
     assert workspace.load_tasks() == [task]
+
+
+
+@pytest.mark.unit
+def test_the_held_out_suites_are_groupings_that_no_other_suite_has():
+    """Issue 25: the held-out suites' tasks are in no other suite (Quick, Draw! reads its categories from its pack)."""
+    from tanas_core.data.suites import HELD_OUT_SUITES, SUITE_NAMES, get_suite
+
+    others = {task.fingerprint() for name in SUITE_NAMES if name not in (*HELD_OUT_SUITES, "quickdraw")
+              for task in get_suite(name).tasks}
+    for name in HELD_OUT_SUITES:
+        assert len(get_suite(name).tasks) == 4
+        for task in get_suite(name).tasks:
+            assert task.fingerprint() not in others, (name, task.name)
+
+
+def test_every_held_out_task_holds_the_default_fisher_images(real_data):
+    """The default report runs on the held-out suites: every task has M held-out probe images and, for the probe
+    view's data draws, M test images."""
+    from tanas_core.data.probe_images import probe_capacity
+    from tanas_core.data.suites import HELD_OUT_SUITES, get_suite
+    from tanas_core.requests import FisherConfig
+
+    for name in HELD_OUT_SUITES:
+        for task in get_suite(name).tasks:
+            assert min(probe_capacity(task), probe_capacity(task, draw=1)) >= FisherConfig().samples, task.name
