@@ -170,7 +170,7 @@ def closest_stability(results: list[DistanceResult]) -> float | None:
     return float((own_closest == others_closest).mean())
 
 
-def logdet_lift(results: list[DistanceResult]) -> float | None:
+def smallest_lift(results: list[DistanceResult]) -> float | None:
     """Min over targets of the lift of ``F[t, t]`` above ``sigma^2`` (mean over architectures and seeds); ``None``
     for a metric without a lift."""
     if get_metric(results[0].metric).lift is None:
@@ -203,7 +203,7 @@ def metric_report(results: list[DistanceResult], datasets: dict[str, str], secon
     given); ``intervals``: the verdict's figures over resampled seeds (``figure_intervals``)."""
     figures = dict(identity_top1=identity_top1(results), signal_to_noise=signal_to_noise(results),
                    same_dataset_auc=same_dataset_auc(results, datasets), closest_stability=closest_stability(results),
-                   logdet_lift=logdet_lift(results), seconds=seconds,
+                   logdet_lift=smallest_lift(results), seconds=seconds,
                    rank_agreement=None if compared_with is None else rank_agreement(results, compared_with),
                    identity_top1_unrefined=None if refining is None else identity_top1(results, refining))
     # JSON has no NaN: a figure that cannot be measured (no replicates, < 3 baselines) is null
