@@ -88,7 +88,7 @@ def data_dir_choice() -> tuple[Path, str]:
     home_data = workspace_home() / "data"
     if holds_dataset(home_data):
         return home_data, "$TANAS_HOME/data"
-    beside = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+    beside = (Path(__file__).resolve().parents[2].parent / "shared" / "datasets").resolve()
     if holds_dataset(beside):
         return beside, "found beside the checkout; set TANAS_DATA_DIR to choose another"
     return home_data, "$TANAS_HOME/data; no dataset found there nor in ../shared/datasets beside the checkout"
