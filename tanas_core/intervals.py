@@ -57,3 +57,12 @@ def proportion_interval(hits: int, cases: int, level: float = 0.95) -> tuple[flo
     centre = (share + z * z / (2 * cases)) / (1 + z * z / cases)
     half = z * math.sqrt(share * (1 - share) / cases + z * z / (4 * cases * cases)) / (1 + z * z / cases)
     return share, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation of two equal-length vectors (ties share their mean rank); ``nan`` when either is
+    constant (no order to compare)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)

@@ -19,13 +19,15 @@ repeated report reads it.
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import torch
 
 from tanas_core.data.suites import Suite
 from tanas_core.data.tasks import Task, make_splits
-from tanas_core.fisher.target import refit_head
+from tanas_core.fisher.target import frozen_features, refit_head
+from tanas_core.intervals import spearman
 from tanas_core.networks import build_network
 from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import FisherConfig, ValidateRequest, ZooRequest
@@ -39,15 +41,19 @@ TRANSFER_KINDS = ("linear", "finetune")
 _FEATURE_BATCH = 256
 
 
+@functools.lru_cache(maxsize=4)
+def _target_splits(target: Task, sizes, spec):
+    """``target``'s splits of data seed 0, built once for all the sources (and scratch networks) it is tried with."""
+    return make_splits(target, sizes, seed=0, spec=spec)
+
+
 def _linear_accuracy(model, splits, head_samples: int, weight_decay: float, num_outputs: int, device) -> float:
     """Test accuracy of a linear head fitted on ``model``'s frozen features of the first ``head_samples`` training
     images."""
     images, labels = splits.tensors("train")
     images, labels = images[:head_samples], labels[:head_samples]
     model = model.to(device).eval()
-    with torch.no_grad():
-        features = torch.cat([model.features(images[i:i + _FEATURE_BATCH].to(device))
-                              for i in range(0, len(images), _FEATURE_BATCH)])
+    features = frozen_features(model, images, device, _FEATURE_BATCH)
     refitted = refit_head(model, features, labels.to(device), num_outputs, weight_decay)
     return evaluate(refitted, *splits.tensors("test"), device=device)
 
@@ -76,7 +82,7 @@ def transfer_accuracy(context: RunContext, suite: Suite, source: NetworkRecord |
     if stored is not None:
         return float(stored[0]["accuracy"])
     device = resolve_device(context.device)
-    splits = make_splits(target, preset.sizes, seed=0, spec=suite.spec)
+    splits = _target_splits(target, preset.sizes, suite.spec)
     if source is None:
         torch.manual_seed(seed)
         model = build_network(arch, target.num_outputs, suite.spec.channels, preset.widths[arch])
@@ -125,22 +131,6 @@ def report_transfer_gains(request: ValidateRequest, suite, context: RunContext) 
     return gains
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation of two vectors (average ranks for ties); ``nan`` when either is constant."""
-    def ranks(values):
-        order = np.argsort(values, kind="stable")
-        ranked = np.empty(len(values))
-        ranked[order] = np.arange(len(values), dtype=float)
-        for value in np.unique(values):  # ties share their mean rank
-            ranked[values == value] = ranked[values == value].mean()
-        return ranked
-
-    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 def transfer_figures(results: list[DistanceResult], gains: dict[str, np.ndarray]) -> dict:
     """``{transfer_rank_correlation, closest_is_best_source}`` of one report row: over (architecture, target)
     columns, the mean Spearman correlation between the seeds' mean ``d[b, t]`` and mean transfer gain of the other
@@ -151,7 +141,7 @@ def transfer_figures(results: list[DistanceResult], gains: dict[str, np.ndarray]
         distances, gain = result.matrices.mean(axis=0), gains[result.arch].mean(axis=0)
         for t in range(len(result.tasks)):
             others = [b for b in range(len(result.tasks)) if b != t]
-            correlation = _spearman(distances[others, t], gain[others, t])
+            correlation = spearman(distances[others, t], gain[others, t])
             if not np.isnan(correlation):
                 correlations.append(correlation)
             best.append(others[int(np.argmin(distances[others, t]))] == others[int(np.argmax(gain[others, t]))])

@@ -40,7 +40,7 @@ from tanas_core.data.tasks import refines
 from tanas_core.distances.matrices import across_architectures, distance_matrices
 from tanas_core.distances.metrics import get_metric
 from tanas_core.distances.transfer import report_transfer_gains, transfer_figures
-from tanas_core.intervals import proportion_interval
+from tanas_core.intervals import proportion_interval, spearman
 from tanas_core.requests import FisherConfig, ValidateRequest
 from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.records import DistanceResult, NetworkRecord
@@ -178,10 +178,6 @@ def smallest_lift(results: list[DistanceResult]) -> float | None:
     return float(np.concatenate([r.lift for r in results]).mean(axis=0).min())
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(values, kind="stable"), kind="stable").astype(float)
-
-
 def rank_agreement(first: list[DistanceResult], second: list[DistanceResult]) -> float:
     """Mean over (architecture, target) columns of the Spearman correlation between two views' mean distances of
     the other baselines (1: the same order, 0: unrelated, -1: reversed); ``nan`` with fewer than 3 baselines."""
@@ -190,7 +186,7 @@ def rank_agreement(first: list[DistanceResult], second: list[DistanceResult]) ->
         for t in range(len(a.tasks)):
             rows = [r for r in range(len(a.tasks)) if r != t]
             if len(rows) >= 3:
-                correlations.append(float(np.corrcoef(_ranks(a.mean[rows, t]), _ranks(b.mean[rows, t]))[0, 1]))
+                correlations.append(spearman(a.mean[rows, t], b.mean[rows, t]))
     return float(np.mean(correlations)) if correlations else float("nan")
 
 
@@ -229,7 +225,7 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
     suite = resolve_suite(request.suite, context.workspace)
     datasets = {task.name: task.dataset for task in suite.tasks}
     split = 1.0 if request.transfer == "none" else 0.8  # the share of the progress scale the rows take
-    metrics, columns, by_row = _rows(request, suite, context.phase("rows", 0.0, split))
+    metrics, columns, by_row = _rows(request, suite, datasets, context.phase("rows", 0.0, split))
     gains = report_transfer_gains(request, suite, context.phase("transfer", split, 1.0))
     for name, results in by_row.items():
         if gains is not None:
@@ -247,9 +243,9 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
     return report
 
 
-def _rows(request: ValidateRequest, suite, context: RunContext) -> tuple[dict, dict, dict]:
-    """``(figures, identity columns, distance results)`` of every report row, keyed by its name."""
-    datasets = {task.name: task.dataset for task in suite.tasks}
+def _rows(request: ValidateRequest, suite, datasets: dict[str, str], context: RunContext) -> tuple[dict, dict, dict]:
+    """``(figures, identity columns, distance results)`` of every report row, keyed by its name (``datasets``: task
+    name -> dataset)."""
     by_name = {task.name: task for task in suite.tasks}
 
     def refining(baseline: str, target: str) -> bool:

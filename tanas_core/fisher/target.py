@@ -37,6 +37,13 @@ from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.store import NetworkRecord, Workspace, config_key
 
 
+@torch.no_grad()
+def frozen_features(model: BackboneHeadNet, images: torch.Tensor, device: torch.device, batch: int) -> torch.Tensor:
+    """``model``'s backbone features ``[N, feature_dim]`` of ``images [N, C, H, W]``, ``batch`` images at a time on
+    ``device`` (eval-mode features do not depend on the batch)."""
+    return torch.cat([model.features(images[i:i + batch].to(device)) for i in range(0, len(images), batch)])
+
+
 def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Tensor, num_classes: int,
                weight_decay: float, steps: int = 100) -> BackboneHeadNet:
     """A copy of ``model`` with a new linear head for ``num_classes`` fitted on frozen backbone ``features [N, d]``,
@@ -120,10 +127,7 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
     inputs, probe_labels = _probe_examples(target, suite.spec, config.samples, draw)
     if config.head == "refit":
         images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples, data_seed(0, draw))
-        step = kernels.feature_batch
-        with torch.no_grad():
-            features = torch.cat([model.features(images[i:i + step].to(target_device))
-                                  for i in range(0, len(images), step)])
+        features = frozen_features(model, images, target_device, kernels.feature_batch)
         model = refit_head(model, features, labels.to(target_device), target.num_outputs, config.head_weight_decay)
         kind, targets = "empirical", probe_labels
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 from tanas_core.data.suites import Suite, resolve_target
 from tanas_core.data.tasks import Task
 from tanas_core.networks import ARCHITECTURES
-from tanas_core.requests import CompareRequest, SearchRequest, split_target
+from tanas_core.requests import CompareRequest, SearchRequest
 from tanas_core.search.nas import closest_tasks, run_search
 from tanas_core.search.space import Genotype
 from tanas_core.training.trainer import get_preset
@@ -85,9 +85,8 @@ def compare(request: CompareRequest, context: RunContext) -> Comparison:
     request.validate(workspace)
     suite, target = resolve_target(request.target, workspace)
     started, rows = time.perf_counter(), []
-    related = request.search("related", "fuse")
-    ranking = closest_tasks(related.replace(closest=related.closest.replace(top=_allowed(related, suite))),
-                            context.phase("closest tasks", 0.0, 0.05))
+    ranking = closest_tasks(request.search("related", "fuse"), context.phase("closest tasks", 0.0, 0.05),
+                            every=True)
     nearest = ranking[:request.closest.top]
     repeats = context.phase("repeats", 0.05, 1.0).step_phases([f"repeat {r + 1}/{request.repeats}"
                                                                for r in range(request.repeats)])
@@ -105,12 +104,6 @@ def compare(request: CompareRequest, context: RunContext) -> Comparison:
                                                        request=request.to_dict())), result.to_payload())
     context.progress("done", 1.0)
     return result
-
-
-def _allowed(search: SearchRequest, suite: Suite) -> int:
-    """How many baselines the closest-task ranking may rank for ``search`` (every allowed one)."""
-    target = split_target(search.target)[1]
-    return len([b for b in (search.closest.baselines or [t.name for t in suite.tasks]) if b != target])
 
 
 def latest_comparison(workspace: Workspace, suite: str, target: str) -> Comparison | None:

@@ -37,8 +37,9 @@ __all__ = ["ClosestSettings", "RelatedPreview", "SearchRecord", "best_stored_gen
 
 # ---------------------------------------------------------------------------------------------- closest tasks
 
-def _rank(results, target: Task, suite: Suite, settings: ClosestSettings) -> list[dict]:
-    """The ``settings.top`` closest allowed baselines of ``target`` in the (architecture-averaged) results."""
+def _rank(results, target: Task, suite: Suite, settings: ClosestSettings, every: bool = False) -> list[dict]:
+    """The ``settings.top`` closest allowed baselines of ``target`` in the (architecture-averaged) results (``every``:
+    all of them, closest first)."""
     names = [t.name for t in suite.tasks]
     unknown = [b for b in settings.baselines if b not in names]
     if unknown:
@@ -60,17 +61,18 @@ def _rank(results, target: Task, suite: Suite, settings: ClosestSettings) -> lis
         low, high = combined.interval(row["baseline"], target.name)
         rows.append(dict(row, rank_frequency=frequency[row["baseline"]], interval_low=low, interval_high=high,
                          tied_with_closest=row["baseline"] in ties))
-    return rows[:settings.top]
+    return rows if every else rows[:settings.top]
 
 
-def closest_tasks(request: SearchRequest, context: RunContext) -> list[dict]:
-    """The ``request.closest.top`` baselines closest to the request's target, among ``closest.baselines`` when given,
+def closest_tasks(request: SearchRequest, context: RunContext, every: bool = False) -> list[dict]:
+    """The ``request.closest.top`` baselines closest to the request's target (``every``: every allowed baseline,
+    closest first), among ``closest.baselines`` when given,
     ranked by how often each is the closest over architectures x seeds x bootstrap resamples (then by mean distance):
     ``[{baseline, distance, std, per_seed, rank_frequency, interval_low, interval_high, tied_with_closest}]``.
     Distances come from the store when cached; missing ones are computed (context's backend)."""
     suite, target = resolve_target(request.target, context.workspace)
     distances = request.closest.distance_request(suite.name, request.preset)
-    return _rank(distance_matrices(distances, context), target, suite, request.closest)
+    return _rank(distance_matrices(distances, context), target, suite, request.closest, every)
 
 
 def preview_closest(workspace: Workspace, request: SearchRequest) -> list[dict] | None:

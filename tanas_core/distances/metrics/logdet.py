@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -92,9 +93,9 @@ register_metric(Metric(
     name="logdet", label="log-determinant, diagonal (eq. 5)", source="eq. 5",
     pair=lambda fisher_b, fisher_t, sigma, segments: logdet_distance(fisher_b, fisher_t, sigma),
     summary=_log_mean, compare=_absolute_difference, uses_sigma=True,
-    lift=lambda fisher, sigma: logdet_lift(fisher, sigma)))
+    lift=logdet_lift))
 register_metric(Metric(
     name="logdet-scaled", label="log-det, scale-free (extension of eq. 5)", source="extension of eq. 5",
     pair=lambda fisher_b, fisher_t, sigma, segments: scaled_logdet_distance(fisher_b, fisher_t, sigma),
     summary=_scaled_log_mean, compare=_absolute_difference, uses_sigma=True,
-    lift=lambda fisher, sigma: logdet_lift(fisher, sigma, scaled=True)))
+    lift=functools.partial(logdet_lift, scaled=True)))
