@@ -89,7 +89,8 @@ def epsilon_lines(report: dict) -> list[str]:
     if not summary or not summary["networks"]:
         return []
     parts = [f"{name} {group['met']}/{group['networks']} (ε = {group['epsilon']:g}, test accuracy "
-             f"{group['min_accuracy']:.3f}-{group['mean_accuracy']:.3f} min-mean)"
+             f"{group['min_accuracy']:.3f}-{group['mean_accuracy']:.3f} min-mean"
+             + "".join(f", {why} {count}" for why, count in sorted(group.get("stopped", {}).items())) + ")"
              for name, group in summary["by_dataset"].items()]
     return [f"ε-approximations (test accuracy ≥ 1 − ε), zoo networks of the TA-NAS rows: {summary['met']} of "
             f"{summary['networks']}; " + "; ".join(parts), ""]

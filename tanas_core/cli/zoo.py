@@ -85,7 +85,8 @@ def run_train(args) -> int:
     missing = [r for r in records if not r.is_epsilon_approximation]
     if missing:
         print(f"{len(missing)} miss the epsilon target (test accuracy < 1 - {missing[0].epsilon}): "
-              + ", ".join(f"{r.task}/{r.arch}/s{r.seed} {r.test_accuracy:.3f}" for r in missing))
+              + ", ".join(f"{r.task}/{r.arch}/s{r.seed} {r.test_accuracy:.3f}"
+                          + (f" ({r.stopped.split(':')[0]})" if r.stopped else "") for r in missing))
     return 0
 
 

@@ -30,6 +30,8 @@ probe network (``probe_network``). The default metric is the one whose report is
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import time
 from typing import Callable
 
@@ -275,7 +277,8 @@ def _zoo_networks(request: ValidateRequest, workspace: Workspace) -> list[Networ
 def epsilon_summary(records: list[NetworkRecord], datasets: dict[str, str]) -> dict:
     """Which networks are epsilon-approximations of their task (test accuracy >= 1 - epsilon, the source's
     precondition): ``{networks, met, by_dataset: {dataset: {networks, met, epsilon, min_accuracy,
-    mean_accuracy}}}``."""
+    mean_accuracy, stopped: {why: count}}}}``; ``stopped`` counts why the epsilon policy ended training (epsilon
+    reached, plateau, budget; empty for a fixed budget)."""
     by_dataset: dict[str, list[NetworkRecord]] = {}
     for record in records:
         by_dataset.setdefault(datasets.get(record.task, "?"), []).append(record)
@@ -283,7 +286,8 @@ def epsilon_summary(records: list[NetworkRecord], datasets: dict[str, str]) -> d
                 by_dataset={name: dict(networks=len(group), met=sum(r.is_epsilon_approximation for r in group),
                                        epsilon=max(r.epsilon for r in group),
                                        min_accuracy=min(r.test_accuracy for r in group),
-                                       mean_accuracy=float(np.mean([r.test_accuracy for r in group])))
+                                       mean_accuracy=float(np.mean([r.test_accuracy for r in group])),
+                                       stopped=dict(Counter(r.stopped.split(":")[0] for r in group if r.stopped)))
                             for name, group in sorted(by_dataset.items())})
 
 

@@ -124,7 +124,7 @@ def write_checkpoint(workspace: Workspace, key: str, suite: Suite, task_name: st
         num_classes=result.model.head.out_features, preset=preset.name, seed=seed,
         test_accuracy=result.test_accuracy, val_accuracy=result.val_accuracy, epsilon=preset.epsilon,
         params=result.params, seconds=result.seconds, device=result.device, checkpoint=ref.path, sha256=ref.sha256,
-        history=result.history, created_at=time.time(), replicate=replicate)
+        history=result.history, created_at=time.time(), replicate=replicate, stopped=result.stopped)
 
 
 def verify_checkpoint(workspace: Workspace, record: NetworkRecord) -> dict[str, torch.Tensor]:
@@ -231,7 +231,7 @@ def zoo_table(records: list[NetworkRecord], workspace: Workspace | None = None) 
         row = dict(suite=r.suite, task=r.task, arch=r.arch, seed=r.seed, preset=r.preset,
                    test_accuracy=round(r.test_accuracy, 4), val_accuracy=round(r.val_accuracy, 4),
                    params=r.params, seconds=round(r.seconds, 1), device=r.device,
-                   epsilon_ok=r.is_epsilon_approximation, epsilon=r.epsilon)
+                   epsilon_ok=r.is_epsilon_approximation, epsilon=r.epsilon, stopped=r.stopped)
         if workspace is not None:
             try:
                 verify_checkpoint(workspace, r)

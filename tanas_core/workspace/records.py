@@ -43,6 +43,7 @@ class NetworkRecord:
     history: list = field(default_factory=list)
     created_at: float = 0.0
     replicate: int = 0  # 0: the zoo network of ``seed``; r >= 1: same initial weights, data seed ``seed + 1000 r``
+    stopped: str = ""  # why training ended under the epsilon policy (empty for a fixed budget)
 
     @property
     def is_epsilon_approximation(self) -> bool:

@@ -33,58 +33,7 @@ from tanas_core.data.datasets import workspace_home
 from tanas_core.errors import TanasError
 from tanas_core.workspace.checks import check_request
 from tanas_core.workspace.records import NetworkRecord
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (
-    name TEXT PRIMARY KEY,
-    definition TEXT NOT NULL,          -- Task.to_dict() as JSON
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS networks (
-    key TEXT PRIMARY KEY,              -- hash of everything that determines the trained weights
-    suite TEXT NOT NULL,
-    task TEXT NOT NULL,
-    task_definition TEXT NOT NULL,
-    arch TEXT NOT NULL,
-    width REAL NOT NULL,
-    in_channels INTEGER NOT NULL,
-    num_classes INTEGER NOT NULL,
-    preset TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    test_accuracy REAL NOT NULL,
-    val_accuracy REAL NOT NULL,
-    epsilon REAL NOT NULL,
-    params INTEGER NOT NULL,
-    seconds REAL NOT NULL,
-    device TEXT NOT NULL,
-    checkpoint TEXT NOT NULL,          -- path relative to the workspace
-    sha256 TEXT NOT NULL,
-    history TEXT NOT NULL,             -- per-epoch metrics as JSON
-    created_at REAL NOT NULL,
-    replicate INTEGER NOT NULL DEFAULT 0   -- same-initialisation replicate number (0: the zoo network)
-);
-CREATE INDEX IF NOT EXISTS networks_by_task ON networks (suite, task, arch, seed);
-CREATE TABLE IF NOT EXISTS results (
-    kind TEXT NOT NULL,                -- "fisher", "distances", ...
-    key TEXT NOT NULL,                 -- hash of the configuration that produced it
-    payload TEXT NOT NULL,             -- JSON: the result itself or its description
-    artifact TEXT,                     -- optional safetensors file, relative to the workspace
-    sha256 TEXT,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (kind, key)
-);
-CREATE TABLE IF NOT EXISTS events (
-    stream TEXT NOT NULL,              -- e.g. "search:<run id>": one ordered stream per run
-    seq INTEGER NOT NULL,
-    payload TEXT NOT NULL,             -- JSON event
-    created_at REAL NOT NULL,
-    PRIMARY KEY (stream, seq)
-);
-"""
-
+from tanas_core.workspace.schema import ADDED_NETWORK_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 class CorruptArtifactError(TanasError):
     """An artifact file is missing, truncated or altered: its sha256 no longer matches the index."""
@@ -120,10 +69,11 @@ class Workspace:
         # artifacts whose sha256 this object checked: path -> (sha256, size, mtime_ns) at the time
         self._verified: dict[Path, tuple[str, int, int]] = {}
         with self.connect() as conn:
-            conn.executescript(_SCHEMA)
+            conn.executescript(SCHEMA)
             columns = {row["name"] for row in conn.execute("PRAGMA table_info(networks)")}
-            if "replicate" not in columns:  # a workspace written before replicates existed
-                conn.execute("ALTER TABLE networks ADD COLUMN replicate INTEGER NOT NULL DEFAULT 0")
+            for name, definition in ADDED_NETWORK_COLUMNS.items():  # a workspace written before they existed
+                if name not in columns:
+                    conn.execute(f"ALTER TABLE networks ADD COLUMN {name} {definition}")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def __repr__(self) -> str:
