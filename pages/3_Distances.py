@@ -11,6 +11,7 @@ import streamlit as st
 
 from tanas_core.app import ui
 from tanas_core.app.figures import atlas_figure, heatmap_figure
+from tanas_core.data.probe_images import fewer_than_asked
 from tanas_core.data.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.distances.matrices import across_architectures, task_atlas
 from tanas_core.distances.stored import nearest_stored, stored_distances
@@ -235,9 +236,13 @@ def show_transfer(report: dict, row: str) -> None:
 
 request = request_from_widgets()
 with ui.user_errors():
-    request.validate(space)  # before any lookup or job: M above a task's probe images, σ out of range
+    request.validate(space)  # before any lookup or job: a task with too few images, σ out of range
     suite = resolve_suite(request.suite, space)
     results = dict(zip(request.archs, stored_distances(space, request)))
+if lowered := fewer_than_asked(suite.tasks, request.fisher.samples):
+    st.caption(f"M = {request.fisher.samples} is the most images per Fisher: "
+               + ", ".join(f"{name} holds {count}" for name, count in lowered.items())
+               + ", so its Fishers and its twins' use that many.")
 
 missing = tuple(arch for arch, result in results.items() if result is None)
 if missing:

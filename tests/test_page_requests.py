@@ -42,12 +42,12 @@ def press_compute(app: AppTest) -> None:
         button.click().run()
 
 
-def test_distances_page_refuses_m_above_a_tasks_probe_images_before_any_job(real_data):
+def test_distances_page_says_which_tasks_hold_fewer_images_than_m_before_any_job(real_data):
     app = distances_page("smoke", 1500, 512)  # mnist-digit0 holds 1000 held-out probe images (2 x 500)
-    press_compute(app)
-    assert not app.exception
-    errors = [e.value for e in app.error]
-    assert any("'mnist-digit0' has 1000 held-out probe images" in e and "M = 1500" in e for e in errors), errors
+    assert not app.exception and not app.error
+    notes = [c.value for c in app.caption if "is the most images per Fisher" in c.value]
+    assert notes and "mnist-digit0 holds 1000" in notes[0] and "M = 1500" in notes[0], notes
+    assert "mnist-10class" not in notes[0]  # it holds 10 x 500 = 5000 >= M: not listed
     assert list_jobs(Workspace()) == []
 
 

@@ -75,11 +75,27 @@ def test_defaults_live_in_the_request_types_only():
     assert SearchBudget.limits("candidates") == (2, 32)
 
 
-def test_m_above_a_tasks_held_out_probe_images_is_refused_with_the_limit(digits_workspace):
+def test_m_is_lowered_to_what_a_task_holds_and_a_task_with_too_few_images_is_refused(digits_workspace, monkeypatch,
+                                                                                    real_data):
+    """M is the most images per Fisher: a task that holds fewer (in its held-out probe images or its test images)
+    uses all it holds, rounded to its outputs, in every draw, so the default runs on any task the Tasks page accepts;
+    only a task under ``MIN_PROBE_IMAGES`` is refused, naming it."""
+    from tanas_core.data import probe_images
+    from tanas_core.data.probe_images import probe_capacity, probe_count
+    from tanas_core.data.suites import get_suite
+    from tanas_core.workspace.checks import check_probe
+
+    cat_dog_else = make_task("cat-dog-else", "cifar10", [["cat"], ["dog"]], other=True)
+    assert probe_capacity(cat_dog_else) == 600 and probe_count(cat_dog_else, 800) == 600
+    assert probe_count(cat_dog_else, 500) == 498 and probe_count(get_suite("ld8").tasks[0], 800) == 800
+    digits = [task for task in digits_workspace.load_tasks() if task.name in ("digits-zero", "digits-10class")]
     request = DistanceRequest(suite="custom", fisher=FisherConfig(samples=400))
-    request.validate()  # without the workspace only the form is checked
-    with pytest.raises(TanasError, match=r"task '[\w-]+' has \d+ held-out probe images, fewer than M = 400"):
-        request.validate(digits_workspace)
+    request.validate(digits_workspace)  # digits-zero holds 56: it runs with 56
+    assert {task.name: probe_count(task, 400) for task in digits} == {"digits-zero": 56, "digits-10class": 280}
+    monkeypatch.setattr(probe_images, "MIN_PROBE_IMAGES", 100)
+    monkeypatch.setattr("tanas_core.workspace.checks.MIN_PROBE_IMAGES", 100)
+    with pytest.raises(TanasError, match=r"task 'digits-zero' holds 56 Fisher images .* fewer than the 100"):
+        check_probe(FisherConfig(samples=400), digits)
 
 
 def test_a_fisher_setting_added_later_keeps_the_stored_keys_at_the_value_they_were_computed_with():

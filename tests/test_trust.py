@@ -28,6 +28,7 @@ from tanas_core.distances.validation import (
     figure_intervals,
     identity_columns,
     identity_top1,
+    metric_report,
     same_dataset_auc,
     signal_to_noise,
     validate_distances,
@@ -199,6 +200,24 @@ def test_the_identity_test_ranks_an_exact_copy_first_and_a_scrambled_twin_last()
     assert identity_top1([_result(matrices, scrambled)]) == 0.0
     assert signal_to_noise([_result(matrices, np.full((2, 3, 1), 0.1))]) == pytest.approx(
         np.median([np.median([matrices.mean(0)[b, t] for b in range(3) if b != t]) / 0.1 for t in range(3)]))
+
+
+@pytest.mark.unit
+def test_signal_to_noise_within_a_dataset_leaves_out_the_baselines_from_other_datasets():
+    # tasks a, b on dataset X and c, d on Y: other-dataset baselines far (5), same-dataset ones near (0.3), twins 0.1
+    tasks = ("a", "b", "c", "d")
+    datasets = dict(a="X", b="X", c="Y", d="Y")
+    matrices = np.array([[[0.0 if b == t else 0.3 if datasets[tasks[b]] == datasets[tasks[t]] else 5.0
+                           for t in range(4)] for b in range(4)]] * 2)
+    result = _result(matrices, np.full((2, 4, 1), 0.1), tasks=tasks)
+    assert signal_to_noise([result], datasets) == pytest.approx(3.0)  # 0.3 / 0.1: the task signal
+    assert signal_to_noise([result], datasets, same=False) == pytest.approx(50.0)  # 5 / 0.1
+    assert signal_to_noise([result]) == pytest.approx(50.0)  # all three baselines: median 5, as before
+    alone = dict(a="X", b="Y", c="Z", d="W")  # no same-dataset baseline anywhere: nothing to measure
+    assert np.isnan(signal_to_noise([result], alone))
+    report = metric_report([result], datasets, 0.0)
+    assert report["signal_to_noise"] == pytest.approx(3.0) and report["signal_to_noise_across"] == pytest.approx(50.0)
+    assert metric_report([result], dict.fromkeys(tasks, "X"), 0.0)["signal_to_noise_across"] is None
 
 
 @pytest.mark.unit

@@ -59,12 +59,13 @@ def report_markdown(report: dict, source: str = "") -> str:
     extra = ("transfer_rank_correlation", "closest_is_best_source") if transfer else ()
     lines = [f"`{report['suite']}`: {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
              f"twin(s) per task and seed, preset `{report['preset']}`, M = {fisher.get('samples', 'n/a')}"
+             + "".join(f" ({name}: {count})" for name, count in report.get("fisher_images", {}).items())
              + (f" (from `{source}`)" if source else ""), "", *epsilon_lines(report),
              *([f"Transfer: {transfer['kind']}" + (f", {transfer['epochs']:g} epoch(s)" if transfer["kind"] == "finetune"
                                                    else "") + "; rank correlation of d[b, t] with the transfer gain "
                 "(negative: closer transfers better) and the share of targets whose closest baseline is the best "
                 "source.", ""] if transfer else []),
-             "| row | identity test | signal / noise | same-dataset AUC | stability | lift | "
+             "| row | identity test | signal / noise (within a dataset) | same-dataset AUC | stability | lift | "
              + "".join(f"{name.replace('_', ' ')} | " for name in extra) + "verdict |",
              "| --- | --- | --- | --- | --- | --- | " + "--- | " * len(extra) + "--- |"]
     for name, figures in report["metrics"].items():
@@ -74,6 +75,9 @@ def report_markdown(report: dict, source: str = "") -> str:
             cell = _shown(figures.get(key))
             if intervals.get(key):
                 cell += f" [{intervals[key][0]:.2f}, {intervals[key][1]:.2f}]"
+            if key == "signal_to_noise" and figures.get("signal_to_noise_across") is not None:
+                cell += f"; across datasets {figures['signal_to_noise_across']:.2f}" + (
+                    " (by construction: other images)" if row_view(name) == "probe" else "")
             cells.append(cell)
         answer, _ = verdict(report, name)
         settled = "" if answer == "not measured" or not unsettled(figures) else ", not settled"

@@ -51,6 +51,29 @@ def probe_capacity(task, dataset: RawDataset | None = None, draw: int = 0) -> in
     return int(np.bincount(outputs[outputs >= 0], minlength=task.num_outputs).min()) * task.num_outputs
 
 
+# Below this a Fisher is an average over too few images to be worth computing: such a task is refused. Above it a
+# small count is allowed (its noise shows in the report's reference r[t], which uses the same count).
+MIN_PROBE_IMAGES = 20
+
+
+def probe_count(task, samples: int, dataset: RawDataset | None = None) -> int:
+    """How many images a Fisher of ``task`` averages over when M = ``samples``: M, or what the task holds when its
+    held-out probe images or its test images (the data draws) hold fewer, rounded down to a multiple of its outputs.
+    Every draw of a task uses this one count, so a task's twins compare like with like; M = 800 fits every task of
+    the registered suites, and a task with fewer (a CIFAR-10 "cat / dog / anything else": 600) still runs."""
+    dataset = dataset if dataset is not None else load_dataset(task.dataset)
+    available = min(samples, probe_capacity(task, dataset), probe_capacity(task, dataset, draw=1))
+    return available // task.num_outputs * task.num_outputs
+
+
+def fewer_than_asked(tasks, samples: int) -> dict[str, int]:
+    """``{task name: Fisher images}`` of the tasks of ``tasks`` whose Fishers average over fewer images than M =
+    ``samples`` asks (rounded to their outputs): what a page or a report says next to M."""
+    counts = {task.name: probe_count(task, samples) for task in tasks}
+    return {name: count for (name, count), task in zip(counts.items(), tasks)
+            if count < samples // task.num_outputs * task.num_outputs}
+
+
 def probe_selection(task, count: int, dataset: RawDataset, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(positions [n], task outputs [n])`` of ``count`` class-balanced images of ``task`` (``n``: ``count``
     rounded down to a multiple of its outputs), in a fixed order. Draw 0: positions into the training images (the

@@ -7,7 +7,10 @@ the view's ``reference``) and answers, from the networks alone:
 * ``identity_top1``: a replicate of ``t`` (its "twin") placed among the baselines of column ``t``: the fraction of
   (target, architecture, seed, replicate) cases in which it ranks closest. A metric that cannot find a task's own
   twin cannot rank related tasks.
-* ``signal_to_noise``: median over columns of (median ``d[b, t]`` over the other baselines) / ``r[t]``.
+* ``signal_to_noise``: median over columns of (median ``d[b, t]`` over the other baselines from the target's own
+  dataset) / ``r[t]``: the task signal. ``signal_to_noise_across`` (suites of several datasets) takes the baselines
+  from the other datasets instead: reported apart, since in the probe view their Fishers are taken on other images
+  and the ratio is large by construction.
 * ``same_dataset_auc``: mean over columns of the AUC of "the baseline comes from the target's dataset" scored by
   closeness (``None`` for single-dataset suites).
 * ``closest_stability``: the fraction of (architecture, seed) matrices whose closest baseline of a column equals the
@@ -37,6 +40,7 @@ from typing import Callable
 
 import numpy as np
 
+from tanas_core.data.probe_images import fewer_than_asked
 from tanas_core.data.suites import resolve_suite
 from tanas_core.data.tasks import refines
 from tanas_core.distances.matrices import across_architectures, distance_matrices
@@ -101,29 +105,35 @@ def identity_columns(results: list[DistanceResult], refining: Callable[[str, str
     return columns
 
 
-def signal_to_noise(results: list[DistanceResult]) -> float:
-    """Median over (architecture, target) columns of median_b mean_seeds d[b, t] / r[t]."""
+def signal_to_noise(results: list[DistanceResult], datasets: dict[str, str] | None = None,
+                    same: bool = True) -> float:
+    """Median over (architecture, target) columns of median_b mean_seeds d[b, t] / r[t], ``b`` over the baselines
+    from the target's own dataset (``same``: the verdict's figure, the task signal) or from the other datasets
+    (``same=False``: in the probe view their Fishers are taken on other images, so that ratio is large by
+    construction). ``datasets`` (task -> dataset) ``None``: every baseline. Columns without such a baseline are
+    skipped; ``nan`` when none is left."""
     ratios = []
     for result in results:
-        reference, mean = result.reference, result.mean
-        for t in range(len(result.tasks)):
-            others = [mean[b, t] for b in range(len(result.tasks)) if b != t]
-            if reference[t] > 0:
+        reference, mean, tasks = result.reference, result.mean, result.tasks
+        for t in range(len(tasks)):
+            others = [mean[b, t] for b in range(len(tasks)) if b != t and
+                      (datasets is None or (datasets[tasks[b]] == datasets[tasks[t]]) == same)]
+            if others and reference[t] > 0:
                 ratios.append(float(np.median(others)) / float(reference[t]))
     return float(np.median(ratios)) if ratios else float("nan")
 
 
 def figure_intervals(results: list[DistanceResult], resamples: int = 400, level: float = 0.95,
-                     seed: int = 0) -> dict[str, list[float] | None]:
+                     seed: int = 0, datasets: dict[str, str] | None = None) -> dict[str, list[float] | None]:
     """``{identity_top1: [low, high], signal_to_noise: [low, high]}``: the seed-resampling range, the central
     ``level`` percentiles of the verdict's two figures over ``resamples`` draws of each architecture's seeds with
     replacement (a seed's matrices and replicates move together): how far another zoo of as many seeds could move
     each figure. Not a confidence interval: with K seeds there are only C(2K-1, K) distinct draws, and with 3 seeds
     the range holds the figure less often than ``level`` says (``bench coverage``). ``None`` with one seed per
-    architecture (nothing to resample)."""
+    architecture (nothing to resample). ``datasets``: as ``signal_to_noise`` takes it."""
     if all(len(result.seeds) < 2 for result in results):
         return dict.fromkeys(VERDICT_FIGURES)
-    figure = dict(identity_top1=identity_top1, signal_to_noise=signal_to_noise)
+    figure = dict(identity_top1=identity_top1, signal_to_noise=lambda sample: signal_to_noise(sample, datasets))
     rng, draws = np.random.default_rng(seed), {name: [] for name in VERDICT_FIGURES}
     for _ in range(resamples):
         sample = [result.select_seeds(rng.integers(len(result.seeds), size=len(result.seeds))) for result in results]
@@ -199,14 +209,16 @@ def metric_report(results: list[DistanceResult], datasets: dict[str, str], secon
     ``compared_with`` (the TA-NAS view of the same metric) for probe-view rows, else ``None``;
     ``identity_top1_unrefined``: the identity test without the baselines ``refining(b, t)`` names (``None`` when not
     given); ``intervals``: the verdict's figures over resampled seeds (``figure_intervals``)."""
-    figures = dict(identity_top1=identity_top1(results), signal_to_noise=signal_to_noise(results),
+    several = len(set(datasets.values())) > 1
+    figures = dict(identity_top1=identity_top1(results), signal_to_noise=signal_to_noise(results, datasets),
+                   signal_to_noise_across=signal_to_noise(results, datasets, same=False) if several else None,
                    same_dataset_auc=same_dataset_auc(results, datasets), closest_stability=closest_stability(results),
                    logdet_lift=smallest_lift(results), seconds=seconds,
                    rank_agreement=None if compared_with is None else rank_agreement(results, compared_with),
                    identity_top1_unrefined=None if refining is None else identity_top1(results, refining))
     # JSON has no NaN: a figure that cannot be measured (no replicates, < 3 baselines) is null
     figures = {name: None if value is not None and np.isnan(value) else value for name, value in figures.items()}
-    return dict(figures, intervals=figure_intervals(results))
+    return dict(figures, intervals=figure_intervals(results, datasets=datasets))
 
 
 def default_metric(metrics: dict[str, dict]) -> str:
@@ -218,7 +230,8 @@ def default_metric(metrics: dict[str, dict]) -> str:
 
 
 def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
-    """The report: ``{suite, archs, seeds, preset, replicates, fisher, views, default_metric, metrics: {NAME:
+    """The report: ``{suite, archs, seeds, preset, replicates, fisher, fisher_images: {task: images} (the tasks
+    holding fewer than M), views, default_metric, metrics: {NAME:
     {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement,
     identity_top1_unrefined[, transfer_rank_correlation, closest_is_best_source]}}, columns: {NAME:
     identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, tasks, gains: {arch: [T, T]}} | None}``
@@ -234,6 +247,7 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
             metrics[name].update(transfer_figures(results, gains))
     report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
                   replicates=request.replicates, fisher=request.fisher.to_dict(),
+                  fisher_images=fewer_than_asked(suite.tasks, request.fisher.samples),
                   default_metric=default_metric(metrics), metrics=metrics, columns=columns,
                   views=list(request.views),
                   epsilon=epsilon_summary(_zoo_networks(request, context.workspace), datasets),

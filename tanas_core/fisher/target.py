@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from tanas_core.data.probe_images import probe_count
 from tanas_core.data.suites import Suite
 from tanas_core.data.tasks import Task, make_probe, make_splits
 from tanas_core.errors import TanasError
@@ -124,7 +125,7 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
     started = time.perf_counter()
     target_device = resolve_device(device)
     model = model_from_state(record, state, target_device)
-    inputs, probe_labels = _probe_examples(target, suite.spec, config.samples, draw)
+    inputs, probe_labels = _probe_examples(target, suite.spec, probe_images_used(target, config), draw)
     if config.head == "refit":
         images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples, data_seed(0, draw))
         features = frozen_features(model, images, target_device, kernels.feature_batch)
@@ -161,8 +162,9 @@ def chunk_sizes(samples: int, chunks: int) -> list[int]:
 
 
 def probe_images_used(target: Task, config: FisherConfig) -> int:
-    """How many probe images a Fisher of ``target`` averages over: M rounded down to a multiple of its outputs."""
-    return config.samples // target.num_outputs * target.num_outputs
+    """How many probe images a Fisher of ``target`` averages over (``probe_images.probe_count``: M rounded down to a
+    multiple of its outputs, or fewer where the task holds fewer)."""
+    return probe_count(target, config.samples)
 
 
 def _store_fisher(workspace: Workspace, key: str, record: NetworkRecord, target: Task, representation: str,

@@ -7,7 +7,7 @@ entry (the library call, or the job runner before it launches a job).
 """
 from __future__ import annotations
 
-from tanas_core.data.probe_images import probe_capacity
+from tanas_core.data.probe_images import MIN_PROBE_IMAGES, probe_count
 from tanas_core.data.suites import Suite, resolve_suite, split_target
 from tanas_core.errors import TanasError
 from tanas_core.requests import (
@@ -33,8 +33,7 @@ def check_request(request, workspace) -> Suite | None:
         return suite
     if isinstance(request, DistanceRequest):
         suite = suite_with(request.suite, workspace)
-        # the probe images (and, in the probe view, the data draws) of every task must hold M
-        check_probe(request.fisher, suite.tasks, draws=request.view == "probe" and request.replicates > 0)
+        check_probe(request.fisher, suite.tasks)
         return suite
     if isinstance(request, TargetSearch):
         suite = target_suite(request.target, workspace, request.closest.baselines)
@@ -60,12 +59,13 @@ def target_suite(target: str, workspace, baselines: tuple = ()) -> Suite:
     return suite_with(suite_name, workspace, (task_name, *baselines))
 
 
-def check_probe(fisher: FisherConfig, tasks, draws: bool = False) -> None:
-    """``TanasError`` when a task of ``tasks`` has fewer held-out probe images than M = ``fisher.samples`` (or, with
-    ``draws``, fewer test images than M for its other data draws)."""
+def check_probe(fisher: FisherConfig, tasks) -> None:
+    """``TanasError`` when a task of ``tasks`` holds fewer than ``MIN_PROBE_IMAGES`` Fisher images (``probe_count``:
+    M, or fewer where the task's held-out probe or test images hold fewer)."""
     for task in tasks:
-        for draw, where in ((0, "held-out probe images"), (1, "test images for its data draws"))[:1 + draws]:
-            available = probe_capacity(task, draw=draw)
-            if fisher.samples > available:
-                raise TanasError(f"{fisher.WHAT}: task {task.name!r} has {available} {where}, fewer than "
-                                 f"M = {fisher.samples} images per Fisher; lower M to <= {available}")
+        count = probe_count(task, fisher.samples)
+        if count < MIN_PROBE_IMAGES:
+            raise TanasError(f"{fisher.WHAT}: task {task.name!r} holds {count} Fisher images (its scarcest output "
+                             f"has {count // task.num_outputs} held-out probe or test images), fewer than the "
+                             f"{MIN_PROBE_IMAGES} a Fisher needs to compare tasks; give that output more classes or "
+                             "choose a dataset with more images")
