@@ -16,19 +16,23 @@ from tanas_core.data.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.distances.matrices import across_architectures, task_atlas
 from tanas_core.distances.stored import nearest_stored, stored_distances
 from tanas_core.distances.validation import GOALS, latest_validation, rank_agreement, row_name, unsettled, verdict
+from tanas_core.distances.views import reference_text
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.registry import METRICS, VIEWS
-from tanas_core.requests import DistanceRequest, FisherConfig, ValidateRequest
+from tanas_core.requests import REFERENCES, DistanceRequest, FisherConfig, ValidateRequest
 from tanas_core.training.trainer import PRESETS
 
 VIEW_TEXT = {
     "probe": "**Common probe network** (Task2Vec's design, not the source document's): per architecture and seed one "
              "network trained on every class of the suite's datasets; its head is refitted per task and d[b, t] "
-             "compares its Fisher on X_b with its Fisher on X_t, so d[b, t] = d[t, b]. The reference r[t] compares "
-             f"{VIEWS['probe'].reference}; retraining the probe is what the spread over seeds shows.",
+             "compares its Fisher on X_b with its Fisher on X_t, so d[b, t] = d[t, b]. Its own reference r[t] "
+             f"compares {VIEWS['probe'].reference}; a retrained probe network is the other reference.",
     "tanas": "**TA-NAS** (the source document's): d[b, t] compares task b's network with task t's network, both with "
-             "a head refitted on t and both on X_t, so d[b, t] ≠ d[t, b] in general. The reference r[t] compares t's "
-             f"network with {VIEWS['tanas'].reference}."}
+             "a head refitted on t and both on X_t, so d[b, t] ≠ d[t, b] in general. Its own reference r[t] "
+             f"compares t's network with {VIEWS['tanas'].reference}; another draw of t's data under t's own network "
+             "is the other reference."}
+REFERENCE_LABELS = {"view": "the view's own", "redraw": "redraw: other data, same network",
+                    "retrained": "retrained: same initial weights, other data"}
 
 
 def view_label(view: str) -> str:
@@ -61,8 +65,8 @@ def request_from_widgets() -> DistanceRequest:
                                   index=ui.index_of(list(METRICS), DistanceRequest.default("metric")))
     presets = list(PRESETS)
     preset = columns[5].selectbox("Preset", presets, index=ui.index_of(presets, DistanceRequest.default("preset")))
-    with st.expander("Fisher settings"):
-        settings = st.columns(4)
+    with st.expander("Fisher settings and reference"):
+        settings = st.columns(5)
         # σ, M and the head's images are checked by the request (with the range in the message), not the widget
         sigma = settings[0].number_input("σ (log-det)", value=DistanceRequest.default("sigma"), format="%.0e",
                                          disabled=not METRICS[metric].uses_sigma)
@@ -71,11 +75,16 @@ def request_from_widgets() -> DistanceRequest:
         head_weight_decay = ui.number_input(settings[3], "the head's L2 penalty", FisherConfig, "head_weight_decay",
                                             format="%.0e", help="a strong penalty steadies the refitted heads "
                                                                 "(docs/results/distances-findings.md)")
+        reference = settings[4].selectbox(
+            "Twins r[t] compares with", list(REFERENCES), format_func=lambda kind: REFERENCE_LABELS[kind],
+            index=ui.index_of(list(REFERENCES), DistanceRequest.default("reference")),
+            help="The reference a baseline must beat: the view's own, or either twin, so both views can be judged "
+                 "under the same one")
     if not archs:
         st.error("Choose at least one architecture.")
         st.stop()
     return DistanceRequest(suite=suite, archs=tuple(archs), seeds=int(seeds), metric=metric, sigma=float(sigma),
-                           preset=preset, view=view,
+                           preset=preset, view=view, reference=reference,
                            fisher=FisherConfig(samples=int(samples), head_samples=int(head_samples),
                                                head_weight_decay=float(head_weight_decay)))
 
@@ -160,7 +169,8 @@ def offer_validation(request: DistanceRequest) -> None:
     report = ValidateRequest.judging(request)
     tasks = len(resolve_suite(request.suite, space).tasks)
     st.caption(f"The report of {', '.join(report.archs)} with {report.seeds} seed(s) and {report.replicates} "
-               f"replicate(s): every metric in both views, from up to {report.fishers_needed(tasks)} Fisher matrices "
+               f"twin(s) per task: every metric in both views under both references (redraw and retrained twins), "
+               f"from up to {report.fishers_needed(tasks)} Fisher matrices "
                "(stored ones are reused; missing networks, replicates and probe networks are trained first). "
                "Times measured on this project's machines: docs/results/.")
     ui.attempt("validate", st.button("Run the validation report in the background", key="validate"),
@@ -181,7 +191,7 @@ def report_row(report: dict, name: str) -> dict:
 def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
     """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?
     Not measured yet: ``offer_report`` offers to run the report."""
-    row = row_name(request.view, request.metric)
+    row = row_name(request.view, request.metric, request.reference)
     report = latest_validation(space, request.suite, request.preset, request.fisher, row)
     answer, why = verdict(report, row)
     settled = answer == "not measured" or not unsettled(report["metrics"][row])
@@ -202,7 +212,7 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
         with st.expander(f"Column by column ({row}): does each target's twin rank closest?"):
             st.dataframe(identity_table(columns), hide_index=True, width="stretch")
             unrefined = report["metrics"][row].get("identity_top1_unrefined")
-            st.caption(f"Twin of a target t: {VIEWS[request.view].reference}, placed among t's baselines; a column "
+            st.caption(f"Twin of a target t: {reference_text(request)}, placed among t's baselines; a column "
                        "whose twin rarely ranks first cannot rank its baselines either. Interval: "
                        "Wilson 95 %, too narrow (two twins share a network). ★: the baseline's labels refine the "
                        "target's (a network trained on a finer labelling of the same dataset)"
@@ -214,7 +224,7 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
             st.dataframe(pd.DataFrame([report_row(report, name) for name in report["metrics"]]),
                          hide_index=True, width="stretch")
             st.caption(f"Report of {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
-                       f"replicate(s); goals: {', '.join(f'{k} ≥ {v:g}' for k, v in GOALS.items())}; the default "
+                       f"twin(s) per task (a row's @redraw or @retrained: twins other than its view's own); goals: {', '.join(f'{k} ≥ {v:g}' for k, v in GOALS.items())}; the default "
                        f"metric by its rule: {report['default_metric']}.")
         if report.get("transfer"):
             show_transfer(report, row)

@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 from tanas_core.bench.coverage import coverage_markdown
 from tanas_core.cli import main
-from tanas_core.cli.validate import report_markdown
+from tanas_core.cli.validate import curve_markdown, report_markdown
 
 RESULTS = REPO / "docs" / "results"
 COMMITTED = sorted(RESULTS.glob("*.json"))
@@ -64,6 +64,42 @@ def _rendered(path) -> tuple[str, str]:
     if isinstance(data, dict) and "metrics" in data:
         return report_markdown(data, name), f"python -m tanas_core validate table {name}"
     return coverage_markdown(data), f"python -m tanas_core bench coverage --from {name}"
+
+
+@pytest.mark.unit
+def test_the_curve_table_has_a_line_per_report_and_row_with_what_each_preset_trains_for(tmp_path, capsys):
+    averaged = dict(_report(), preset="epsilon-avg", metrics={"frechet": _report()["metrics"]["frechet"],
+                                                               "frechet@redraw": _report()["metrics"]["probe:frechet"],
+                                                               "probe:frechet": _report()["metrics"]["probe:frechet"]})
+    table = curve_markdown([_report(), averaged])
+    lines = [line for line in table.splitlines()[2:]]
+    assert len(lines) == 3  # the probe row is not a row of the source's view: left out
+    assert lines[0].startswith("| `ld8` | `demo` | 3 epochs | 2/3 | 0.900 | frechet | retrained | 0.549 [0.50, 0.60]")
+    assert lines[0].endswith("| no |")
+    assert "until epsilon = 0.05 (at most 12 epochs), averaged over 1 more epoch(s)" in lines[1]
+    assert "| frechet | redraw | 0.965 [0.92, 1.00] | 10.100 [8.73, 11.25] | yes, not settled |" in lines[2]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(averaged))
+    assert main(["validate", "curve", str(path)]) == 0 and capsys.readouterr().out == curve_markdown([averaged])
+
+
+def _curve_files() -> list:
+    """The committed curve reports in the order their page shows them: by suite, then preset registration order."""
+    from tanas_core.registry import PRESETS
+
+    files = [(json.loads(path.read_text()), path) for path in RESULTS.glob("curve-*.json")]
+    return [path for _, path in sorted(files, key=lambda item: (item[0]["suite"], list(PRESETS).index(
+        item[0]["preset"])))]
+
+
+@pytest.mark.unit
+def test_the_committed_curve_renders_to_the_table_its_page_shows():
+    files = _curve_files()
+    if not files:
+        pytest.skip("no curve reports committed")
+    table = curve_markdown([json.loads(path.read_text()) for path in files])
+    command = "python -m tanas_core validate curve " + " ".join(str(p.relative_to(REPO)) for p in files)
+    assert table in (RESULTS / "preconditions.md").read_text(), f"regenerate it with `{command}`"
 
 
 @pytest.mark.unit

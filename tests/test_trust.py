@@ -37,7 +37,7 @@ from tanas_core.distances.validation import (
 from tanas_core.fisher.matrices import diagonal_fisher, select_parameters
 from tanas_core.intervals import proportion_interval
 from tanas_core.networks import build_network
-from tanas_core.requests import FisherConfig, ValidateRequest
+from tanas_core.requests import DistanceRequest, FisherConfig, ValidateRequest
 from tanas_core.training import trainer as training
 from tanas_core.training.zoo import data_seed, train_zoo_network
 from tanas_core.workspace.context import quiet_context
@@ -244,7 +244,7 @@ def test_the_verdicts_figures_get_intervals_over_resampled_seeds_that_a_close_ca
     assert "identity_top1" not in why.split("not settled")[1]  # its interval stays above its goal
     figures["intervals"]["signal_to_noise"] = [GOALS["signal_to_noise"], 3.4]
     assert verdict(report, "frechet") == ("yes", "identity 1.000, signal/noise 3.02 (vgg16, 3 seed(s), 2 "
-                                                 "replicate(s))")
+                                                 "retrained twin(s))")
 
 
 @pytest.mark.unit
@@ -327,8 +327,12 @@ def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspac
                               metrics=("logdet", "logdet-scaled", "frechet", "frechet-sorted"),
                               fisher=FisherConfig(samples=24, head_samples=48))
     report = validate_distances(request, quiet_context(digits_workspace, "cpu"))
-    rows = [*request.metrics, *(f"probe:{m}" for m in request.metrics)]  # both views, TA-NAS first
+    # both views (TA-NAS first), every metric under both references (the view's own first): matched references
+    rows = [*(name for m in request.metrics for name in (m, f"{m}@redraw")),
+            *(name for m in request.metrics for name in (f"probe:{m}", f"probe:{m}@retrained"))]
     assert list(report["metrics"]) == rows and report["default_metric"] in rows
+    assert [report["metrics"][name]["reference"] for name in rows[:2] + rows[-2:]] == ["retrained", "redraw",
+                                                                                      "redraw", "retrained"]
     for name, figures in report["metrics"].items():
         assert "rank_agreement" in figures and figures["rank_agreement"] is None  # 2 baselines a column: no ranking
         assert 0 <= figures["identity_top1"] <= 1 and figures["signal_to_noise"] > 0
@@ -341,11 +345,41 @@ def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspac
         assert figures["identity_top1_unrefined"] >= figures["identity_top1"]  # fewer rivals, never fewer wins
         for key, (low, high) in figures["intervals"].items():  # over the 2 seeds, drawn with replacement
             assert low <= figures[key] <= high
-    # the networks, their replicates and the Fishers are computed once for every metric
+    # the networks, their replicates and the Fishers are computed once for every metric; retrained probe networks
+    # (same initial weights, other data) are the probe view's retrained twins
     assert len(digits_workspace.list_networks()) == 3 * 2 * 2
+    probes = [payload for payload in digits_workspace.list_results("probe_network")]
+    assert sorted((p["seed"], p["replicate"]) for p in probes) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     networks = digits_workspace.list_networks()  # the report says which of them are epsilon-approximations
     assert report["epsilon"]["networks"] == 12 and report["epsilon"]["by_dataset"]["digits"]["networks"] == 12
     assert report["epsilon"]["met"] == sum(r.test_accuracy >= 1 - r.epsilon for r in networks)
+
+
+def test_redraw_and_retrained_twins_differ_in_what_they_should(digits_workspace, tiny_preset):
+    """Under either reference the matrices d[b, t] are the same; only the twins differ: a redraw is the target's own
+    network on another draw of its data, a retrained twin another network of the same initial weights (in the probe
+    view a retrained probe network) on the target's probe images."""
+    from tanas_core.distances.matrices import distance_matrices
+    from tanas_core.distances.views import get_view, twin
+
+    context = quiet_context(digits_workspace, "cpu")
+    settings = dict(suite="custom", archs=("vgg16",), seeds=1, preset="tiny", replicates=1, bootstrap=0,
+                    fisher=FisherConfig(samples=24, head_samples=48))
+    suite = resolve_suite("custom", digits_workspace)
+    for view in ("tanas", "probe"):
+        redraw, retrained = (DistanceRequest(view=view, reference=kind, **settings) for kind in ("redraw", "retrained"))
+        assert DistanceRequest(view=view, **settings).twin_kind == get_view(view).own_reference
+        first, second = (distance_matrices(r, context)[0] for r in (redraw, retrained))
+        np.testing.assert_array_equal(first.matrices, second.matrices)
+        assert not np.allclose(first.replicates, second.replicates)
+        networks = {**get_view(view).networks(redraw, suite, context), **get_view(view).networks(retrained, suite,
+                                                                                                  context)}
+        task = suite.tasks[0]
+        own = networks[(task.name, 0, 0)]
+        same_network, _, draw = twin(redraw, networks, task, 0, 1)
+        other_network, _ = twin(retrained, networks, task, 0, 1)
+        assert same_network.key == own.key and draw == 1
+        assert other_network.key != own.key and (other_network.seed, other_network.replicate) == (0, 1)
 
 
 def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_data):

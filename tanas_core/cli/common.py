@@ -12,7 +12,7 @@ import pandas as pd
 
 from tanas_core.data.suites import ALL_SUITE_NAMES
 from tanas_core.errors import TanasError
-from tanas_core.requests import HEADS, METRICS, VIEWS, DistanceSettings, FisherConfig, Request, SearchBudget
+from tanas_core.requests import HEADS, METRICS, REFERENCES, VIEWS, DistanceSettings, FisherConfig, Request, SearchBudget
 from tanas_core.search.fuse import decision_text
 from tanas_core.training.trainer import PRESETS
 from tanas_core.workspace.backends import BACKENDS
@@ -116,6 +116,11 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
                          help=default_help("tanas: the source's d[b, t] (task b's network on t's images); probe: one "
                                            "common probe network embeds every task (Task2Vec's design)", settings,
                                            "view"))
+        sub.add_argument("--reference", default=None, choices=list(REFERENCES),
+                         help=default_help("the twins r[t] compares with: view (the view's own: TA-NAS retrained, "
+                                           "probe redraw), redraw (the same network on other draws of t's data) or "
+                                           "retrained (t's network retrained from the same initial weights)",
+                                           settings, "reference"))
     sub.add_argument("--seeds", type=int, default=None, help=range_help("K: networks of seeds 0..K-1", settings,
                                                                         "seeds"))
     sub.add_argument("--sigma", type=float, default=None,
@@ -148,6 +153,7 @@ def distance_settings(args) -> dict:
     fisher = dict(samples=args.samples, head_samples=args.head_samples, head=args.head,
                   projection_dim=args.projection_dim, head_weight_decay=args.head_weight_decay)
     return dict(archs=args.arch, metric=getattr(args, "metric", None), view=getattr(args, "view", None),
+                reference=getattr(args, "reference", None),
                 seeds=args.seeds, sigma=args.sigma, workers=args.workers, replicates=args.replicates,
                 bootstrap=args.bootstrap, fisher={k: v for k, v in fisher.items() if v is not None})
 

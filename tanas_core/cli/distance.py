@@ -17,7 +17,7 @@ from tanas_core.cli.common import (
 )
 from tanas_core.data.suites import resolve_suite
 from tanas_core.distances.metrics import get_metric
-from tanas_core.registry import VIEWS
+from tanas_core.distances.views import REFERENCE_TEXT
 from tanas_core.requests import DistanceRequest
 
 
@@ -75,7 +75,8 @@ def print_result(result, datasets: dict[str, str]) -> None:
           + ", ".join(f"{name} {value:.4f}" for name, value in zip(
               result.tasks, result.mean.sum(0) / max(1, len(result.tasks) - 1))))
     if result.replicates.shape[-1]:
-        print(f"reference r[t] (twins of t as baselines: {VIEWS[result.view].reference}; a baseline must beat it): "
+        twins = REFERENCE_TEXT[DistanceRequest.from_stored(result.request).twin_kind] if result.request else "?"
+        print(f"reference r[t] (twins of t as baselines: {twins}; a baseline must beat it): "
               + ", ".join(f"{name} {value:.4f}" for name, value in zip(result.tasks, result.reference)))
     if len(result.seeds) > 1:
         print("cross-initialisation spread (same task, different seeds): "

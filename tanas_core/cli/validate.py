@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from tanas_core.cli.common import (
     ProgressPrinter,
     distance_options,
@@ -15,9 +17,10 @@ from tanas_core.cli.common import (
     suite_option,
     workspace,
 )
-from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_view, unsettled, verdict
+from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled, verdict
+from tanas_core.distances.views import REFERENCE_TEXT
 from tanas_core.errors import TanasError
-from tanas_core.registry import VIEWS
+from tanas_core.registry import PRESETS, VIEWS
 from tanas_core.requests import ValidateRequest
 
 
@@ -35,6 +38,10 @@ def register(commands) -> None:
     sub.add_argument("--views", default=None,
                      help=f"comma-separated views to report (default: {','.join(VIEWS)}; probe: the common probe "
                           "network, Task2Vec's design)")
+    sub.add_argument("--references", default=None,
+                     help=f"comma-separated twins each row is judged against (default: "
+                          f"{','.join(ValidateRequest.default('references'))}: both, so the views are judged under "
+                          "matched references; view: each view's own)")
     sub.add_argument("--transfer", default=None, choices=["none", "linear", "finetune"],
                      help="also measure how well each zoo network transfers to every other task, and how well each "
                           "row's distances predict it (linear: a head on frozen features; finetune: training with a "
@@ -49,6 +56,10 @@ def register(commands) -> None:
     table.add_argument("reports", nargs="+", help="report JSON files")
     table.add_argument("--out", default=None, help="write the Markdown here instead of printing it")
     table.set_defaults(func=run_table)
+    curve = group.add_parser("curve", help="reports of one suite across presets as one table: how far training "
+                                           "budget, epsilon and averaging take each row (docs/results/)")
+    curve.add_argument("reports", nargs="+", help="report JSON files, in the order of the table")
+    curve.set_defaults(func=run_curve)
 
 
 def report_markdown(report: dict, source: str = "") -> str:
@@ -100,19 +111,53 @@ def epsilon_lines(report: dict) -> list[str]:
             f"{summary['networks']}; " + "; ".join(parts), ""]
 
 
+def read_report(name: str) -> dict:
+    """The validation report in the JSON file ``name``; ``TanasError`` naming the fix when it is not one."""
+    try:
+        report = json.loads(Path(name).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise TanasError(f"cannot read the report {name}: {error}; give a file written by "
+                         "`validate distances --json`") from None
+    if not isinstance(report, dict) or "metrics" not in report:
+        raise TanasError(f"{name} is not a validation report (no 'metrics'); give a file written by "
+                         "`validate distances --json`")
+    return report
+
+
+def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "logdet")) -> str:
+    """Reports of one view across presets as one Markdown table, a line per (report, row): the preset, what it trains
+    for (``Preset.preconditions``), the share of its networks that are epsilon-approximations and their mean test
+    accuracy, then the row's verdict figures with their seed-resampling ranges and its answer. The curve of the
+    source's preconditions: how far training budget, epsilon and averaging take a row."""
+    lines = ["| suite | preset | trained for | ε met | mean accuracy | row | twins | identity test | "
+             "signal / noise (within a dataset) | verdict |", "| --- " * 10 + "|"]
+    for report in reports:
+        summary = report.get("epsilon") or {}
+        accuracy = [group["mean_accuracy"] for group in summary.get("by_dataset", {}).values()]
+        preset = PRESETS[report["preset"]] if report["preset"] in PRESETS else None
+        trained = (preset.preconditions or f"{preset.epochs} epochs") if preset else "?"
+        for row in [name for name in report["metrics"] if name.split("@")[0] in rows]:
+            figures, intervals = report["metrics"][row], report["metrics"][row].get("intervals") or {}
+            cells = [_shown(figures[key]) + (f" [{intervals[key][0]:.2f}, {intervals[key][1]:.2f}]"
+                                              if intervals.get(key) else "") for key in VERDICT_FIGURES]
+            answer, _ = verdict(report, row)
+            answer += ", not settled" if answer != "not measured" and unsettled(figures) else ""
+            lines.append(f"| `{report['suite']}` | `{report['preset']}` | {trained} | "
+                         f"{summary.get('met', 0)}/{summary.get('networks', 0)} | "
+                         f"{np.mean(accuracy) if accuracy else float('nan'):.3f} | {row.split('@')[0]} | "
+                         f"{row_reference(row)} | " + " | ".join(cells) + f" | {answer} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_curve(args) -> int:
+    """Print the curve table (``curve_markdown``) of the reports of ``args.reports``, in the order given."""
+    print(curve_markdown([read_report(name) for name in args.reports]), end="")
+    return 0
+
+
 def run_table(args) -> int:
     """Print (or write ``--out``) every report of ``args.reports`` as Markdown, in the order given."""
-    parts = []
-    for name in args.reports:
-        try:
-            report = json.loads(Path(name).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise TanasError(f"cannot read the report {name}: {error}; give a file written by "
-                             "`validate distances --json`") from None
-        if not isinstance(report, dict) or "metrics" not in report:
-            raise TanasError(f"{name} is not a validation report (no 'metrics'); give a file written by "
-                             "`validate distances --json`")
-        parts.append(report_markdown(report, name))
+    parts = [report_markdown(read_report(name), name) for name in args.reports]
     text = "\n".join(parts)
     if args.out:
         Path(args.out).write_text(text)
@@ -124,9 +169,9 @@ def run_table(args) -> int:
 
 def validate_request(args) -> ValidateRequest:
     """The ``ValidateRequest`` of ``validate distances`` (``--metrics`` lists the metrics to report)."""
-    settings = {k: v for k, v in distance_settings(args).items() if k not in ("metric", "view")}
+    settings = {k: v for k, v in distance_settings(args).items() if k not in ("metric", "view", "reference")}
     return ValidateRequest.from_dict(dict(settings, suite=args.suite, preset=args.preset, metrics=args.metrics,
-                                          views=args.views, transfer=args.transfer,
+                                          views=args.views, references=args.references, transfer=args.transfer,
                                           transfer_epochs=args.transfer_epochs))
 
 
@@ -152,7 +197,7 @@ def print_columns(report: dict, row: str) -> None:
     columns = report.get("columns", {}).get(row)
     if not columns:
         return
-    print(f"\n{row}, column by column: does the target's twin ({VIEWS[row_view(row)].reference}) rank closest?")
+    print(f"\n{row}, column by column: does the target's twin ({REFERENCE_TEXT[row_reference(row)]}) rank closest?")
     print_table([dict(target=target, twin_first=f"{c['hits']}/{c['cases']}",
                       interval=f"[{c['low']:.2f}, {c['high']:.2f}]",
                       beaten_by=", ".join(f"{name}{'*' if name in c['refined_by'] else ''} {count}"
@@ -169,8 +214,8 @@ def run_validate(args) -> int:
     with ProgressPrinter() as printer:
         report = validate_distances(request, make_context(args, workspace(args), **printer.sinks()))
     print(f"\ndistance validation: suite {report['suite']}, {', '.join(report['archs'])}, {report['seeds']} seed(s), "
-          f"{report['replicates']} replicate(s) per task and seed (TA-NAS: same-initialisation networks; probe: "
-          f"other data draws), preset {report['preset']}")
+          f"{report['replicates']} twin(s) per task and seed (retrained: same initial weights, other data; redraw: "
+          f"the same network on other draws of the task's data), preset {report['preset']}")
     print_table([figure_row(name, figures) for name, figures in report["metrics"].items()])
     print("goals: " + ", ".join(f"{key} >= {goal:g}" for key, goal in GOALS.items())
           + "; [low, high]: seed-resampling range (2.5-97.5 percentiles; not a confidence interval: bench coverage)")

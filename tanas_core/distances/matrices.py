@@ -5,9 +5,10 @@ of the baseline network ``N_b`` on the target data ``X_t`` (``target_fisher``), 
 gives both, so ``d[t, t] = 0``.
 
 ``X_t`` (held-out probe images, ``probe``) is the same for every network seed, so seed-to-seed differences come from
-the networks only. The **reference** ``r[t]`` is the distance of ``t``'s same-initialisation replicates (same initial
-weights, other data) placed as baselines of column ``t``: a baseline closer than that cannot be told apart from ``t``
-itself. The distance between networks of different seeds (initialisations) is kept as the cross-initialisation
+the networks only. The **reference** ``r[t]`` is the distance of ``t``'s twins placed as baselines of column ``t``
+(``views.twin``: the TA-NAS view's own are same-initialisation replicates, same initial weights and other data; a
+*redraw* reference uses the same network on other draws of ``t``'s data): a baseline closer than that cannot be
+told apart from ``t`` itself. The distance between networks of different seeds (initialisations) is kept as the cross-initialisation
 spread; the source's Theorem 1 (strongly convex loss, averaged iterates) is not claimed for it.
 
 In the common-probe view every ``d[b, t]`` of a seed compares two Fishers of **one** network on other data, so its
@@ -29,7 +30,7 @@ from tanas_core.data.tasks import Task
 from tanas_core.distances.bootstrap import bootstrap_matrices
 from tanas_core.distances.metrics import get_metric, pair_distance
 from tanas_core.distances.stored import request_key
-from tanas_core.distances.views import Entry, get_view
+from tanas_core.distances.views import Entry, get_view, twin
 from tanas_core.errors import TanasError
 from tanas_core.fisher.target import FisherSource, stored_fisher
 from tanas_core.requests import DistanceRequest
@@ -131,7 +132,7 @@ def _ensure_fishers(fishers: FisherSource, request: DistanceRequest, networks: d
     for seed in seeds:
         entries += [(networks[(tasks[b].name, seed, 0)], data(b, t)) for t in range(len(tasks))
                     for b in range(len(tasks))]
-        entries += [get_view(request.view).twin(networks, task, seed, r) for task in tasks
+        entries += [twin(request, networks, task, seed, r) for task in tasks
                     for r in range(1, request.replicates + 1)]
     work = request.fisher_count(len(tasks))
 
@@ -157,14 +158,15 @@ def _seed_matrix(fishers: FisherSource, request: DistanceRequest, networks: list
 
 def _replicate_distances(fishers: FisherSource, request: DistanceRequest, networks: dict, tasks: list[Task],
                          seeds: list[int]) -> np.ndarray:
-    """``[seeds, T, K]``: each replicate of ``t`` (the view's ``twin``) placed as a baseline of column ``t``."""
+    """``[seeds, T, K]``: each twin of ``t`` (``views.twin``: the request's reference) placed as a baseline of
+    column ``t``."""
     replicates = np.zeros((len(seeds), len(tasks), request.replicates))
     if not request.replicates:
         return replicates
     keys = [(k, t, r) for k, seed in enumerate(seeds) for t in range(len(tasks))
             for r in range(1, request.replicates + 1)]
-    pairs = [(get_view(request.view).twin(networks, tasks[t], seeds[k], r), (networks[(tasks[t].name, seeds[k], 0)],
-                                                                           tasks[t])) for k, t, r in keys]
+    pairs = [(twin(request, networks, tasks[t], seeds[k], r), (networks[(tasks[t].name, seeds[k], 0)], tasks[t]))
+             for k, t, r in keys]
     for (k, t, r), value in zip(keys, _distances(fishers, request, pairs, fishers.check)):
         replicates[k, t, r - 1] = value
     return replicates

@@ -27,8 +27,11 @@ def request_key(request: DistanceRequest, suite: Suite, arch: str) -> str:
     view's key fields (none for the view results were first stored under, so earlier results keep their keys)."""
     key = distances_key(suite, arch, request.metric, list(range(request.seeds)), get_preset(request.preset),
                          request.sigma, request.fisher)
+    view = get_view(request.view)
     extras = dict(replicates=request.replicates, bootstrap=request.bootstrap)
-    extras.update(get_view(request.view).key)
+    extras.update(view.key)
+    if request.twin_kind != view.own_reference:  # the view's own reference adds nothing: stored results keep keys
+        extras["twins"] = request.twin_kind
     return config_key(dict(matrices=key, **extras)) if any(extras.values()) else key
 
 

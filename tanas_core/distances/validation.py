@@ -33,8 +33,6 @@ probe network (``probe_network``). The default metric is the one whose report is
 """
 from __future__ import annotations
 
-from collections import Counter
-
 import time
 from typing import Callable
 
@@ -47,7 +45,9 @@ from tanas_core.distances.matrices import across_architectures, distance_matrice
 from tanas_core.distances.metrics import get_metric
 from tanas_core.distances.transfer import report_transfer_gains, transfer_figures
 from tanas_core.intervals import proportion_interval, spearman
+from tanas_core.registry import VIEWS
 from tanas_core.requests import FisherConfig, ValidateRequest
+from tanas_core.training.zoo import epsilon_summary
 from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.records import DistanceResult, NetworkRecord
 from tanas_core.workspace.store import Workspace, config_key
@@ -56,14 +56,21 @@ from tanas_core.workspace.store import Workspace, config_key
 VERDICT_FIGURES = ("identity_top1", "signal_to_noise")
 
 
-def row_name(view: str, metric: str) -> str:
-    """The report's name of a (view, metric) row: ``metric``, or ``probe:metric`` for the common-probe view."""
-    return metric if view == "tanas" else f"{view}:{metric}"
+def row_name(view: str, metric: str, reference: str = "view") -> str:
+    """The report's name of a (view, metric, reference) row: ``metric``, or ``probe:metric`` for the common-probe
+    view, with ``@reference`` when the twins are not the view's own (``frechet@redraw``, ``probe:frechet@retrained``)."""
+    name = metric if view == "tanas" else f"{view}:{metric}"
+    return name if reference in ("view", VIEWS[view].own_reference) else f"{name}@{reference}"
 
 
 def row_view(row: str) -> str:
     """The view of a report row named by ``row_name``."""
     return row.split(":")[0] if ":" in row else "tanas"
+
+
+def row_reference(row: str) -> str:
+    """The twins (``"redraw"`` or ``"retrained"``) of a report row named by ``row_name``."""
+    return row.split("@")[1] if "@" in row else VIEWS[row_view(row)].own_reference
 
 
 def _identity_cases(results: list[DistanceResult], leave_out: Callable[[str, str], bool] | None = None):
@@ -269,15 +276,16 @@ def _rows(request: ValidateRequest, suite, datasets: dict[str, str], context: Ru
 
     metrics, columns, tanas, by_row = {}, {}, {}, {}
     rows = request.rows()
-    for (view, metric), phase in zip(rows, context.step_phases([row_name(*row) for row in rows])):
+    for (view, metric, reference), phase in zip(rows, context.step_phases([row_name(*row) for row in rows])):
         started = time.perf_counter()
-        results = distance_matrices(request.distance_request(metric, view), phase)
+        results = distance_matrices(request.distance_request(metric, view, reference), phase)
         if view == "tanas":
-            tanas[metric] = results
-        name = row_name(view, metric)
+            tanas.setdefault(metric, results)  # the matrices are the same under either reference
+        name = row_name(view, metric, reference)
         by_row[name] = results
-        metrics[name] = metric_report(results, datasets, time.perf_counter() - started,
-                                      tanas.get(metric) if view != "tanas" else None, refining)
+        metrics[name] = dict(metric_report(results, datasets, time.perf_counter() - started,
+                                           tanas.get(metric) if view != "tanas" else None, refining),
+                             reference=reference)
         columns[name] = identity_columns(results, refining)
     return metrics, columns, by_row
 
@@ -286,23 +294,6 @@ def _zoo_networks(request: ValidateRequest, workspace: Workspace) -> list[Networ
     """The zoo networks and replicates the report's TA-NAS rows used (its architectures, seeds and replicates)."""
     return [record for record in workspace.list_networks(request.suite, request.preset)
             if record.arch in request.archs and record.seed < request.seeds and record.replicate <= request.replicates]
-
-
-def epsilon_summary(records: list[NetworkRecord], datasets: dict[str, str]) -> dict:
-    """Which networks are epsilon-approximations of their task (test accuracy >= 1 - epsilon, the source's
-    precondition): ``{networks, met, by_dataset: {dataset: {networks, met, epsilon, min_accuracy,
-    mean_accuracy, stopped: {why: count}}}}``; ``stopped`` counts why the epsilon policy ended training (epsilon
-    reached, plateau, budget; empty for a fixed budget)."""
-    by_dataset: dict[str, list[NetworkRecord]] = {}
-    for record in records:
-        by_dataset.setdefault(datasets.get(record.task, "?"), []).append(record)
-    return dict(networks=len(records), met=sum(r.is_epsilon_approximation for r in records),
-                by_dataset={name: dict(networks=len(group), met=sum(r.is_epsilon_approximation for r in group),
-                                       epsilon=max(r.epsilon for r in group),
-                                       min_accuracy=min(r.test_accuracy for r in group),
-                                       mean_accuracy=float(np.mean([r.test_accuracy for r in group])),
-                                       stopped=dict(Counter(r.stopped.split(":")[0] for r in group if r.stopped)))
-                            for name, group in sorted(by_dataset.items())})
 
 
 GOALS = dict(identity_top1=0.95, signal_to_noise=3.0, same_dataset_auc=0.9, closest_stability=0.8, logdet_lift=2.0)
@@ -349,7 +340,8 @@ def verdict(report: dict | None, metric: str) -> tuple[str, str]:
     # three decimals: 0.946 against a goal of 0.95 must not read "0.95 < 0.95"
     missed = [f"{name} not measured" if value is None else f"{name} {value:.3f} < {goal:g}"
               for name, value, goal in checks if value is None or not value >= goal]
-    scope = f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} replicate(s)"
+    scope = (f"{', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
+             f"{row_reference(metric)} twin(s)")
     open_figures = ", ".join(unsettled(figures))
     narrowly = (f"; not settled: the seed-resampling range of {open_figures} reaches across its goal"
                 if open_figures else "")

@@ -28,6 +28,10 @@ HEADS = ("refit", "own")
 MIXTURES = ("probs", "logits")
 WEIGHT_STEPS = ("independent", "relaxed")
 PARAMS = ("backbone", "all")
+# The twin a column's reference r[t] compares with: "view" the view's own (TA-NAS: retrained, probe: redraw);
+# "redraw": the same network on another draw of t's data; "retrained": t's network retrained from the same initial
+# weights on other data (in the probe view, a retrained probe network).
+REFERENCES = ("view", "redraw", "retrained")
 
 
 def parse_archs(text: str | Iterable[str]) -> tuple[str, ...]:
@@ -270,14 +274,15 @@ class DistanceSettings(Request):
     ``logdet-scaled``, ``frechet-sorted``, ``frechet-mass``), ``sigma`` (log-det only), the Fisher settings,
     ``workers`` (local processes that train missing zoo networks and compute Fishers), ``replicates`` (K
     replicates per task and seed, the view's ``reference``, whose distance to the task is the reference ``r[t]``),
-    ``bootstrap`` (resamples of the probe images) and the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the
-    common probe network)."""
+    ``bootstrap`` (resamples of the probe images), the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the
+    common probe network) and the ``reference`` its twins come from (``REFERENCES``)."""
 
     WHAT: ClassVar[str] = "distance settings"
     LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64), replicates=(0, 10),
                                   bootstrap=(0, 1000))
-    CHOICES: ClassVar[dict] = dict(metric=METRICS, view=VIEWS)
+    CHOICES: ClassVar[dict] = dict(metric=METRICS, view=VIEWS, reference=REFERENCES)
     NESTED: ClassVar[dict] = dict(fisher=FisherConfig)
+    ADDED_AT: ClassVar[dict] = dict(reference="view")
 
     archs: tuple = ("vgg16",)
     seeds: int = 1
@@ -293,6 +298,12 @@ class DistanceSettings(Request):
     # Bootstrap samples over the probe images (diagonal metrics): intervals, rank frequency, paired differences.
     bootstrap: int = 40
     view: str = "probe"
+    reference: str = "view"
+
+    @property
+    def twin_kind(self) -> str:
+        """``"redraw"`` or ``"retrained"``: the reference this request's r[t] uses (``"view"`` resolved)."""
+        return VIEWS[self.view].own_reference if self.reference == "view" else self.reference
 
     def validate(self) -> None:
         super().validate()

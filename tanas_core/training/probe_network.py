@@ -6,8 +6,9 @@ trained on the suite's broad task (every class of each of its datasets together,
 classes for ``ld8``), whose head is refitted on each task before the Fisher is taken on that task's held-out probe
 images. ``d[b, t]`` of the probe view compares ``F[P, X_b]`` with ``F[P, X_t]``: the same backbone, other data.
 
-Within a seed every ``d[b, t]`` of this view compares two Fishers of the one probe network, so its reference compares
-other draws of a task's data under that network (``task_distances``), not retrained probes. Probe networks are
+Within a seed every ``d[b, t]`` of this view compares two Fishers of the one probe network, so its own reference
+compares other draws of a task's data under that network; a retrained probe network (same initial weights, other
+data) is the other reference (``views``). Probe networks are
 stored like zoo networks (safetensors, sha256) but indexed as results of kind ``probe_network``, so the zoo's tables
 list tasks only.
 """
@@ -25,7 +26,7 @@ from tanas_core.data.tasks import Task, make_splits, make_task
 from tanas_core.networks import build_network, count_parameters
 from tanas_core.networks.devices import resolve_device
 from tanas_core.training.trainer import Preset, TrainResult, evaluate, fit
-from tanas_core.training.zoo import SPLITS_VERSION, intact, write_checkpoint
+from tanas_core.training.zoo import SPLITS_VERSION, data_seed, intact, write_checkpoint
 from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.records import NetworkRecord
 from tanas_core.workspace.store import ArtifactRef, config_key
@@ -40,11 +41,11 @@ def broad_tasks(suite: Suite) -> list[Task]:
             for dataset in suite.datasets]
 
 
-def probe_network_key(suite: Suite, arch: str, preset: Preset, seed: int) -> str:
-    """Configuration hash of a probe network (everything that decides its weights)."""
-    # replicate=0: the key probe networks were stored under when they had retrained replicates
+def probe_network_key(suite: Suite, arch: str, preset: Preset, seed: int, replicate: int = 0) -> str:
+    """Configuration hash of a probe network (everything that decides its weights; ``replicate`` >= 1: a retrained
+    twin, same initial weights, data seed ``data_seed(seed, replicate)``)."""
     return config_key(dict(kind="probe-network", tasks=[t.fingerprint() for t in broad_tasks(suite)],
-                           spec=vars(suite.spec), arch=arch, preset=preset.to_dict(), seed=seed, replicate=0,
+                           spec=vars(suite.spec), arch=arch, preset=preset.to_dict(), seed=seed, replicate=replicate,
                            splits=SPLITS_VERSION))
 
 
@@ -64,15 +65,16 @@ def broad_data(suite: Suite, preset: Preset, seed: int) -> dict[str, tuple[torch
 
 
 def train_probe_network(suite: Suite, arch: str, preset: Preset, seed: int, device: str = "auto",
-                        context: RunContext | None = None) -> TrainResult:
-    """Train the probe network of ``(arch, seed)``: initial weights, data and batch order from ``seed`` (the same
-    backbone draw as every zoo network of that seed)."""
+                        context: RunContext | None = None, replicate: int = 0) -> TrainResult:
+    """Train the probe network of ``(arch, seed)``: initial weights from ``seed`` (the same backbone draw as every
+    zoo network of that seed), data and batch order from ``data_seed(seed, replicate)`` (``replicate`` 0: ``seed``
+    itself; >= 1: a retrained twin)."""
     started = time.perf_counter()
-    data = broad_data(suite, preset, seed)
+    data = broad_data(suite, preset, data_seed(seed, replicate))
     torch.manual_seed(seed)
     model = build_network(arch, sum(t.num_outputs for t in broad_tasks(suite)), suite.spec.channels,
                           preset.widths[arch])
-    history = fit(model, *data["train"], preset, preset.epochs_for(arch), seed, device, context,
+    history = fit(model, *data["train"], preset, preset.epochs_for(arch), data_seed(seed, replicate), device, context,
                   name=f"probe network of {suite.name}")
     check = context.check if context is not None else None
     val_accuracy = evaluate(model, *data["val"], device=device, check=check)
@@ -81,25 +83,28 @@ def train_probe_network(suite: Suite, arch: str, preset: Preset, seed: int, devi
                        time.perf_counter() - started, str(resolve_device(device)), history)
 
 
-def probe_networks(context: RunContext, suite: Suite, arch: str, preset: Preset,
-                   seeds: list[int]) -> dict[int, NetworkRecord]:
-    """``{seed: record}`` of the probe networks, trained here when missing or corrupt (each is stored as soon as
-    it is done)."""
+def probe_networks(context: RunContext, suite: Suite, arch: str, preset: Preset, seeds: list[int],
+                   replicates: int = 0) -> dict[tuple[int, int], NetworkRecord]:
+    """``{(seed, replicate): record}`` of the probe networks and ``replicates`` retrained twins of each, trained here
+    when missing or corrupt (each is stored as soon as it is done)."""
+    jobs = [(seed, replicate) for seed in seeds for replicate in range(replicates + 1)]
     records = {}
-    for index, seed in enumerate(seeds):
-        step = context.phase(f"probe network / {arch} / seed {seed}", index / len(seeds), (index + 1) / len(seeds))
-        records[seed] = _ensure_probe(step, suite, arch, preset, seed)
+    for index, (seed, replicate) in enumerate(jobs):
+        label = f"probe network / {arch} / seed {seed}" + (f" / replicate {replicate}" if replicate else "")
+        step = context.phase(label, index / len(jobs), (index + 1) / len(jobs))
+        records[(seed, replicate)] = _ensure_probe(step, suite, arch, preset, seed, replicate)
     return records
 
 
-def _ensure_probe(context: RunContext, suite: Suite, arch: str, preset: Preset, seed: int) -> NetworkRecord:
-    workspace, key = context.workspace, probe_network_key(suite, arch, preset, seed)
+def _ensure_probe(context: RunContext, suite: Suite, arch: str, preset: Preset, seed: int,
+                  replicate: int) -> NetworkRecord:
+    workspace, key = context.workspace, probe_network_key(suite, arch, preset, seed, replicate)
     stored = workspace.get_result("probe_network", key)
     record, _ = intact(workspace, NetworkRecord(**stored[0]) if stored is not None else None)
     if record is not None:
         return record
-    result = train_probe_network(suite, arch, preset, seed, context.device, context)
+    result = train_probe_network(suite, arch, preset, seed, context.device, context, replicate)
     definition = json.dumps([t.to_dict() for t in broad_tasks(suite)])
-    record = write_checkpoint(workspace, key, suite, PROBE_TASK, definition, arch, preset, seed, result)
+    record = write_checkpoint(workspace, key, suite, PROBE_TASK, definition, arch, preset, seed, result, replicate)
     workspace.put_result("probe_network", key, asdict(record), ArtifactRef(record.checkpoint, record.sha256))
     return record

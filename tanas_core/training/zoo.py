@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from tanas_core.data.suites import CUSTOM_SUITE, SUITE_NAMES, Suite, resolve_suite
@@ -242,6 +244,23 @@ def zoo_table(records: list[NetworkRecord], workspace: Workspace | None = None) 
     return rows
 
 
-__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "intact", "load_network",
+def epsilon_summary(records: list[NetworkRecord], datasets: dict[str, str]) -> dict:
+    """Which networks are epsilon-approximations of their task (test accuracy >= 1 - epsilon, the source's
+    precondition): ``{networks, met, by_dataset: {dataset: {networks, met, epsilon, min_accuracy,
+    mean_accuracy, stopped: {why: count}}}}``; ``stopped`` counts why the epsilon policy ended training (epsilon
+    reached, plateau, budget; empty for a fixed budget)."""
+    by_dataset: dict[str, list[NetworkRecord]] = {}
+    for record in records:
+        by_dataset.setdefault(datasets.get(record.task, "?"), []).append(record)
+    return dict(networks=len(records), met=sum(r.is_epsilon_approximation for r in records),
+                by_dataset={name: dict(networks=len(group), met=sum(r.is_epsilon_approximation for r in group),
+                                       epsilon=max(r.epsilon for r in group),
+                                       min_accuracy=min(r.test_accuracy for r in group),
+                                       mean_accuracy=float(np.mean([r.test_accuracy for r in group])),
+                                       stopped=dict(Counter(r.stopped.split(":")[0] for r in group if r.stopped)))
+                            for name, group in sorted(by_dataset.items())})
+
+
+__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "epsilon_summary", "intact", "load_network",
            "model_from_state", "network_key", "parse_archs", "resolve_suite", "store_network", "train_zoo",
            "train_zoo_network", "verify_checkpoint", "write_checkpoint", "zoo_table"]

@@ -60,11 +60,12 @@ def target_suite(target: str, workspace, baselines: tuple = ()) -> Suite:
 
 
 def check_probe(fisher: FisherConfig, tasks) -> None:
-    """``TanasError`` when a task of ``tasks`` holds fewer than ``MIN_PROBE_IMAGES`` Fisher images (``probe_count``:
-    M, or fewer where the task's held-out probe or test images hold fewer)."""
+    """``TanasError`` when a task of ``tasks`` holds fewer Fisher images (``probe_count``: M, or fewer where the
+    task's held-out probe or test images hold fewer) than ``MIN_PROBE_IMAGES`` and than M asks (a small M asked for
+    is the caller's choice)."""
     for task in tasks:
         count = probe_count(task, fisher.samples)
-        if count < MIN_PROBE_IMAGES:
+        if count < min(MIN_PROBE_IMAGES, fisher.samples // task.num_outputs * task.num_outputs):
             raise TanasError(f"{fisher.WHAT}: task {task.name!r} holds {count} Fisher images (its scarcest output "
                              f"has {count // task.num_outputs} held-out probe or test images), fewer than the "
                              f"{MIN_PROBE_IMAGES} a Fisher needs to compare tasks; give that output more classes or "

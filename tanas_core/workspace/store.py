@@ -35,6 +35,7 @@ from tanas_core.workspace.checks import check_request
 from tanas_core.workspace.records import NetworkRecord
 from tanas_core.workspace.schema import ADDED_NETWORK_COLUMNS, SCHEMA, SCHEMA_VERSION
 
+
 class CorruptArtifactError(TanasError):
     """An artifact file is missing, truncated or altered: its sha256 no longer matches the index."""
 
