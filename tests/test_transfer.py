@@ -70,7 +70,8 @@ def test_a_report_with_transfer_says_how_well_each_rows_distances_predict_it(wor
         workspace.save_task(task)
     request = ValidateRequest(suite="custom", archs=("vgg16",), seeds=2, preset="tiny", replicates=1,
                               metrics=("frechet",), views=("tanas", "probe"), bootstrap=0, transfer="finetune",
-                              transfer_epochs=0.5, fisher=FisherConfig(samples=24, head_samples=48))
+                              transfer_epochs=0.5, transfer_images=64,
+                              fisher=FisherConfig(samples=24, head_samples=48))
     report = validate_distances(request, quiet_context(workspace, "cpu"))
     gains = np.asarray(report["transfer"]["gains"]["vgg16"])
     assert report["transfer"]["kind"] == "finetune" and gains.shape == (3, 3)
@@ -81,5 +82,8 @@ def test_a_report_with_transfer_says_how_well_each_rows_distances_predict_it(wor
         assert figures["closest_is_best_source"] in (0.0, 1 / 3, 2 / 3, 1.0)
     # every accuracy is stored: the report again reads them (3 targets x 2 seeds x (3 sources + scratch))
     assert len(workspace.list_results("transfer")) == 3 * 2 * 4
+    # linear probing then fine-tuning on the first 64 training images, recorded with each accuracy
+    assert {(r["protocol"], r["images"]) for r in workspace.list_results("transfer")} == {("lp-ft", 64)}
+    assert report["transfer"]["images"] == 64
     again = validate_distances(request, quiet_context(workspace, "cpu"))
     assert again["transfer"]["gains"] == report["transfer"]["gains"]

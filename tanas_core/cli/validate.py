@@ -49,6 +49,9 @@ def register(commands) -> None:
     sub.add_argument("--transfer-epochs", type=float, default=None,
                      help=f"epochs of fine-tuning transfer, and of its from-scratch baseline (default: "
                           f"{ValidateRequest.default('transfer_epochs'):g})")
+    sub.add_argument("--transfer-images", type=int, default=None,
+                     help=f"training images of fine-tuning transfer (default: "
+                          f"{ValidateRequest.default('transfer_images')})")
     sub.add_argument("--json", default=None, help="also write the report to this JSON file")
     sub.set_defaults(func=run_validate, request=validate_request)
     table = group.add_parser("table", help="a report's JSON (validate distances --json) as a Markdown table, for "
@@ -172,7 +175,8 @@ def validate_request(args) -> ValidateRequest:
     settings = {k: v for k, v in distance_settings(args).items() if k not in ("metric", "view", "reference")}
     return ValidateRequest.from_dict(dict(settings, suite=args.suite, preset=args.preset, metrics=args.metrics,
                                           views=args.views, references=args.references, transfer=args.transfer,
-                                          transfer_epochs=args.transfer_epochs))
+                                          transfer_epochs=args.transfer_epochs,
+                                          transfer_images=args.transfer_images))
 
 
 def _shown(value) -> str:

@@ -8,8 +8,11 @@ network of the same architecture that learned nothing:
 * ``linear``: a linear head fitted on ``N_b``'s frozen features of ``t``'s training images (the head the Fisher
   ``F[b, t]`` is taken with: same images, same penalty), its accuracy on ``t``'s test images; from scratch: the same
   head on a randomly initialised network's features.
-* ``finetune``: ``N_b`` with a new head trained on ``t``'s training split for ``epochs`` epochs (the preset's
-  optimiser), its test accuracy; from scratch: a new network trained the same epochs.
+* ``finetune`` (linear probing, then fine-tuning: Kumar et al., 2022): on the first ``images`` of ``t``'s training
+  images, a linear head fitted on ``N_b``'s frozen features, then the whole network trained ``epochs`` epochs at a
+  tenth of the preset's learning rate (constant), so the fine-tuning starts from a fitted head and keeps what
+  ``N_b`` learned; its test accuracy. From scratch: the same on a network that learned nothing. A few hundred
+  images make the gain visible: with all of them a network trained from nothing catches up.
 
 The **gain** ``gain[b, t]`` is the accuracy minus the scratch accuracy of ``t`` (same seed). A valid distance has
 ``d[b, t]`` small where ``gain[b, t]`` is large: ``transfer_figures`` gives the per-target rank correlation (negative
@@ -58,24 +61,36 @@ def _linear_accuracy(model, splits, head_samples: int, weight_decay: float, num_
     return evaluate(refitted, *splits.tensors("test"), device=device)
 
 
-def _finetuned_accuracy(model, splits, preset: Preset, epochs: float, seed: int, num_outputs: int,
-                        device) -> float:
-    """Test accuracy of ``model`` with a new head, trained ``epochs`` epochs on the training split."""
-    torch.manual_seed(seed)
-    model = copy.deepcopy(model)
-    model.head = torch.nn.Linear(model.feature_dim, num_outputs)
-    fit(model, *splits.tensors("train"), preset, epochs, seed, device, name=f"transfer to {splits.task.name!r}")
+# Fine-tuning keeps the source's features: the whole network trains at this share of the preset's peak rate.
+FINETUNE_LR_SHARE = 0.1
+
+
+def _finetuned_accuracy(model, splits, preset: Preset, epochs: float, seed: int, num_outputs: int, device,
+                        images: int, weight_decay: float) -> float:
+    """Test accuracy of ``model`` after linear probing then fine-tuning on the first ``images`` training images: a
+    head fitted on its frozen features (penalty ``weight_decay``), then ``epochs`` epochs of the whole network at
+    ``FINETUNE_LR_SHARE`` of the preset's learning rate."""
+    x, y = (tensor[:images] for tensor in splits.tensors("train"))
+    model = model.to(device).eval()
+    model = refit_head(copy.deepcopy(model), frozen_features(model, x, device, _FEATURE_BATCH), y.to(device),
+                       num_outputs, weight_decay)
+    fit(model, x, y, preset, epochs, seed, device, name=f"transfer to {splits.task.name!r}",
+        lr=FINETUNE_LR_SHARE * preset.lr)
     return evaluate(model, *splits.tensors("test"), device=device)
 
 
 def transfer_accuracy(context: RunContext, suite: Suite, source: NetworkRecord | None, target: Task, arch: str,
-                      preset: Preset, seed: int, kind: str, epochs: float, fisher: FisherConfig) -> float:
+                      preset: Preset, seed: int, kind: str, epochs: float, fisher: FisherConfig,
+                      images: int = 500) -> float:
     """The test accuracy on ``target`` of ``source``'s network (``None``: a network that learned nothing, seeded by
-    ``seed``) after ``kind`` transfer (``"linear"`` or ``"finetune"`` for ``epochs`` epochs); stored."""
+    ``seed``) after ``kind`` transfer (``"linear"``, or ``"finetune"`` for ``epochs`` epochs on ``images`` training
+    images); stored."""
+    finetune = dict(epochs=epochs, preset=preset.to_dict(), protocol="lp-ft", images=images,
+                    head_weight_decay=fisher.head_weight_decay)
     identity = dict(kind="transfer", transfer=kind, target=target.fingerprint(), spec=vars(suite.spec), arch=arch,
                     sizes=vars(preset.sizes), seed=seed,
                     source=None if source is None else dict(key=source.key, sha=source.sha256),
-                    **(dict(epochs=epochs, preset=preset.to_dict()) if kind == "finetune" else
+                    **(finetune if kind == "finetune" else
                        dict(head_samples=fisher.head_samples, head_weight_decay=fisher.head_weight_decay)))
     key = config_key(identity)
     stored = context.workspace.get_result("transfer", key)
@@ -92,13 +107,15 @@ def transfer_accuracy(context: RunContext, suite: Suite, source: NetworkRecord |
         accuracy = _linear_accuracy(model, splits, fisher.head_samples, fisher.head_weight_decay,
                                     target.num_outputs, device)
     else:
-        accuracy = _finetuned_accuracy(model, splits, preset, epochs, seed, target.num_outputs, device)
+        torch.manual_seed(seed)
+        accuracy = _finetuned_accuracy(model, splits, preset, epochs, seed, target.num_outputs, device, images,
+                                       fisher.head_weight_decay)
     context.workspace.put_result("transfer", key, dict(identity, accuracy=accuracy))
     return accuracy
 
 
 def transfer_gains(context: RunContext, suite: Suite, networks: dict, arch: str, preset: Preset, seeds: list[int],
-                   kind: str, epochs: float, fisher: FisherConfig) -> np.ndarray:
+                   kind: str, epochs: float, fisher: FisherConfig, images: int = 500) -> np.ndarray:
     """``[seeds, T, T]``: ``gain[k, b, t]``, the accuracy of ``b``'s network of seed ``k`` on ``t`` after ``kind``
     transfer minus that of a network that learned nothing (seed ``k``); the diagonal is ``t``'s own network.
     ``networks``: ``{(task, seed, 0): record}``."""
@@ -107,11 +124,11 @@ def transfer_gains(context: RunContext, suite: Suite, networks: dict, arch: str,
     steps = context.step_phases([f"seed {seed}: transfer to {task.name}" for seed in seeds for task in tasks])
     for index, (k, t) in enumerate((k, t) for k in range(len(seeds)) for t in range(len(tasks))):
         step, target = steps[index], tasks[t]
-        scratch = transfer_accuracy(step, suite, None, target, arch, preset, seeds[k], kind, epochs, fisher)
+        scratch = transfer_accuracy(step, suite, None, target, arch, preset, seeds[k], kind, epochs, fisher, images)
         for b, source in enumerate(tasks):
             record = networks[(source.name, seeds[k], 0)]
             gains[k, b, t] = transfer_accuracy(step, suite, record, target, arch, preset, seeds[k], kind, epochs,
-                                               fisher) - scratch
+                                               fisher, images) - scratch
         step.progress(f"{kind} transfer to {target.name}", 1.0)
     return gains
 
@@ -127,7 +144,8 @@ def report_transfer_gains(request: ValidateRequest, suite, context: RunContext) 
                                        preset=request.preset, workers=request.workers), step.phase("zoo", 0.0, 0.1))
         networks = {(r.task, r.seed, r.replicate): r for r in records}
         gains[arch] = transfer_gains(step.phase("transfer", 0.1, 1.0), suite, networks, arch, preset, seeds,
-                                     request.transfer, request.transfer_epochs, request.fisher)
+                                     request.transfer, request.transfer_epochs, request.fisher,
+                                     request.transfer_images)
     return gains
 
 

@@ -259,7 +259,8 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
                   views=list(request.views),
                   epsilon=epsilon_summary(_zoo_networks(request, context.workspace), datasets),
                   transfer=None if gains is None else dict(
-                      kind=request.transfer, epochs=request.transfer_epochs, tasks=[t.name for t in suite.tasks],
+                      kind=request.transfer, epochs=request.transfer_epochs, images=request.transfer_images,
+                      tasks=[t.name for t in suite.tasks],
                       gains={arch: gain.mean(axis=0).tolist() for arch, gain in gains.items()}),
                   created_at=time.time())
     context.workspace.put_result("validation", config_key(request.to_dict()), report)

@@ -223,11 +223,13 @@ class ValidateRequest(DistanceSettings):
     """``validate distances``: the distance settings (``metric`` unused: every metric of ``metrics`` is reported,
     by default every registered metric whose ``in_report`` is set) on ``suite``'s zoo of ``preset``, in ``views``.
     ``transfer``: also measure how well each zoo network transfers to every other task (``"linear"``: a linear head
-    on its frozen features; ``"finetune"``: ``transfer_epochs`` epochs of training with a new head; ``"none"``) and
+    on its frozen features; ``"finetune"``: a fitted head, then ``transfer_epochs`` epochs of training on
+    ``transfer_images`` images; ``"none"``) and
     how well each row's distances predict it."""
 
     WHAT: ClassVar[str] = "validation request"
-    LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, replicates=(1, 10), transfer_epochs=(0.01, 100.0))
+    LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, replicates=(1, 10), transfer_epochs=(0.01, 100.0),
+                                  transfer_images=(2, 65536))
     CHOICES: ClassVar[dict] = dict(DistanceSettings.CHOICES, transfer=("none", "linear", "finetune"))
     ADDED_AT: ClassVar[dict] = dict(DistanceSettings.ADDED_AT, references=("view",))
 
@@ -243,6 +245,7 @@ class ValidateRequest(DistanceSettings):
     references: tuple = ("redraw", "retrained")
     transfer: str = "none"
     transfer_epochs: float = 1.0
+    transfer_images: int = 500  # fine-tuning transfer's training images: few, so learning from nothing cannot catch up
 
     def validate(self, workspace=None) -> None:
         super().validate()
