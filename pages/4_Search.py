@@ -200,6 +200,8 @@ def show_candidates(latest: dict) -> None:
 def show_winner(run_id: str) -> None:
     """The finished search's winner, from its typed record."""
     record = nas.get_search(space, run_id)
+    if record is not None and record.status == "time limit":
+        st.warning(f"Search ended on its time limit with no winner: {record.error}.")
     if record is None or record.genotype is None or record.test_accuracy is None:
         return
     st.success(f"winner {Genotype.from_json(record.genotype).id}: test accuracy {record.test_accuracy:.4f}, "

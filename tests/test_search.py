@@ -376,14 +376,41 @@ def test_a_cancelled_search_keeps_its_partial_history(workspace, real_data, tiny
     assert record.status == "stopped" and record.test_accuracy is None and len(record.rounds) == 1
 
 
-def test_a_time_limit_ends_the_search_with_the_best_so_far(workspace, real_data, tiny_preset):
+def _deadline_after(rounds_done: int, monkeypatch) -> list:
+    """Make a search's time limit pass after ``rounds_done`` finished rounds, whatever the machine's speed (the
+    deadline is read through ``RunContext.deadline_passed``); returns the list the round events go to."""
+    events = []
+    monkeypatch.setattr(RunContext, "deadline_passed", lambda self: self._deadline is not None and sum(
+        event.get("type") == "round_done" for event in events) >= rounds_done)
+    return events
+
+
+def test_a_time_limit_ends_the_search_with_the_best_so_far(workspace, real_data, tiny_preset, monkeypatch):
     space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect"), TINY, nodes=2)
     request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="tiny",
-                            budget=SearchBudget(candidates=2, rounds=50, epochs_per_round=2, max_seconds=1.0,
+                            budget=SearchBudget(candidates=2, rounds=50, epochs_per_round=0.5, max_seconds=60.0,
                                                 final_epochs=1.0))
-    record = nas.run_search(request, quiet_context(workspace, "cpu"), space)
+    events = _deadline_after(1, monkeypatch)
+    record = nas.run_search(request, RunContext(workspace, "cpu", on_event=events.append), space)
     assert record.status == "done" and record.ended == "time limit" and record.test_accuracy is not None
-    assert len(record.rounds) < 50
+    assert len(record.rounds) == 1 and record.genotype == record.rounds[0]["candidates"][record.rounds[0]["winner"]]
+
+
+def test_a_time_limit_no_round_can_meet_ends_with_status_time_limit_not_a_cancel(workspace, real_data, tiny_preset,
+                                                                              monkeypatch):
+    """A limit that passes before the first round (or candidate) ends: the search finishes with status "time limit"
+    and says what to raise; nothing is called a cancel."""
+    space = SearchSpace("tiny", ("sep_conv_3x3", "skip_connect"), TINY, nodes=2)
+    _deadline_after(0, monkeypatch)
+    for method in ("fuse", "random"):
+        request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="tiny", method=method,
+                                budget=SearchBudget(candidates=2, rounds=2, epochs_per_round=2, max_seconds=1.0,
+                                                    final_epochs=1.0))
+        record = nas.run_search(request, quiet_context(workspace, "cpu"), space)
+        assert record.status == "time limit" and record.ended == "time limit", (method, record.status)
+        assert record.genotype is None and record.test_accuracy is None
+        assert "raise max_seconds" in record.error and "1 s" in record.error
+        assert nas.get_search(workspace, record.run_id).status == "time limit"
 
 
 def test_resolve_target_names_the_problem(real_data):

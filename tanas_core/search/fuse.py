@@ -71,8 +71,9 @@ class FuseRound:
 @dataclass
 class SearchOutcome:
     """What a search chose and how. ``status``: ``"done"`` (``best`` is the winner; a search that hit
-    ``budget.max_seconds`` is done with the best so far, ``ended="time limit"``) or ``"stopped"`` (cancelled:
-    ``best`` is the best so far or ``None``, the caller raises ``Cancelled`` after keeping the partial history)."""
+    ``budget.max_seconds`` is done with the best so far, ``ended="time limit"``), ``"time limit"`` (the limit passed
+    before anything could be chosen: ``best`` is ``None``) or ``"stopped"`` (cancelled: ``best`` is the best so far or
+    ``None``, the caller raises ``Cancelled`` after keeping the partial history)."""
 
     method: str
     best: Genotype | None
@@ -242,7 +243,7 @@ def _fuse_round(mixture: _Mixture, candidates: list[Genotype], batches: tuple[_B
             context.check()
             train_loss = mixture.weight_step_on(*train_batches.train_batch(step), check=context.check)
         except Cancelled:  # before or inside this step: the weights of the steps done so far stand
-            return step - 1, False, "time limit" if context.deadline_passed() else "cancelled", history
+            return step - 1, False, stop_reason(context), history
         searching = step > warmup_steps
         # Alpha stands still during the warm-up, so no validation forward is spent there (the chart's validation
         # curves start with the first alpha step).
@@ -303,7 +304,7 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
         try:
             models = _build_candidates(candidates, build, target, context)
         except Cancelled:  # before this round's first step: the rounds done so far stand (as when a step is cut)
-            stop = "time limit" if context.deadline_passed() else "cancelled"
+            stop = stop_reason(context)
             break
         state = _Mixture(models, preset, budget, step_limit, target)
         batches = (_Batches(*train, batch, generator, target),
@@ -324,9 +325,22 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
                           elapsed=time.perf_counter() - started))
         if stop is not None:
             break
-    status = "stopped" if stop == "cancelled" or incumbent is None else "done"
-    return SearchOutcome("fuse", incumbent, status, time.perf_counter() - started, str(target), rounds=rounds,
+    return SearchOutcome("fuse", incumbent, outcome_status(stop, incumbent), time.perf_counter() - started, str(target), rounds=rounds,
                          ended=stop or "finished")
+
+
+def stop_reason(context: RunContext) -> str:
+    """Why a search's ``Cancelled`` came: ``"time limit"`` when its deadline passed and nobody asked to cancel,
+    else ``"cancelled"``."""
+    return "time limit" if context.deadline_passed() and not context.cancel_requested() else "cancelled"
+
+
+def outcome_status(stop: str | None, best) -> str:
+    """A search outcome's status from why it stopped and what it chose (``SearchOutcome``): a cancel is
+    ``"stopped"``; a time limit with nothing chosen is ``"time limit"``, never a cancel; else ``"done"``."""
+    if stop == "cancelled":
+        return "stopped"
+    return "done" if best is not None else "time limit"
 
 
 def check_data(x_train, y_train, x_val, y_val) -> None:

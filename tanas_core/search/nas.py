@@ -247,6 +247,11 @@ def _search(request: SearchRequest, context: RunContext, space: SearchSpace, spl
 
 def _record_outcome(record: SearchRecord, outcome: SearchOutcome) -> None:
     record.status, record.ended = outcome.status, outcome.ended
+    if outcome.status == "time limit":
+        limit = record.budget.get("max_seconds")
+        record.error = (f"the time limit of {limit:g} s passed before the first {outcome.method} round (or "
+                        "candidate) finished, so there is no winner; raise max_seconds or shrink the round "
+                        "(epochs_per_round, candidates)")
     record.search_seconds, record.device = outcome.seconds, outcome.device
     record.genotype = outcome.best.to_json() if outcome.best else None
     record.genotype_text = str(outcome.best) if outcome.best else None

@@ -13,7 +13,7 @@ from tanas_core.networks import count_parameters
 from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import SearchBudget
 from tanas_core.search.cells import cell_network
-from tanas_core.search.fuse import SearchOutcome, Tensors, check_data
+from tanas_core.search.fuse import SearchOutcome, Tensors, check_data, outcome_status, stop_reason
 from tanas_core.search.space import Genotype, SearchSpace
 from tanas_core.training.trainer import Preset, evaluate, fit
 from tanas_core.workspace.context import RunContext
@@ -54,14 +54,13 @@ def random_search(space: SearchSpace, train: Tensors, val: Tensors, num_classes:
                               elapsed=time.perf_counter() - started))
             context.progress(f"{len(results)}/{len(genotypes)} candidates trained", len(results) / len(genotypes))
     except Cancelled:
-        stop = "time limit" if context.deadline_passed() and not context.cancel_requested() else "cancelled"
+        stop = stop_reason(context)
     evaluated = [results[position] for position in sorted(results)]
     best = None
     if evaluated:
         winner = max(sorted(results), key=lambda position: (results[position]["val_accuracy"], -position))
         best = genotypes[winner]
-    status = "stopped" if stop == "cancelled" or best is None else "done"
-    return SearchOutcome("random", best, status, time.perf_counter() - started, str(target), evaluated=evaluated,
+    return SearchOutcome("random", best, outcome_status(stop, best), time.perf_counter() - started, str(target), evaluated=evaluated,
                          ended=stop or "finished")
 
 

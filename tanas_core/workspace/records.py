@@ -59,7 +59,8 @@ def _known(cls, payload: dict) -> dict:
 @dataclass
 class SearchRecord:
     """One search run. ``space``: ``{name, size, operations, sources, ...}`` (``SearchSpace.describe()``);
-    ``status``: ``running``, ``done``, ``stopped`` (cancelled: partial history kept) or ``failed``; ``genotype``:
+    ``status``: ``running``, ``done``, ``time limit`` (the limit passed before a winner: ``error`` says what to
+    raise), ``stopped`` (cancelled: partial history kept) or ``failed``; ``genotype``:
     the winner's JSON; accuracies in [0, 1]; seconds of wall time; ``rounds`` (FUSE) or ``evaluated`` (random
     search) hold what the search saw; ``final_training``: whether the winner was trained from scratch and tested."""
 
