@@ -144,3 +144,19 @@ def test_every_held_out_task_holds_the_default_fisher_images(real_data):
     for name in HELD_OUT_SUITES:
         for task in get_suite(name).tasks:
             assert min(probe_capacity(task), probe_capacity(task, draw=1)) >= FisherConfig().samples, task.name
+
+
+def test_a_custom_task_cannot_take_a_built_in_tasks_name(tmp_path):
+    """Issue 26: a custom "mnist-digit0" (1 vs else) was saved beside the built-in one and the zoo listed two rows
+    under one name. Names are compared case-insensitively."""
+    from tanas_core.data.tasks import make_task
+    from tanas_core.errors import TanasError
+    from tanas_core.workspace.store import Workspace
+
+    workspace = Workspace(tmp_path / "workspace")
+    for name in ("mnist-digit0", "MNIST-Digit0", "fashion-footwear"):
+        with pytest.raises(TanasError, match=f"{name!r} is a task of the built-in suite .*choose another"):
+            workspace.save_task(make_task(name, "mnist", [["1"]], other=True))
+    assert workspace.load_tasks() == []
+    workspace.save_task(make_task("mnist-one", "mnist", [["1"]], other=True))
+    assert [task.name for task in workspace.load_tasks()] == ["mnist-one"]

@@ -169,6 +169,21 @@ def suite_availability(name: str, data_dir: str | Path | None = None) -> tuple[b
 ALL_SUITE_NAMES = SUITE_NAMES + (CUSTOM_SUITE,)
 
 
+def builtin_suite_of(task_name: str) -> str | None:
+    """The first registered suite that has a task named ``task_name`` (case-insensitive), or ``None``; suites whose
+    data is missing (Quick, Draw! reads its category names from the data) are skipped."""
+    from tanas_core.data.datasets import DatasetUnavailableError
+
+    for name in SUITE_NAMES:
+        try:
+            names = {task.name.lower() for task in get_suite(name).tasks}
+        except DatasetUnavailableError:
+            continue
+        if task_name.lower() in names:
+            return name
+    return None
+
+
 def resolve_suite(name: str, workspace=None) -> Suite:
     """A built-in suite, or ``"custom"``: the custom tasks saved in ``workspace`` (a ``store.Workspace``)."""
     if name == CUSTOM_SUITE:

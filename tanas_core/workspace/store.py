@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tanas_core.data.datasets import workspace_home
+from tanas_core.data.suites import builtin_suite_of
 from tanas_core.errors import TanasError
 from tanas_core.workspace.checks import check_request
 from tanas_core.workspace.records import NetworkRecord
@@ -173,6 +174,9 @@ class Workspace:
         networks trained on the old definition (their rows and checkpoints) are removed in the same step, so no
         network of the old definition is ever listed under the new one. Saving the same definition again is a no-op.
         """
+        if (suite := builtin_suite_of(task.name)) is not None:
+            raise TanasError(f"{task.name!r} is a task of the built-in suite {suite!r}: a custom task needs a name of "
+                             "its own, so the zoo and the tables never list two tasks under one name; choose another")
         definition = json.dumps(task.to_dict())
         with self.connect() as conn:
             row = conn.execute("SELECT definition FROM tasks WHERE name = ?", (task.name,)).fetchone()
