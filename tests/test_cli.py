@@ -78,8 +78,10 @@ def test_distance_and_closest_commands_compute_then_read_the_store(real_data, tm
     assert "mean d[b, t] (row = baseline b, column = target t)" in first.stdout and "computed in" in first.stdout
     csv = (tmp_path / "csv" / "mnist4_vgg16_frechet.csv").read_text().splitlines()
     assert csv[0] == "seed,baseline,target,distance" and len(csv) == 1 + 16
-    again = run_cli("distance", *common, "--out", str(tmp_path / "csv"), home=tmp_path / "home")
+    # without --out the CSV goes to the workspace, never silently into the current folder (issue 26)
+    again = run_cli("distance", *common, home=tmp_path / "home")
     assert "read from the workspace" in again.stdout
+    assert (tmp_path / "home" / "exports" / "distances" / "mnist4_vgg16_frechet.csv").read_text().splitlines() == csv
     closest = run_cli("closest", *common, "--target", "mnist-10class", "--top", "2", home=tmp_path / "home")
     assert closest.returncode == 0 and "1. mnist-" in closest.stdout and "3. " not in closest.stdout
     bad = run_cli("distance", "--suite", "mnist4", "--metric", "logdet", "--sigma", "0", home=tmp_path / "home")

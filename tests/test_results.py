@@ -22,7 +22,7 @@ def _report() -> dict:
     missing = dict(figures, identity_top1=0.549, signal_to_noise=1.16,
                    intervals=dict(identity_top1=[0.5, 0.6], signal_to_noise=[1.11, 1.17]))
     return dict(suite="ld8", archs=["vgg16", "resnet18"], seeds=3, replicates=2, preset="demo",
-                fisher=dict(samples=800), default_metric="probe:frechet",
+                fisher=dict(samples=800, head="refit", head_weight_decay=0.3), default_metric="probe:frechet",
                 metrics={"frechet": missing, "probe:frechet": figures},
                 epsilon=dict(networks=3, met=2, by_dataset=dict(mnist=dict(networks=3, met=2, epsilon=0.2,
                                                                             min_accuracy=0.71, mean_accuracy=0.9))))
@@ -74,7 +74,8 @@ def test_the_curve_table_has_a_line_per_report_and_row_with_what_each_preset_tra
     table = curve_markdown([_report(), averaged])
     lines = [line for line in table.splitlines()[2:]]
     assert len(lines) == 3  # the probe row is not a row of the source's view: left out
-    assert lines[0].startswith("| `ld8` | `demo` | 3 epochs | 2/3 | 0.900 | frechet | retrained | 0.549 [0.50, 0.60]")
+    assert lines[0].startswith("| `ld8` | `demo` | 3 epochs | 2/3 | 0.900 | refit (0.3) | frechet | retrained | "
+                               "0.549 [0.50, 0.60]")
     assert lines[0].endswith("| no |")
     assert "until epsilon = 0.05 (at most 12 epochs), averaged over 1 more epoch(s)" in lines[1]
     assert "| frechet | redraw | 0.965 [0.92, 1.00] | 10.100 [8.73, 11.25] | yes, not settled |" in lines[2]

@@ -25,7 +25,8 @@ def register(commands) -> None:
     """Add ``distance`` and ``closest`` to ``commands``."""
     distance = commands.add_parser("distance", help="task distance matrices d[b, t] (prints them, writes CSV)")
     _options(distance)
-    distance.add_argument("--out", default=".", help="directory for the CSV files")
+    distance.add_argument("--out", default=None, help="directory for the CSV files (default: the workspace's "
+                                                      "exports/distances)")
     distance.set_defaults(func=run_distance, request=distance_request)
     closest = commands.add_parser("closest", help="the baselines closest to a target task")
     _options(closest)
@@ -117,7 +118,7 @@ def run_distance(args) -> int:
     if len(results) > 1:
         results.append(across_architectures(results))
     datasets = {t.name: t.dataset for t in resolve_suite(request.suite, workspace(args)).tasks}
-    out_dir = Path(args.out)
+    out_dir = Path(args.out) if args.out else workspace(args).root / "exports" / "distances"
     out_dir.mkdir(parents=True, exist_ok=True)
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 4):
         for result in results:

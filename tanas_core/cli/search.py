@@ -31,7 +31,8 @@ def register(commands) -> None:
     search.set_defaults(func=run_search, request=search_request)
     compare = commands.add_parser("compare", help="hand-designed networks vs random search vs FUSE on a target")
     _options(compare, CompareRequest)
-    compare.add_argument("--out", default=".", help="directory for the CSV file")
+    compare.add_argument("--out", default=None, help="directory for the CSV file (default: the workspace's "
+                                                     "exports/comparisons)")
     compare.add_argument("--repeats", type=int, default=None,
                          help=range_help("independent search seeds (and zoo seeds) per method", CompareRequest,
                                          "repeats"))
@@ -95,7 +96,9 @@ def run_compare(args) -> int:
     rows = result.table_rows()
     print_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
                 COMPARISON_COLUMNS)
-    out = Path(args.out) / Path(result.csv).name
+    out_dir = Path(args.out) if args.out else workspace(args).root / "exports" / "comparisons"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / Path(result.csv).name
     write_csv(rows, out, COMPARISON_COLUMNS)
     print_summary(result)
     print(f"whole comparison: {result.seconds:.1f} s; CSV: {out}")

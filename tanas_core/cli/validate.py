@@ -132,13 +132,15 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
     for (``Preset.preconditions``), the share of its networks that are epsilon-approximations and their mean test
     accuracy, then the row's verdict figures with their seed-resampling ranges and its answer. The curve of the
     source's preconditions: how far training budget, epsilon and averaging take a row."""
-    lines = ["| suite | preset | trained for | ε met | mean accuracy | row | twins | identity test | "
-             "signal / noise (within a dataset) | verdict |", "| --- " * 10 + "|"]
+    lines = ["| suite | preset | trained for | ε met | mean accuracy | head (penalty) | row | twins | identity test | "
+             "signal / noise (within a dataset) | verdict |", "| --- " * 11 + "|"]
     for report in reports:
         summary = report.get("epsilon") or {}
         accuracy = [group["mean_accuracy"] for group in summary.get("by_dataset", {}).values()]
         preset = PRESETS[report["preset"]] if report["preset"] in PRESETS else None
         trained = (preset.preconditions or f"{preset.epochs} epochs") if preset else "?"
+        fisher = report.get("fisher", {})
+        head = f"{fisher.get('head', '?')} ({fisher.get('head_weight_decay', float('nan')):g})"
         for row in [name for name in report["metrics"] if name.split("@")[0] in rows]:
             figures, intervals = report["metrics"][row], report["metrics"][row].get("intervals") or {}
             cells = [_shown(figures[key]) + (f" [{intervals[key][0]:.2f}, {intervals[key][1]:.2f}]"
@@ -147,7 +149,7 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
             answer += ", not settled" if answer != "not measured" and unsettled(figures) else ""
             lines.append(f"| `{report['suite']}` | `{report['preset']}` | {trained} | "
                          f"{summary.get('met', 0)}/{summary.get('networks', 0)} | "
-                         f"{np.mean(accuracy) if accuracy else float('nan'):.3f} | {row.split('@')[0]} | "
+                         f"{np.mean(accuracy) if accuracy else float('nan'):.3f} | {head} | {row.split('@')[0]} | "
                          f"{row_reference(row)} | " + " | ".join(cells) + f" | {answer} |")
     return "\n".join(lines) + "\n"
 
