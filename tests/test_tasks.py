@@ -160,3 +160,16 @@ def test_a_custom_task_cannot_take_a_built_in_tasks_name(tmp_path):
     assert workspace.load_tasks() == []
     workspace.save_task(make_task("mnist-one", "mnist", [["1"]], other=True))
     assert [task.name for task in workspace.load_tasks()] == ["mnist-one"]
+
+
+def test_class_names_match_case_insensitively_and_are_stored_as_the_dataset_spells_them():
+    """Issue 26: the suite tables print "trouser" while Fashion-MNIST spells "Trouser"; typing either works, and the
+    task (and so its fingerprint and the networks trained on it) is the same."""
+    from tanas_core.data.tasks import make_task
+    from tanas_core.errors import TanasError
+
+    typed = make_task("fashion-mine", "fashion_mnist", [["trouser"], [" BAG "]], other=True)
+    spelled = make_task("fashion-mine", "fashion_mnist", [["Trouser"], ["Bag"]], other=True)
+    assert typed.groups == (("Trouser",), ("Bag",)) and typed.fingerprint() == spelled.fingerprint()
+    with pytest.raises(TanasError, match="class 'trousers' does not exist in fashion_mnist"):
+        make_task("fashion-mine", "fashion_mnist", [["trousers"]], other=True)

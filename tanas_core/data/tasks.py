@@ -158,6 +158,10 @@ def _resolve_class(task: str, dataset: str, class_names: tuple[str, ...], value)
         raise TanasError(f"task {task!r}: class label {value} does not exist in {dataset} (labels 0..{len(class_names) - 1})")
     if isinstance(value, str) and value in class_names:
         return value
+    if isinstance(value, str):  # "Trouser" for "Trouser", "trouser" too: stored as the dataset spells it
+        folded = [c for c in class_names if c.casefold() == value.strip().casefold()]
+        if len(folded) == 1:
+            return folded[0]
     shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
     raise TanasError(f"task {task!r}: class {value!r} does not exist in {dataset} (classes: {shown})")
 
