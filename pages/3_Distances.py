@@ -224,7 +224,8 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
             st.dataframe(pd.DataFrame([report_row(report, name) for name in report["metrics"]]),
                          hide_index=True, width="stretch")
             st.caption(f"Report of {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
-                       f"twin(s) per task (a row's @redraw or @retrained: twins other than its view's own); goals: {', '.join(f'{k} ≥ {v:g}' for k, v in GOALS.items())}; the default "
+                       f"twin(s) per task (a row's @redraw or @retrained: twins other than its view's own); goals: "
+                       f"{', '.join(f'{k} ≥ {v:g}' for k, v in GOALS.items())}; the default "
                        f"metric by its rule: {report['default_metric']}.")
         if report.get("transfer"):
             show_transfer(report, row)

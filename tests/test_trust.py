@@ -355,22 +355,31 @@ def test_the_report_runs_end_to_end_and_every_figure_is_in_range(digits_workspac
     assert report["epsilon"]["met"] == sum(r.test_accuracy >= 1 - r.epsilon for r in networks)
 
 
-def test_redraw_and_retrained_twins_differ_in_what_they_should(digits_workspace, tiny_preset):
+def test_redraw_and_retrained_twins_differ_in_what_they_should(digits_workspace, tiny_preset, tmp_path):
     """Under either reference the matrices d[b, t] are the same; only the twins differ: a redraw is the target's own
     network on another draw of its data, a retrained twin another network of the same initial weights (in the probe
-    view a retrained probe network) on the target's probe images."""
+    view a retrained probe network) on the target's probe images. The second reference reuses the first's matrices
+    (and bootstrap): the same as computing them afresh, in a workspace that holds nothing."""
     from tanas_core.distances.matrices import distance_matrices
     from tanas_core.distances.views import get_view, twin
+    from tanas_core.workspace.store import Workspace
 
     context = quiet_context(digits_workspace, "cpu")
-    settings = dict(suite="custom", archs=("vgg16",), seeds=1, preset="tiny", replicates=1, bootstrap=0,
+    settings = dict(suite="custom", archs=("vgg16",), seeds=1, preset="tiny", replicates=1, bootstrap=4,
                     fisher=FisherConfig(samples=24, head_samples=48))
     suite = resolve_suite("custom", digits_workspace)
     for view in ("tanas", "probe"):
         redraw, retrained = (DistanceRequest(view=view, reference=kind, **settings) for kind in ("redraw", "retrained"))
         assert DistanceRequest(view=view, **settings).twin_kind == get_view(view).own_reference
         first, second = (distance_matrices(r, context)[0] for r in (redraw, retrained))
-        np.testing.assert_array_equal(first.matrices, second.matrices)
+        fresh_workspace = Workspace(tmp_path / f"fresh-{view}")
+        for task in TASKS:
+            fresh_workspace.save_task(task)
+        fresh = distance_matrices(retrained, quiet_context(fresh_workspace, "cpu"))[0]
+        for result in (first, second):
+            np.testing.assert_allclose(result.matrices, fresh.matrices, rtol=1e-6)
+            np.testing.assert_allclose(result.bootstrap, fresh.bootstrap, rtol=1e-6)
+        np.testing.assert_allclose(second.replicates, fresh.replicates, rtol=1e-6)
         assert not np.allclose(first.replicates, second.replicates)
         networks = {**get_view(view).networks(redraw, suite, context), **get_view(view).networks(retrained, suite,
                                                                                                   context)}

@@ -83,21 +83,29 @@ def report_markdown(report: dict, source: str = "") -> str:
              + "".join(f"{name.replace('_', ' ')} | " for name in extra) + "verdict |",
              "| --- | --- | --- | --- | --- | --- | " + "--- | " * len(extra) + "--- |"]
     for name, figures in report["metrics"].items():
-        intervals = figures.get("intervals") or {}
         cells = []
         for key in (*VERDICT_FIGURES, "same_dataset_auc", "closest_stability", "logdet_lift", *extra):
-            cell = _shown(figures.get(key))
-            if intervals.get(key):
-                cell += f" [{intervals[key][0]:.2f}, {intervals[key][1]:.2f}]"
+            cell = _with_range(figures, key)
             if key == "signal_to_noise" and figures.get("signal_to_noise_across") is not None:
                 cell += f"; across datasets {figures['signal_to_noise_across']:.2f}" + (
                     " (by construction: other images)" if row_view(name) == "probe" else "")
             cells.append(cell)
-        answer, _ = verdict(report, name)
-        settled = "" if answer == "not measured" or not unsettled(figures) else ", not settled"
         bold = "**" if name == report.get("default_metric") else ""
-        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {answer}{settled} |")
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {_answer(report, name)} |")
     return "\n".join(lines) + "\n"
+
+
+def _with_range(figures: dict, key: str) -> str:
+    """A report row's figure ``key`` as shown in a table, with its seed-resampling range when it has one."""
+    bounds = (figures.get("intervals") or {}).get(key)
+    return _shown(figures.get(key)) + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
+
+
+def _answer(report: dict, row: str) -> str:
+    """The verdict of ``row`` as a table shows it: yes / no / not measured, and ", not settled" when a figure's
+    seed-resampling range reaches across its goal."""
+    answer, _ = verdict(report, row)
+    return answer + ("" if answer == "not measured" or not unsettled(report["metrics"][row]) else ", not settled")
 
 
 def epsilon_lines(report: dict) -> list[str]:
@@ -132,8 +140,8 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
     for (``Preset.preconditions``), the share of its networks that are epsilon-approximations and their mean test
     accuracy, then the row's verdict figures with their seed-resampling ranges and its answer. The curve of the
     source's preconditions: how far training budget, epsilon and averaging take a row."""
-    lines = ["| suite | preset | trained for | ε met | mean accuracy | head (penalty) | row | twins | identity test | "
-             "signal / noise (within a dataset) | verdict |", "| --- " * 11 + "|"]
+    lines = ["| suite | preset | trained for | ε met | mean accuracy | head (penalty) | row | twins | "
+             "identity test | signal / noise (within a dataset) | verdict |", "| --- " * 11 + "|"]
     for report in reports:
         summary = report.get("epsilon") or {}
         accuracy = [group["mean_accuracy"] for group in summary.get("by_dataset", {}).values()]
@@ -142,15 +150,11 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
         fisher = report.get("fisher", {})
         head = f"{fisher.get('head', '?')} ({fisher.get('head_weight_decay', float('nan')):g})"
         for row in [name for name in report["metrics"] if name.split("@")[0] in rows]:
-            figures, intervals = report["metrics"][row], report["metrics"][row].get("intervals") or {}
-            cells = [_shown(figures[key]) + (f" [{intervals[key][0]:.2f}, {intervals[key][1]:.2f}]"
-                                              if intervals.get(key) else "") for key in VERDICT_FIGURES]
-            answer, _ = verdict(report, row)
-            answer += ", not settled" if answer != "not measured" and unsettled(figures) else ""
+            cells = [_with_range(report["metrics"][row], key) for key in VERDICT_FIGURES]
             lines.append(f"| `{report['suite']}` | `{report['preset']}` | {trained} | "
                          f"{summary.get('met', 0)}/{summary.get('networks', 0)} | "
                          f"{np.mean(accuracy) if accuracy else float('nan'):.3f} | {head} | {row.split('@')[0]} | "
-                         f"{row_reference(row)} | " + " | ".join(cells) + f" | {answer} |")
+                         f"{row_reference(row)} | " + " | ".join(cells) + f" | {_answer(report, row)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -62,16 +62,18 @@ def probe_count(task, samples: int, dataset: RawDataset | None = None) -> int:
     Every draw of a task uses this one count, so a task's twins compare like with like; M = 800 fits every task of
     the registered suites, and a task with fewer (a CIFAR-10 "cat / dog / anything else": 600) still runs."""
     dataset = dataset if dataset is not None else load_dataset(task.dataset)
-    available = min(samples, probe_capacity(task, dataset), probe_capacity(task, dataset, draw=1))
-    return available // task.num_outputs * task.num_outputs
+    return balanced(task, min(samples, probe_capacity(task, dataset), probe_capacity(task, dataset, draw=1)))
+
+
+def balanced(task, count: int) -> int:
+    """``count`` rounded down to a multiple of ``task``'s outputs (a class-balanced draw)."""
+    return count // task.num_outputs * task.num_outputs
 
 
 def fewer_than_asked(tasks, samples: int) -> dict[str, int]:
     """``{task name: Fisher images}`` of the tasks of ``tasks`` whose Fishers average over fewer images than M =
     ``samples`` asks (rounded to their outputs): what a page or a report says next to M."""
-    counts = {task.name: probe_count(task, samples) for task in tasks}
-    return {name: count for (name, count), task in zip(counts.items(), tasks)
-            if count < samples // task.num_outputs * task.num_outputs}
+    return {task.name: count for task in tasks if (count := probe_count(task, samples)) < balanced(task, samples)}
 
 
 def probe_selection(task, count: int, dataset: RawDataset, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,8 @@ gives both, so ``d[t, t] = 0``.
 the networks only. The **reference** ``r[t]`` is the distance of ``t``'s twins placed as baselines of column ``t``
 (``views.twin``: the TA-NAS view's own are same-initialisation replicates, same initial weights and other data; a
 *redraw* reference uses the same network on other draws of ``t``'s data): a baseline closer than that cannot be
-told apart from ``t`` itself. The distance between networks of different seeds (initialisations) is kept as the cross-initialisation
-spread; the source's Theorem 1 (strongly convex loss, averaged iterates) is not claimed for it.
+told apart from ``t`` itself. The distance between networks of different seeds (initialisations) is kept as the
+cross-initialisation spread; the source's Theorem 1 (strongly convex loss, averaged iterates) is not claimed for it.
 
 In the common-probe view every ``d[b, t]`` of a seed compares two Fishers of **one** network on other data, so its
 reference does too: ``r[t]`` compares other draws of ``t``'s data (``target_fisher``: head fitted on other training
@@ -93,21 +93,34 @@ def _arch_distances(request: DistanceRequest, suite: Suite, context: RunContext)
                            request.workers)
     data = lambda b, t: view.baseline_images(tasks, b, t)  # noqa: E731  whose images b's Fisher of column t sees
     fisher_phase = context.phase("Fisher matrices and distances", 0.3, 0.95)
-    column = [[networks[(t.name, seed, 0)] for t in tasks] for seed in seeds]
     _ensure_fishers(fishers, request, networks, tasks, seeds, data, fisher_phase)
-    matrices = np.stack([_seed_matrix(fishers, request, column[k], tasks, data) for k in range(len(seeds))])
-    replicates = _replicate_distances(fishers, request, networks, tasks, seeds)
-    bootstrap = np.stack([bootstrap_matrices(fishers, request, column[k], tasks, data, k)
-                          for k in range(len(seeds))])
-    noise = _noise_floor(fishers, request, networks, tasks, seeds)
+    same = _under_the_other_reference(context.workspace, request, suite, arch)
+    if same is not None:  # only the twins differ: the matrices, bootstrap, spread and lifts are stored already
+        matrices, bootstrap, noise, lift = same.matrices, same.bootstrap, same.noise_floor, same.lift
+    else:
+        column = [[networks[(t.name, seed, 0)] for t in tasks] for seed in seeds]
+        matrices = np.stack([_seed_matrix(fishers, request, column[k], tasks, data) for k in range(len(seeds))])
+        bootstrap = np.stack([bootstrap_matrices(fishers, request, column[k], tasks, data, k)
+                              for k in range(len(seeds))])
+        noise = _noise_floor(fishers, request, networks, tasks, seeds)
+        lift = _lifts(fishers, request, networks, tasks, seeds)
     result = DistanceResult(suite=suite.name, arch=arch, metric=request.metric, sigma=float(request.sigma),
                             seeds=seeds, tasks=[t.name for t in tasks], matrices=matrices, noise_floor=noise,
-                            seconds=time.perf_counter() - started, cached=False, replicates=replicates,
-                            lift=_lifts(fishers, request, networks, tasks, seeds), bootstrap=bootstrap,
-                            view=request.view, request=request.to_dict())
+                            seconds=time.perf_counter() - started, cached=False,
+                            replicates=_replicate_distances(fishers, request, networks, tasks, seeds),
+                            lift=lift, bootstrap=bootstrap, view=request.view, request=request.to_dict())
     context.workspace.put_result("distances", key, result.to_payload())
     context.progress("done", 1.0)
     return result
+
+
+def _under_the_other_reference(workspace, request: DistanceRequest, suite: Suite,
+                               arch: str) -> DistanceResult | None:
+    """The stored result of ``request`` under the other reference (redraw <-> retrained), or ``None``: the twins
+    are all a reference changes, so its matrices, bootstrap, cross-initialisation spread and lifts are this one's."""
+    other = "retrained" if request.twin_kind == "redraw" else "redraw"
+    stored = workspace.get_result("distances", request_key(request.replace(reference=other), suite, arch))
+    return None if stored is None else DistanceResult.from_payload(stored[0], cached=True)
 
 
 def _distances(fishers: FisherSource, request: DistanceRequest, pairs: list[tuple[Entry, Entry]],

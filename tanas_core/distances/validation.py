@@ -58,7 +58,8 @@ VERDICT_FIGURES = ("identity_top1", "signal_to_noise")
 
 def row_name(view: str, metric: str, reference: str = "view") -> str:
     """The report's name of a (view, metric, reference) row: ``metric``, or ``probe:metric`` for the common-probe
-    view, with ``@reference`` when the twins are not the view's own (``frechet@redraw``, ``probe:frechet@retrained``)."""
+    view, with ``@reference`` when the twins are not the view's own (``frechet@redraw``,
+    ``probe:frechet@retrained``)."""
     name = metric if view == "tanas" else f"{view}:{metric}"
     return name if reference in ("view", VIEWS[view].own_reference) else f"{name}@{reference}"
 

@@ -35,7 +35,8 @@ from tanas_core.requests.operations import (
                                       ZooSearchRequest,
 )
 
-__all__ = ["CUSTOM_SUITE", "HEADS", "METHODS", "METRICS", "MIXTURES", "PARAMS", "REFERENCES", "SPACES", "VIEWS", "WEIGHT_STEPS",
+__all__ = ["CUSTOM_SUITE", "HEADS", "METHODS", "METRICS", "MIXTURES", "PARAMS", "REFERENCES", "SPACES", "VIEWS",
+           "WEIGHT_STEPS",
            "DistanceSettings", "FisherConfig", "Request", "SearchBudget", "parse_archs", "parse_names", "split_target",
            "ClosestSettings", "CompareRequest", "DemoRequest", "DistanceRequest", "SearchRequest", "ValidateRequest",
            "ZooRequest", "ZooSearchRequest"]

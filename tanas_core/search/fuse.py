@@ -325,8 +325,8 @@ def fuse(space: SearchSpace, train: Tensors, val: Tensors, num_classes: int, pre
                           elapsed=time.perf_counter() - started))
         if stop is not None:
             break
-    return SearchOutcome("fuse", incumbent, outcome_status(stop, incumbent), time.perf_counter() - started, str(target), rounds=rounds,
-                         ended=stop or "finished")
+    return SearchOutcome("fuse", incumbent, outcome_status(stop, incumbent), time.perf_counter() - started,
+                         str(target), rounds=rounds, ended=stop or "finished")
 
 
 def stop_reason(context: RunContext) -> str:

@@ -60,8 +60,8 @@ def random_search(space: SearchSpace, train: Tensors, val: Tensors, num_classes:
     if evaluated:
         winner = max(sorted(results), key=lambda position: (results[position]["val_accuracy"], -position))
         best = genotypes[winner]
-    return SearchOutcome("random", best, outcome_status(stop, best), time.perf_counter() - started, str(target), evaluated=evaluated,
-                         ended=stop or "finished")
+    return SearchOutcome("random", best, outcome_status(stop, best), time.perf_counter() - started, str(target),
+                         evaluated=evaluated, ended=stop or "finished")
 
 
 def train_candidate(genotype_json: str, index: int, seed: int, num_classes: int, preset: Preset, epochs: float,

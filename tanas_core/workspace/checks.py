@@ -7,7 +7,7 @@ entry (the library call, or the job runner before it launches a job).
 """
 from __future__ import annotations
 
-from tanas_core.data.probe_images import MIN_PROBE_IMAGES, probe_count
+from tanas_core.data.probe_images import MIN_PROBE_IMAGES, balanced, probe_count
 from tanas_core.data.suites import Suite, resolve_suite, split_target
 from tanas_core.errors import TanasError
 from tanas_core.requests import (
@@ -65,7 +65,7 @@ def check_probe(fisher: FisherConfig, tasks) -> None:
     is the caller's choice)."""
     for task in tasks:
         count = probe_count(task, fisher.samples)
-        if count < min(MIN_PROBE_IMAGES, fisher.samples // task.num_outputs * task.num_outputs):
+        if count < min(MIN_PROBE_IMAGES, balanced(task, fisher.samples)):
             raise TanasError(f"{fisher.WHAT}: task {task.name!r} holds {count} Fisher images (its scarcest output "
                              f"has {count // task.num_outputs} held-out probe or test images), fewer than the "
                              f"{MIN_PROBE_IMAGES} a Fisher needs to compare tasks; give that output more classes or "
