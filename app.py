@@ -11,6 +11,7 @@ PAGES = [st.Page("pages/0_Home.py", title="Home", icon=":material/home:", defaul
          st.Page("pages/1_Tasks.py", title="Tasks", icon=":material/extension:"),
          st.Page("pages/2_Zoo.py", title="Zoo", icon=":material/hub:"),
          st.Page("pages/3_Distances.py", title="Distances", icon=":material/grid_on:"),
-         st.Page("pages/4_Search.py", title="Search", icon=":material/search:")]
+         st.Page("pages/4_Search.py", title="Search", icon=":material/search:"),
+         st.Page("pages/5_Lesson.py", title="Lesson", icon=":material/school:")]
 
 st.navigation(PAGES).run()

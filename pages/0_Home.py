@@ -2,6 +2,7 @@
 and their sources, the workspace."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import streamlit as st
@@ -18,9 +19,11 @@ import pandas as pd  # noqa: E402  (after the first paint, on purpose)
 
 from tanas_core.app import ui  # noqa: E402
 from tanas_core.data.datasets import default_data_dir  # noqa: E402
+from tanas_core.distances.validation import latest_validation, row_name, verdict  # noqa: E402
 from tanas_core.jobs.runner import list_jobs  # noqa: E402
 from tanas_core.requests import DemoRequest  # noqa: E402
 from tanas_core.training.zoo import zoo_table  # noqa: E402
+from tanas_core.workspace.archive import export_workspace, import_workspace  # noqa: E402
 
 workspace = ui.page_header(None)
 
@@ -48,16 +51,29 @@ st.markdown("Mix the candidates' outputs with softmax(α) weights, train the wei
 st.latex(r"\bar c(X)=\sum_{c\in C}\frac{e^{\alpha_c}}{\sum_{c'\in C}e^{\alpha_{c'}}}\,c(X)")
 
 
+def show_demo_verdict(request: DemoRequest) -> None:
+    """What the demo's own validation report says about its distances (the Distances page opens with it)."""
+    validation = request.validation()
+    row = row_name(validation.views[0], validation.metrics[0])
+    report = latest_validation(workspace, request.suite, request.preset, validation.fisher, row)
+    answer, why = verdict(report, row)
+    text = (f"**Do the demo's distances ({row}) separate its tasks from noise? {answer}** — {why} "
+            f"({validation.seeds} seeds of {', '.join(validation.archs)}; the Distances page shows the report).")
+    (st.success if answer == "yes" else st.warning if answer == "no" else st.info)(text)
+
+
 st.header("Run the demo")
 demo = DemoRequest()
 st.markdown(f"Trains the demo zoo for the `{demo.suite}` suite ({', '.join(demo.archs)}, {demo.zoo().seeds} seed, "
-            f"`{demo.preset}` preset), computes its {demo.distances().metric} distances, and runs a short FUSE search "
+            f"`{demo.preset}` preset), computes its {demo.distances().metric} distances and their verdict (do they "
+            f"beat their noise? {demo.verdict_seeds} seeds, the view's own twins), and runs a short FUSE search "
             f"({demo.budget.candidates} candidates × {demo.budget.rounds} round(s)) for `{demo.target}` on the space "
             "of its closest task: a few minutes on a 2-core CPU, in the background (you can leave this page).")
 ui.attempt("demo", st.button("Run the demo", type="primary"), lambda: ui.submit(workspace, "demo", demo))
 ui.job_panel(workspace, "demo", "Demo runs", limit=3)
 demo_runs = list_jobs(workspace, "demo", 1)
 if demo_runs and demo_runs[0].status == "done":
+    show_demo_verdict(DemoRequest.from_dict(demo_runs[0].request))
     links = st.columns(3)
     links[0].page_link("pages/2_Zoo.py", label="The zoo it trained", icon=":material/hub:")
     links[1].page_link("pages/3_Distances.py", label="Its distance heatmap", icon=":material/grid_on:")
@@ -92,13 +108,76 @@ ui.live_fragment(datasets_panel, not ui.dataset_check()["done"])
 
 st.header("Workspace")
 st.caption(f"`{workspace.root}` (set `TANAS_HOME` to change it)")
-networks = workspace.list_networks()
-custom_tasks = workspace.load_tasks()
-cols = st.columns(2)
-cols[0].metric("Trained networks", len(networks))
-cols[1].metric("Custom tasks", len(custom_tasks))
-if networks:
-    st.dataframe(pd.DataFrame(zoo_table(networks)), hide_index=True, width="stretch")
-else:
-    st.write("No networks yet: press **Run the demo** above, use the Zoo page, or train from a terminal: "
-             "`python -m tanas_core zoo train --suite ld8 --seeds 1 --preset demo`.")
+
+
+def workspace_panel() -> bool:
+    """The workspace's counts and networks; ``True`` while a job in it runs (from any tab, session or the CLI of
+    this server), so the counts follow the job and settle when it ends."""
+    networks = workspace.list_networks()
+    cols = st.columns(2)
+    cols[0].metric("Trained networks", len(networks))
+    cols[1].metric("Custom tasks", len(workspace.load_tasks()))
+    if networks:
+        st.dataframe(pd.DataFrame(zoo_table(networks)), hide_index=True, width="stretch")
+    else:
+        st.write("No networks yet: press **Run the demo** above, use the Zoo page, or train from a terminal: "
+                 "`python -m tanas_core zoo train --suite ld8 --seeds 1 --preset demo`.")
+    return any(job.active for job in list_jobs(workspace, limit=20))
+
+
+polling_fast = any(job.active for job in list_jobs(workspace, limit=20))
+
+
+# Every second while a job runs; otherwise every 15 s, to notice a job started from another tab or the CLI (a count
+# query on the store: the idle cost stays far below the app's goal). A change of state reruns the page once, which
+# switches the pace and refreshes the demo's links.
+@st.fragment(run_every=1.0 if polling_fast else 15.0)
+def workspace_fragment() -> None:
+    if workspace_panel() != polling_fast:
+        st.rerun()
+
+
+workspace_fragment()
+
+
+def transfer_panel() -> None:
+    """Export the workspace (or some suites) as one archive, and import one: prepare a lesson on a fast machine,
+    show it on a classroom laptop."""
+    with st.expander("Move results between machines: export / import the workspace"):
+        left, right = st.columns(2)
+        stored = sorted({record.suite for record in workspace.list_networks()})
+        chosen = left.multiselect("Suites to export", stored, default=stored,
+                                  help="their networks, Fishers, distances, reports and searches, and every custom "
+                                       "task; each file with its sha256, checked on import")
+        if left.button("Prepare the archive", disabled=not chosen):
+            with ui.user_errors(stop=False):
+                st.session_state["export_archive"] = export_archive(chosen)
+        prepared = st.session_state.get("export_archive")
+        if prepared:
+            left.download_button(f"Download {prepared['name']} ({prepared['size'] / 1e6:.1f} MB)", prepared["data"],
+                                 file_name=prepared["name"], mime="application/zip")
+        upload = right.file_uploader("Import an archive written by export", type=["zip"])
+        if upload is not None and right.button("Import it"):
+            with ui.user_errors(stop=False):
+                added = import_archive(upload.getvalue())
+                right.success("Imported: " + ", ".join(f"{count} {name}" for name, count in added.items())
+                              + " added (what the workspace already held is kept).")
+
+
+def export_archive(suites: list[str]) -> dict:
+    """The archive of ``suites`` as bytes (written to a temporary file by ``export_workspace``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"tanas-{'-'.join(suites)[:60]}.zip"
+        export_workspace(workspace, path, suites)
+        return dict(name=path.name, data=path.read_bytes(), size=path.stat().st_size)
+
+
+def import_archive(data: bytes) -> dict:
+    """Import uploaded archive bytes (checked in full before anything is added)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "upload.zip"
+        path.write_bytes(data)
+        return import_workspace(workspace, path)
+
+
+transfer_panel()

@@ -17,6 +17,8 @@ from tanas_core.distances.matrices import across_architectures, task_atlas
 from tanas_core.distances.stored import nearest_stored, stored_distances
 from tanas_core.distances.validation import GOALS, latest_validation, rank_agreement, row_name, unsettled, verdict
 from tanas_core.distances.views import reference_text
+from tanas_core.jobs.estimates import validation_estimate
+from tanas_core.jobs.runner import clock
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.registry import METRICS, VIEWS
 from tanas_core.requests import REFERENCES, DistanceRequest, FisherConfig, ValidateRequest
@@ -51,30 +53,32 @@ space = ui.page_header("Task distances", "d[b, t]: row = baseline task b, column
 
 def request_from_widgets() -> DistanceRequest:
     """The page's one ``DistanceRequest``: every limit and default comes from the request types."""
-    columns = st.columns(6)
+    # two rows, so every select box shows its whole label on a 1366 px screen
+    columns = st.columns([1, 1.5, 1.5]) + st.columns([2, 1, 1.2])
     suite_names = list(ALL_SUITE_NAMES)
     suite = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
     view = columns[1].selectbox("View", list(VIEWS), format_func=view_label,
                                 index=ui.index_of(list(VIEWS), DistanceRequest.default("view")),
                                 help="Which networks' Fishers d[b, t] compares; the validation report names the "
                                      "view and metric that beat their noise (docs/distances.md)")
-    archs = columns[2].multiselect("Architectures", list(ARCHITECTURES),
-                                   default=list(DistanceRequest.default("archs")))
-    seeds = ui.number_input(columns[3], "Seeds", DistanceRequest, "seeds")
-    metric = columns[4].selectbox("Metric", list(METRICS), format_func=metric_label,
+    metric = columns[2].selectbox("Metric", list(METRICS), format_func=metric_label,
                                   index=ui.index_of(list(METRICS), DistanceRequest.default("metric")))
+    archs = columns[3].multiselect("Architectures", list(ARCHITECTURES),
+                                   default=list(DistanceRequest.default("archs")))
+    seeds = ui.number_input(columns[4], "Seeds", DistanceRequest, "seeds")
     presets = list(PRESETS)
     preset = columns[5].selectbox("Preset", presets, index=ui.index_of(presets, DistanceRequest.default("preset")))
     with st.expander("Fisher settings and reference"):
         settings = st.columns(5)
         # σ, M and the head's images are checked by the request (with the range in the message), not the widget
+        ui.label_field("sigma", "σ (log-det)")
         sigma = settings[0].number_input("σ (log-det)", value=DistanceRequest.default("sigma"), format="%.0e",
                                          disabled=not METRICS[metric].uses_sigma)
         samples = ui.number_input(settings[1], "M: images per Fisher", FisherConfig, "samples")
         head_samples = ui.number_input(settings[2], "images for the refitted head", FisherConfig, "head_samples")
         head_weight_decay = ui.number_input(settings[3], "the head's L2 penalty", FisherConfig, "head_weight_decay",
                                             format="%.0e", help="a strong penalty steadies the refitted heads "
-                                                                "(docs/results/distances-findings.md)")
+                                                                "(docs/results/history.md)")
         reference = settings[4].selectbox(
             "Twins r[t] compares with", list(REFERENCES), format_func=lambda kind: REFERENCE_LABELS[kind],
             index=ui.index_of(list(REFERENCES), DistanceRequest.default("reference")),
@@ -117,10 +121,12 @@ def show_result(name: str, result, suite, metric: str) -> None:
     if METRICS[result.metric].lift is not None:
         noise["log-det lift of F[t, t]"] = result.lift.mean(axis=0)
     table = pd.DataFrame([closest_row(t, closest[t]) for t in result.tasks])
-    left, right = st.columns(2)
-    left.markdown("**Closest baseline per target** (rank frequency over seeds × bootstrap resamples of the probe "
-                  "images; baselines whose paired difference to it reaches 0 are ties, circled on the heatmap)")
-    left.dataframe(table, hide_index=True, width="stretch")
+    # full width: the table's six columns (rank frequency last) fit a 1366 px screen
+    st.markdown("**Closest baseline per target** (rank frequency over seeds × bootstrap resamples of the probe "
+                "images; baselines whose paired difference to it reaches 0 are ties, ringed on the heatmap; the "
+                "interval is centred on the distance: each seed's resamples centred on their median)")
+    st.dataframe(table, hide_index=True, width="stretch")
+    right = st.container()
     right.markdown(f"**Reference per target**: r[t], the distance of {VIEWS[result.view].reference} (a baseline closer "
                    "than r[t] cannot be told apart from t); the spread between different seeds; for log-det, how far "
                    "F[t, t] rises above σ² (near 0: the distance measures σ)")
@@ -168,11 +174,18 @@ def offer_validation(request: DistanceRequest) -> None:
     """A button that runs the validation report of the page's settings as a background job, and what it costs."""
     report = ValidateRequest.judging(request)
     tasks = len(resolve_suite(request.suite, space).tasks)
+    cost = validation_estimate(space, report, tasks)
+    if cost["seconds"] is None:
+        time_text = (f"its time is not known yet: no Fisher of {', '.join(cost['unmeasured'])} was computed in this "
+                     "workspace (computing this page's distances measures one)")
+    else:
+        time_text = (f"about {clock(cost['seconds'])} here at most for the Fishers (the median time of this "
+                     "workspace's Fishers: " + ", ".join(f"{arch} {s:.1f} s" for arch, s in cost["per_arch"].items())
+                     + "), plus training what is missing")
     st.caption(f"The report of {', '.join(report.archs)} with {report.seeds} seed(s) and {report.replicates} "
                f"twin(s) per task: every metric in both views under both references (redraw and retrained twins), "
-               f"from up to {report.fishers_needed(tasks)} Fisher matrices "
-               "(stored ones are reused; missing networks, replicates and probe networks are trained first). "
-               "Times measured on this project's machines: docs/results/.")
+               f"from up to {cost['fishers']} Fisher matrices (stored ones are reused; missing networks, replicates "
+               f"and probe networks are trained first): {time_text}.")
     ui.attempt("validate", st.button("Run the validation report in the background", key="validate"),
                lambda: ui.submit(space, "validate", report))
 

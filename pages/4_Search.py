@@ -36,6 +36,7 @@ BUDGET_LABELS = {"candidates": "FUSE candidates C", "rounds": "FUSE rounds", "ep
                  "random_candidates": "random candidates", "random_epochs": "epochs per random candidate",
                  "final_epochs": "final training epochs"}
 
+PAGE = "search"  # the URL parameters this page restores its form from
 space = ui.page_header("Architecture search")
 
 
@@ -43,29 +44,36 @@ def target_widgets():
     """Suite, target task and preset: ``(suite, target name, preset)``."""
     columns = st.columns(3)
     suite_names = list(ALL_SUITE_NAMES)
-    suite_name = columns[0].selectbox("Suite", suite_names, index=ui.suite_index(space, suite_names))
+    suite_name = columns[0].selectbox("Suite", suite_names, index=ui.index_of(
+        suite_names, ui.restored(PAGE, "suite", suite_names[ui.suite_index(space, suite_names)])))
     with ui.user_errors():
         suite = resolve_suite(suite_name, space)
-    target = columns[1].selectbox("Target task", [t.name for t in suite.tasks], index=min(3, len(suite.tasks) - 1))
+    names = [t.name for t in suite.tasks]
+    target = columns[1].selectbox("Target task", names, index=ui.index_of(
+        names, ui.restored(PAGE, "target", names[min(3, len(names) - 1)])))
     presets = list(PRESETS)
-    preset = columns[2].selectbox("Preset", presets, index=ui.index_of(presets, SearchRequest.default("preset")),
+    preset = columns[2].selectbox("Preset", presets, index=ui.index_of(
+        presets, ui.restored(PAGE, "preset", SearchRequest.default("preset"))),
                                   format_func=lambda p: f"{p}: {PRESETS[p].description}")
     return suite, target, preset
 
 
 def closest_widgets(suite, target: str) -> ClosestSettings:
     """Which distances rank the learned tasks, and among which baselines."""
-    closest_arch = st.selectbox("Distances from", list(ARCHITECTURES), index=0,
+    closest_arch = st.selectbox("Distances from", list(ARCHITECTURES), index=ui.index_of(
+                                    list(ARCHITECTURES), ui.restored(PAGE, "distances_from", "vgg16")),
                                 help=f"distances of this architecture in the default view "
                                      f"({ClosestSettings.default('view')}) and metric "
                                      f"({ClosestSettings.default('metric')}), default Fisher settings; compute them "
                                      "on the Distances page")
     others = [t.name for t in suite.tasks if t.name != target]
-    baselines = st.multiselect("Baselines (learned tasks to choose from)", others, default=others)
+    chosen = [name for name in ui.restored(PAGE, "baselines", others) if name in others]
+    baselines = st.multiselect("Baselines (learned tasks to choose from)", others, default=chosen or others)
     if not baselines:
         st.error("Choose at least one baseline task.")
         st.stop()
-    top = ui.number_input(st, "k closest tasks that build the related space", ClosestSettings, "top")
+    top = ui.number_input(st, "k closest tasks that build the related space", ClosestSettings, "top",
+                          value=ui.restored(PAGE, "top", ClosestSettings.default("top")))
     return ClosestSettings(archs=(closest_arch,), baselines=tuple(baselines), top=int(top))
 
 
@@ -74,19 +82,24 @@ def budget_widgets() -> tuple[str, str, SearchBudget, bool, bool]:
     the request when the search starts)."""
     with st.form("search"):
         columns = st.columns(4)
-        space_name = columns[0].radio("Space", list(SPACES), horizontal=True)
-        method = columns[1].radio("Method", list(METHODS), horizontal=True)
+        space_name = columns[0].radio("Space", list(SPACES), horizontal=True,
+                                      index=ui.index_of(list(SPACES), ui.restored(PAGE, "space", list(SPACES)[0])))
+        method = columns[1].radio("Method", list(METHODS), horizontal=True,
+                                  index=ui.index_of(list(METHODS), ui.restored(PAGE, "method", list(METHODS)[0])))
         values = {}
         slots = columns[2:] + list(st.columns(4))
         for slot, (name, label) in zip(slots, BUDGET_LABELS.items()):
-            values[name] = ui.number_input(slot, label, SearchBudget, name)
+            values[name] = ui.number_input(slot, label, SearchBudget, name,
+                                           value=ui.restored(PAGE, name, SearchBudget.default(name)))
         with st.expander("FUSE variants (the source's equations taken literally)"):
             variants = st.columns(2)
             values["mixture"] = variants[0].radio(
-                "Relaxed output (eq. 16) mixes", list(MIXTURES), horizontal=True,
+                "Relaxed output (eq. 16) mixes", list(MIXTURES), horizontal=True, index=ui.index_of(
+                    list(MIXTURES), ui.restored(PAGE, "mixture", SearchBudget.default("mixture"))),
                 help="probs: class probabilities (alpha converges toward the best candidate); logits: the logits")
             values["weight_step"] = variants[1].radio(
-                "Weight step (eq. 17)", list(WEIGHT_STEPS), horizontal=True,
+                "Weight step (eq. 17)", list(WEIGHT_STEPS), horizontal=True, index=ui.index_of(
+                    list(WEIGHT_STEPS), ui.restored(PAGE, "weight_step", SearchBudget.default("weight_step"))),
                 help="independent: each candidate on its own loss; relaxed: the relaxed loss as written, which "
                      "starves candidates that fall behind early (a crippled candidate can win)")
         confirmed = st.checkbox("Start even if the estimate is above 10 minutes", value=False)
@@ -137,7 +150,8 @@ def show_spaces(request: SearchRequest) -> None:
     if preview.space is not None:
         related = preview.space
         right.metric(f"Related space from {', '.join(names)}", f"{related.size():.3e}",
-                     delta=f"{related.size() / standard.size():.1e} of the standard space", delta_color="off")
+                     delta=f"{related.size() / standard.size():.1e} of the standard space", delta_color="off",
+                     delta_arrow="off")
         right.caption("Operations: " + ", ".join(related.operations))
     else:
         right.info(f"No stored genotype yet for {', '.join(preview.missing)}: the related space is built from the "
@@ -167,6 +181,7 @@ def show_estimate(request: SearchRequest) -> float | None:
     if not step_measurement(request)["done"]:
         ui.live_fragment(measuring, True)
         return None
+    request.validate(space)  # an input that will be refused gets its error, not an estimate beside it
     estimate = search_estimate(space, request)
     parts = "; ".join(f"{label} ≈ {clock(seconds)}" for label, seconds in estimate["parts"])
     text = (f"Estimated time here: **at least {clock(estimate['seconds'])}** ({parts}; measured "
@@ -284,6 +299,10 @@ st.header("3. Launch")
 space_name, method, budget, started, confirmed = budget_widgets()
 request = SearchRequest(target=f"{suite.name}:{target}", space=space_name, method=method, preset=preset,
                         budget=budget, closest=closest)
+# the form in the URL: a reload (a new session) or the link reopens it as it was
+ui.remember(suite=suite.name, target=target, preset=preset, distances_from=closest.archs[0],
+            baselines=list(closest.baselines), top=closest.top, space=space_name, method=method,
+            **{name: getattr(budget, name) for name in (*BUDGET_LABELS, "mixture", "weight_step")})
 with closest_box, ui.user_errors(stop=False):
     show_closest(request)
 with space_box, ui.user_errors(stop=False):

@@ -1,8 +1,12 @@
 """The Streamlit home page, run in-process with AppTest against a real (temporary) workspace."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
@@ -68,3 +72,16 @@ def test_sample_grid_rows_are_classes(real_data):
     zeros, sevens = mnist.x_train[mnist.y_train == 0], mnist.x_train[mnist.y_train == 7]
     assert (zeros == sheet[None, :28, :28]).all(axis=(1, 2, 3)).any()  # row 0 holds a real digit 0
     assert (sevens == sheet[None, 28:, 28:56]).all(axis=(1, 2, 3)).any()  # row 1 holds a real digit 7
+
+
+@pytest.mark.integration
+def test_rendering_the_search_page_and_leaving_the_interpreter_exits_cleanly(real_data, tmp_path):
+    """Issue 27: the page's background step measurement (torch work in a thread) is finished before the interpreter
+    ends, instead of being torn down mid-operation (exit 134, "terminate called without an active exception")."""
+    script = ("from streamlit.testing.v1 import AppTest; import sys; "
+              f"app = AppTest.from_file({str(REPO / 'pages/4_Search.py')!r}, default_timeout=120).run(); "
+              "sys.exit(1 if app.exception else 0)")
+    env = dict(os.environ, TANAS_HOME=str(tmp_path / "home"), TANAS_DATA_DIR=str(real_data))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "terminate called" not in done.stderr

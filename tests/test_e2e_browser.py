@@ -53,11 +53,23 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
         for path, heading, content in (("Tasks", "Tasks", "Define a custom task"),
                                        ("Zoo", "Zoo of learned tasks", "Train in the background"),
                                        ("Distances", "Task distances", "Compute in the background"),
-                                       ("Search", "Architecture search", "Start the search")):
+                                       ("Search", "Architecture search", "Start the search"),
+                                       ("Lesson", "Lesson: how similar are two learning tasks?", "run the demo")):
             page.goto(f"{server}/{path}")
             expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=WAIT_MS)
             expect(page.get_by_text(content).first).to_be_visible(timeout=WAIT_MS)
             page.screenshot(path=str(shots / f"{path.lower()}.png"), full_page=True)
+
+        # issue 26: on a 1366 px screen every select box of the Distances page shows its whole value
+        page.set_viewport_size({"width": 1366, "height": 900})
+        page.goto(f"{server}/Distances")
+        expect(page.get_by_text("Compute in the background").first).to_be_visible(timeout=WAIT_MS)
+        # a select box shows its value in an input: wider content than box is a cut-off value (six columns in one
+        # row cut "common probe (Task2Vec-style)" to 104 of its 202 px)
+        cut = page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stSelectbox"] input'))
+            .filter(e => e.value && e.scrollWidth > e.clientWidth + 1).map(e => e.value)""")
+        assert cut == [], f"select boxes cut off at 1366 px: {cut}"
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
         # issue 13: an out-of-range budget is an error naming the range, not a silent no-op
         page.goto(f"{server}/Search")
@@ -66,7 +78,7 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
         rounds.fill("500")
         rounds.press("Tab")
         page.get_by_role("button", name="Start the search").click()
-        expect(page.get_by_text("rounds must be in 1..100").first).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("“FUSE rounds” must be in 1..100").first).to_be_visible(timeout=WAIT_MS)
         assert list_jobs(workspace, "search") == []
 
         # a tiny FUSE search on the standard space, launched twice in a row: one job
@@ -102,5 +114,5 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
             assert get_job(workspace, jobs[0].id).status == "cancelled", time.monotonic() - clicked
         browser.close()
     assert {p.name for p in shots.iterdir()} >= {"home.png", "tasks.png", "zoo.png", "distances.png", "search.png",
-                                                 "search-live.png"}
+                                                 "lesson.png", "search-live.png"}
     assert all(p.stat().st_size > 10_000 for p in shots.iterdir())

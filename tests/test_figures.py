@@ -30,12 +30,26 @@ def test_heatmap_values_are_the_matrix_and_stars_mark_the_closest_off_diagonal_b
     figure = heatmap_figure(MATRIX, TASKS, "title")
     heatmap, stars = figure.data
     assert np.allclose(np.asarray(heatmap.z, dtype=float), MATRIX)
-    assert list(heatmap.x) == TASKS and list(heatmap.y) == TASKS
+    assert list(figure.layout.xaxis.ticktext) == TASKS and list(figure.layout.yaxis.ticktext) == TASKS
+    assert list(heatmap.x) == list(figure.layout.xaxis.tickvals) == [0, 1, 2, 3]
     # per target column: the smallest distance from another task (the zero diagonal never wins)
     assert closest_rows(MATRIX) == [1, 3, 3, 0]
-    assert list(stars.x) == TASKS
-    assert list(stars.y) == ["b", "d", "d", "a"]
+    # each star in its cell's corner (inside the cell, off its centre, where the value is printed)
+    assert all(0 < x - t < 0.5 for t, x in enumerate(stars.x))
+    assert [round(y) for y in stars.y] == [1, 3, 3, 0] and all(0 < round(y) - y < 0.5 for y in stars.y)
     assert stars.name == "closest baseline"
+    # its hover names the baseline and its value
+    assert [tuple(c) for c in stars.customdata] == [("a", "b", 0.1), ("b", "d", 0.2), ("c", "d", 0.1),
+                                                    ("d", "a", 0.2)]
+    assert "%{customdata[2]:.4f}" in stars.hovertemplate
+
+
+def test_heatmap_tied_cells_are_ringed_in_a_colour_the_legend_shows_with_both_values_in_the_hover():
+    figure = heatmap_figure(MATRIX, TASKS, "title", ties=[[2], [], [], []])
+    ring = figure.data[2]
+    assert ring.name.startswith("tied with the closest") and ring.marker.color not in ("white", "#ffffff")
+    assert round(ring.x[0]) == 0 and round(ring.y[0]) == 2 and ring.x[0] != 0
+    assert tuple(ring.customdata[0]) == ("a", "c", 0.7, "b", 0.1)  # the tied baseline and the closest, with values
 
 
 def test_heatmap_without_stars_for_the_std_matrix_and_single_task():

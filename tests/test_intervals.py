@@ -120,3 +120,32 @@ def test_the_controls_are_the_farthest_baseline_and_a_seeded_draw_outside_the_cl
     assert drawn == {"b", "c", "d", "e"} and control_tasks(ranking, 1, 0)["farthest"] == "e"
     assert control_tasks(ranking, 2, 3) == control_tasks(ranking, 2, 3)  # seeded: a repeat draws the same task
     assert control_tasks(ranking[:1], 1, 0) == dict(farthest="a", random="a")  # nothing outside the closest
+
+
+def test_a_distance_interval_is_centred_on_its_estimate_not_on_the_biased_resamples():
+    """Resampled Fishers are noisier, so resampled distances sit above their seed's value (here by 0.04, as the
+    issue saw: estimate 0.1275, percentile interval 0.131-0.176). The interval removes each seed's resampling bias:
+    it holds the estimate, keeps the resamples' width plus the seeds' spread, and a raw percentile interval does
+    not hold it."""
+    from tanas_core.workspace.records import DistanceResult
+
+    rng = np.random.default_rng(3)
+    seeds, resamples = 5, 40
+    matrices = np.zeros((seeds, 2, 2))
+    matrices[:, 0, 1] = 0.1275 + rng.normal(0, 0.004, size=seeds)
+    bootstrap = np.zeros((seeds, resamples, 2, 2))
+    bootstrap[:, :, 0, 1] = matrices[:, None, 0, 1] + 0.04 + rng.normal(0, 0.01, size=(seeds, resamples))
+    result = DistanceResult(suite="s", arch="vgg16", metric="frechet", sigma=1e-3, seeds=list(range(seeds)),
+                            tasks=["a", "b"], matrices=matrices, noise_floor=np.zeros(2), seconds=0.0,
+                            bootstrap=bootstrap)
+    estimate = result.closest("b", 1)[0]["distance"]
+    raw_low, raw_high = np.percentile(bootstrap[:, :, 0, 1], [2.5, 97.5])
+    assert not raw_low <= estimate <= raw_high  # the percentile interval misses its own estimate
+    low, high = result.interval("a", "b")
+    assert low < estimate < high
+    assert high - low == pytest.approx(raw_high - raw_low, rel=0.35)  # same spread, moved onto the estimate
+    # without a bootstrap: the seeds' own spread around their mean
+    plain = DistanceResult(suite="s", arch="vgg16", metric="frechet", sigma=1e-3, seeds=list(range(seeds)),
+                           tasks=["a", "b"], matrices=matrices, noise_floor=np.zeros(2), seconds=0.0)
+    low, high = plain.interval("a", "b")
+    assert matrices[:, 0, 1].min() <= low < estimate < high <= matrices[:, 0, 1].max()

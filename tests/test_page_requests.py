@@ -110,7 +110,9 @@ def test_search_page_budget_inputs_name_their_range_and_an_out_of_range_value_is
     app.run()
     assert not app.exception
     low, high = SearchBudget.limits("rounds")
-    assert any("rounds" in e.value and f"{high:g}" in e.value for e in app.error), [e.value for e in app.error]
+    # named by its label on screen, and no time estimate beside the refused input
+    assert any(f"“FUSE rounds” must be in {low}..{high}" in e.value for e in app.error), [e.value for e in app.error]
+    assert not any("Estimated time here" in m.value for m in [*app.caption, *app.warning])
     # a full rerun without a click (what a live fragment does when the step measurement ends) keeps the error: the
     # browser test once clicked just before that rerun and saw the message vanish
     app.run()
@@ -237,3 +239,32 @@ def test_the_paper_preset_on_a_cpu_says_how_long_it_would_take_and_waits_for_a_c
     errors = [e.value for e in app.error]
     assert any("paper preset is sized for a GPU" in e and "hours" in e and "vgg16:" in e for e in errors), errors
     assert list_jobs(Workspace(), "zoo") == []
+
+
+def test_the_search_form_comes_back_from_its_url_after_a_reload(real_data):
+    """Issue 26: the form's choices are in the page's URL; a reload (a new session with that URL) opens the same
+    form, and each change rewrites the URL."""
+    app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120).run()
+    by_label(app.selectbox, "Suite").set_value("mnist4").run()
+    by_label(app.selectbox, "Target task").set_value("mnist-digit6")
+    # the budget is a form: its values count once it is submitted (here refused: 500 rounds is out of range)
+    by_label(app.number_input, "FUSE candidates C").set_value(5)
+    by_label(app.number_input, "final training epochs").set_value(2.5)
+    by_label(app.number_input, "FUSE rounds").set_value(500)
+    next(b for b in app.button if b.label == "Start the search").click()
+    app.run()
+    assert not app.exception and any("“FUSE rounds” must be in" in e.value for e in app.error)
+    url = dict(app.query_params)
+    assert url["suite"] in ("mnist4", ["mnist4"]) and "mnist-digit6" in str(url["target"])
+    reloaded = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120)
+    for key, value in url.items():
+        reloaded.query_params[key] = value[0] if isinstance(value, list) else value
+    reloaded.run()
+    assert not reloaded.exception
+    assert by_label(reloaded.selectbox, "Suite").value == "mnist4"
+    assert by_label(reloaded.selectbox, "Target task").value == "mnist-digit6"
+    assert by_label(reloaded.number_input, "FUSE candidates C").value == 5
+    assert by_label(reloaded.number_input, "final training epochs").value == 2.5
+    assert by_label(reloaded.number_input, "FUSE rounds").value == 500
+    assert by_label(reloaded.number_input, "FUSE rounds").value != SearchBudget.default("rounds")
+    assert list_jobs(Workspace(), "search") == []

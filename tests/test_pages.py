@@ -21,7 +21,8 @@ from tanas_core.search.nas import closest_tasks, get_search, search_events
 from tanas_core.workspace.context import quiet_context
 from tanas_core.workspace.store import Workspace
 
-PAGES = ["app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py"]
+PAGES = ["app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py",
+         "pages/5_Lesson.py"]
 SMALL_FISHER = dict(samples=32, head_samples=64)
 
 
@@ -99,7 +100,8 @@ def test_distances_page_shows_the_stored_heatmap(populated):
     heatmaps = [trace for spec in specs for trace in spec["data"] if trace["type"] == "heatmap"]
     assert heatmaps, "no heatmap on the page"
     shown = heatmaps[0]["z"]
-    assert heatmaps[0]["x"] == result.tasks
+    layout = next(spec["layout"] for spec in specs if any(t["type"] == "heatmap" for t in spec["data"]))
+    assert layout["xaxis"]["ticktext"] == result.tasks and layout["yaxis"]["ticktext"] == result.tasks
     assert np.allclose(np.asarray(shown, dtype=float), result.mean)
     assert any(trace.get("name") == "closest baseline" for spec in specs for trace in spec["data"])
     assert app.get("download_button")
@@ -111,7 +113,8 @@ def test_distances_page_reports_bad_input_with_st_error(populated):
     by_label(app.selectbox, "Metric").set_value("logdet").run()
     by_label(app.number_input, "σ (log-det)").set_value(-1.0).run()
     assert not app.exception
-    assert any("sigma must be in 1e-12..1e+06" in e.value for e in app.error), [e.value for e in app.error]
+    # the error names the input on screen, not the request's field
+    assert any("“σ (log-det)” must be in 1e-12..1e+06" in e.value for e in app.error), [e.value for e in app.error]
     assert list_jobs(workspace) == []
 
 

@@ -3,11 +3,13 @@ under docs/results/ renders to exactly the table its page shows."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from conftest import REPO
 from tanas_core.bench.coverage import coverage_markdown
+from tanas_core.bench.transcript import Transcript, is_transcript, transcript_markdown
 from tanas_core.cli import main
 from tanas_core.cli.validate import curve_markdown, report_markdown
 
@@ -63,6 +65,8 @@ def _rendered(path) -> tuple[str, str]:
     data, name = json.loads(path.read_text()), str(path.relative_to(REPO))
     if isinstance(data, dict) and "metrics" in data:
         return report_markdown(data, name), f"python -m tanas_core validate table {name}"
+    if is_transcript(data):
+        return transcript_markdown(data, name), f"python -m tanas_core bench show {name}"
     return coverage_markdown(data), f"python -m tanas_core bench coverage --from {name}"
 
 
@@ -109,3 +113,60 @@ def test_every_committed_result_renders_to_the_table_its_page_shows(result):
     table, command = _rendered(result)
     pages = [page for page in RESULTS.glob("*.md") if table in page.read_text()]
     assert pages, f"no page under docs/results shows the table of {result.name}; regenerate it with `{command}`"
+
+
+@pytest.mark.unit
+def test_a_benchmark_transcript_keeps_what_it_printed_and_renders_it_as_markdown(tmp_path, capsys):
+    out = Transcript("cells", argv=["bench", "cells", "--runs", "2", "--json", "somewhere.json"])
+    out.line("cell network step benchmark: batch 64\nsecond line")
+    out.table([dict(network="VGG | 16", ms_per_image=0.48, x_vgg="1.00x"), dict(network="cells", ms_per_image=4.05)])
+    out.line("")
+    out.line("goals: met")
+    printed = capsys.readouterr().out
+    assert "cell network step benchmark: batch 64" in printed and "VGG | 16" in printed
+    path = tmp_path / "bench-cells.json"
+    out.save(str(path))
+    assert capsys.readouterr().out == f"wrote {path}\n"
+    data = json.loads(path.read_text())
+    assert data["command"] == "python -m tanas_core bench cells --runs 2"
+    markdown = transcript_markdown(data, "docs/results/bench-cells.json")
+    lines = markdown.splitlines()
+    assert lines[0].startswith("`python -m tanas_core bench cells --runs 2` on ") and "(from `docs/results/" in lines[0]
+    assert lines[2:4] == ["cell network step benchmark: batch 64\\", "second line"]
+    # a table takes the union of its rows' columns; a missing cell is empty and a pipe is escaped
+    assert lines[5:9] == ["| network | ms_per_image | x_vgg |", "| --- | --- | --- |",
+                          "| VGG \\| 16 | 0.48 | 1.00x |", "| cells | 4.05 |  |"]
+    assert lines[-1] == "goals: met"
+    assert main(["bench", "show", str(path)]) == 0
+    assert capsys.readouterr().out == transcript_markdown(data, str(path))
+    (tmp_path / "other.json").write_text(json.dumps({"suite": "ld8"}))
+    assert main(["bench", "show", str(tmp_path / "other.json")]) == 2
+    assert "is not a benchmark transcript" in capsys.readouterr().err
+
+
+def _tables(page) -> list[str]:
+    """The Markdown tables of a page: runs of lines starting with ``|``."""
+    tables, current = [], []
+    for line in page.read_text().splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append("\n".join(current))
+            current = []
+    return tables
+
+
+@pytest.mark.unit
+def test_every_table_of_a_results_page_is_generated_from_a_committed_file():
+    """No typed tables: each table of a results page (but the index and the history, which hold none) is part of
+    what a committed file renders to, or of a `validate curve` the page names with its files."""
+    renders = [_rendered(path)[0] for path in COMMITTED]
+    for page in RESULTS.glob("*.md"):
+        for command in re.findall(r"`python -m tanas_core validate curve ([^`]+)`", page.read_text()):
+            renders.append(curve_markdown([json.loads((REPO / name).read_text()) for name in command.split()]))
+    for page in sorted(RESULTS.glob("*.md")):
+        if page.name in ("README.md", "history.md"):
+            continue
+        for table in _tables(page):
+            assert any(table in render for render in renders), \
+                f"{page.name}: a table no committed file renders to: {table.splitlines()[0][:120]}"

@@ -131,6 +131,54 @@ def test_launching_the_same_job_twice_attaches_to_the_running_one(digits_workspa
     assert runner.wait(first, 120).status == "done"
 
 
+def test_the_demo_ends_with_the_verdict_of_its_own_distances_and_its_lesson(digits_workspace, tiny_preset,
+                                                                            monkeypatch):
+    """Issue 26: the demo's own smallest validation report is stored, so Home and the Distances page show a verdict
+    without another job."""
+    from tanas_core.distances.validation import latest_validation, row_name, verdict
+
+    demo = DemoRequest(suite="custom", target="digits-10class", preset="tiny", budget=TINY_SEARCH)
+    runner = JobRunner(digits_workspace, JOB_KINDS)
+    job = runner.wait(runner.submit("demo", demo), 600)
+    assert job.status == "done", job.error
+    distances = demo.distances()
+    row = row_name(distances.view, distances.metric)
+    assert job.result["verdict"]["row"] == row
+    report = latest_validation(digits_workspace, "custom", "tiny", distances.fisher, row)
+    assert report is not None and report["seeds"] == demo.verdict_seeds and list(report["metrics"]) == [row]
+    assert job.result["verdict"]["answer"] == verdict(report, row)[0] and verdict(report, row)[0] in ("yes", "no")
+    _check_the_lesson(digits_workspace, demo, job, monkeypatch)
+
+
+def _check_the_lesson(workspace, demo, job, monkeypatch) -> None:
+    """The lesson on the demo's results: seven steps; eq. 8 recomputed from the stored Fishers is the heatmap's cell;
+    every figure writes PNG and SVG; the page shows each step with both downloads."""
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import REPO
+    from tanas_core.app.lesson import figure_bytes, lesson_steps
+
+    steps = lesson_steps(workspace, demo, job.result["run_id"])
+    assert [step.title[:2] for step in steps] == ["1.", "2.", "3.", "4.", "5.", "6.", "7."]
+    drawn = [step for step in steps if step.figure is not None]
+    assert len(drawn) == 6  # all but transfer, which the demo does not measure (its sentence says so)
+    equation = steps[3].sentence
+    recomputed, shown = equation.split("= ")[1].split(" ")[0], equation.split("heatmap's cell: ")[1].split(")")[0]
+    assert recomputed == shown, equation
+    assert job.result["verdict"]["answer"] in steps[4].sentence
+    for step in drawn:
+        assert figure_bytes(step.figure, "png").startswith(b"\x89PNG") and b"<svg" in figure_bytes(step.figure, "svg")
+    monkeypatch.setenv("TANAS_HOME", str(workspace.root))
+    app = AppTest.from_file(str(REPO / "pages/5_Lesson.py"), default_timeout=180).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    for title in [step.title for step in steps][1:]:
+        next(b for b in app.button if b.label == "Next step →").click()
+        app.run()
+        assert not app.exception and app.header[0].value == title
+    assert app.query_params["step"] in (steps[-1].title, [steps[-1].title])
+    assert {b.label for b in app.get("download_button")} == {"Download PNG", "Download SVG"}
+
+
 def test_a_cancelled_job_is_cancelled_not_failed_and_cancel_is_not_an_os_error(digits_workspace, tiny_preset):
     assert not issubclass(Cancelled, OSError) and not issubclass(Cancelled, ValueError)
     with pytest.raises(Cancelled):
@@ -361,3 +409,17 @@ def test_a_repeated_comparison_runs_end_to_end_with_intervals_and_paired_verdict
     assert all(row["n"] == 2 and row["verdict"] in ("higher", "lower", "tie") for row in paired.values())
     assert Path(result.csv).read_text().count("\n") == 1 + len(result.rows)
     assert latest_comparison(digits_workspace, "custom", "digits-10class").rows == result.rows
+
+
+@pytest.mark.unit
+def test_a_reports_time_is_its_fisher_count_times_this_workspaces_measured_fisher_time(workspace):
+    from tanas_core.jobs.estimates import validation_estimate
+
+    for key, seconds in (("a", 1.0), ("b", 3.0), ("c", 2.5)):
+        workspace.put_result("fisher", key, dict(arch="vgg16", seconds=seconds))
+    report = ValidateRequest(suite="mnist4", archs=("vgg16",), seeds=3)
+    cost = validation_estimate(workspace, report, tasks=4)
+    assert cost["fishers"] == report.fishers_needed(4) and cost["per_arch"] == dict(vgg16=2.5)
+    assert cost["seconds"] == pytest.approx(cost["fishers"] * 2.5)
+    both = validation_estimate(workspace, report.replace(archs=("vgg16", "resnet18")), tasks=4)
+    assert both["seconds"] is None and both["unmeasured"] == ["resnet18"]

@@ -113,7 +113,7 @@ def test_no_import_runs_upward_and_the_method_never_imports_jobs_app_bench_or_cl
 def test_the_cli_is_a_package_with_one_module_per_command_group():
     cli = PACKAGE / "cli"
     assert cli.is_dir() and not (PACKAGE / "cli.py").exists()
-    for group in ("data", "tasks", "zoo", "distance", "validate", "search", "bench"):
+    for group in ("data", "tasks", "zoo", "distance", "validate", "search", "workspace", "bench"):
         source = (cli / f"{group}.py").read_text()
         assert "def register(" in source, f"cli/{group}.py has no register(subparsers)"
 

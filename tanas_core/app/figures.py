@@ -24,33 +24,51 @@ def closest_rows(matrix: np.ndarray) -> list[int]:
     return [int(row) for row in np.argmin(masked, axis=0)]
 
 
+# A mark sits in the upper-right corner of its cell (in cell units from the centre), so the value printed in the
+# cell stays readable.
+_MARK_OFFSET = 0.3
+_TIE_COLOUR = "#ff2d78"  # visible on every Viridis colour and on the white legend
+
+
 def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, closest: bool = True,
                    colorbar: str = "distance", ties: list[list[int]] | None = None, value: str = "d") -> go.Figure:
     """Heatmap of ``matrix [baselines, targets]`` with hover values (printed in the cells up to 10 tasks); the
     closest baseline of each target column (off the diagonal) is marked with a star, and ``ties[t]`` (rows of
-    column ``t`` not separable from its closest baseline) with a hollow circle; ``value``: the hover's name of a
-    cell's value."""
+    column ``t`` not separable from its closest baseline) with a ring, both in the cell's corner so its value stays
+    readable, and both naming the value in their hover; ``value``: the hover's name of a cell's value. Cells sit
+    at integer positions labelled with the task names."""
     matrix = np.asarray(matrix, dtype=float)
-    readable = len(tasks) <= 10
-    figure = go.Figure(go.Heatmap(z=matrix.tolist(), x=tasks, y=tasks, colorscale="Viridis",
+    readable, positions = len(tasks) <= 10, list(range(len(tasks)))
+    names = [[(baseline, target) for target in tasks] for baseline in tasks]
+    figure = go.Figure(go.Heatmap(z=matrix.tolist(), x=positions, y=positions, colorscale="Viridis",
                                   colorbar=dict(title=colorbar), text=np.vectorize(lambda v: f"{v:.2f}")(matrix),
-                                  texttemplate="%{text}" if readable else None,
-                                  hovertemplate="baseline %{y}<br>target %{x}<br>" + value + " = %{z:.4f}<extra></extra>"))
-    if closest and len(tasks) > 1:
-        figure.add_trace(go.Scatter(x=tasks, y=[tasks[r] for r in closest_rows(matrix)], mode="markers",
-                                    name="closest baseline",
-                                    marker=dict(symbol="star", size=14, color="white",
-                                                line=dict(color="black", width=1)),
-                                    hovertemplate="closest baseline to %{x}: %{y}<extra></extra>"))
-    tied = [(tasks[t], tasks[b]) for t, rows in enumerate(ties or []) for b in rows]
+                                  texttemplate="%{text}" if readable else None, customdata=names,
+                                  hovertemplate="baseline %{customdata[0]}<br>target %{customdata[1]}<br>" + value
+                                                + " = %{z:.4f}<extra></extra>"))
+    rows = closest_rows(matrix) if closest and len(tasks) > 1 else []
+    if rows:
+        figure.add_trace(go.Scatter(
+            x=[t + _MARK_OFFSET for t in positions], y=[r - _MARK_OFFSET for r in rows], mode="markers",
+            name="closest baseline", marker=dict(symbol="star", size=12, color="white", line=dict(color="black",
+                                                                                                   width=1)),
+            customdata=[(tasks[t], tasks[r], matrix[r, t]) for t, r in enumerate(rows)],
+            hovertemplate="closest baseline to %{customdata[0]}: %{customdata[1]}<br>" + value
+                          + " = %{customdata[2]:.4f}<extra></extra>"))
+    tied = [(t, b) for t, column in enumerate(ties or []) for b in column]
     if tied:
-        figure.add_trace(go.Scatter(x=[t for t, _ in tied], y=[b for _, b in tied], mode="markers",
-                                    name="tied with the closest (inside the noise)",
-                                    marker=dict(symbol="circle-open", size=22, color="white", line=dict(width=2)),
-                                    hovertemplate="%{y} is not separable from the closest baseline of %{x}"
-                                                  "<extra></extra>"))
-    figure.update_layout(title=title, xaxis_title="target t (column)", yaxis_title="baseline b (row)",
-                         yaxis_autorange="reversed", height=520, margin=_MARGIN, legend=dict(orientation="h", y=-0.25))
+        figure.add_trace(go.Scatter(
+            x=[t + _MARK_OFFSET for t, _ in tied], y=[b - _MARK_OFFSET for _, b in tied], mode="markers",
+            name="tied with the closest (inside the noise)",
+            marker=dict(symbol="circle-open", size=13, color=_TIE_COLOUR, line=dict(width=3)),
+            customdata=[(tasks[t], tasks[b], matrix[b, t], tasks[rows[t]] if rows else "", matrix[rows[t], t]
+                         if rows else np.nan) for t, b in tied],
+            hovertemplate="%{customdata[1]} (" + value + " = %{customdata[2]:.4f}) is not separable from the "
+                          "closest baseline of %{customdata[0]}, %{customdata[3]} (" + value
+                          + " = %{customdata[4]:.4f})<extra></extra>"))
+    axis = dict(tickmode="array", tickvals=positions, ticktext=tasks, range=[-0.5, len(tasks) - 0.5])
+    figure.update_layout(title=title, xaxis=dict(title="target t (column)", **axis),
+                         yaxis=dict(title="baseline b (row)", **dict(axis, range=[len(tasks) - 0.5, -0.5])),
+                         height=520, margin=_MARGIN, legend=dict(orientation="h", y=-0.25))
     return figure
 
 

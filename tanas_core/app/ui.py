@@ -7,7 +7,9 @@ errors stay on screen until the next click).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import re
 import threading
 import time
 from typing import Callable
@@ -45,6 +47,7 @@ def page_header(title: str | None, caption: str | None = None, backend: bool = T
         st.title(title)
     if caption:
         st.caption(caption)
+    st.session_state[_LABELS] = {}  # this page's inputs register their labels as they are drawn
     space = workspace()
     if backend:
         backend_settings()
@@ -64,6 +67,23 @@ def runner(space: Workspace) -> JobRunner:
     return _runner(str(space.root))
 
 
+_LABELS = "field_labels"  # session state: {request field: the label of its input on this page}
+
+
+def label_field(name: str, label: str) -> None:
+    """Remember that the input labelled ``label`` sets the request field ``name``, so an error about the field names
+    the input the user sees (``on_screen``)."""
+    st.session_state.setdefault(_LABELS, {})[name] = label
+
+
+def on_screen(message: str) -> str:
+    """``message`` with each request field the page has an input for named by that input's label: "Fisher settings:
+    samples must be in 2..8192" becomes "Fisher settings: “M: images per Fisher” must be in 2..8192"."""
+    for name, label in st.session_state.get(_LABELS, {}).items():
+        message = re.sub(rf"\b{re.escape(name)}\b(?= must)", f"“{label}”", message)
+    return message
+
+
 @contextlib.contextmanager
 def user_errors(stop: bool = True):
     """Show a library ``TanasError`` (bad input, missing prerequisite) as ``st.error`` with its message, no
@@ -72,7 +92,7 @@ def user_errors(stop: bool = True):
     try:
         yield
     except TanasError as error:
-        st.error(str(error))
+        st.error(on_screen(str(error)))
         if stop:
             st.stop()
 
@@ -105,15 +125,19 @@ def run_settings() -> RunSettings:
 
 
 def submit(space: Workspace, kind: str, request: Request) -> None:
-    """Launch a background job of ``kind`` for ``request`` on the session's backend, remember it in the session and
-    rerun the page, which then says so. Raises ``TanasError`` when the request is refused (call it inside
+    """Launch a background job of ``kind`` for ``request`` on the session's backend (or attach to the same request
+    already running, started from another tab), remember it in the session and rerun the page, which then says which
+    of the two happened. Raises ``TanasError`` when the request is refused (call it inside
     ``attempt``).
 
     The rerun is what makes the page follow the job: a job panel drawn above the button was drawn before the job
     existed, so without it a page whose button sits below its panel showed "no jobs" and never refreshed."""
+    running = {job.id for job in list_jobs(space, kind, 200) if job.active}
     job_id = runner(space).submit(kind, request, run_settings())
     st.session_state[f"last_{kind}_job"] = job_id
-    st.session_state[_STARTED] = f"Started {kind} job {job_id}"
+    st.session_state[_STARTED] = (
+        f"The same {kind} was already running (started from another tab or session): attached to job {job_id}, "
+        "nothing new started" if job_id in running else f"Started {kind} job {job_id}")
     st.rerun()
 
 
@@ -128,7 +152,7 @@ def attempt(key: str, pressed: bool, action: Callable[[], object]) -> None:
         try:
             action()
         except TanasError as error:
-            st.session_state[remembered] = str(error)
+            st.session_state[remembered] = on_screen(str(error))
     if remembered in st.session_state:
         st.error(st.session_state[remembered])
 
@@ -184,6 +208,17 @@ def render_job(space: Workspace, job_id: str) -> None:
                     lambda: runner(space).relaunch(job.id))
 
 
+_BACKGROUND_THREADS: list[threading.Thread] = []
+
+
+@atexit.register
+def _join_background_threads() -> None:
+    """At exit, let background work finish: a thread torn down in the middle of torch work aborts the whole process
+    ("terminate called without an active exception"). Each piece is bounded (a dataset check, a measured step)."""
+    for thread in _BACKGROUND_THREADS:
+        thread.join(timeout=300)
+
+
 @st.cache_resource(ttl=300, show_spinner=False)
 def _background(key: str, _function: Callable[[], object]) -> dict:
     state = {"value": None, "error": None, "done": False}
@@ -195,7 +230,9 @@ def _background(key: str, _function: Callable[[], object]) -> dict:
             state["error"] = f"{type(error).__name__}: {error}"
         state["done"] = True
 
-    threading.Thread(target=work, daemon=True, name=f"tanas-background-{key}").start()
+    thread = threading.Thread(target=work, daemon=True, name=f"tanas-background-{key}")
+    _BACKGROUND_THREADS[:] = [t for t in _BACKGROUND_THREADS if t.is_alive()] + [thread]
+    thread.start()
     return state
 
 
@@ -234,13 +271,44 @@ def suite_index(space: Workspace, names: list[str]) -> int:
     return names.index(suite) if suite in names else 0
 
 
-def number_input(container, label: str, request_type: type, name: str, **kwargs):
-    """A number input for the field ``name`` of ``request_type``: its default as the value and its range (the
-    type's ``LIMITS``) in the help, but not enforced by the browser, which would silently refuse a typed value: an
-    out-of-range value reaches the request, whose validation names the allowed range in an ``st.error``."""
+def restored(page: str, name: str, default):
+    """The value of ``name`` that ``page``'s URL carried when this session first drew the page (a reload or a shared
+    link), parsed like ``default``, else ``default``. The same value on every rerun of the session, so a widget
+    built from it keeps its identity (and the user's edits)."""
+    snapshot = st.session_state.setdefault(f"restored:{page}", {key: st.query_params[key] for key in st.query_params})
+    text = snapshot.get(name)
+    if text is None:
+        return default
+    try:
+        if isinstance(default, bool):
+            return text == "True"
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, (list, tuple)):
+            return [part for part in text.split(",") if part]
+    except ValueError:
+        return default
+    return text
+
+
+def remember(**values) -> None:
+    """Write the page's choices into its URL (lists comma-separated), so a reload or the link reopens the same form."""
+    st.query_params.update({name: ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+                            for name, value in values.items()})
+
+
+def number_input(container, label: str, request_type: type, name: str, value=None, **kwargs):
+    """A number input for the field ``name`` of ``request_type``: ``value`` (or the type's default) as the value and
+    its range (the type's ``LIMITS``) in the help, but not enforced by the browser, which would silently refuse a
+    typed value: an out-of-range value reaches the request, whose validation names the allowed range in an
+    ``st.error`` (with this input's label, ``on_screen``)."""
+    label_field(name, label)
     low, high = request_type.limits(name)
     help_text = f"allowed: {low:g} to {high:g}" + (f". {kwargs.pop('help')}" if "help" in kwargs else "")
-    return container.number_input(label, value=request_type.default(name), help=help_text, **kwargs)
+    value = request_type.default(name) if value is None else value
+    return container.number_input(label, value=value, help=help_text, **kwargs)
 
 
 def index_of(options: list, value) -> int:

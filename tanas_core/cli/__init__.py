@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tanas_core.cli import bench, data, distance, search, tasks, validate, zoo
+from tanas_core.cli import bench, data, distance, search, tasks, validate, workspace, zoo
 from tanas_core.errors import Cancelled, TanasError
 from tanas_core.requests import Request
 
-GROUPS = (data, tasks, zoo, distance, validate, search, bench)
+GROUPS = (data, tasks, zoo, distance, validate, search, workspace, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from tanas_core.data.suites import resolve_suite, resolve_target
 from tanas_core.data.tasks import make_splits
 from tanas_core.networks import build_network
 from tanas_core.networks.devices import resolve_device
-from tanas_core.requests import SearchRequest
+from tanas_core.requests import SearchRequest, ValidateRequest
 from tanas_core.search.cells import cell_network
 from tanas_core.search.nas import preview_related_space
 from tanas_core.search.space import standard_space
@@ -133,3 +133,20 @@ def zoo_network_estimate(preset_name: str, arch: str, suite_name: str, device: s
                                       for count in sizes)
     step = network_step_seconds(preset_name, arch, suite.spec.channels, suite.spec.size, device, steps)
     return dict(step_s=step, steps=network_steps, seconds=step * network_steps)
+
+
+def validation_estimate(workspace: Workspace, request: ValidateRequest, tasks: int) -> dict:
+    """``{fishers, seconds, per_arch, unmeasured}`` of a validation report's Fisher matrices on this machine: the
+    report's Fisher count times the median time of the Fishers this workspace computed per architecture (measured
+    here, with the workspace's settings); ``seconds`` is ``None`` while an architecture has no measured Fisher
+    (``unmeasured``). An upper bound for the Fishers (stored ones are reused) and a lower bound for the report
+    (networks still to train come on top)."""
+    measured: dict[str, list[float]] = {}
+    for payload in workspace.list_results("fisher"):
+        if payload.get("seconds"):
+            measured.setdefault(payload["arch"], []).append(float(payload["seconds"]))
+    per_arch = {arch: statistics.median(measured[arch]) for arch in request.archs if arch in measured}
+    unmeasured = [arch for arch in request.archs if arch not in per_arch]
+    fishers = request.fishers_needed(tasks)
+    seconds = None if unmeasured else fishers / len(request.archs) * sum(per_arch.values())
+    return dict(fishers=fishers, seconds=seconds, per_arch=per_arch, unmeasured=unmeasured)

@@ -50,17 +50,21 @@ def validate_job(request: ValidateRequest, context: RunContext) -> dict:
 
 
 def demo_job(request: DemoRequest, context: RunContext) -> dict:
-    """The home page's demo: a small zoo, its distances (default metric), a FUSE search on the closest task's space;
-    each a phase of one progress scale."""
+    """The home page's demo: a small zoo, its distances (default metric), their verdict (the smallest validation
+    report that gives one), a FUSE search on the closest task's space; each a phase of one progress scale."""
     # phases sized by their measured share of the demo's time on a 2-core CPU, so the remaining-time estimate holds
-    zoo, distances, search = (context.phase("1/3 zoo and replicates", 0.0, 0.35),
-                              context.phase("2/3 distances", 0.35, 0.55),
-                              context.phase("3/3 FUSE, related space", 0.55, 1.0))
+    zoo, distances, report, search = (context.phase("1/4 zoo and replicates", 0.0, 0.2),
+                                      context.phase("2/4 distances", 0.2, 0.3),
+                                      context.phase("3/4 the verdict: does it beat its noise?", 0.3, 0.65),
+                                      context.phase("4/4 FUSE, related space", 0.65, 1.0))
     train_zoo(request.zoo(), zoo)
     results = distance_matrices(request.distances(), distances)
     combined = results[0] if len(results) == 1 else across_architectures(results)
+    validation = validate_distances(request.validation(), report)
+    row = validation["default_metric"]
     record = run_search(request.search(), search)
     return dict(suite=request.suite, target=request.target, closest=combined.closest(request.target, 1),
+                verdict=dict(row=row, answer=verdict(validation, row)[0]),
                 run_id=record.run_id, test_accuracy=record.test_accuracy)
 
 

@@ -198,12 +198,12 @@ class FisherConfig(Request):
 
     # M = 800: the most the CIFAR-10 pack's bird / frog / horse / else task holds (200 held-out images per class), so
     # every Fisher of `ld8` can use it; the Fisher images are a large part of the probe view's noise
-    # (docs/results/distances-findings.md, "How many Fisher images").
+    # (docs/results/history.md, "Why the defaults are what they are").
     samples: int = 800
     # The refitted head: every training image of the demo split (2,000; the first 2,048 on larger presets) and a
     # strong L2 penalty. On separable features a weakly penalised logistic fit is set by a few boundary images and
     # changes with every draw of them; a strong penalty makes the head a smooth function of the class means (the
-    # sweep that chose 0.3: docs/results/distances-findings.md, "The refitted head").
+    # sweep that chose 0.3: docs/results/history.md).
     head_samples: int = 2048
     head: str = "refit"
     params: str = "backbone"
@@ -287,7 +287,7 @@ class DistanceSettings(Request):
     archs: tuple = ("vgg16",)
     seeds: int = 1
     # The row the validate-distances reports of ld8 and mnist4 support best by their own rule (identity test, then
-    # signal/noise; docs/results/distances-findings.md): Frechet eq. 8 in the common-probe view. The source's TA-NAS
+    # signal/noise; docs/results/history.md): Frechet eq. 8 in the common-probe view. The source's TA-NAS
     # view stays one choice away (``view="tanas"``).
     metric: str = "frechet"
     sigma: float = 1e-3

@@ -181,10 +181,12 @@ class ZooSearchRequest(Request):
 
 @dataclass(frozen=True)
 class DemoRequest(Request):
-    """The home page's demo: a zoo for ``suite``, its distances (default metric), a FUSE search for ``target`` on the space
-    of its closest task. Sized to show every stage within minutes on a 2-core CPU."""
+    """The home page's demo: a zoo for ``suite``, its distances (default metric), the verdict of those distances (the
+    smallest validation report that can give one, ``validation``), a FUSE search for ``target`` on the space of its
+    closest task. Sized to show every stage within minutes on a 2-core CPU."""
 
     WHAT: ClassVar[str] = "demo request"
+    LIMITS: ClassVar[dict] = dict(verdict_seeds=(2, 20))
     CHOICES: ClassVar[dict] = dict(preset=PRESETS)
     NESTED: ClassVar[dict] = dict(budget=SearchBudget)
 
@@ -194,6 +196,8 @@ class DemoRequest(Request):
     preset: str = "demo"
     budget: SearchBudget = field(default_factory=lambda: SearchBudget(candidates=3, rounds=1, epochs_per_round=0.5,
                                                                       final_epochs=1.0))
+    # 3 seeds: the fewest whose seed-resampling range is more than a pair of values (the verdict says how settled)
+    verdict_seeds: int = 3
 
     def validate(self, workspace=None) -> None:
         super().validate()
@@ -211,6 +215,17 @@ class DemoRequest(Request):
 
     def distances(self) -> DistanceRequest:
         return DistanceRequest(suite=self.suite, archs=self.archs, preset=self.preset)
+
+    def validation(self) -> ValidateRequest:
+        """The smallest report that can say yes or no for the demo's own distances: its view and metric under the
+        view's own twins, on ``verdict_seeds`` seeds (the distances' seed and more), no transfer; the Distances
+        page opens with its verdict."""
+        distances = self.distances()
+        settings = {name: value for name, value in distances.settings().items()
+                    if name not in ("metric", "view", "reference", "seeds")}
+        return ValidateRequest(suite=self.suite, preset=self.preset, seeds=self.verdict_seeds,
+                               metrics=(distances.metric,), views=(distances.view,), references=("view",),
+                               **settings)
 
     def search(self) -> SearchRequest:
         return SearchRequest(target=f"{self.suite}:{self.target}", space="related", method="fuse",

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from tanas_core.errors import TanasError
+from tanas_core.intervals import centred_interval, mean_interval
 
 COMPARISON_COLUMNS = ["method", "repeat", "architecture", "test_accuracy", "val_accuracy", "params_m",
                       "search_seconds", "train_seconds", "train_epochs", "device", "space", "space_size",
@@ -163,8 +164,6 @@ class Comparison:
 
     def summary(self, level: float = 0.95) -> list[dict]:
         """Per method: repeats, and mean with a Student's t ``level`` interval of every ``SUMMARY_FIGURES`` figure."""
-        from tanas_core.intervals import mean_interval
-
         out = []
         for method in self.methods():
             row = dict(method=method, repeats=len(self.values(method, "test_accuracy")))
@@ -265,10 +264,10 @@ class DistanceResult:
         return {name: float(wins[b]) for b, name in enumerate(self.tasks) if b != t}
 
     def interval(self, baseline: str, target: str, level: float = 0.95) -> tuple[float, float]:
-        """The ``level`` percentile interval of ``d[baseline, target]`` over seeds x bootstrap resamples."""
-        values = self._samples()[:, self._index(baseline), self._index(target)]
-        tail = (1 - level) / 2 * 100
-        return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+        """The ``level`` interval of ``d[baseline, target]`` around its estimate, the mean over seeds
+        (``intervals.centred_interval`` of the seeds' values and their bootstrap resamples)."""
+        b, t = self._index(baseline), self._index(target)
+        return centred_interval(self.matrices[:, b, t], self.bootstrap[:, :, b, t], level)
 
     def not_separable(self, target: str, level: float = 0.95) -> list[str]:
         """The baselines whose paired difference to the closest baseline of ``target`` (same resamples) has a
