@@ -268,3 +268,38 @@ def test_the_search_form_comes_back_from_its_url_after_a_reload(real_data):
     assert by_label(reloaded.number_input, "FUSE rounds").value == 500
     assert by_label(reloaded.number_input, "FUSE rounds").value != SearchBudget.default("rounds")
     assert list_jobs(Workspace(), "search") == []
+
+
+def test_a_second_launch_from_another_tab_says_it_attached_to_the_running_job(real_data, monkeypatch):
+    """Issue 26: the same zoo launched from a second tab while the first one's job runs starts nothing new, and the
+    second tab says it attached to that job (the job is held running until both tabs have launched)."""
+    import threading
+
+    from tanas_core.jobs.kinds import JOB_KINDS
+    from tanas_core.jobs.runner import JobKind
+    from tanas_core.requests import ZooRequest
+
+    release = threading.Event()
+
+    def held(request, context):
+        release.wait(120)
+        return dict(networks=[], count=0)
+
+    monkeypatch.setitem(JOB_KINDS, "zoo", JobKind(ZooRequest, held))
+    tabs = []
+    try:
+        for _ in range(2):
+            app = AppTest.from_file(str(REPO / "pages/2_Zoo.py"), default_timeout=120).run()
+            by_label(app.selectbox, "Suite").set_value("mnist4")
+            by_label(app.selectbox, "Preset").set_value("smoke")
+            next(b for b in app.button if b.label == "Train in the background").click()
+            app.run()
+            assert not app.exception and not app.error, [e.value for e in app.error]
+            tabs.append([toast.value for toast in app.toast])
+    finally:
+        release.set()
+    jobs = list_jobs(Workspace(), "zoo")
+    assert len(jobs) == 1
+    assert any(f"Started zoo job {jobs[0].id}" in text for text in tabs[0]), tabs[0]
+    assert any("attached to job" in text and jobs[0].id in text for text in tabs[1]), tabs[1]
+    wait_for(Workspace(), jobs[0].id)

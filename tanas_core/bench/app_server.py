@@ -27,7 +27,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGES = (("", "TA-NAS Studio"), ("Tasks", "Tasks"), ("Zoo", "Zoo of learned tasks"),
-         ("Distances", "Task distances"), ("Search", "Architecture search"))
+         ("Distances", "Task distances"), ("Search", "Architecture search"),
+         ("Lesson", "Lesson: how similar are two learning tasks?"))
 GOALS = dict(idle_two_tabs_percent=10.0, job_slowdown=1.2, demo_seconds=300.0, revisit_seconds=2.0)
 _TICKS = os.sysconf("SC_CLK_TCK")
 # After a tab opens, its first visit's work (the home page's background dataset check reads every data pack) is
@@ -203,7 +204,7 @@ def measure_pages(context, url: str) -> list[dict]:
 
 def measure_demo(context, url: str, workspace: Workspace, shots: Path | None) -> dict:
     """Click "Run the demo" on the home page, keep the page open until the demo ends; then screenshots of the home,
-    Distances and Search pages (``shots``)."""
+    Distances, Search and Lesson pages (``shots``; the lesson at its first and its equation-8 step)."""
     page = context.new_page()
     settle(page, url, "TA-NAS Studio")
     before = {job.id for job in list_jobs(workspace, "demo", 50)}
@@ -217,6 +218,10 @@ def measure_demo(context, url: str, workspace: Workspace, shots: Path | None) ->
                 page.get_by_role("heading", name="4. Live search").scroll_into_view_if_needed()
             page.wait_for_timeout(1500)  # charts draw after the script has stopped
             page.screenshot(path=str(shots / f"app-{(path or 'home').lower()}.png"))
+        for step, name in (("1.+The+tasks", "app-lesson.png"), ("4.+Equation+8%3A+one+number", "app-lesson-eq8.png")):
+            settle(page, f"{url}/{PAGES[5][0]}?step={step}", PAGES[5][1])
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(shots / name), full_page=True)
     page.close()
     return result
 

@@ -235,6 +235,11 @@ class Workspace:
             rows = conn.execute(query + " ORDER BY suite, task, arch, seed, replicate", args).fetchall()
         return [_network_from_row(row) for row in rows]
 
+    def network_count(self) -> int:
+        """How many networks are indexed (one count query: cheap enough to poll)."""
+        with self.connect() as conn:
+            return conn.execute("SELECT COUNT(*) FROM networks").fetchone()[0]
+
     def forget_network(self, key: str) -> None:
         """Drop a network's row, then its checkpoint file (row first: a file without a row is never trusted)."""
         with self.connect() as conn:
