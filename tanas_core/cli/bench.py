@@ -55,6 +55,11 @@ def register(commands) -> None:
     cells.add_argument("--runs", type=int, default=7, help="timed steps per case (round-robin; default: 7)")
     _json_option(cells)
     cells.set_defaults(func=run_cells)
+    load = bench.add_parser("load", help="a zoo job alone and beside busy processes, thread governor on and off")
+    load.add_argument("--busy", type=int, default=None, help="busy processes beside the job (default: one per core)")
+    load.add_argument("--repeats", type=int, default=3, help="timed runs per case, round-robin (default: 3)")
+    _json_option(load)
+    load.set_defaults(func=run_load)
     _register_results(bench)
     app = bench.add_parser("app", help="a real server and Chromium: idle CPU, job slowdown with tabs open, page "
                                        "settle times, the demo's wall time")
@@ -219,6 +224,28 @@ def run_cells(args) -> int:
           f"torch threads {result['threads']}; median of {args.runs} steps per case, timed round-robin")
     out.table([dict(network=r["network"], layout=r["layout"], ms_per_image=f"{r['ms_per_image']:.2f}",
                       x_vgg=f"{r['x_vgg']:.2f}x", x_contiguous=f"{r['x_contiguous']:.2f}x") for r in result["rows"]])
+    out.save(args.json)
+    return 0
+
+
+def run_load(args) -> int:
+    """Time the zoo job alone and beside busy processes (governor on and off); print the table and the goal."""
+    from tanas_core.bench.load import GOAL, ZOO, bench_load
+
+    out = Transcript("load")
+    busy = args.busy if args.busy is not None else (os.cpu_count() or 1)
+    with ProgressPrinter() as printer:
+        result = bench_load(busy, args.repeats, printer.on_progress)
+    out.line(f"load benchmark: `python -m tanas_core {' '.join(ZOO)}` in a fresh process and workspace per case, "
+             f"{result['cores']} CPU cores, {busy} busy process(es) (a Python loop each); fair share: "
+             f"(cores + busy) / cores of the job's time alone; seconds: the median of {result['repeats']} runs")
+    out.table([dict(row, seconds=f"{row['seconds']:.1f}", x_alone=f"{row['x_alone']:.2f}x",
+                    fair_share_x=f"{row['fair_share_x']:.2f}x", x_fair_share=f"{row['x_fair_share']:.2f}",
+                    within_goal="" if row["within_goal"] is None else ("met" if row["within_goal"] else "NOT met"))
+               for row in result["rows"]])
+    rows = {(r["busy_processes"] > 0, r["governor"]): r["seconds"] for r in result["rows"]}
+    out.line(f"alone, governor on / off: {rows[(False, 'on')] / rows[(False, 'off')]:.2f}x (above 1: the governor "
+             f"costs time on an idle machine); goal: beside busy processes within {GOAL}x the fair share")
     out.save(args.json)
     return 0
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 from tanas_core.errors import Cancelled
 from tanas_core.workspace.backends import Backend, LocalBackend, make_backend
+from tanas_core.workspace.fair_threads import ThreadGovernor
 from tanas_core.workspace.store import Workspace
 
 ProgressSink = Callable[[str, float], None]
@@ -31,6 +32,7 @@ class _Run:
         self.cancelled = cancelled
         self.fraction = 0.0
         self.lock = threading.Lock()
+        self.threads = ThreadGovernor()
 
     def send(self, message: str, fraction: float) -> None:
         with self.lock:
@@ -90,7 +92,9 @@ class RunContext:
         return self._child(_deadline=time.monotonic() + seconds)
 
     def check(self) -> None:
-        """Raise ``Cancelled`` when the run was asked to stop (called between steps)."""
+        """Raise ``Cancelled`` when the run was asked to stop (called between steps); between steps is also where
+        torch's threads follow what the machine can give (``ThreadGovernor``)."""
+        self._run.threads.adapt()
         if self.is_cancelled():
             raise Cancelled("cancelled; finished results are kept in the workspace")
 
