@@ -205,11 +205,14 @@ def launch(request: SearchRequest, confirmed: bool, estimate: float | None) -> N
 def show_candidates(latest: dict) -> None:
     """The current candidates' normal cells (with their softmax weights for FUSE)."""
     st.markdown("**Current candidates** (normal cells)")
-    cells = st.columns(min(4, len(latest["genotypes"])))
-    for index, text in enumerate(latest["genotypes"][:4]):
+    shown = latest["genotypes"][:4]
+    # two per row: at four per row a cell's operation labels are too small to read on a laptop screen
+    cells = [column for _ in range(0, len(shown), 2) for column in st.columns(2)]
+    for index, text in enumerate(shown):
         weight = f" · weight {latest['weights'][index]:.3f}" if "weights" in latest else ""
         cells[index].caption(f"{latest['candidates'][index]}{weight}")
-        cells[index].graphviz_chart(cell_dot(Genotype.from_json(text).normal, latest["candidates"][index]))
+        cells[index].graphviz_chart(cell_dot(Genotype.from_json(text).normal, latest["candidates"][index]),
+                                    width="stretch")
 
 
 def show_winner(run_id: str) -> None:
@@ -307,6 +310,7 @@ with closest_box, ui.user_errors(stop=False):
     show_closest(request)
 with space_box, ui.user_errors(stop=False):
     show_spaces(request)
+estimate = None  # stays None when the request is refused before an estimate (its error is shown instead)
 with ui.user_errors(stop=False):
     estimate = show_estimate(request)
 ui.attempt("search", started, lambda: launch(request, confirmed, estimate))

@@ -33,8 +33,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
-    """Every test gets its own TANAS_HOME; the real data directory (when present) stays visible."""
+    """Every test gets its own TANAS_HOME; the real data directory (when present) stays visible. Torch's threads stay
+    as the test set them (no load-following governor): tests compare results bit for bit across backends."""
     monkeypatch.setenv("TANAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TANAS_FAIR_THREADS", "0")
     if REAL_DATA is not None:
         monkeypatch.setenv("TANAS_DATA_DIR", str(REAL_DATA))
     else:

@@ -35,6 +35,7 @@ def test_counters_are_read_from_proc_stat_and_the_process_stat(tmp_path):
 
 
 def test_the_governor_lowers_torchs_threads_under_load_and_gives_them_back(monkeypatch):
+    monkeypatch.delenv("TANAS_FAIR_THREADS")  # the suite pins threads (conftest); this test is the governor's own
     original = torch.get_num_threads()
     monkeypatch.setattr(fair_threads, "_CEILING", 2)
     samples = iter([START, CpuSample(200, 0, 66), CpuSample(400, 200, 166)])

@@ -420,3 +420,25 @@ def test_resolve_target_names_the_problem(real_data):
         resolve_target("ld8:nope")
     suite, task = resolve_target("ld8:mnist-10class")
     assert suite.name == "ld8" and task.name == "mnist-10class"
+
+
+@pytest.mark.unit
+def test_a_round_stops_early_only_when_alpha_settles_on_a_candidate_that_validates_better():
+    """Issue 26: alpha settling is not a decision. Over the window's validation images the leader must beat the
+    runner-up by more than two standard errors; candidates that validate alike are "flat" and the round goes on."""
+    from tanas_core.search.convergence import alpha_settled, separated
+
+    weights = torch.tensor([0.1, 0.6, 0.3])  # the leader is candidate 1, the runner-up candidate 2
+    decided = [[0.2, 0.9, 0.5]] * 8
+    flat = [[0.12, 0.14, 0.13], [0.11, 0.12, 0.14]] * 4  # the 0.03-0.2 the issue saw, alike
+    assert separated(decided, weights, window=8, images_per_step=32)
+    assert not separated(flat, weights, window=8, images_per_step=32)
+    assert not separated(decided[:5], weights, window=8, images_per_step=32)  # too few steps yet
+    # the margin is a noise bound: 0.55 vs 0.50 is noise on 64 images per candidate, a difference on 6,400
+    close = [[0.0, 0.55, 0.50]] * 2
+    assert not separated(close, weights, window=2, images_per_step=32)
+    assert separated(close, weights, window=2, images_per_step=3200)
+    budget = SearchBudget(window=2, min_steps=2, tolerance=0.01)
+    still = [torch.tensor([0.3, 0.4, 0.3])] * 5
+    assert alpha_settled(still, step=5, warmup_steps=1, budget=budget)
+    assert not alpha_settled(still[:3], step=3, warmup_steps=1, budget=budget)  # before warm-up + window + 1

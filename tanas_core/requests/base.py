@@ -227,7 +227,8 @@ class SearchBudget(Request):
 
     FUSE: ``rounds`` rounds of ``candidates`` candidates, at most ``epochs_per_round`` epochs of weight steps per
     round (fewer when alpha converges: max change of softmax(alpha) < ``tolerance`` over ``window`` steps, checked
-    after ``min_steps``). Random search: ``random_candidates`` genotypes trained ``random_epochs`` each.
+    after ``min_steps``, and the leader's validation accuracy over those steps beats the runner-up's by two standard
+    errors). Random search: ``random_candidates`` genotypes trained ``random_epochs`` each.
     ``final_epochs``: training of the chosen genotype from scratch. ``max_seconds``: optional wall-clock cap on the
     search itself (checked between steps; the search ends with the best candidate so far). ``mixture`` and
     ``weight_step``: how FUSE relaxes and trains its candidates (``MIXTURES``, ``WEIGHT_STEPS``; ``fuse`` says why

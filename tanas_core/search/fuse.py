@@ -7,7 +7,8 @@ FUSE, one round: sample C candidates (the incumbent stays one of them) and relax
 then alternate (i) alpha frozen: one step on the candidates' weights on a training batch (equation 17, see below);
 (ii) weights frozen: one step on alpha, descending L_val(alpha; w, c_bar) on a validation batch of half a training
 batch (equation 18; none during the warm-up, below); until alpha converges (the softmax weights move less than
-``tolerance`` over ``window`` steps) or the round's step limit. The winner is argmax alpha (equation 19; Algorithm
+``tolerance`` over ``window`` steps) on a candidate whose validation accuracy over those steps beats the runner-up's
+beyond their noise (``convergence.separated``), or the round's step limit. The winner is argmax alpha (equation 19; Algorithm
 1's "argmin" is a typo of the slides). ``rounds`` rounds, then the winner is trained from scratch by the caller.
 
 Two choices, both measured on a constructed case (one candidate crippled to a constant output, see the tests):
@@ -46,6 +47,7 @@ from tanas_core.intervals import paired_difference
 from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import SearchBudget
 from tanas_core.search.cells import cell_network
+from tanas_core.search.convergence import alpha_settled, separated
 from tanas_core.search.space import Genotype, SearchSpace
 from tanas_core.training.trainer import Preset, one_cycle, step_plan
 from tanas_core.workspace.context import RunContext
@@ -223,21 +225,15 @@ def alpha_batch(preset: Preset, val_images: int) -> int:
     return max(1, min(preset.batch_size // 2, val_images))
 
 
-def _converged(history: list[torch.Tensor], step: int, warmup_steps: int, budget: SearchBudget) -> bool:
-    """softmax(alpha) moved less than ``tolerance`` over the last ``window`` steps (after warm-up + min_steps)."""
-    if step < warmup_steps + max(budget.min_steps, budget.window + 1):
-        return False
-    return float((history[-1] - history[-1 - budget.window]).abs().max()) < budget.tolerance
-
-
 def _fuse_round(mixture: _Mixture, candidates: list[Genotype], batches: tuple[_Batches, _Batches],
                 plan: tuple[int, int], budget: SearchBudget, context: RunContext, started: float,
                 round_index: int) -> tuple[int, bool, str | None, list]:
-    """Alternate weight and alpha steps until alpha converges or the step limit; ``(steps, converged, stop reason
-    ("cancelled" | "time limit" | None), softmax history)``."""
+    """Alternate weight and alpha steps until alpha converges on a candidate that validates better than its runner-up
+    (``separated``) or the step limit; ``(steps, converged, stop reason ("cancelled" | "time limit" | None), softmax
+    history)``."""
     step_limit, warmup_steps = plan
     train_batches, val_batches = batches
-    history, step = [], 0
+    history, accuracies, step = [], [], 0
     for step in range(1, step_limit + 1):
         try:
             context.check()
@@ -250,6 +246,8 @@ def _fuse_round(mixture: _Mixture, candidates: list[Genotype], batches: tuple[_B
         measured = (mixture.alpha_step_on(*val_batches.val_batch(step - warmup_steps)) if searching
                     else dict(val_loss=None, val_accuracy=None, candidate_val_accuracy=None))
         history.append(mixture.weights())
+        if searching:
+            accuracies.append(measured["candidate_val_accuracy"])
         context.emit(dict(method="fuse", type="alpha", round=round_index, step=step, steps=step_limit,
                           phase="search" if searching else "warmup", candidates=[g.id for g in candidates],
                           genotypes=[g.to_json() for g in candidates], alpha=mixture.alpha.detach().cpu().tolist(),
@@ -257,7 +255,10 @@ def _fuse_round(mixture: _Mixture, candidates: list[Genotype], batches: tuple[_B
                           elapsed=time.perf_counter() - started))
         shown = f"val accuracy {measured['val_accuracy']:.3f}" if searching else "warm-up"
         context.progress(f"step {step}/{step_limit}, {shown}", step / step_limit)
-        if _converged(history, step, warmup_steps, budget):
+        # stop early only when alpha has settled on a candidate that validates better (decided), not when it has
+        # settled while the candidates validate alike (flat: the round runs on to its step limit)
+        if alpha_settled(history, step, warmup_steps, budget) and separated(accuracies, history[-1], budget.window,
+                                                                         val_batches.batch):
             return step, True, None, history
     return step, False, None, history
 

@@ -6,6 +6,10 @@ share (``bench load``). ``ThreadGovernor.adapt`` (called by ``RunContext.check``
 second) measures, from the kernel's CPU counters, how many cores other processes used since its last look, and
 sets torch's thread count to the cores left, between 1 and the process's own setting. Linux only (``/proc``);
 elsewhere, or with ``TANAS_FAIR_THREADS=0``, it leaves the threads as they are.
+
+CPU float reductions depend on the thread count, so with the governor on two runs of one request on a machine whose
+load changes can differ in the last bits; ``TANAS_FAIR_THREADS=0`` pins the threads where results must be
+bit-identical (the test suite does).
 """
 from __future__ import annotations
 
