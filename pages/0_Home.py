@@ -146,7 +146,7 @@ def transfer_panel() -> None:
     show it on a classroom laptop."""
     with st.expander("Move results between machines: export / import the workspace"):
         left, right = st.columns(2)
-        stored = sorted({record.suite for record in workspace.list_networks()})
+        stored = sorted({record.suite for record in networks})
         chosen = left.multiselect("Suites to export", stored, default=stored,
                                   help="their networks, Fishers, distances, reports and searches, and every custom "
                                        "task; each file with its sha256, checked on import")

@@ -126,11 +126,10 @@ def show_result(name: str, result, suite, metric: str) -> None:
                 "images; baselines whose paired difference to it reaches 0 are ties, ringed on the heatmap; the "
                 "interval is centred on the distance: each seed's resamples centred on their median)")
     st.dataframe(table, hide_index=True, width="stretch")
-    right = st.container()
-    right.markdown(f"**Reference per target**: r[t], the distance of {VIEWS[result.view].reference} (a baseline closer "
-                   "than r[t] cannot be told apart from t); the spread between different seeds; for log-det, how far "
-                   "F[t, t] rises above σ² (near 0: the distance measures σ)")
-    right.dataframe(noise, hide_index=True, width="stretch")
+    st.markdown(f"**Reference per target**: r[t], the distance of {VIEWS[result.view].reference} (a baseline closer "
+                "than r[t] cannot be told apart from t); the spread between different seeds; for log-det, how far "
+                "F[t, t] rises above σ² (near 0: the distance measures σ)")
+    st.dataframe(noise, hide_index=True, width="stretch")
     frame = pd.DataFrame(result.mean, index=pd.Index(result.tasks, name="baseline \\ target"), columns=result.tasks)
     ui.download_csv(frame, f"distances-{suite.name}-{name.replace(' ', '_')}-{result.view}-{metric}.csv",
                     "Download the mean matrix (CSV)")

@@ -3,7 +3,8 @@
 ``lesson_steps`` reads what the demo stored (its tasks, zoo, probe Fishers, distances, verdict, search) and returns
 one ``Step`` per stage of the method, each with its formula, one sentence and a figure; ``figure_bytes`` renders a
 figure as PNG or SVG for slides. Matplotlib draws the figures (without pyplot): it writes both formats on the
-server, without a browser. Nothing here computes what the demo did not store; a missing piece is said in the step's sentence.
+server, without a browser. Nothing here computes what the demo did not store; a missing piece is said in the
+step's sentence.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from matplotlib.figure import Figure
 from tanas_core.data.suites import resolve_suite
 from tanas_core.data.tasks import make_splits
 from tanas_core.distances.metrics import frechet_distance
+from tanas_core.distances.metrics.frechet import unit_trace_root
 from tanas_core.distances.stored import stored_distances
 from tanas_core.distances.validation import latest_validation, row_name, verdict
-from tanas_core.fisher.target import FisherSource, fisher_segments, stored_chunks
+from tanas_core.fisher.target import FisherSource, fisher_segments, stored_fisher
 from tanas_core.requests import DemoRequest
 from tanas_core.training.probe_network import probe_network_key
 from tanas_core.training.trainer import get_preset
@@ -97,15 +99,11 @@ def _probe_fishers(workspace: Workspace, request: DemoRequest, suite, preset, fi
     stored = workspace.get_result("probe_network", probe_network_key(suite, request.archs[0], preset, 0))
     if stored is None:
         return None
-    record = NetworkRecord(**{k: v for k, v in stored[0].items() if k in NetworkRecord.__dataclass_fields__})
+    record = NetworkRecord(**stored[0])
     source = FisherSource(quiet_context(workspace, "cpu"), suite, preset, "diagonal", distances.fisher)
-    diagonals = []
-    for name in (first, second):
-        chunks = stored_chunks(workspace, source.key(record, suite.task(name)))
-        if chunks is None:
-            return None
-        pieces, weights = chunks
-        diagonals.append((weights[:, None] * pieces).sum(0))
+    diagonals = [stored_fisher(workspace, source.key(record, suite.task(name))) for name in (first, second)]
+    if any(diagonal is None for diagonal in diagonals):
+        return None
     segments = fisher_segments(record.arch, record.width, record.in_channels, suite.task(first).num_outputs,
                                distances.fisher.params)
     return diagonals, segments
@@ -141,8 +139,7 @@ def _equation_step(fishers, first: str, second: str, shown: float | None) -> Ste
         return Step("4. Equation 8: one number", formula, "The demo has not stored its Fisher matrices yet.", None)
     (diag_a, diag_b), segments = fishers
     value = frechet_distance(diag_a, diag_b)
-    root_a, root_b = torch.sqrt(diag_a.double() / diag_a.sum()), torch.sqrt(diag_b.double() / diag_b.sum())
-    contributions = _segment_sums((root_a - root_b) ** 2 / 2, segments)
+    contributions = _segment_sums((unit_trace_root(diag_a) - unit_trace_root(diag_b)) ** 2 / 2, segments)
     figure, axis = _figure(7, 3)
     axis.bar(np.arange(len(segments)), contributions, color="#54a24b")
     axis.set_xlabel("parameter tensor (input → output)"), axis.set_ylabel("its part of d²")

@@ -48,10 +48,12 @@ def _selection(workspace: Workspace, suites: list[str] | None) -> dict[str, list
     events, tasks = _rows(workspace, "events"), _rows(workspace, "tasks")
     if suites is not None:
         networks = [row for row in networks if row["suite"] in suites]
-        results = [row for row in results if _result_suite(row) in suites]
-        keys = {row["key"] for row in networks} | {row["key"] for row in results if row["kind"] == "probe_network"}
-        results += [row for row in _rows(workspace, "results") if row["kind"] == "fisher" and row not in results
-                    and json.loads(row["payload"]).get("network") in keys]
+        chosen = [row for row in results if _result_suite(row) in suites]
+        keys = {row["key"] for row in networks} | {row["key"] for row in chosen if row["kind"] == "probe_network"}
+        taken = {(row["kind"], row["key"]) for row in chosen}
+        chosen += [row for row in results if row["kind"] == "fisher" and (row["kind"], row["key"]) not in taken
+                   and json.loads(row["payload"]).get("network") in keys]
+        results = chosen
         streams = {f"search:{row['key']}" for row in results if row["kind"] == "search"}
         events = [row for row in events if row["stream"] in streams]
     return dict(tasks=tasks, networks=networks, results=results, events=events)
@@ -181,8 +183,9 @@ def import_workspace(workspace: Workspace, path: str | Path) -> dict:
         except zipfile.BadZipFile as error:
             raise _refuse(name, f"not a readable zip file: {error}") from None
         with workspace.connect() as conn:
-            kept = set(_files(dict(networks=[dict(r) for r in conn.execute("SELECT * FROM networks")],
-                                   results=[dict(r) for r in conn.execute("SELECT * FROM results")])))
+            kept = set(_files(dict(
+                networks=[dict(r) for r in conn.execute("SELECT checkpoint, sha256 FROM networks")],
+                results=[dict(r) for r in conn.execute("SELECT artifact, sha256 FROM results")])))
             added = {table: _insert(conn, table, manifest["rows"][table]) for table in TABLES}
             for relative in manifest["files"]:
                 if relative in kept:  # the workspace's own row and file for this key stay as they are
