@@ -22,15 +22,15 @@ Design choices:
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import types
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from tanas_core.errors import TanasError
 from tanas_core.workspace.ray_backend import RayBackend
+from tanas_core.workspace.worker_pool import TensorsByValue, WorkerPool, check_memory
 
 BACKENDS = ("local", "ray")
 
@@ -58,51 +58,14 @@ class Backend(Protocol):
     def describe(self) -> str: ...
 
 
-class _TensorsByValue:
-    """A dict of tensors sent to worker processes as safetensors bytes. Pickled as tensors, each would go through a
-    shared-memory file descriptor that stays open while the tensor lives: a report's 72 DenseNet-121 states of ~700
-    tensors each ran out of open files (``--workers 2``)."""
-
-    def __init__(self, tensors: dict):
-        from safetensors.torch import save
-
-        self.data = save({name: tensor.contiguous() for name, tensor in tensors.items()})
-
-    def load(self) -> dict:
-        from safetensors.torch import load
-
-        return load(self.data)
-
-
-class _ResultByValue:
-    """A worker process's result, sent back as plain pickle bytes. Sent as it is, each tensor in it would travel
-    through a shared-memory file descriptor held open while the tensor lives: a trained DenseNet-121 is 722 tensors,
-    and ``zoo train --workers 2`` stopped after 27 of them at a limit of 20,000 open files."""
-
-    def __init__(self, value: Any):
-        import pickle
-
-        self.data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def load(self) -> Any:
-        import pickle
-
-        return pickle.loads(self.data)  # written by this library's own worker process, in ``_call``
-
-
-def _call(function: Callable, *args) -> _ResultByValue:
-    """``function(*args)`` in a worker process, with ``_TensorsByValue`` arguments loaded back into tensors; the
-    result goes back by value (``_ResultByValue``)."""
-    return _ResultByValue(function(*(arg.load() if isinstance(arg, _TensorsByValue) else arg for arg in args)))
-
-
 @dataclass
 class LocalBackend:
     """Runs the work on this machine: here, one piece after the other (``workers=1``), or in ``workers`` processes
     (CPU only; each gets ``cores // workers`` torch threads; started with ``spawn`` so torch's thread pools are not
-    copied into them)."""
+    copied into them; see ``worker_pool`` for what a dead worker costs and reports)."""
 
     workers: int = 1
+    log_dir: Path | None = None  # workers' stack files, deaths.jsonl, peaks.json (a temporary folder when None)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -121,16 +84,16 @@ class LocalBackend:
         time."""
         from tanas_core.networks.devices import resolve_device
 
-        return LocalBackend(workers if resolve_device(device).type == "cpu" else 1)
+        return replace(self, workers=workers if resolve_device(device).type == "cpu" else 1)
 
     def put(self, value: Any) -> Any:
         """A handle to pass ``value`` to many pieces of work: in this process the value itself; to worker processes
-        a dict of tensors (a network's weights) travels as bytes, see ``_TensorsByValue``."""
+        a dict of tensors (a network's weights) travels as bytes, see ``TensorsByValue``."""
         import torch
 
         if not self.in_process and isinstance(value, dict) and value and all(
                 isinstance(tensor, torch.Tensor) for tensor in value.values()):
-            return _TensorsByValue(value)
+            return TensorsByValue(value)
         return value
 
     def map(self, function: Callable, items: Sequence[tuple], *,
@@ -143,76 +106,21 @@ class LocalBackend:
                     check()
                 yield index, function(*item)
             return
-        pending = dict(enumerate(items))
-        for attempt in range(WORKER_RESTARTS + 1):
-            try:
-                for index, value in self._pool_map(function, pending, check):
-                    del pending[index]
-                    yield index, value
-                return
-            except _WorkerDied:
-                if attempt == WORKER_RESTARTS:
-                    raise TanasError("a worker process stopped abruptly (killed, or out of memory?), "
-                                     f"{WORKER_RESTARTS + 1} times; everything finished before is kept in the "
-                                     "workspace: run the same command again to go on, or use fewer workers "
-                                     "(--workers 1)") from None
-
-    def _pool_map(self, function: Callable, pending: dict[int, tuple],
-                  check: Callable[[], None] | None) -> Iterator[tuple[int, Any]]:
-        """One process pool over ``pending`` (index -> item); ``_WorkerDied`` when a worker process dies."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
-
-        import torch
-
         threads = max(1, (os.cpu_count() or 1) // self.workers)
-        with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-            with _bare_main():  # the worker processes start during these submits
-                futures = {pool.submit(_call, function, *item): index for index, item in pending.items()}
-            try:
-                for future in as_completed(futures):
-                    if check is not None:
-                        check()
-                    try:
-                        value = future.result()
-                    except BrokenProcessPool:
-                        raise _WorkerDied from None
-                    # handed on, then no longer held here: a map keeps one result, not all it has received
-                    # (a report's 240 VGG-16 Fishers of 7 MB each were all in memory until the map ended)
-                    yield futures.pop(future), value.load()
-            finally:
-                for future in futures:
-                    future.cancel()
+        items = dict(enumerate(items))
+        if self.log_dir is not None:
+            yield from self._pool(function, threads, self.log_dir).map(function, items, check)
+            return
+        with tempfile.TemporaryDirectory(prefix="tanas-workers-") as log_dir:
+            yield from self._pool(function, threads, Path(log_dir)).map(function, items, check)
+
+    def _pool(self, function: Callable, threads: int, log_dir: Path) -> WorkerPool:
+        """A pool of ``workers`` processes, refused when their measured peak memory does not fit (``memory_bound``)."""
+        check_memory(self.workers, getattr(function, "__name__", "work"), log_dir)
+        return WorkerPool(self.workers, threads, log_dir)
 
     def describe(self) -> str:
         return "local (this process)" if self.workers == 1 else f"local ({self.workers} processes)"
-
-
-@contextlib.contextmanager
-def _bare_main():
-    """Start worker processes without re-running this process's ``__main__``.
-
-    ``spawn`` re-executes the parent's ``__main__`` file in every worker. Streamlit installs the page script being run
-    as ``__main__`` (in the app server and in AppTest), so a worker would run a page and die. The work functions
-    handed to ``map`` live in importable modules, so the workers need no ``__main__`` at all."""
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-
-
-# A worker process that dies (the out-of-memory killer, a native crash) costs only its unfinished items: they are
-# resubmitted to a fresh pool, this many times.
-WORKER_RESTARTS = 2
-
-
-class _WorkerDied(Exception):
-    """A process of the pool stopped abruptly; the pool is broken and its unfinished items must be resubmitted."""
 
 
 def make_backend(name: str = "local", address: str | None = None, workers: int = 1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Callable
 
 from tanas_core.errors import Cancelled
@@ -60,7 +61,10 @@ class RunContext:
                  cancelled: Callable[[], bool] | None = None):
         self.workspace = workspace
         self.device = device
-        self.backend = backend if backend is not None else LocalBackend()
+        backend = backend if backend is not None else LocalBackend()
+        if workspace is not None and isinstance(backend, LocalBackend) and backend.log_dir is None:
+            backend = replace(backend, log_dir=workspace.root / "logs" / "workers")  # deaths and peaks stay
+        self.backend = backend
         self._handlers: tuple[EventSink, ...] = (on_event,) if on_event is not None else ()
         self._run = _Run(on_progress, cancelled)
         self._start, self._end, self._label = 0.0, 1.0, ""
