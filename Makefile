@@ -12,7 +12,7 @@ export TANAS_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: setup run test test-unit bench-zoo clean
+.PHONY: setup run test test-unit test-under-load bench-zoo clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: setup
 # The math, requests, registries and the code's shape: under a minute, no training on real data, no server.
 test-unit: setup
 	$(VENV)/bin/python -m pytest -q -rs -m unit tests
+
+# The whole suite beside one busy process per core, as on a shared lab machine: no test may depend on an idle machine.
+test-under-load: setup
+	$(VENV)/bin/python -m pytest -q -rs --busy $(shell nproc) tests
 
 bench-zoo: setup
 	$(VENV)/bin/python -m tanas_core bench zoo --suite ld8 --seeds 1 --preset demo

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tanas_core.bench.load import start_busy, stop_busy
 from tanas_core.data.tasks import SplitSizes
 from tanas_core.training.trainer import PRESETS, Preset
 from tanas_core.workspace.store import Workspace
@@ -22,6 +23,31 @@ def _find_real_data() -> Path | None:
 
 REAL_DATA = _find_real_data()
 TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--busy", type=int, default=0, metavar="N",
+                     help="run the suite beside N busy processes (a Python loop each; `make test-under-load` uses one "
+                          "per core), as on a shared machine: tests must pass there too")
+
+
+def pytest_configure(config):
+    """Start the ``--busy`` processes for the whole session; ``pytest_unconfigure`` stops them by their PIDs."""
+    count = config.getoption("busy", 0)
+    if count < 0:
+        raise pytest.UsageError(f"--busy must be 0 or more busy processes, got {count}")
+    config._busy_processes = start_busy(count) if count else []
+
+
+def pytest_unconfigure(config):
+    stop_busy(getattr(config, "_busy_processes", []))
+
+
+def pytest_report_header(config):
+    processes = getattr(config, "_busy_processes", [])
+    if processes:
+        return f"beside {len(processes)} busy processes (PIDs {', '.join(str(p.pid) for p in processes)})"
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

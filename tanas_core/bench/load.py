@@ -31,20 +31,26 @@ def _timed_zoo(governor: bool) -> float:
         return time.perf_counter() - started
 
 
-def _busy(count: int) -> list[subprocess.Popen]:
+def start_busy(count: int) -> list[subprocess.Popen]:
+    """``count`` busy processes (a Python loop each that never sleeps); the caller kills them."""
     return [subprocess.Popen([sys.executable, "-c", "while True:\n    pass"]) for _ in range(count)]
+
+
+def stop_busy(processes: list[subprocess.Popen]) -> None:
+    """Kill the busy processes and reap them."""
+    for process in processes:
+        process.kill()
+        process.wait()
 
 
 def _case_seconds(count: int, governor: bool) -> float:
     """One timed run of the zoo job beside ``count`` busy processes."""
-    spinners = _busy(count)
+    spinners = start_busy(count)
     try:
         time.sleep(1.0 if count else 0.0)  # let the busy loops take their cores
         return _timed_zoo(governor)
     finally:
-        for process in spinners:
-            process.kill()
-            process.wait()
+        stop_busy(spinners)
 
 
 def bench_load(busy: int, repeats: int = 3, on_progress=None) -> dict:
