@@ -59,7 +59,7 @@ def test_crash_between_file_and_row_leaves_nothing_trusted(workspace, mnist4, ti
         with pytest.raises(KeyboardInterrupt):
             ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "resnet18", tiny_preset, 0)
     key = network_key(mnist4, task, "resnet18", tiny_preset, 0)
-    assert workspace.artifact_path("networks", key).is_file()  # the file made it ...
+    assert list(workspace.artifact_path("networks", key).parent.glob(f"{key}-*.safetensors"))  # the file made it ...
     assert workspace.find_network(key) is None  # ... but without a row it is not trusted
     assert workspace.list_networks() == []
     record, status = ensure_network(quiet_context(workspace, "cpu"), mnist4, task, "resnet18", tiny_preset, 0)
@@ -174,3 +174,20 @@ def test_distance_matrices_cached_asymmetric_with_noise_floor(workspace, mnist4,
     assert combined.matrices.shape == (4, 4, 4)
     with pytest.raises(ValueError, match="metric must be one of"):
         DistanceRequest(suite="mnist4", metric="euclid").validate()
+
+
+def test_two_writers_of_one_key_leave_a_row_that_names_its_own_file(workspace):
+    # Two processes training one network at once (the soak's second client) wrote one file name with bytes that
+    # differed in the last bits; the row of one and the file of the other made a "corrupt" checkpoint.
+    first = workspace.write_tensors("fisher", "same", {"fisher": torch.zeros(4)})
+    second = workspace.write_tensors("fisher", "same", {"fisher": torch.ones(4)})
+    assert first.path != second.path and (workspace.root / first.path).is_file()
+    workspace.put_result("fisher", "same", {"n": 2}, second)
+    workspace.put_result("fisher", "same", {"n": 1}, first)  # rows land in the other order
+    payload, ref = workspace.get_result("fisher", "same")
+    assert payload == {"n": 1} and torch.equal(workspace.read_tensors(ref)["fisher"], torch.zeros(4))
+    assert not (workspace.root / second.path).exists()  # the superseded file is gone once no row names it
+    again = workspace.write_tensors("fisher", "same", {"fisher": torch.zeros(4)})
+    assert again == first  # the same bytes: the same file, still named by the row
+    workspace.put_result("fisher", "same", {"n": 1}, again)
+    assert torch.equal(workspace.read_tensors(again)["fisher"], torch.zeros(4))

@@ -178,6 +178,38 @@ def test_results_come_back_from_worker_processes_as_bytes_not_as_open_file_descr
         assert len(state) == 400 and all(float(tensor.sum()) == 2.0 * index for tensor in state.values())
 
 
+def test_the_old_pools_abrupt_death_was_the_parent_running_out_of_descriptors_not_a_worker_dying():
+    """The root cause of the DenseNet 'worker deaths' with no kernel message: ``ProcessPoolExecutor`` with torch's
+    pickler receives each result tensor as a shared-memory file descriptor; when the parent runs out of them it fails
+    to unpickle the result and reports BrokenProcessPool, "terminated abruptly", while its workers are alive. The
+    same work through ``WorkerPool`` (bytes) arrives whole in the test above."""
+    resource = pytest.importorskip("resource")
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch.multiprocessing  # noqa: F401  (registers torch's reductions, as importing torch's pools does)
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counting open files needs /proc")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    pool.submit(_many_tensors, 1, 0.0).result()  # the worker starts with the usual limit: only the parent is short
+    workers = list(pool._processes.values())
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(len(os.listdir("/proc/self/fd")) + 200, hard), hard))
+    try:
+        with pytest.raises(BrokenProcessPool, match="terminated abruptly") as raised:
+            list(pool.map(_many_tensors, [400, 400], [0.0, 1.0]))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        pool.shutdown(wait=True, cancel_futures=True)
+    assert "ancdata" in str(raised.value.__cause__) or "Too many open files" in str(raised.value.__cause__)
+    for process in workers:  # no worker crashed or was killed from outside: the pool itself ends its live workers
+        process.join(10)
+        assert process.exitcode == -signal.SIGTERM
+
+
 def test_worker_processes_do_not_rerun_a_streamlit_page_installed_as_main(tmp_path, monkeypatch):
     # Streamlit (the app server, AppTest) installs the page it runs as __main__; spawn would re-run it in each worker
     import sys

@@ -1,4 +1,5 @@
-"""``bench fisher`` / ``pages`` / ``zoo`` / ``distances`` / ``app`` / ``backends``: the benchmarks;
+"""``bench fisher`` / ``pages`` / ``zoo`` / ``distances`` / ``app`` / ``backends`` (``load`` and ``soak``:
+``cli/bench_machine.py``): the benchmarks;
 ``tanas_core.bench`` and ``tanas_core.bench_app`` measure and analyse, this module only prints."""
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import torch
 
 from tanas_core.bench.transcript import Transcript, is_transcript, transcript_markdown
-from tanas_core.cli.common import ProgressPrinter, print_table, run_settings
+from tanas_core.cli.bench_machine import register_machine
+from tanas_core.cli.common import ProgressPrinter, json_option, print_table, run_settings
 from tanas_core.cli.zoo import zoo_options, zoo_request
 from tanas_core.data.suites import SUITE_NAMES
 from tanas_core.errors import TanasError
@@ -27,45 +29,41 @@ def register(commands) -> None:
     fisher.add_argument("--samples", type=int, default=256, help="M: images per Fisher (default: 256)")
     fisher.add_argument("--repeats", type=int, default=5)
     fisher.add_argument("--device", default="auto")
-    _json_option(fisher)
+    json_option(fisher)
     fisher.set_defaults(func=run_fisher)
     pages = bench.add_parser("pages", help="time every app page on a populated workspace (AppTest)")
     pages.add_argument("--repeats", type=int, default=5)
-    _json_option(pages)
+    json_option(pages)
     pages.set_defaults(func=run_pages)
     zoo = bench.add_parser("zoo", help="train a zoo from scratch (throw-away workspace) and time it")
     zoo_options(zoo, suite_required=False)
-    _json_option(zoo)
+    json_option(zoo)
     zoo.set_defaults(func=run_zoo, request=lambda args: zoo_request(args, BENCH_SUITE))
     distances = bench.add_parser("distances", help="one seed's distance matrices at several M (Fisher images)")
     distances.add_argument("--suite", default="mnist4", choices=list(SUITE_NAMES))
     distances.add_argument("--archs", default="vgg16,densenet121",
                            help="comma-separated architectures (default: the fastest and the slowest per Fisher)")
     distances.add_argument("--samples", default="512,800", help="comma-separated M values (the old default, the new)")
-    _json_option(distances)
+    json_option(distances)
     distances.set_defaults(func=run_distances)
     pair = bench.add_parser("pair", help="one F[b, t] of the default report per architecture, previous vs current "
                                          "kernels")
     pair.add_argument("--archs", default=",".join(ZooRequest.default("archs")), help="comma-separated architectures")
     pair.add_argument("--runs", type=int, default=3, help="timed runs per case (round-robin; default: 3)")
-    _json_option(pair)
+    json_option(pair)
     pair.set_defaults(func=run_pair)
     cells = bench.add_parser("cells", help="cell networks vs the demo VGG per image, contiguous vs channels_last")
     cells.add_argument("--preset", default="demo", choices=list(PRESETS))
     cells.add_argument("--runs", type=int, default=7, help="timed steps per case (round-robin; default: 7)")
-    _json_option(cells)
+    json_option(cells)
     cells.set_defaults(func=run_cells)
-    load = bench.add_parser("load", help="a zoo job alone and beside busy processes, thread governor on and off")
-    load.add_argument("--busy", type=int, default=None, help="busy processes beside the job (default: one per core)")
-    load.add_argument("--repeats", type=int, default=3, help="timed runs per case, round-robin (default: 3)")
-    _json_option(load)
-    load.set_defaults(func=run_load)
+    register_machine(bench)
     _register_results(bench)
     app = bench.add_parser("app", help="a real server and Chromium: idle CPU, job slowdown with tabs open, page "
                                        "settle times, the demo's wall time")
     app.add_argument("--idle-seconds", type=float, default=20.0, help="seconds of each idle CPU measurement")
     app.add_argument("--screenshots", default=None, help="folder for screenshots of the app after the demo")
-    _json_option(app)
+    json_option(app)
     app.set_defaults(func=run_app)
     backends = bench.add_parser("backends", help="the same zoo trained locally and on a local Ray, timed")
     backends.add_argument("--suite", default=BENCH_SUITE, choices=list(SUITE_NAMES))
@@ -74,7 +72,7 @@ def register(commands) -> None:
     backends.add_argument("--seeds", type=int, default=2)
     backends.add_argument("--preset", default=ZooRequest.default("preset"), choices=list(PRESETS))
     backends.add_argument("--ray-workers", type=int, default=2, help="CPUs of the local Ray (one per task)")
-    _json_option(backends)
+    json_option(backends)
     backends.set_defaults(func=run_backends)
 
 
@@ -91,11 +89,6 @@ def _register_results(bench) -> None:
     show = bench.add_parser("show", help="print a benchmark's output saved by --json as Markdown (no measuring)")
     show.add_argument("file", help="a JSON file written by `bench ... --json FILE`")
     show.set_defaults(func=run_show)
-
-
-def _json_option(parser) -> None:
-    parser.add_argument("--json", default=None,
-                        help="also write what the benchmark prints to this JSON file (`bench show FILE` renders it)")
 
 
 def run_show(args) -> int:
@@ -224,28 +217,6 @@ def run_cells(args) -> int:
           f"torch threads {result['threads']}; median of {args.runs} steps per case, timed round-robin")
     out.table([dict(network=r["network"], layout=r["layout"], ms_per_image=f"{r['ms_per_image']:.2f}",
                       x_vgg=f"{r['x_vgg']:.2f}x", x_contiguous=f"{r['x_contiguous']:.2f}x") for r in result["rows"]])
-    out.save(args.json)
-    return 0
-
-
-def run_load(args) -> int:
-    """Time the zoo job alone and beside busy processes (governor on and off); print the table and the goal."""
-    from tanas_core.bench.load import GOAL, ZOO, bench_load
-
-    out = Transcript("load")
-    busy = args.busy if args.busy is not None else (os.cpu_count() or 1)
-    with ProgressPrinter() as printer:
-        result = bench_load(busy, args.repeats, printer.on_progress)
-    out.line(f"load benchmark: `python -m tanas_core {' '.join(ZOO)}` in a fresh process and workspace per case, "
-             f"{result['cores']} CPU cores, {busy} busy process(es) (a Python loop each); fair share: "
-             f"(cores + busy) / cores of the job's time alone; seconds: the median of {result['repeats']} runs")
-    out.table([dict(row, seconds=f"{row['seconds']:.1f}", x_alone=f"{row['x_alone']:.2f}x",
-                    fair_share_x=f"{row['fair_share_x']:.2f}x", x_fair_share=f"{row['x_fair_share']:.2f}",
-                    within_goal="" if row["within_goal"] is None else ("met" if row["within_goal"] else "NOT met"))
-               for row in result["rows"]])
-    rows = {(r["busy_processes"] > 0, r["governor"]): r["seconds"] for r in result["rows"]}
-    out.line(f"alone, governor on / off: {rows[(False, 'on')] / rows[(False, 'off')]:.2f}x (above 1: the governor "
-             f"costs time on an idle machine); goal: beside busy processes within {GOAL}x the fair share")
     out.save(args.json)
     return 0
 

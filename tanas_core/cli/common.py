@@ -165,6 +165,12 @@ def closest_settings(args) -> dict:
 
 # ---------------------------------------------------------------------------------------------- printers
 
+def json_option(parser: argparse.ArgumentParser) -> None:
+    """A benchmark's ``--json FILE`` option (its transcript, rendered by ``bench show FILE``)."""
+    parser.add_argument("--json", default=None,
+                        help="also write what the benchmark prints to this JSON file (`bench show FILE` renders it)")
+
+
 def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
     """Rows as a plain text table (``(none)`` when empty)."""
     if not rows:

@@ -66,16 +66,28 @@ def _files(rows: dict[str, list[dict]]) -> dict[str, str]:
     return files
 
 
+def _mismatched(workspace: Workspace, files: dict[str, str]) -> list[str]:
+    """The paths among ``files`` that are missing or whose bytes no longer match their sha256."""
+    return [relative for relative, digest in files.items()
+            if not (workspace.root / relative).is_file() or sha256_file(workspace.root / relative) != digest]
+
+
+def verify_artifacts(workspace: Workspace) -> dict:
+    """Check every artifact the index names (checkpoints, Fishers, results) against its recorded sha256:
+    ``{checked, bad: [paths relative to the workspace]}``."""
+    files = _files(_selection(workspace, None))
+    return dict(checked=len(files), bad=_mismatched(workspace, files))
+
+
 def export_workspace(workspace: Workspace, path: str | Path, suites: list[str] | None = None) -> dict:
     """Write the workspace (or the chosen ``suites``) to the zip ``path``; returns ``{networks, results, files,
     bytes}``. Every file is checked against its recorded sha256 first, so a corrupt workspace is not exported."""
     rows = _selection(workspace, suites)
     files = _files(rows)
-    for relative, digest in files.items():
-        source = workspace.root / relative
-        if not source.is_file() or sha256_file(source) != digest:
-            raise TanasError(f"{source} is missing or does not match its recorded sha256; rebuild it (re-run the "
-                             "command that made it) before exporting")
+    bad = _mismatched(workspace, files)
+    if bad:
+        raise TanasError(f"{workspace.root / bad[0]} is missing or does not match its recorded sha256; rebuild it "
+                         "(re-run the command that made it) before exporting")
     manifest = dict(format=FORMAT, version=VERSION, created_at=time.time(), suites=suites, rows=rows,
                     files={relative: dict(sha256=digest, bytes=(workspace.root / relative).stat().st_size)
                            for relative, digest in files.items()})

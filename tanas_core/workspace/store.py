@@ -103,12 +103,15 @@ class Workspace:
 
     # ------------------------------------------------------------------------------------------ artifacts
 
-    def artifact_path(self, kind: str, key: str) -> Path:
-        """Absolute path of artifact ``key`` of ``kind`` (both plain identifiers, never paths)."""
+    def artifact_path(self, kind: str, key: str, digest: str = "") -> Path:
+        """Absolute path of artifact ``key`` of ``kind`` (both plain identifiers, never paths) whose bytes have sha256
+        ``digest``. The name holds the digest, so two processes that write one key at once (with bytes that differ
+        in the last bits) write two files, and each index row names the file it was written with."""
         for part in (kind, key):
             if not part or not all(ch.isalnum() or ch in "-_" for ch in part):
                 raise TanasError(f"artifact names must be letters, digits, '-' or '_', got {part!r}")
-        return self.root / "artifacts" / kind / f"{key}.safetensors"
+        return self.root / "artifacts" / kind / (f"{key}-{digest[:16]}.safetensors" if digest else
+                                                 f"{key}.safetensors")
 
     def write_tensors(self, kind: str, key: str, tensors: dict[str, torch.Tensor],
                       metadata: dict[str, str] | None = None) -> ArtifactRef:
@@ -124,6 +127,7 @@ class Workspace:
             with open(tmp_name, "rb") as handle:
                 os.fsync(handle.fileno())
             digest = sha256_file(Path(tmp_name))
+            final = self.artifact_path(kind, key, digest)
             os.replace(tmp_name, final)
         except OSError as error:
             if tmp_name:
@@ -216,7 +220,9 @@ class Workspace:
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         with self.connect() as conn:
+            old = conn.execute("SELECT checkpoint FROM networks WHERE key = ?", (record.key,)).fetchone()
             conn.execute(f"INSERT OR REPLACE INTO networks ({columns}) VALUES ({marks})", tuple(row.values()))
+        self._drop_superseded(old and old["checkpoint"])
 
     def find_network(self, key: str) -> NetworkRecord | None:
         """The indexed network with configuration hash ``key``, or ``None``."""
@@ -254,9 +260,22 @@ class Workspace:
     def put_result(self, kind: str, key: str, payload: dict, artifact: ArtifactRef | None = None) -> None:
         """Index a result (JSON ``payload``, optionally with an already written artifact); the row comes last."""
         with self.connect() as conn:
+            old = conn.execute("SELECT artifact FROM results WHERE kind = ? AND key = ?", (kind, key)).fetchone()
             conn.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
                          (kind, key, json.dumps(payload), artifact.path if artifact else None,
                           artifact.sha256 if artifact else None, time.time()))
+        self._drop_superseded(old and old["artifact"])
+
+    def _drop_superseded(self, path: str | None) -> None:
+        """Delete the file a replaced row named, once no row names it (a rebuilt checkpoint, or the loser of two
+        processes that wrote one key at once)."""
+        if not path:
+            return
+        with self.connect() as conn:
+            named = (conn.execute("SELECT 1 FROM networks WHERE checkpoint = ?", (path,)).fetchone()
+                     or conn.execute("SELECT 1 FROM results WHERE artifact = ?", (path,)).fetchone())
+        if not named:
+            (self.root / path).unlink(missing_ok=True)
 
     def get_result(self, kind: str, key: str) -> tuple[dict, ArtifactRef | None] | None:
         """``(payload, artifact ref or None)`` of a stored result, or ``None``."""
