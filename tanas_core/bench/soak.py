@@ -1,12 +1,14 @@
 """A long mixed run that must hold (``bench soak``): the app's job runner trains every architecture's zoo with two
 worker processes, then runs a validation report and a FUSE search side by side, while a second client (another
-process with its own runner on the same workspace) submits jobs of its own. At the end every artifact the index
+process with its own runner on the same workspace) submits jobs of its own; all of it ``rounds`` times, with one more
+seed each round (new networks, a bigger report, another search). At the end every artifact the index
 names is checked against its sha256.
 
 What it reports: jobs finished per client, worker deaths and retries (``logs/workers/deaths.jsonl``), the peak RSS
 of the workers per kind of work (``peaks.json``), and the parent's RSS (this process, which hosts the job runner as
 the app server does) sampled every second: its peak, its final value and its slope after warm-up (MiB per minute,
-least squares over the samples after the first quarter of the run: a flat parent has a slope near 0).
+least squares over the samples after the first quarter of the run) and after each round: rounds do the same kinds
+of work, so a flat parent holds about the same RSS after every round from the second on.
 """
 from __future__ import annotations
 
@@ -29,37 +31,47 @@ from tanas_core.workspace.worker_pool import WORKER_RESTARTS, rss_mb
 WARM_UP = 0.25  # the slope leaves out this first share of the samples: imports, data packs and allocators settle
 
 
-def _main_jobs(workspace: Workspace, demo: DemoRequest, workers: int, on_progress) -> list[dict]:
-    """The first client: the zoo of every architecture with ``workers`` processes, then the demo's validation
-    report and its FUSE search at once. Returns ``{kind, status, seconds, error}`` per job."""
-    runner, jobs = job_runner(workspace), []
+def _main_jobs(workspace: Workspace, demo: DemoRequest, workers: int, rounds: int,
+               on_progress) -> tuple[list[dict], list[float]]:
+    """The first client, ``rounds`` times with one more seed each round: the zoo of every architecture with
+    ``workers`` processes, then the demo's validation report (its Fishers in ``workers`` processes) and a FUSE search
+    at once. Returns ``{client, round, kind, status, seconds, error}`` per job and this process's RSS after each
+    round (MiB)."""
+    runner, jobs, after_round = job_runner(workspace), [], []
 
-    def run(batch: list[tuple[str, object]]) -> None:
+    def run(round_index: int, batch: list[tuple[str, object]]) -> None:
         started = time.time()
         ids = [(kind, runner.submit(kind, request)) for kind, request in batch]
         for kind, job_id in ids:
             job = runner.wait(job_id)
-            jobs.append(dict(client="runner", kind=kind, status=job.status, seconds=round(time.time() - started, 1),
-                             error=(job.error or "")[:300]))
+            jobs.append(dict(client="runner", round=round_index + 1, kind=kind, status=job.status,
+                             seconds=round(time.time() - started, 1), error=(job.error or "")[:300]))
             if on_progress is not None:
-                on_progress(f"runner: {kind} {job.status}", len(jobs) / 3)
+                on_progress(f"runner: round {round_index + 1}, {kind} {job.status}", len(jobs) / (3 * rounds))
 
-    run([("zoo", ZooRequest(suite=demo.suite, archs=demo.archs, seeds=1, preset=demo.preset, workers=workers))])
-    single = replace(demo, archs=("vgg16",))
-    run([("validate", single.validation()), ("search", single.search())])
-    return jobs
+    for index in range(rounds):
+        run(index, [("zoo", ZooRequest(suite=demo.suite, archs=demo.archs, seeds=index + 1, preset=demo.preset,
+                                       workers=workers))])
+        single = replace(demo, archs=("vgg16",), verdict_seeds=demo.verdict_seeds + index)
+        run(index, [("validate", replace(single.validation(), workers=workers)),
+                    ("search", replace(single.search(), seed=index))])
+        after_round.append(rss_mb(os.getpid()))
+    return jobs, after_round
 
 
-def second_client(root: str, suite: str, preset: str) -> None:
-    """The second client, in its own process: a zoo job and a distances job on the same workspace, one after the
-    other; prints one JSON line per job."""
+def second_client(root: str, suite: str, preset: str, rounds: str) -> None:
+    """The second client, in its own process: ``rounds`` times with one more seed each round, a zoo job and a
+    distances job on the same workspace, one after the other; prints one JSON line per job."""
     runner = job_runner(Workspace(root))
-    for kind, request in (("zoo", ZooRequest(suite=suite, archs=("vgg16",), seeds=1, preset=preset)),
-                          ("distances", DistanceRequest(suite=suite, archs=("vgg16",), preset=preset))):
-        started = time.time()
-        job = runner.wait(runner.submit(kind, request))
-        print(json.dumps(dict(client="second process", kind=kind, status=job.status,
-                              seconds=round(time.time() - started, 1), error=(job.error or "")[:300])), flush=True)
+    for index in range(int(rounds)):
+        for kind, request in (("zoo", ZooRequest(suite=suite, archs=("vgg16",), seeds=index + 1, preset=preset)),
+                              ("distances", DistanceRequest(suite=suite, archs=("vgg16",), seeds=index + 1,
+                                                            preset=preset))):
+            started = time.time()
+            job = runner.wait(runner.submit(kind, request))
+            print(json.dumps(dict(client="second process", round=index + 1, kind=kind, status=job.status,
+                                  seconds=round(time.time() - started, 1), error=(job.error or "")[:300])),
+                  flush=True)
 
 
 class _Sampler:
@@ -99,9 +111,10 @@ def slope_mib_per_minute(samples: list[tuple[float, float]]) -> float | None:
 
 
 def bench_soak(root: Path, suite: str = "mnist4", preset: str = "demo", archs: tuple | None = None,
-               workers: int = 2, on_progress=None) -> dict:
+               workers: int = 2, rounds: int = 3, on_progress=None) -> dict:
     """Run the soak on a workspace at ``root`` (fresh, or one to resume) and return ``{jobs, deaths, retries,
-    worker_peaks_mb, parent, artifacts, seconds}`` (``parent``: peak, final and slope of this process's RSS)."""
+    worker_peaks_mb, parent, artifacts, seconds}`` (``parent``: peak, final and slope of this process's RSS, and
+    its RSS after each round)."""
     workspace = Workspace(root)
     demo = DemoRequest(suite=suite, preset=preset, archs=tuple(archs or every_architecture()))
     demo.validate(workspace)
@@ -109,10 +122,10 @@ def bench_soak(root: Path, suite: str = "mnist4", preset: str = "demo", archs: t
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                                      os.environ.get("PYTHONPATH")])))
     client = subprocess.Popen([sys.executable, "-c", "import sys; from tanas_core.bench.soak import second_client; "
-                               "second_client(*sys.argv[1:])", str(workspace.root), suite, preset],
+                               "second_client(*sys.argv[1:])", str(workspace.root), suite, preset, str(rounds)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     with _Sampler() as sampler:
-        jobs = _main_jobs(workspace, demo, workers, on_progress)
+        jobs, after_round = _main_jobs(workspace, demo, workers, rounds, on_progress)
         out, err = client.communicate()
     jobs += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     if client.returncode != 0:
@@ -121,11 +134,12 @@ def bench_soak(root: Path, suite: str = "mnist4", preset: str = "demo", archs: t
     log_dir = workspace.root / "logs" / "workers"
     deaths = [json.loads(line) for line in _lines(log_dir / "deaths.jsonl")]
     values = [m for _, m in sampler.samples]
-    return dict(suite=suite, preset=preset, archs=list(demo.archs), workers=workers, jobs=jobs,
+    return dict(suite=suite, preset=preset, archs=list(demo.archs), workers=workers, rounds=rounds, jobs=jobs,
                 deaths=deaths, retries=sum(1 for d in deaths if d["attempt"] <= WORKER_RESTARTS),
                 worker_peaks_mb=_read_json(log_dir / "peaks.json"),
                 parent=dict(peak_mb=max(values, default=None), final_mb=values[-1] if values else None,
-                            slope_mb_per_min=slope_mib_per_minute(sampler.samples), samples=len(values)),
+                            slope_mb_per_min=slope_mib_per_minute(sampler.samples), samples=len(values),
+                            after_round_mb=[round(value, 1) for value in after_round if value is not None]),
                 artifacts=verify_artifacts(workspace), seconds=time.time() - started)
 
 

@@ -27,6 +27,7 @@ def register_machine(bench) -> None:
     soak.add_argument("--preset", default="demo", choices=list(PRESETS))
     soak.add_argument("--archs", default=None, help="comma-separated architectures (default: all three)")
     soak.add_argument("--workers", type=int, default=2, help="worker processes of the zoo job (default: 2)")
+    soak.add_argument("--rounds", type=int, default=3, help="rounds of the mix, one more seed each (default: 3)")
     soak.add_argument("--keep", default=None, help="run in this workspace folder and keep it (default: a "
                                                    "throw-away one)")
     json_option(soak)
@@ -59,14 +60,15 @@ def run_soak(args) -> int:
     """The soak run; prints its jobs, worker deaths and memory, and whether every goal held (exit 1 if not)."""
     from tanas_core.bench.soak import bench_soak
 
-    if args.workers < 1:
-        raise TanasError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers < 1 or args.rounds < 1:
+        raise TanasError(f"--workers and --rounds must be at least 1, got {args.workers} and {args.rounds}")
     archs = parse_archs(args.archs) if args.archs else None
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tanas-soak-")) / "workspace"
     out = Transcript("soak")
     with ProgressPrinter() as printer:
-        result = bench_soak(root, args.suite, args.preset, archs, args.workers, printer.on_progress)
-    out.line(f"soak: suite {result['suite']}, preset {result['preset']}, zoo of {', '.join(result['archs'])} with "
+        result = bench_soak(root, args.suite, args.preset, archs, args.workers, args.rounds, printer.on_progress)
+    out.line(f"soak: {result['rounds']} round(s), one more seed each: suite {result['suite']}, preset "
+             f"{result['preset']}, zoo of {', '.join(result['archs'])} with "
              f"{result['workers']} worker processes, then a validation report and a FUSE search at once (the app's "
              f"job runner, this process), while a second process submits a zoo and a distances job; "
              f"{result['seconds'] / 60:.1f} min, {os.cpu_count()} CPU cores; workspace {root}")
@@ -81,6 +83,8 @@ def run_soak(args) -> int:
                     value=", ".join(f"{kind} {mb:,.0f}" for kind, mb in result["worker_peaks_mb"].items()) or "-"),
                dict(figure="parent RSS peak / final, MiB", value=f"{parent['peak_mb']:,.0f} / "
                                                                   f"{parent['final_mb']:,.0f}"),
+               dict(figure="parent RSS after each round, MiB",
+                    value=", ".join(f"{mb:,.0f}" for mb in parent["after_round_mb"])),
                dict(figure="parent RSS slope after warm-up, MiB/min",
                     value="-" if slope is None else f"{slope:+.2f} ({parent['samples']} samples)"),
                dict(figure="artifacts verified (sha256) / bad", value=f"{artifacts['checked']} / "
