@@ -209,6 +209,27 @@ def test_a_bug_in_a_job_keeps_its_traceback_a_user_error_does_not(digits_workspa
     assert user.error == "choose another suite"
 
 
+def test_every_job_hands_the_memory_it_freed_back_to_the_system_however_it_ends(digits_workspace, monkeypatch):
+    import tanas_core.jobs.runner as runner_module
+    from tanas_core.jobs.runner import JobKind
+
+    released = []
+    monkeypatch.setattr(runner_module, "release_free_memory", lambda: released.append(1) or True)
+
+    def fails(request, context):
+        raise TanasError("no")
+
+    runner = JobRunner(digits_workspace, dict(ok=JobKind(ZooRequest, lambda request, context: {}),
+                                              fails=JobKind(ZooRequest, fails)))
+    assert runner.wait(runner.submit("ok", ZooRequest(suite="custom")), 30).status == "done"
+    assert runner.wait(runner.submit("fails", ZooRequest(suite="custom", seeds=2)), 30).status == "failed"
+    assert len(released) == 2
+    monkeypatch.undo()
+    import platform
+
+    assert runner_module.release_free_memory() is (platform.libc_ver()[0] == "glibc")  # elsewhere: False, no error
+
+
 # ---------------------------------------------------------------------------------------------- progress, bug 3
 
 def test_progress_is_monotone_and_step_level_across_every_phase_of_a_related_search(digits_workspace,

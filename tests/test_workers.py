@@ -64,6 +64,23 @@ def test_one_death_costs_only_its_item_and_is_logged_with_item_and_signal(tmp_pa
     assert json.loads((tmp_path / "logs" / "peaks.json").read_text())["_die_on"] > 10
 
 
+def _hold(megabytes: int) -> int:
+    block = bytearray(megabytes << 20)  # zero pages are resident only once written
+    block[::4096] = b"x" * len(block[::4096])
+    return len(block) >> 20
+
+
+def test_a_workers_recorded_peak_is_its_own_not_the_size_of_the_parent_that_started_it(tmp_path):
+    # ru_maxrss survives exec: every spawned worker reported the parent's size at its start (2,486 MiB for the zoo
+    # and the Fisher workers of one soak alike).
+    ballast = bytearray(2500 << 20)
+    ballast[::4096] = b"y" * len(ballast[::4096])
+    assert dict(WorkerPool(1, 1, tmp_path).map(_hold, {0: (300,)})) == {0: 300}
+    peak = json.loads((tmp_path / "peaks.json").read_text())["_hold"]
+    assert 300 < peak < 2000, peak  # its 300 MiB block and torch (about 500 MiB), not the parent's 2,500 MiB
+    del ballast
+
+
 def _refuse(value: int) -> int:
     raise TanasError(f"item {value} is bad")
 

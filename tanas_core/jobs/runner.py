@@ -106,6 +106,19 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def release_free_memory() -> bool:
+    """Hand memory the process has freed back to the system (glibc's ``malloc_trim``); ``False`` where there is no
+    glibc. A long-lived server runs each job in a thread of its own, and glibc keeps what those threads freed in
+    per-thread arenas: the server's RSS then follows the largest jobs it ever ran rather than what it holds now (a
+    demo-sized round of jobs left 1.7 GB resident of which 0.7 GB was free, ``bench soak``)."""
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) >= 0)
+    except (OSError, AttributeError):
+        return False
+
+
 # ---------------------------------------------------------------------------------------------- SQL
 
 def _table(workspace: Workspace) -> Workspace:
@@ -295,3 +308,5 @@ class JobRunner:
         else:
             _update(self.workspace, job_id, status="done", progress=1.0, message="done",
                     result=json.dumps(result or {}))
+        finally:
+            release_free_memory()

@@ -131,7 +131,15 @@ def _serve(conn, threads: int, log_path: str) -> None:
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far, MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    """This process's peak resident memory so far, MiB: Linux's ``VmHWM``, the high-water mark of this process's
+    own memory (``ru_maxrss`` survives ``exec``, so a spawned worker would report the parent's size when it was
+    started); elsewhere ``ru_maxrss`` (bytes on macOS)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if os.uname().sysname == "Darwin" else peak / 1024
 
