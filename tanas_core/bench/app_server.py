@@ -245,6 +245,32 @@ def bench_app(repo: Path, data_dir: str | None, idle_seconds: float = 20.0, shot
     return measured
 
 
+def bench_demo_load(repo: Path, data_dir: str | None, busy: int) -> list[dict]:
+    """The demo with the home page open on a fresh server and workspace, alone and then beside ``busy`` busy
+    processes: ``[{busy_processes, seconds, status}]`` (each case its own server, so nothing is reused)."""
+    from playwright.sync_api import sync_playwright
+
+    from tanas_core.bench.load import start_busy, stop_busy
+
+    if not CHROMIUM.exists():
+        raise TanasError("bench load --demo needs Debian's chromium: apt-get install chromium")
+    rows = []
+    for count in (0, busy):
+        with tempfile.TemporaryDirectory(prefix="tanas-bench-demo-") as scratch, \
+                app_server(repo, Path(scratch), data_dir) as (url, _), sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.set_default_timeout(180_000)
+            spinners = start_busy(count)
+            try:
+                demo = measure_demo(context, url, Workspace(scratch), None)
+            finally:
+                stop_busy(spinners)
+            browser.close()
+        rows.append(dict(busy_processes=count, seconds=demo["seconds"], status=demo["status"]))
+    return rows
+
+
 def app_goals(measured: dict) -> list[dict]:
     """Each goal of issue 13 with the measured value and whether it is met."""
     slowdown = measured["job_2_tabs"]["seconds"] / measured["job_0_tabs"]["seconds"]
