@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tanas_core.errors import TanasError
@@ -85,12 +85,14 @@ def app_server(repo: Path, home: Path, data_dir: str | None):
                 raise TanasError(f"the app did not come up: {(home / 'server.log').read_text()[-1500:]}")
             time.sleep(0.5)
         yield url, process.pid
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+    finally:  # a server that already stopped (it did not come up) has no group left: its log says why
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         log.close()
 
 
