@@ -228,6 +228,14 @@ def measure_demo(context, url: str, workspace: Workspace, shots: Path | None) ->
     return result
 
 
+def _browser(playwright):
+    """Debian's Chromium and a 1400 x 900 context whose waits last up to 3 minutes: ``(browser, context)``."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(180_000)
+    return browser, context
+
+
 def bench_app(repo: Path, data_dir: str | None, idle_seconds: float = 20.0, shots: Path | None = None) -> dict:
     """Everything above against one fresh server: ``{idle, job_0_tabs, job_2_tabs, pages, demo}``."""
     from playwright.sync_api import sync_playwright
@@ -237,9 +245,7 @@ def bench_app(repo: Path, data_dir: str | None, idle_seconds: float = 20.0, shot
     with tempfile.TemporaryDirectory(prefix="tanas-bench-app-") as scratch, \
             app_server(repo, Path(scratch), data_dir) as (url, group), sync_playwright() as playwright:
         workspace = Workspace(scratch)
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(180_000)
+        browser, context = _browser(playwright)
         measured = measure_idle_and_jobs(context, url, group, workspace, idle_seconds)
         measured["pages"] = measure_pages(context, url)
         measured["demo"] = measure_demo(context, url, workspace, shots)
@@ -260,9 +266,7 @@ def bench_demo_load(repo: Path, data_dir: str | None, busy: int) -> list[dict]:
     for count in (0, busy):
         with tempfile.TemporaryDirectory(prefix="tanas-bench-demo-") as scratch, \
                 app_server(repo, Path(scratch), data_dir) as (url, _), sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.set_default_timeout(180_000)
+            browser, context = _browser(playwright)
             spinners = start_busy(count)
             try:
                 demo = measure_demo(context, url, Workspace(scratch), None)

@@ -43,6 +43,11 @@ def stop_busy(processes: list[subprocess.Popen]) -> None:
         process.wait()
 
 
+def fair_share(cores: int, busy: int) -> float:
+    """A one-thread-per-core job's fair slowdown beside ``busy`` busy processes on ``cores`` cores."""
+    return (cores + busy) / cores
+
+
 def _case_seconds(count: int, governor: bool) -> float:
     """One timed run of the zoo job beside ``count`` busy processes."""
     spinners = start_busy(count)
@@ -73,7 +78,7 @@ def bench_load(busy: int, repeats: int = 3, on_progress=None) -> dict:
     rows = []
     for index, (case, count, governor) in enumerate(cases):
         median = statistics.median(seconds[index])
-        slowdown, fair = median / alone[governor], (cores + count) / cores
+        slowdown, fair = median / alone[governor], fair_share(cores, count)
         rows.append(dict(case=case, busy_processes=count, governor="on" if governor else "off", seconds=median,
                          runs=", ".join(f"{value:.1f}" for value in seconds[index]), x_alone=slowdown,
                          fair_share_x=fair, x_fair_share=slowdown / fair,

@@ -26,7 +26,7 @@ from tanas_core.requests import DemoRequest, DistanceRequest, ZooRequest
 from tanas_core.requests.operations import every_architecture
 from tanas_core.workspace.archive import verify_artifacts
 from tanas_core.workspace.store import Workspace
-from tanas_core.workspace.worker_pool import WORKER_RESTARTS, rss_mb
+from tanas_core.workspace.worker_pool import WORKER_RESTARTS, read_deaths, read_peaks, rss_mb
 
 WARM_UP = 0.25  # the slope leaves out this first share of the samples: imports, data packs and allocators settle
 
@@ -132,20 +132,13 @@ def bench_soak(root: Path, suite: str = "mnist4", preset: str = "demo", archs: t
         jobs.append(dict(client="second process", kind="(process)", status=f"exit {client.returncode}",
                          seconds=None, error=err[-300:]))
     log_dir = workspace.root / "logs" / "workers"
-    deaths = [json.loads(line) for line in _lines(log_dir / "deaths.jsonl")]
+    deaths = read_deaths(log_dir)
     values = [m for _, m in sampler.samples]
     return dict(suite=suite, preset=preset, archs=list(demo.archs), workers=workers, rounds=rounds, jobs=jobs,
                 deaths=deaths, retries=sum(1 for d in deaths if d["attempt"] <= WORKER_RESTARTS),
-                worker_peaks_mb=_read_json(log_dir / "peaks.json"),
+                worker_peaks_mb=read_peaks(log_dir),
                 parent=dict(peak_mb=max(values, default=None), final_mb=values[-1] if values else None,
                             slope_mb_per_min=slope_mib_per_minute(sampler.samples), samples=len(values),
                             after_round_mb=[round(value, 1) for value in after_round if value is not None]),
                 artifacts=verify_artifacts(workspace), seconds=time.time() - started)
 
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.is_file() else []
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -62,12 +62,11 @@ def run_load(args) -> int:
 
 def _demo_load(out: Transcript, busy: int, json_path: str | None) -> int:
     from tanas_core.bench.app_server import bench_demo_load
-    from tanas_core.bench.load import GOAL
+    from tanas_core.bench.load import GOAL, fair_share
     from tanas_core.data.datasets import default_data_dir
 
     rows = bench_demo_load(Path(__file__).resolve().parents[2], str(default_data_dir()), busy)
-    alone = rows[0]["seconds"]
-    fair = ((os.cpu_count() or 1) + busy) / (os.cpu_count() or 1)
+    alone, fair = rows[0]["seconds"], fair_share(os.cpu_count() or 1, busy)
     out.line(f"demo under load: the home page's demo with the page open in Chromium, a fresh `make run` server and "
              f"workspace per case, {os.cpu_count()} CPU cores; fair share (cores + busy) / cores = {fair:.2f}x")
     out.table([dict(row, seconds=f"{row['seconds']:.1f}", x_alone=f"{row['seconds'] / alone:.2f}x",

@@ -115,7 +115,7 @@ class LocalBackend:
             yield from self._pool(function, threads, Path(log_dir)).map(function, items, check)
 
     def _pool(self, function: Callable, threads: int, log_dir: Path) -> WorkerPool:
-        """A pool of ``workers`` processes, refused when their measured peak memory does not fit (``memory_bound``)."""
+        """A pool of ``workers`` processes, refused when their measured peak memory does not fit (``check_memory``)."""
         check_memory(self.workers, getattr(function, "__name__", "work"), log_dir)
         return WorkerPool(self.workers, threads, log_dir)
 

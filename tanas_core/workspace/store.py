@@ -222,7 +222,8 @@ class Workspace:
         with self.connect() as conn:
             old = conn.execute("SELECT checkpoint FROM networks WHERE key = ?", (record.key,)).fetchone()
             conn.execute(f"INSERT OR REPLACE INTO networks ({columns}) VALUES ({marks})", tuple(row.values()))
-        self._drop_superseded(old and old["checkpoint"])
+            superseded = _unnamed(conn, old and old["checkpoint"])
+        self._unlink(superseded)
 
     def find_network(self, key: str) -> NetworkRecord | None:
         """The indexed network with configuration hash ``key``, or ``None``."""
@@ -264,17 +265,12 @@ class Workspace:
             conn.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
                          (kind, key, json.dumps(payload), artifact.path if artifact else None,
                           artifact.sha256 if artifact else None, time.time()))
-        self._drop_superseded(old and old["artifact"])
+            superseded = _unnamed(conn, old and old["artifact"])
+        self._unlink(superseded)
 
-    def _drop_superseded(self, path: str | None) -> None:
-        """Delete the file a replaced row named, once no row names it (a rebuilt checkpoint, or the loser of two
-        processes that wrote one key at once)."""
-        if not path:
-            return
-        with self.connect() as conn:
-            named = (conn.execute("SELECT 1 FROM networks WHERE checkpoint = ?", (path,)).fetchone()
-                     or conn.execute("SELECT 1 FROM results WHERE artifact = ?", (path,)).fetchone())
-        if not named:
+    def _unlink(self, path: str | None) -> None:
+        """Delete a superseded artifact file (after its row's replacement is committed)."""
+        if path:
             (self.root / path).unlink(missing_ok=True)
 
     def get_result(self, kind: str, key: str) -> tuple[dict, ArtifactRef | None] | None:
@@ -316,6 +312,16 @@ class Workspace:
         """Drop every event of ``stream`` (before a run is started again from scratch)."""
         with self.connect() as conn:
             conn.execute("DELETE FROM events WHERE stream = ?", (stream,))
+
+
+def _unnamed(conn: sqlite3.Connection, path: str | None) -> str | None:
+    """``path`` when it is a file a replaced row named and no row names it now (a rebuilt checkpoint, or the loser of
+    two processes that wrote one key at once), else ``None``; asked in the transaction that replaced the row."""
+    if not path:
+        return None
+    named = (conn.execute("SELECT 1 FROM networks WHERE checkpoint = ?", (path,)).fetchone()
+             or conn.execute("SELECT 1 FROM results WHERE artifact = ?", (path,)).fetchone())
+    return None if named else path
 
 
 def _network_from_row(row: sqlite3.Row) -> NetworkRecord:

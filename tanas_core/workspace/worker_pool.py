@@ -134,14 +134,22 @@ def _peak_rss_mb() -> float:
     """This process's peak resident memory so far, MiB: Linux's ``VmHWM``, the high-water mark of this process's
     own memory (``ru_maxrss`` survives ``exec``, so a spawned worker would report the parent's size when it was
     started); elsewhere ``ru_maxrss`` (bytes on macOS)."""
+    own = _proc_field_mb(Path("/proc/self/status"), "VmHWM")
+    if own is not None:
+        return own
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if os.uname().sysname == "Darwin" else peak / 1024
+
+
+def _proc_field_mb(path: Path, field: str) -> float | None:
+    """A ``FIELD:  N kB`` line of a ``/proc`` file (``status``, ``meminfo``) in MiB; ``None`` where it is missing."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in path.read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if os.uname().sysname == "Darwin" else peak / 1024
+    return None
 
 
 def rss_mb(pid: int) -> float | None:
@@ -279,35 +287,37 @@ class WorkerPool:
         queue.appendleft((index, items[index]))
 
     def _record_peak(self, kind: str, peak_mb: float) -> None:
-        path = self.log_dir / "peaks.json"
-        try:
-            peaks = json.loads(path.read_text())
-        except (OSError, ValueError):
-            peaks = {}
+        peaks = read_peaks(self.log_dir)
         if peak_mb > peaks.get(kind, 0.0):
             peaks[kind] = round(peak_mb, 1)
-            path.write_text(json.dumps(peaks, indent=1))
+            (self.log_dir / "peaks.json").write_text(json.dumps(peaks, indent=1))
+
+
+def read_peaks(log_dir: Path) -> dict[str, float]:
+    """``{kind of work: the highest peak RSS a worker of it reached, MiB}`` from ``log_dir/peaks.json`` (empty when
+    none was measured)."""
+    try:
+        return json.loads((Path(log_dir) / "peaks.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def read_deaths(log_dir: Path) -> list[dict]:
+    """Every ``WorkerDeath`` recorded in ``log_dir/deaths.jsonl``, as dicts with their ``cause`` and ``time``."""
+    path = Path(log_dir) / "deaths.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def available_mb() -> float | None:
     """Memory the machine can give new processes now (``MemAvailable``), MiB; ``None`` where ``/proc`` is missing."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return _proc_field_mb(Path("/proc/meminfo"), "MemAvailable")
 
 
 def check_memory(workers: int, kind: str, log_dir: Path) -> None:
     """``TanasError`` when ``workers`` processes of work ``kind`` would need more memory than is available: each is
     counted at the highest peak a worker of that kind reached in this workspace (``peaks.json``; nothing is refused
     before one was measured)."""
-    try:
-        peak = json.loads((Path(log_dir) / "peaks.json").read_text()).get(kind)
-    except (OSError, ValueError):
-        return
+    peak = read_peaks(log_dir).get(kind)
     available = available_mb()
     if not peak or available is None or workers * peak <= available:
         return
