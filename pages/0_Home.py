@@ -96,9 +96,10 @@ def datasets_panel() -> bool:
         st.error(check["error"])
         return False
     rows = check["value"]
-    st.dataframe(pd.DataFrame([{k: r[k] for k in ("dataset", "title", "available", "classes", "train", "test",
-                                                  "image", "source")} for r in rows]), hide_index=True,
-                 width="stretch")
+    # a pack by its file name in the data directory named above (its full path would not fit a laptop)
+    st.dataframe(pd.DataFrame([{**{k: r[k] for k in ("dataset", "title", "available", "classes", "train", "test",
+                                                     "image")}, "source": r["source"].replace(f"pack {data_dir}/", "")}
+                               for r in rows]), hide_index=True, width="stretch")
     for row in rows:
         if not row["available"]:
             st.info(row["reason"])
@@ -135,7 +136,11 @@ def counts_fragment() -> None:
 counts_fragment()
 networks = workspace.list_networks()
 if networks:
-    st.dataframe(pd.DataFrame(zoo_table(networks)), hide_index=True, width="stretch")
+    # the overview's columns (they fit a 1366 px screen); the Zoo page has every column
+    overview = pd.DataFrame(zoo_table(networks))[["suite", "task", "arch", "seed", "preset", "test_accuracy",
+                                                   "epsilon_ok"]]
+    st.dataframe(overview, hide_index=True, width="stretch")
+    st.caption("Validation accuracy, size, time, device and how training stopped: the Zoo page.")
 else:
     st.write("No networks yet: press **Run the demo** above, use the Zoo page, or train from a terminal: "
              "`python -m tanas_core zoo train --suite ld8 --seeds 1 --preset demo`.")

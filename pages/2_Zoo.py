@@ -52,7 +52,7 @@ with st.form("train"):
     seeds = ui.number_input(columns[2], "Seeds", ZooRequest, "seeds")
     presets = list(PRESETS)
     preset = columns[3].selectbox("Preset", presets, index=ui.index_of(presets, ZooRequest.default("preset")),
-                                  format_func=lambda p: f"{p}: {PRESETS[p].description}")
+                                  help=ui.preset_help())
     confirmed = st.checkbox("Train with the paper preset on this machine even if it takes hours", value=False)
     pressed = st.form_submit_button("Train in the background")
     ui.attempt("zoo", pressed, lambda: train(ZooRequest(suite=suite, archs=tuple(archs), seeds=int(seeds),

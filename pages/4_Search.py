@@ -53,8 +53,7 @@ def target_widgets():
         names, ui.restored(PAGE, "target", names[min(3, len(names) - 1)])))
     presets = list(PRESETS)
     preset = columns[2].selectbox("Preset", presets, index=ui.index_of(
-        presets, ui.restored(PAGE, "preset", SearchRequest.default("preset"))),
-                                  format_func=lambda p: f"{p}: {PRESETS[p].description}")
+        presets, ui.restored(PAGE, "preset", SearchRequest.default("preset"))), help=ui.preset_help())
     return suite, target, preset
 
 

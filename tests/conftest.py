@@ -12,6 +12,7 @@ from tanas_core.training.trainer import PRESETS, Preset
 from tanas_core.workspace.store import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
+SMALL_FISHER = dict(samples=32, head_samples=64)  # the populated workspace's Fisher settings
 
 
 def _find_real_data() -> Path | None:
@@ -92,3 +93,19 @@ def tiny_preset(monkeypatch) -> Preset:
                     lr=0.01, weight_decay=0.01, epsilon=0.5, description="tests only")
     monkeypatch.setitem(PRESETS, "tiny", preset)
     return preset
+
+
+@pytest.fixture(scope="session")
+def populated_root(tmp_path_factory, real_data):
+    """Built once per session: a workspace with a 4-task zoo (VGG, 1 seed, smoke preset) and its log-det distances
+    (Fishers of ``SMALL_FISHER``); tests copy it before they change it."""
+    from tanas_core.distances.matrices import distance_matrices
+    from tanas_core.requests import DistanceRequest, FisherConfig
+    from tanas_core.workspace.context import quiet_context
+
+    root = tmp_path_factory.mktemp("populated") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TANAS_DATA_DIR", str(real_data))
+        request = DistanceRequest(suite="mnist4", archs=("vgg16",), preset="smoke", fisher=FisherConfig(**SMALL_FISHER))
+        (result,) = distance_matrices(request, quiet_context(Workspace(root), "cpu"))
+    return root, result

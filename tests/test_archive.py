@@ -128,3 +128,30 @@ def test_workspace_export_and_import_on_the_command_line(prepared, tmp_path, cap
     assert "unknown suite" in capsys.readouterr().err
     assert main(["--workspace", str(tmp_path / "other"), "workspace", "import", str(tmp_path / "missing.zip")]) == 2
     assert "no archive" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_search_winner_is_verified_exported_and_imported_with_its_sha256(tmp_path, real_data, tiny_preset):
+    from tanas_core.requests import SearchBudget, SearchRequest
+    from tanas_core.search import nas
+    from tanas_core.workspace.archive import verify_artifacts
+
+    source = Workspace(tmp_path / "prepared")
+    request = SearchRequest(target="mnist4:mnist-digit0", space="standard", preset="tiny",
+                            budget=SearchBudget(candidates=2, rounds=1, epochs_per_round=0.3, final_epochs=1))
+    record = nas.run_search(request, quiet_context(source, "cpu"))
+    assert record.status == "done" and record.checkpoint
+    assert verify_artifacts(source) == dict(checked=1, bad=[])
+    archive = tmp_path / "search.zip"
+    assert export_workspace(source, archive, ["mnist4"])["files"] == 1
+    fresh = Workspace(tmp_path / "classroom")
+    assert import_workspace(fresh, archive)["files"] == 1
+    assert nas.get_search(fresh, record.run_id) == record
+    assert fresh.read_tensors(ArtifactRef(record.checkpoint, record.checkpoint_sha256))
+    # a winner's weights altered on disk are named, and the workspace is not exported
+    path = source.root / record.checkpoint
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert verify_artifacts(source)["bad"] == [record.checkpoint]
+    with pytest.raises(TanasError, match="does not match its recorded sha256"):
+        export_workspace(source, tmp_path / "again.zip")

@@ -10,20 +10,18 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, SMALL_FISHER
 from tanas_core.data.suites import get_suite
-from tanas_core.distances.matrices import distance_matrices
 from tanas_core.errors import TanasError
 from tanas_core.jobs.kinds import JOB_KINDS
 from tanas_core.jobs.runner import JobRunner, get_job, list_jobs
-from tanas_core.requests import ClosestSettings, DistanceRequest, FisherConfig, SearchRequest
+from tanas_core.requests import ClosestSettings, FisherConfig, SearchRequest
 from tanas_core.search.nas import closest_tasks, get_search, search_events
 from tanas_core.workspace.context import quiet_context
 from tanas_core.workspace.store import Workspace
 
 PAGES = ["app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py",
          "pages/5_Lesson.py"]
-SMALL_FISHER = dict(samples=32, head_samples=64)
 
 
 def run_page(path: str, **session) -> AppTest:
@@ -51,17 +49,6 @@ def test_every_page_renders_with_an_empty_workspace(real_data, path):
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
     assert app.title
-
-
-@pytest.fixture(scope="module")
-def populated_root(tmp_path_factory, real_data):
-    """Built once: a workspace with a 4-task zoo (VGG, 1 seed, smoke preset) and its log-det distances."""
-    root = tmp_path_factory.mktemp("populated") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TANAS_DATA_DIR", str(real_data))
-        request = DistanceRequest(suite="mnist4", archs=("vgg16",), preset="smoke", fisher=FisherConfig(**SMALL_FISHER))
-        (result,) = distance_matrices(request, quiet_context(Workspace(root), "cpu"))
-    return root, result
 
 
 @pytest.fixture

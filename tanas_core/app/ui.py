@@ -20,6 +20,7 @@ import streamlit as st
 from tanas_core.errors import TanasError
 from tanas_core.jobs.kinds import JOB_KINDS
 from tanas_core.jobs.runner import JobRunner, clock, get_job, list_jobs
+from tanas_core.registry import PRESETS
 from tanas_core.requests import Request
 from tanas_core.workspace.context import RunSettings
 from tanas_core.workspace.store import Workspace
@@ -309,6 +310,12 @@ def number_input(container, label: str, request_type: type, name: str, value=Non
     help_text = f"allowed: {low:g} to {high:g}" + (f". {kwargs.pop('help')}" if "help" in kwargs else "")
     value = request_type.default(name) if value is None else value
     return container.number_input(label, value=value, help=help_text, **kwargs)
+
+
+def preset_help() -> str:
+    """Every training preset's description, for a preset select box's help: the box shows the name alone (a
+    description would be cut off on a 1366 px screen)."""
+    return "; ".join(f"**{name}**: {preset.description}" for name, preset in PRESETS.items())
 
 
 def index_of(options: list, value) -> int:

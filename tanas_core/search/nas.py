@@ -29,7 +29,7 @@ from tanas_core.search.space import Genotype, SearchSpace, related_space, standa
 from tanas_core.training.trainer import Preset, get_preset, train_model
 from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.records import SearchRecord
-from tanas_core.workspace.store import Workspace, config_key
+from tanas_core.workspace.store import ArtifactRef, Workspace, config_key
 
 __all__ = ["ClosestSettings", "RelatedPreview", "SearchRecord", "best_stored_genotype", "closest_tasks", "get_search",
            "preview_closest", "preview_related_space", "run_search", "search_events", "zoo_search"]
@@ -284,7 +284,9 @@ def _train_winner(request: SearchRequest, context: RunContext, best: Genotype, s
 
 def _finish(workspace: Workspace, context: RunContext, record: SearchRecord, outcome: SearchOutcome) -> SearchRecord:
     record.finished_at = time.time()
-    workspace.put_result("search", record.run_id, record.to_payload())
+    # the winner's weights as the row's artifact: verified, exported and imported with their sha256 like a Fisher
+    winner = ArtifactRef(record.checkpoint, record.checkpoint_sha256) if record.checkpoint else None
+    workspace.put_result("search", record.run_id, record.to_payload(), winner)
     context.emit(dict(method=record.method, type="finished", status=record.status, genotype=record.genotype,
                       test_accuracy=record.test_accuracy, elapsed=outcome.seconds))
     if record.status == "stopped":
