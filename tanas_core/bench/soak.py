@@ -6,9 +6,11 @@ names is checked against its sha256.
 
 What it reports: jobs finished per client, worker deaths and retries (``logs/workers/deaths.jsonl``), the peak RSS
 of the workers per kind of work (``peaks.json``), and the parent's RSS (this process, which hosts the job runner as
-the app server does) sampled every second: its peak, its final value and its slope after warm-up (MiB per minute,
-least squares over the samples after the first quarter of the run) and after each round: rounds do the same kinds
-of work, so a flat parent holds about the same RSS after every round from the second on.
+the app server does): its peak while working (sampled every second), its RSS after each round and after the whole
+run (every job of both clients ended), and the least-squares slope of the after-round values from the second round
+on, MiB per round: rounds do the same kinds of work, so a flat parent holds about the same RSS after every round
+once the first has loaded data and allocators. (A slope over the samples taken during work follows the work inside
+the rounds, which grows with the seeds, and the last sample is taken mid-job: neither says whether memory is kept.)
 """
 from __future__ import annotations
 
@@ -27,8 +29,6 @@ from tanas_core.requests.operations import every_architecture
 from tanas_core.workspace.archive import verify_artifacts
 from tanas_core.workspace.store import Workspace
 from tanas_core.workspace.worker_pool import WORKER_RESTARTS, read_deaths, read_peaks, rss_mb
-
-WARM_UP = 0.25  # the slope leaves out this first share of the samples: imports, data packs and allocators settle
 
 
 def _main_jobs(workspace: Workspace, demo: DemoRequest, workers: int, rounds: int,
@@ -98,23 +98,21 @@ class _Sampler:
         self._thread.join()
 
 
-def slope_mib_per_minute(samples: list[tuple[float, float]]) -> float | None:
-    """Least-squares slope of ``(seconds, MiB)`` samples after the warm-up share, MiB per minute; ``None`` with
-    fewer than 10 samples left."""
-    kept = samples[int(len(samples) * WARM_UP):]
-    if len(kept) < 10:
+def least_squares_slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of ``(x, y)`` points (y per unit of x); ``None`` with fewer than two distinct x."""
+    if len({x for x, _ in points}) < 2:
         return None
-    mean_t = sum(t for t, _ in kept) / len(kept)
-    mean_m = sum(m for _, m in kept) / len(kept)
-    spread = sum((t - mean_t) ** 2 for t, _ in kept)
-    return 60.0 * sum((t - mean_t) * (m - mean_m) for t, m in kept) / spread if spread else None
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    return (sum((x - mean_x) * (y - mean_y) for x, y in points)
+            / sum((x - mean_x) ** 2 for x, _ in points))
 
 
 def bench_soak(root: Path, suite: str = "mnist4", preset: str = "demo", archs: tuple | None = None,
                workers: int = 2, rounds: int = 3, on_progress=None) -> dict:
     """Run the soak on a workspace at ``root`` (fresh, or one to resume) and return ``{jobs, deaths, retries,
-    worker_peaks_mb, parent, artifacts, seconds}`` (``parent``: peak, final and slope of this process's RSS, and
-    its RSS after each round)."""
+    worker_peaks_mb, parent, artifacts, seconds}`` (``parent``: this process's RSS, MiB: peak while working, after
+    each round, after the run, and the slope of the after-round values from round 2 on, per round)."""
     workspace = Workspace(root)
     demo = DemoRequest(suite=suite, preset=preset, archs=tuple(archs or every_architecture()))
     demo.validate(workspace)
@@ -131,14 +129,16 @@ def bench_soak(root: Path, suite: str = "mnist4", preset: str = "demo", archs: t
     if client.returncode != 0:
         jobs.append(dict(client="second process", kind="(process)", status=f"exit {client.returncode}",
                          seconds=None, error=err[-300:]))
+    final = rss_mb(os.getpid())  # every job of both clients has ended
     log_dir = workspace.root / "logs" / "workers"
     deaths = read_deaths(log_dir)
     values = [m for _, m in sampler.samples]
+    settled = [(index, mb) for index, mb in enumerate(after_round) if index >= 1 and mb is not None]
     return dict(suite=suite, preset=preset, archs=list(demo.archs), workers=workers, rounds=rounds, jobs=jobs,
                 deaths=deaths, retries=sum(1 for d in deaths if d["attempt"] <= WORKER_RESTARTS),
                 worker_peaks_mb=read_peaks(log_dir),
-                parent=dict(peak_mb=max(values, default=None), final_mb=values[-1] if values else None,
-                            slope_mb_per_min=slope_mib_per_minute(sampler.samples), samples=len(values),
-                            after_round_mb=[round(value, 1) for value in after_round if value is not None]),
+                parent=dict(peak_mb=max(values, default=None), final_mb=final, samples=len(values),
+                            after_round_mb=[round(value, 1) for value in after_round if value is not None],
+                            slope_mb_per_round=least_squares_slope(settled)),
                 artifacts=verify_artifacts(workspace), seconds=time.time() - started)
 

@@ -95,19 +95,19 @@ def run_soak(args) -> int:
              f"{result['seconds'] / 60:.1f} min, {os.cpu_count()} CPU cores; workspace {root}")
     out.table(result["jobs"])
     parent, artifacts = result["parent"], result["artifacts"]
-    slope = parent["slope_mb_per_min"]
+    slope = parent["slope_mb_per_round"]
     out.table([dict(figure="jobs done", value=f"{sum(j['status'] == 'done' for j in result['jobs'])} of "
                                               f"{len(result['jobs'])}"),
                dict(figure="worker deaths", value=len(result["deaths"])),
                dict(figure="retries", value=result["retries"]),
                dict(figure="worker peak RSS per kind of work, MiB",
                     value=", ".join(f"{kind} {mb:,.0f}" for kind, mb in result["worker_peaks_mb"].items()) or "-"),
-               dict(figure="parent RSS peak / final, MiB", value=f"{parent['peak_mb']:,.0f} / "
-                                                                  f"{parent['final_mb']:,.0f}"),
+               dict(figure="parent RSS peak while working / after the run, MiB",
+                    value=f"{parent['peak_mb']:,.0f} / {parent['final_mb']:,.0f}"),
                dict(figure="parent RSS after each round, MiB",
                     value=", ".join(f"{mb:,.0f}" for mb in parent["after_round_mb"])),
-               dict(figure="parent RSS slope after warm-up, MiB/min",
-                    value="-" if slope is None else f"{slope:+.2f} ({parent['samples']} samples)"),
+               dict(figure="parent RSS slope over the rounds from the 2nd, MiB per round",
+                    value="- (needs 3 rounds)" if slope is None else f"{slope:+.1f}"),
                dict(figure="artifacts verified (sha256) / bad", value=f"{artifacts['checked']} / "
                                                                      f"{len(artifacts['bad'])}")])
     for death in result["deaths"]:
