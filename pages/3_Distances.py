@@ -14,6 +14,7 @@ from tanas_core.app.figures import atlas_figure, heatmap_figure
 from tanas_core.data.probe_images import fewer_than_asked
 from tanas_core.data.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.distances.matrices import across_architectures, task_atlas
+from tanas_core.distances.report_table import other_rows, verdict_rows
 from tanas_core.distances.stored import nearest_stored, stored_distances
 from tanas_core.distances.validation import GOALS, latest_validation, rank_agreement, row_name, unsettled, verdict
 from tanas_core.distances.views import reference_text
@@ -189,17 +190,6 @@ def offer_validation(request: DistanceRequest) -> None:
                lambda: ui.submit(space, "validate", report))
 
 
-def report_row(report: dict, name: str) -> dict:
-    """One metric of a validation report as a table row: its verdict, figures and the verdict's two seed-resampling
-    ranges."""
-    figures = dict(report["metrics"][name])
-    intervals = figures.pop("intervals", None) or {}
-    row = dict(metric=name, verdict=verdict(report, name)[0], **figures)
-    for key, bounds in intervals.items():
-        row[f"{key} seed-resampling range"] = "—" if bounds is None else f"{bounds[0]:.2f} – {bounds[1]:.2f}"
-    return row
-
-
 def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
     """The validation report's plain answer for this suite, preset, view and metric: does it beat its noise?
     Not measured yet: ``offer_report`` offers to run the report."""
@@ -211,7 +201,8 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
     if answer == "yes" and settled:
         st.success(text)
     elif answer == "yes":  # another zoo of as many seeds could turn it: not shown as a plain success
-        st.info(text + " Another zoo of as many seeds could turn this answer; more seeds would narrow its seed-resampling range.")
+        st.info(text + " Another zoo of as many seeds could turn this answer; more seeds would narrow its "
+                "seed-resampling range.")
     elif answer == "no":
         st.warning(text + " Read the closest baselines below as ties within the noise, not as findings.")
     else:
@@ -233,10 +224,12 @@ def show_verdict(request: DistanceRequest, offer_report: bool = True) -> None:
                        + ".")
     if report is not None:
         with st.expander("Every metric of the report (those that fail included)"):
-            st.dataframe(pd.DataFrame([report_row(report, name) for name in report["metrics"]]),
-                         hide_index=True, width="stretch")
+            # two tables, so each fits a laptop's screen: the verdict's figures, then the others
+            st.dataframe(pd.DataFrame(verdict_rows(report)), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame(other_rows(report)), hide_index=True, width="stretch")
             st.caption(f"Report of {', '.join(report['archs'])}, {report['seeds']} seed(s), {report['replicates']} "
-                       f"twin(s) per task (a row's @redraw or @retrained: twins other than its view's own); goals: "
+                       f"twin(s) per task (a row's @redraw or @retrained: twins other than its view's own; "
+                       f"[low, high]: the figure's seed-resampling range); goals: "
                        f"{', '.join(f'{k} ≥ {v:g}' for k, v in GOALS.items())}; the default "
                        f"metric by its rule: {report['default_metric']}.")
         if report.get("transfer"):

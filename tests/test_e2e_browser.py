@@ -108,8 +108,9 @@ def test_every_page_in_a_real_browser_and_a_live_fuse_search(server, tmp_path):
         # the candidates' cell diagrams are readable on a laptop: no label drawn smaller than a 9 px font (at four
         # per row they were scaled to about 5 px)
         expect(page.locator('[data-testid="stGraphVizChart"] svg text').first).to_be_visible(timeout=WAIT_MS)
-        labels = page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stGraphVizChart"] svg text'))
-            .filter(t => t.textContent.trim()).map(t => t.getBoundingClientRect().height)""")
+        labels = page.evaluate("""() => Array.from(document.querySelectorAll(
+            '[data-testid="stGraphVizChart"] svg text')).filter(t => t.textContent.trim())
+            .map(t => t.getBoundingClientRect().height)""")
         assert labels and min(labels) >= 9, sorted(labels)[:5]
         page.screenshot(path=str(shots / "search-live.png"), full_page=True)
         jobs = list_jobs(workspace, "search")

@@ -138,8 +138,10 @@ def test_search_page_names_the_task_and_budget_of_the_related_spaces_genotype(re
     by_label(app.selectbox, "Preset").set_value("smoke").run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert by_label(app.selectbox, "Target task").value == "mnist-10class"
-    assert any(m.label == f"Related space from {nearest['baseline']}" for m in app.metric), [
-        m.label for m in app.metric]
+    (size,) = [m for m in app.metric if m.label == f"Related space from {nearest['baseline']}"]
+    # a size ratio is neither good nor bad: grey, no arrow (it carried a green up arrow)
+    assert size.proto.delta.endswith("of the standard space")
+    assert size.proto.color == size.proto.GRAY and size.proto.direction == size.proto.NONE
     captions = [c.value for c in app.caption]
     assert f"{nearest['baseline']}: genotype from a 2-candidate × 1-round FUSE search (0.05 epochs per round)" in \
         captions, captions

@@ -195,27 +195,33 @@ def measure_idle_and_jobs(context, url: str, group: int, workspace: Workspace, s
 
 # Streamlit draws a dataframe on a canvas inside a scroller: a scroller wider inside than outside is a table whose
 # columns are cut off; a select box shows its value in an input. Hidden elements (closed expanders, other tabs) are
-# counted but not measured.
-_CUT_OFF = """() => {
-    const frames = Array.from(document.querySelectorAll('[data-testid="stDataFrame"]'));
+# not measured.
+_VISIBLE_TABLES = """Array.from(document.querySelectorAll('[data-testid="stDataFrame"]'))
+    .filter(frame => frame.offsetParent !== null)"""
+_CUT_OFF = f"""() => {{
+    const frames = {_VISIBLE_TABLES};
     const scrollers = frames.map(f => f.querySelector('.dvn-scroller')).filter(e => e);
-    return {tables: frames.length, scrollers: scrollers.length,
-        cut_tables: scrollers.filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
-            .map(e => [e.scrollWidth, e.clientWidth]),
+    return {{tables: frames.length, scrollers: scrollers.length,
+        cut_tables: scrollers.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => [e.scrollWidth, e.clientWidth]),
         past_the_screen: frames.filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).length,
         cut_selects: Array.from(document.querySelectorAll('[data-testid="stSelectbox"] input'))
-            .filter(e => e.offsetParent !== null && e.value && e.scrollWidth > e.clientWidth + 1).map(e => e.value)};
-}"""
+            .filter(e => e.offsetParent !== null && e.value && e.scrollWidth > e.clientWidth + 1).map(e => e.value)}};
+}}"""
 
 
 def cut_off(page, open_expanders: bool = False) -> dict:
-    """What on ``page`` does not fit its width: ``{tables, scrollers (tables the check could measure), cut_tables
-    ([content px, shown px] of each table whose columns scroll), past_the_screen (tables), cut_selects (values)}``;
+    """What on ``page`` does not fit its width: ``{tables (visible ones), scrollers (tables the check could measure),
+    cut_tables ([content px, shown px] of each table whose columns scroll), past_the_screen (tables), cut_selects
+    (values)}``;
     ``open_expanders``: open every closed expander first, so the tables inside are measured too."""
-    if open_expanders:
-        for summary in page.locator('[data-testid="stExpander"] details:not([open]) > summary').all():
-            summary.click()
-        page.wait_for_timeout(1500)  # a table draws after its expander opens
+    closed = page.locator('[data-testid="stExpander"] details:not([open]) > summary').filter(visible=True)
+    for _ in range(64 if open_expanders else 0):  # one at a time: each click changes which ones match
+        if not closed.count():
+            break
+        closed.first.click()
+        page.wait_for_timeout(500)  # a table draws after its expander opens
+    # every dataframe drawn (its scroller present) before it is measured
+    page.wait_for_function(f"() => {_VISIBLE_TABLES}.every(frame => frame.querySelector('.dvn-scroller'))")
     return page.evaluate(_CUT_OFF)
 
 

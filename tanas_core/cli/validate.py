@@ -17,7 +17,8 @@ from tanas_core.cli.common import (
     suite_option,
     workspace,
 )
-from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled, verdict
+from tanas_core.distances.report_table import answer, shown, with_range
+from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled
 from tanas_core.distances.views import REFERENCE_TEXT
 from tanas_core.errors import TanasError
 from tanas_core.registry import PRESETS, VIEWS
@@ -85,27 +86,14 @@ def report_markdown(report: dict, source: str = "") -> str:
     for name, figures in report["metrics"].items():
         cells = []
         for key in (*VERDICT_FIGURES, "same_dataset_auc", "closest_stability", "logdet_lift", *extra):
-            cell = _with_range(figures, key)
+            cell = with_range(figures, key)
             if key == "signal_to_noise" and figures.get("signal_to_noise_across") is not None:
                 cell += f"; across datasets {figures['signal_to_noise_across']:.2f}" + (
                     " (by construction: other images)" if row_view(name) == "probe" else "")
             cells.append(cell)
         bold = "**" if name == report.get("default_metric") else ""
-        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {_answer(report, name)} |")
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {answer(report, name)} |")
     return "\n".join(lines) + "\n"
-
-
-def _with_range(figures: dict, key: str) -> str:
-    """A report row's figure ``key`` as shown in a table, with its seed-resampling range when it has one."""
-    bounds = (figures.get("intervals") or {}).get(key)
-    return _shown(figures.get(key)) + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
-
-
-def _answer(report: dict, row: str) -> str:
-    """The verdict of ``row`` as a table shows it: yes / no / not measured, and ", not settled" when a figure's
-    seed-resampling range reaches across its goal."""
-    answer, _ = verdict(report, row)
-    return answer + ("" if answer == "not measured" or not unsettled(report["metrics"][row]) else ", not settled")
 
 
 def epsilon_lines(report: dict) -> list[str]:
@@ -150,11 +138,11 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
         fisher = report.get("fisher", {})
         head = f"{fisher.get('head', '?')} ({fisher.get('head_weight_decay', float('nan')):g})"
         for row in [name for name in report["metrics"] if name.split("@")[0] in rows]:
-            cells = [_with_range(report["metrics"][row], key) for key in VERDICT_FIGURES]
+            cells = [with_range(report["metrics"][row], key) for key in VERDICT_FIGURES]
             lines.append(f"| `{report['suite']}` | `{report['preset']}` | {trained} | "
                          f"{summary.get('met', 0)}/{summary.get('networks', 0)} | "
                          f"{np.mean(accuracy) if accuracy else float('nan'):.3f} | {head} | {row.split('@')[0]} | "
-                         f"{row_reference(row)} | " + " | ".join(cells) + f" | {_answer(report, row)} |")
+                         f"{row_reference(row)} | " + " | ".join(cells) + f" | {answer(report, row)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -185,16 +173,10 @@ def validate_request(args) -> ValidateRequest:
                                           transfer_images=args.transfer_images))
 
 
-def _shown(value) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def figure_row(name: str, figures: dict) -> dict:
     """One printed row of the report: every figure, the verdict's two with their seed-resampling range."""
     intervals = figures.get("intervals") or {}
-    row = dict(metric=name, **{key: _shown(value) for key, value in figures.items() if key != "intervals"})
+    row = dict(metric=name, **{key: shown(value) for key, value in figures.items() if key != "intervals"})
     for key, bounds in intervals.items():
         if bounds is not None:
             row[key] += f" [{bounds[0]:.2f}, {bounds[1]:.2f}]"

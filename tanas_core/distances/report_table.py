@@ -1,0 +1,44 @@
+"""A validation report's figures as table cells: one formatting for the CLI's tables, the docs' Markdown (``validate
+table``) and the Distances page, so a figure reads the same everywhere."""
+from __future__ import annotations
+
+from tanas_core.distances.validation import VERDICT_FIGURES, unsettled, verdict
+
+OTHER_FIGURES = {"same_dataset_auc": "same-dataset AUC", "closest_stability": "stability", "logdet_lift": "lift"}
+TRANSFER_FIGURES = {"transfer_rank_correlation": "transfer rank correlation",
+                    "closest_is_best_source": "closest is best source"}
+VERDICT_HEADERS = {"identity_top1": "identity test", "signal_to_noise": "signal / noise (within a dataset)"}
+
+
+def shown(value) -> str:
+    """A figure as a cell: three decimals, or ``n/a`` when the report could not measure it."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def with_range(figures: dict, key: str) -> str:
+    """A report row's figure ``key`` as shown in a table, with its seed-resampling range when it has one."""
+    bounds = (figures.get("intervals") or {}).get(key)
+    return shown(figures.get(key)) + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
+
+
+def answer(report: dict, row: str) -> str:
+    """The verdict of ``row`` as a table shows it: yes / no / not measured, and ", not settled" when a figure's
+    seed-resampling range reaches across its goal."""
+    result, _ = verdict(report, row)
+    return result + ("" if result == "not measured" or not unsettled(report["metrics"][row]) else ", not settled")
+
+
+def verdict_rows(report: dict) -> list[dict]:
+    """One row per report row (view, metric, reference): the verdict's two figures with their ranges, and the
+    verdict."""
+    return [{"row": name, **{VERDICT_HEADERS[key]: with_range(figures, key) for key in VERDICT_FIGURES},
+             "verdict": answer(report, name)} for name, figures in report["metrics"].items()]
+
+
+def other_rows(report: dict) -> list[dict]:
+    """One row per report row: the figures outside the verdict (and transfer's two when the report measured it)."""
+    headers = {**OTHER_FIGURES, **(TRANSFER_FIGURES if report.get("transfer") else {})}
+    return [{"row": name, **{header: shown(figures.get(key)) for key, header in headers.items()}}
+            for name, figures in report["metrics"].items()]
