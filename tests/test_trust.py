@@ -431,7 +431,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     assert "Separates these tasks from noise (frechet): no" in text and "identity_top1 0.680 < 0.95" in text
     # the failing metric is listed with its verdict, not hidden
     listed = [t for t in tables if "verdict" in t.columns]
-    assert listed and listed[0].set_index("metric").loc["frechet", "verdict"] == "no"
+    assert listed and listed[0].set_index("row").loc["frechet", "verdict"] == "no"
     # and column by column: what the twin loses to, a refining baseline marked
     by_column = [t for t in tables if "twin ranks first" in t.columns]
     assert by_column and by_column[-1].iloc[0]["beaten by (cases)"] == "mnist-10class ★ (8)"

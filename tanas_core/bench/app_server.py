@@ -201,6 +201,7 @@ _VISIBLE_TABLES = """Array.from(document.querySelectorAll('[data-testid="stDataF
 _CUT_OFF = f"""() => {{
     const frames = {_VISIBLE_TABLES};
     const scrollers = frames.map(f => f.querySelector('.dvn-scroller')).filter(e => e);
+    if (scrollers.length < frames.length) return null;  // a table not drawn yet: measure once all are
     return {{tables: frames.length, scrollers: scrollers.length,
         cut_tables: scrollers.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => [e.scrollWidth, e.clientWidth]),
         past_the_screen: frames.filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).length,
@@ -220,9 +221,8 @@ def cut_off(page, open_expanders: bool = False) -> dict:
             break
         closed.first.click()
         page.wait_for_timeout(500)  # a table draws after its expander opens
-    # every dataframe drawn (its scroller present) before it is measured
-    page.wait_for_function(f"() => {_VISIBLE_TABLES}.every(frame => frame.querySelector('.dvn-scroller'))")
-    return page.evaluate(_CUT_OFF)
+    # measured in the same step that sees every visible table drawn (a page still rendering may add one between two)
+    return page.wait_for_function(_CUT_OFF).json_value()
 
 
 def layout_problems(found: dict) -> str:
