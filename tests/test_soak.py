@@ -44,3 +44,22 @@ def test_verify_artifacts_names_a_damaged_file(workspace):
     path = workspace.root / ref.path
     path.write_bytes(path.read_bytes()[:-3])
     assert verify_artifacts(workspace) == dict(checked=1, bad=[ref.path])
+
+
+def test_a_reader_holding_a_replaced_row_reads_the_file_that_replaced_it(workspace):
+    """Found by a soak: a report read a network's row, a second process then stored the same network again (its file
+    named by its own sha256) and the first file was removed, so the report failed with "artifact ... is missing"."""
+    import torch
+
+    first = workspace.write_tensors("fisher", "k", {"fisher": torch.zeros(4)})
+    workspace.put_result("fisher", "k", {}, first)
+    second = workspace.write_tensors("fisher", "k", {"fisher": torch.ones(4)})
+    workspace.put_result("fisher", "k", {}, second)  # removes the first file: no row names it any more
+    assert not (workspace.root / first.path).exists()
+    assert torch.equal(workspace.read_tensors(first)["fisher"], torch.ones(4))
+    # a file that nothing replaced is still an error that says so
+    workspace.put_result("fisher", "other", {}, workspace.write_tensors("fisher", "other", {"fisher": torch.ones(2)}))
+    lone = workspace.get_result("fisher", "other")[1]
+    (workspace.root / lone.path).unlink()
+    with pytest.raises(Exception, match="is missing"):
+        workspace.read_tensors(lone)

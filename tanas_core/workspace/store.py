@@ -22,7 +22,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import torch
@@ -154,6 +154,9 @@ class Workspace:
                                        "index was tampered with: refusing to read it")
         path = self.root / relative
         if not path.is_file():
+            replacement = self._replacement(ref)
+            if replacement is not None:  # the row was replaced (and this file removed) after the caller read it
+                return self.read_tensors(replacement)
             raise CorruptArtifactError(f"artifact {path} is missing; rebuild it (re-run the command that made it)")
         status = path.stat()
         if self._verified.get(path) != (ref.sha256, status.st_size, status.st_mtime_ns):
@@ -267,6 +270,18 @@ class Workspace:
                           artifact.sha256 if artifact else None, time.time()))
             superseded = _unnamed(conn, old and old["artifact"])
         self._unlink(superseded)
+
+    def _replacement(self, ref: ArtifactRef) -> ArtifactRef | None:
+        """The artifact that now stands where ``ref``'s file did: another file of the same key (``KEY-DIGEST``) that
+        a row names and that exists, e.g. written by a second process that trained the same network while a reader
+        held the first row; ``None`` otherwise."""
+        path = PurePosixPath(ref.path)
+        pattern = f"{path.parent}/{path.stem.rpartition('-')[0]}-*{path.suffix}"
+        with self.connect() as conn:
+            rows = [*conn.execute("SELECT checkpoint, sha256 FROM networks WHERE checkpoint GLOB ?", (pattern,)),
+                    *conn.execute("SELECT artifact, sha256 FROM results WHERE artifact GLOB ?", (pattern,))]
+        found = [ArtifactRef(*row) for row in rows if row[0] != ref.path and (self.root / row[0]).is_file()]
+        return found[0] if found and "-" in path.stem else None
 
     def _unlink(self, path: str | None) -> None:
         """Delete a superseded artifact file (after its row's replacement is committed)."""
