@@ -17,7 +17,7 @@ from tanas_core.cli.common import (
     suite_option,
     workspace,
 )
-from tanas_core.distances.report_table import answer, shown, with_range
+from tanas_core.distances.report_table import answer, with_range
 from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled
 from tanas_core.distances.views import REFERENCE_TEXT
 from tanas_core.errors import TanasError
@@ -175,12 +175,7 @@ def validate_request(args) -> ValidateRequest:
 
 def figure_row(name: str, figures: dict) -> dict:
     """One printed row of the report: every figure, the verdict's two with their seed-resampling range."""
-    intervals = figures.get("intervals") or {}
-    row = dict(metric=name, **{key: shown(value) for key, value in figures.items() if key != "intervals"})
-    for key, bounds in intervals.items():
-        if bounds is not None:
-            row[key] += f" [{bounds[0]:.2f}, {bounds[1]:.2f}]"
-    return row
+    return dict(metric=name, **{key: with_range(figures, key) for key in figures if key != "intervals"})
 
 
 def print_columns(report: dict, row: str) -> None:
