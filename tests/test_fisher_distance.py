@@ -29,11 +29,15 @@ def _small_net(arch: str, channels: int = 3, classes: int = 3, seed: int = 0, wi
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("arch", ["vgg16", "resnet18", "densenet121"])
-def test_per_sample_gradients_equal_a_loop(arch):
+def test_per_sample_gradients_equal_a_loop(arch, layout):
+    """Every layer kind of the three architectures (DenseNet's 1 x 1 convolutions included), in the default layout
+    and in the channels-last one the report's Fisher pass uses on a CPU."""
     model = _small_net(arch)
     x, y = torch.randn(7, 3, 32, 32), torch.randint(0, 3, (7,))
     reference = per_sample_gradients_loop(model, x, y, params="all")
+    model, x = model.to(memory_format=layout), x.contiguous(memory_format=layout)
     factor = fisher_factor(model, x, y, params="all", batch_size=3)
     assert factor.shape == reference.shape
     torch.testing.assert_close(factor, reference, rtol=1e-3, atol=1e-5 * float(reference.abs().max()))

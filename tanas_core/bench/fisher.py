@@ -24,8 +24,9 @@ from tanas_core.workspace.backends import LocalBackend
 from tanas_core.workspace.context import RunContext, quiet_context
 from tanas_core.workspace.store import Workspace
 
-# The layout ``compute_target_fisher`` used before its kernels changed: what ``bench pair`` compares with.
-PREVIOUS_KERNELS = Kernels(feature_batch=256, channels_last=False)
+# The layout ``compute_target_fisher`` used before its kernels last changed (head features in the default layout):
+# what ``bench pair`` compares with.
+PREVIOUS_KERNELS = Kernels(features_channels_last=False)
 
 
 def vmap_per_sample_squares(model, inputs, targets, params: str = "backbone", batch_size: int = 64) -> torch.Tensor:

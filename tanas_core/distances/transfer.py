@@ -29,7 +29,7 @@ import torch
 
 from tanas_core.data.suites import Suite
 from tanas_core.data.tasks import Task, make_splits
-from tanas_core.fisher.target import frozen_features, refit_head
+from tanas_core.fisher.target import HEAD_FIT, frozen_features, refit_head
 from tanas_core.intervals import spearman
 from tanas_core.networks import build_network
 from tanas_core.networks.devices import resolve_device
@@ -91,7 +91,7 @@ def transfer_accuracy(context: RunContext, suite: Suite, source: NetworkRecord |
                     sizes=vars(preset.sizes), seed=seed,
                     source=None if source is None else dict(key=source.key, sha=source.sha256),
                     **(finetune if kind == "finetune" else
-                       dict(head_samples=fisher.head_samples, head_weight_decay=fisher.head_weight_decay)))
+                       dict(head_samples=fisher.head_samples, head_weight_decay=fisher.head_weight_decay)), **HEAD_FIT)
     key = config_key(identity)
     stored = context.workspace.get_result("transfer", key)
     if stored is not None:

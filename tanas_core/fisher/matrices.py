@@ -8,9 +8,10 @@ for sample ``i`` alone. Squaring the gradient of a whole mini-batch (what many i
 * the parameters themselves do not require grad, so the backward pass only propagates activation gradients, and
   it stops at the first layer with selected parameters (nothing flows into the inputs);
 * hooks on every ``Conv2d``, ``Linear`` and ``BatchNorm2d`` rebuild each sample's parameter gradient from the layer's
-  input and output gradient, then square-and-sum it (diagonal) or store it (factor). Convolutions on maps of 8 x 8 or
-  more, and grouped ones, use the library's weight-gradient kernel on one convolution whose groups are the samples;
-  smaller maps use unfold + a batched matrix product. Either is the arithmetic a normal backward spends on weight
+  input and output gradient, then square-and-sum it (diagonal) or store it (factor). 1 x 1 convolutions are one
+  batched matrix product of the two maps; other convolutions on maps of 8 x 8 or more, and grouped ones, use the
+  library's weight-gradient kernel on one convolution whose groups are the samples; smaller maps use unfold + a
+  batched matrix product. Either is the arithmetic a normal backward spends on weight
   gradients, without the sum over samples.
 
 ``per_sample_gradients_loop`` is the brute-force reference: one backward pass per sample.

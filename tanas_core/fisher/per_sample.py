@@ -50,7 +50,10 @@ def layer_gradients(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) 
         if module.padding_mode != "zeros" or isinstance(padding, str):
             raise TanasError("per-sample gradients support Conv2d with zero padding given as numbers only")
         positions = grad_out.shape[2] * grad_out.shape[3]
-        if module.groups > 1 or positions >= 64:
+        if _is_pointwise(module):
+            weight = torch.bmm(_channel_rows(grad_out), _channel_rows(x).transpose(1, 2)).reshape(
+                batch, *module.weight.shape)
+        elif module.groups > 1 or positions >= 64:
             weight = conv_weight_gradients(module, x, grad_out)
         else:
             columns = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding,
@@ -70,6 +73,19 @@ def layer_gradients(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) 
     if module.bias is not None:
         out["bias"] = grad_out.sum(dim=(2, 3))
     return out
+
+
+def _is_pointwise(module: nn.Conv2d) -> bool:
+    """A 1x1 convolution without stride, padding or groups: each sample's weight gradient is one matrix product."""
+    return (module.kernel_size == (1, 1) and module.stride == (1, 1) and module.dilation == (1, 1)
+            and tuple(module.padding) == (0, 0) and module.groups == 1)
+
+
+def _channel_rows(t: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` as ``[B, C, H * W]`` without a copy, in the default or the channels-last layout."""
+    if t.is_contiguous():
+        return t.flatten(2)
+    return t.permute(0, 2, 3, 1).flatten(1, 2).transpose(1, 2)
 
 
 def conv_weight_gradients(module: nn.Conv2d, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:

@@ -51,23 +51,33 @@ def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Ten
     with ``weight_decay`` times the squared head weights added to the mean cross-entropy
     (``FisherConfig.head_weight_decay``).
 
-    Full-batch L-BFGS on the L2-regularised cross-entropy: deterministic, and it converges in well under a second
-    on demo feature sizes.
+    Full-batch L-BFGS on the L2-regularised cross-entropy, on the CPU in float64 (``HEAD_FIT``), whatever the model's
+    device: in float32 the loss stops resolving the optimum ~1e-4 short of it (L-BFGS ends on an unchanged loss), so
+    features that differ by float32 rounding gave heads, and Fishers, that differed by up to ~1e-3; in float64 the
+    fit ends on its gradient tolerance and the head follows the features smoothly. The head is returned in float32
+    on the model's device.
     """
     torch.manual_seed(0)
-    head = torch.nn.Linear(features.shape[1], num_classes).to(features.device)
+    x = features.detach().to("cpu", torch.float64)
+    y = labels.detach().to("cpu")
+    head = torch.nn.Linear(x.shape[1], num_classes).to(torch.float64)
     optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = F.cross_entropy(head(features), labels) + weight_decay * head.weight.pow(2).sum()
+        loss = F.cross_entropy(head(x), y) + weight_decay * head.weight.pow(2).sum()
         loss.backward()
         return loss
 
     optimizer.step(closure)
     refitted = copy.deepcopy(model)
-    refitted.head = head.requires_grad_(True)
+    refitted.head = head.to(features.device, torch.float32).requires_grad_(True)
     return refitted.eval()
+
+
+# What the refitted head's fit adds to the store keys of the results it shapes (Fishers, linear transfer): heads
+# fitted in float32 before it existed.
+HEAD_FIT = dict(head_fit="float64")
 
 
 @dataclass(frozen=True)
@@ -79,12 +89,14 @@ class Kernels:
     any batch, and on a CPU the activations of 64 demo images stay in cache where 256 do not.
     ``channels_last``: the Fisher's forward and backward passes in channels-last layout on a CPU, where oneDNN's
     convolutions otherwise reorder every activation to and from their blocked layout (other devices keep the default).
-    The head's features keep the default layout: L-BFGS turns their float32 rounding into Fisher changes of ~1e-3
-    relative, where the channels-last Fisher pass alone changes it by ~1e-5 of its largest entry.
+    ``features_channels_last``: the head images' features in channels-last layout on a CPU too (DenseNet's many
+    thin layers gain most; its features were most of an ``F[b, t]``). Their float32 rounding moves the head fitted on
+    them by ~1e-6 relative (``refit_head`` fits in float64).
     """
 
     feature_batch: int = 64
     channels_last: bool = True
+    features_channels_last: bool = True
 
 
 KERNELS = Kernels()
@@ -95,7 +107,7 @@ def _fisher_key(record: NetworkRecord, suite: Suite, target: Task, preset: Prese
     draws = dict(draw=draw) if draw else {}  # draw 0 keeps the key it had before draws existed
     return config_key(dict(network=record.key, sha=record.sha256, target=target.fingerprint(), spec=vars(suite.spec),
                            sizes=vars(preset.sizes), representation=representation, config=config.identity(),
-                           inputs="probe", **draws))
+                           inputs="probe", **HEAD_FIT, **draws))
 
 
 def stored_fisher(workspace: Workspace, key: str) -> torch.Tensor | FisherFactor | None:
@@ -128,14 +140,13 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
     inputs, probe_labels = _probe_examples(target, suite.spec, probe_images_used(target, config), draw)
     if config.head == "refit":
         images, labels = _target_examples(target, preset.sizes, suite.spec, config.head_samples, data_seed(0, draw))
-        features = frozen_features(model, images, target_device, kernels.feature_batch)
+        features = frozen_features(*_layout(model, images, kernels.features_channels_last, target_device),
+                                   target_device, kernels.feature_batch)
         model = refit_head(model, features, labels.to(target_device), target.num_outputs, config.head_weight_decay)
         kind, targets = "empirical", probe_labels
     else:
         kind, targets = "model", None
-    if kernels.channels_last and target_device.type == "cpu":
-        layout = torch.channels_last
-        model, inputs = model.to(memory_format=layout), inputs.contiguous(memory_format=layout)
+    model, inputs = _layout(model, inputs, kernels.channels_last, target_device)
     if representation == "diagonal":
         result = _chunk_diagonals(model, inputs, targets, kind, config)
     elif representation == "factor":
@@ -144,6 +155,13 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
     else:
         raise TanasError(f"representation must be 'diagonal' or 'factor', got {representation!r}")
     return result, time.perf_counter() - started
+
+
+def _layout(model: BackboneHeadNet, images: torch.Tensor, channels_last: bool, device: torch.device):
+    """``(model, images)`` in channels-last layout when asked and on a CPU, else as they are."""
+    if not channels_last or device.type != "cpu":
+        return model, images
+    return model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
 
 
 def _chunk_diagonals(model, inputs: torch.Tensor, targets: torch.Tensor | None, kind: str,
