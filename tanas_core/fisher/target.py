@@ -52,8 +52,8 @@ def refit_head(model: BackboneHeadNet, features: torch.Tensor, labels: torch.Ten
     (``FisherConfig.head_weight_decay``).
 
     Full-batch L-BFGS on the L2-regularised cross-entropy, on the CPU in float64 (``HEAD_FIT``), whatever the model's
-    device: in float32 the loss stops resolving the optimum ~1e-4 short of it (L-BFGS ends on an unchanged loss), so
-    features that differ by float32 rounding gave heads, and Fishers, that differed by up to ~1e-3; in float64 the
+    device: a float32 loss cannot resolve the optimum closer than ~1e-4 (L-BFGS ends on an unchanged loss), so
+    features that differ by float32 rounding would give heads, and Fishers, that differ by up to ~1e-3; in float64 the
     fit ends on its gradient tolerance and the head follows the features smoothly. The head is returned in float32
     on the model's device.
     """
@@ -90,8 +90,8 @@ class Kernels:
     ``channels_last``: the Fisher's forward and backward passes in channels-last layout on a CPU, where oneDNN's
     convolutions otherwise reorder every activation to and from their blocked layout (other devices keep the default).
     ``features_channels_last``: the head images' features in channels-last layout on a CPU too (DenseNet's many
-    thin layers gain most; its features were most of an ``F[b, t]``). Their float32 rounding moves the head fitted on
-    them by ~1e-6 relative (``refit_head`` fits in float64).
+    thin layers gain most, ``bench pair``). Their float32 rounding moves the head fitted on them by ~1e-6 relative
+    (``refit_head`` fits in float64).
     """
 
     feature_batch: int = 64
