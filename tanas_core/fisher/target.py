@@ -158,10 +158,10 @@ def compute_target_fisher(state: dict[str, torch.Tensor], record: NetworkRecord,
 
 
 def _layout(model: BackboneHeadNet, images: torch.Tensor, channels_last: bool, device: torch.device):
-    """``(model, images)`` in channels-last layout when asked and on a CPU, else as they are."""
-    if not channels_last or device.type != "cpu":
-        return model, images
-    return model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
+    """``(model, images)`` in channels-last layout when asked and on a CPU, else in the default layout (the model is
+    converted in place, so a pass that asks for the default after one that asked for channels-last gets it)."""
+    layout = torch.channels_last if channels_last and device.type == "cpu" else torch.contiguous_format
+    return model.to(memory_format=layout), images.contiguous(memory_format=layout)
 
 
 def _chunk_diagonals(model, inputs: torch.Tensor, targets: torch.Tensor | None, kind: str,
