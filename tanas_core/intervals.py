@@ -7,6 +7,7 @@ score interval.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 from scipy import stats
@@ -84,3 +85,21 @@ def centred_interval(per_seed, resamples, level: float = 0.95) -> tuple[float, f
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(deviations, [tail, 100 - tail])
     return estimate + float(low), estimate + float(high)
+
+
+def resampling_range(sizes: list[int], figures: Callable[[list[np.ndarray]], dict[str, float]],
+                     resamples: int = 400, level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
+    """``{name: [low, high]}``: the central ``level`` percentiles of each figure over ``resamples`` draws with
+    replacement of positions ``0..n-1`` for every ``n`` of ``sizes`` (one draw per group, e.g. per architecture's
+    seeds); ``figures(positions)`` computes the figures of one draw. A figure that is ``nan`` in any draw, or every
+    figure when no group has two positions (nothing to resample), gets ``None``."""
+    if all(size < 2 for size in sizes):
+        return dict.fromkeys(figures([np.arange(size) for size in sizes]))
+    rng, draws = np.random.default_rng(seed), {}
+    for _ in range(resamples):
+        for name, value in figures([rng.integers(size, size=size) for size in sizes]).items():
+            draws.setdefault(name, []).append(np.nan if value is None else value)
+    tail = (1 - level) / 2 * 100
+    return {name: None if np.isnan(values).any() else [float(np.percentile(values, tail)),
+                                                       float(np.percentile(values, 100 - tail))]
+            for name, values in draws.items()}

@@ -52,15 +52,52 @@ def test_a_distance_that_orders_sources_by_their_gain_scores_minus_one_and_alway
     gains = rng.random((2, 4, 4))
     distances = 1.0 - gains  # closer exactly where the gain is larger
     perfect = transfer_figures([_result(distances)], {"vgg16": gains})
-    assert perfect == dict(transfer_rank_correlation=pytest.approx(-1.0), closest_is_best_source=1.0)
+    assert perfect == dict(transfer_rank_correlation=pytest.approx(-1.0), closest_is_best_source=1.0,
+                           intervals=dict(transfer_rank_correlation=[pytest.approx(-1.0)] * 2,
+                                          closest_is_best_source=[1.0, 1.0]))
     reversed_ = transfer_figures([_result(gains)], {"vgg16": gains})  # closer where the gain is smaller
-    assert reversed_ == dict(transfer_rank_correlation=pytest.approx(1.0), closest_is_best_source=0.0)
+    assert reversed_["transfer_rank_correlation"] == pytest.approx(1.0) and reversed_["closest_is_best_source"] == 0
     # brute force on unrelated matrices: per target, Spearman over the other baselines of the seeds' means
     other = rng.random((2, 4, 4))
     expected = np.mean([_brute_spearman(other.mean(0)[[b for b in range(4) if b != t], t],
                                         gains.mean(0)[[b for b in range(4) if b != t], t]) for t in range(4)])
     assert transfer_figures([_result(other)], {"vgg16": gains})["transfer_rank_correlation"] == \
         pytest.approx(expected)
+
+
+@pytest.mark.unit
+def test_transfer_figures_within_a_dataset_use_only_its_baselines_and_their_range_resamples_seeds_together():
+    tasks, datasets = ("m1", "m2", "m3", "m4", "c1", "c2"), dict(m1="mnist", m2="mnist", m3="mnist", m4="mnist",
+                                                                  c1="cifar10", c2="cifar10")
+    rng = np.random.default_rng(2)
+    distances, gains = rng.random((4, 6, 6)), rng.random((4, 6, 6))
+    figures = transfer_figures([_result(distances, tasks=tasks)], {"vgg16": gains}, datasets)
+
+    def brute(d, g):  # per target, the baselines of its own dataset only
+        correlations, best = [], []
+        for t, target in enumerate(tasks):
+            others = [b for b in range(6) if b != t and datasets[tasks[b]] == datasets[target]]
+            if len(others) > 1:
+                correlations.append(_brute_spearman(d[others, t], g[others, t]))
+            best.append(others[int(np.argmin(d[others, t]))] == others[int(np.argmax(g[others, t]))])
+        return np.mean(correlations), np.mean(best)
+
+    expected = brute(distances.mean(0), gains.mean(0))
+    assert figures["transfer_rank_correlation_within"] == pytest.approx(expected[0])
+    assert figures["closest_is_best_source_within"] == pytest.approx(expected[1])
+    # the range: the same figure over seeds drawn with replacement, matrices and gains moving together
+    draws = []
+    for _ in range(200):
+        chosen = rng.integers(4, size=4)
+        draws.append(brute(distances[chosen].mean(0), gains[chosen].mean(0))[0])
+    low, high = figures["intervals"]["transfer_rank_correlation_within"]
+    assert low <= figures["transfer_rank_correlation_within"] <= high
+    assert low == pytest.approx(np.percentile(draws, 2.5), abs=0.15)
+    assert high == pytest.approx(np.percentile(draws, 97.5), abs=0.15)
+    # one dataset: no within figures; one seed: no range
+    single = transfer_figures([_result(distances[:1], tasks=tasks)], {"vgg16": gains[:1]})
+    assert "transfer_rank_correlation_within" not in single
+    assert single["intervals"] == dict(transfer_rank_correlation=None, closest_is_best_source=None)
 
 
 def test_a_report_with_transfer_says_how_well_each_rows_distances_predict_it(workspace, tiny_preset):

@@ -17,7 +17,7 @@ from tanas_core.cli.common import (
     suite_option,
     workspace,
 )
-from tanas_core.distances.report_table import answer, with_range
+from tanas_core.distances.report_table import answer, transfer_cell, with_range
 from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled
 from tanas_core.distances.views import REFERENCE_TEXT
 from tanas_core.errors import TanasError
@@ -76,17 +76,14 @@ def report_markdown(report: dict, source: str = "") -> str:
              f"twin(s) per task and seed, preset `{report['preset']}`, M = {fisher.get('samples', 'n/a')}"
              + "".join(f" ({name}: {count})" for name, count in report.get("fisher_images", {}).items())
              + (f" (from `{source}`)" if source else ""), "", *epsilon_lines(report),
-             *([f"Transfer: {transfer['kind']}" + (f", {transfer['epochs']:g} epoch(s)" if transfer["kind"] == "finetune"
-                                                   else "") + "; rank correlation of d[b, t] with the transfer gain "
-                "(negative: closer transfers better) and the share of targets whose closest baseline is the best "
-                "source.", ""] if transfer else []),
+             *([transfer_line(report), ""] if transfer else []),
              "| row | identity test | signal / noise (within a dataset) | same-dataset AUC | stability | lift | "
              + "".join(f"{name.replace('_', ' ')} | " for name in extra) + "verdict |",
              "| --- | --- | --- | --- | --- | --- | " + "--- | " * len(extra) + "--- |"]
     for name, figures in report["metrics"].items():
         cells = []
         for key in (*VERDICT_FIGURES, "same_dataset_auc", "closest_stability", "logdet_lift", *extra):
-            cell = with_range(figures, key)
+            cell = transfer_cell(figures, key) if key in extra else with_range(figures, key)
             if key == "signal_to_noise" and figures.get("signal_to_noise_across") is not None:
                 cell += f"; across datasets {figures['signal_to_noise_across']:.2f}" + (
                     " (by construction: other images)" if row_view(name) == "probe" else "")
@@ -94,6 +91,21 @@ def report_markdown(report: dict, source: str = "") -> str:
         bold = "**" if name == report.get("default_metric") else ""
         lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {answer(report, name)} |")
     return "\n".join(lines) + "\n"
+
+
+def transfer_line(report: dict) -> str:
+    """What a report's transfer columns are: the kind of transfer, and whether ranges and within-dataset figures are
+    there (a report written before they were measured has neither)."""
+    transfer, rows = report["transfer"], list(report["metrics"].values())
+    ranged = any((figures.get("intervals") or {}).get("transfer_rank_correlation") for figures in rows)
+    within = any("transfer_rank_correlation_within" in figures for figures in rows)
+    return (f"Transfer: {transfer['kind']}" + (f", {transfer['epochs']:g} epoch(s)" if transfer["kind"] == "finetune"
+                                               else "")
+            + "; rank correlation of d[b, t] with the transfer gain (negative: closer transfers better) and the share "
+            "of targets whose closest baseline is the best source" + (", each with its seed-resampling range"
+                                                                       if ranged else "")
+            + ("; this suite has several datasets, so each is also given over the baselines from the target's own "
+               "dataset" if within else "") + ".")
 
 
 def epsilon_lines(report: dict) -> list[str]:

@@ -23,6 +23,16 @@ def with_range(figures: dict, key: str) -> str:
     return shown(figures.get(key)) + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
 
 
+def transfer_cell(figures: dict, key: str) -> str:
+    """A transfer figure of a report row with its seed-resampling range, and for a suite of several datasets the same
+    figure over the baselines from the target's own dataset (``*_within``), where another dataset's network does not
+    make the figure easy."""
+    cell = with_range(figures, key)
+    if f"{key}_within" in figures:
+        cell += f"; within a dataset {with_range(figures, f'{key}_within')}"
+    return cell
+
+
 def answer(report: dict, row: str) -> str:
     """The verdict of ``row`` as a table shows it: yes / no / not measured, and ", not settled" when a figure's
     seed-resampling range reaches across its goal."""
@@ -39,6 +49,7 @@ def verdict_rows(report: dict) -> list[dict]:
 
 def other_rows(report: dict) -> list[dict]:
     """One row per report row: the figures outside the verdict (and transfer's two when the report measured it)."""
-    headers = {**OTHER_FIGURES, **(TRANSFER_FIGURES if report.get("transfer") else {})}
-    return [{"row": name, **{header: shown(figures.get(key)) for key, header in headers.items()}}
+    transfer = TRANSFER_FIGURES if report.get("transfer") else {}
+    return [{"row": name, **{header: shown(figures.get(key)) for key, header in OTHER_FIGURES.items()},
+             **{header: transfer_cell(figures, key) for key, header in transfer.items()}}
             for name, figures in report["metrics"].items()]

@@ -30,7 +30,7 @@ import torch
 from tanas_core.data.suites import Suite
 from tanas_core.data.tasks import Task, make_splits
 from tanas_core.fisher.target import HEAD_FIT, frozen_features, refit_head
-from tanas_core.intervals import spearman
+from tanas_core.intervals import resampling_range, spearman
 from tanas_core.networks import build_network
 from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import FisherConfig, ValidateRequest, ZooRequest
@@ -149,16 +149,43 @@ def report_transfer_gains(request: ValidateRequest, suite, context: RunContext) 
     return gains
 
 
-def transfer_figures(results: list[DistanceResult], gains: dict[str, np.ndarray]) -> dict:
-    """``{transfer_rank_correlation, closest_is_best_source}`` of one report row: over (architecture, target)
-    columns, the mean Spearman correlation between the seeds' mean ``d[b, t]`` and mean transfer gain of the other
-    baselines (negative: closer means better transfer), and the share of columns whose closest baseline is the best
-    transfer source. ``gains``: ``{arch: [seeds, T, T]}``."""
+def transfer_figures(results: list[DistanceResult], gains: dict[str, np.ndarray],
+                     datasets: dict[str, str] | None = None) -> dict:
+    """``{transfer_rank_correlation, closest_is_best_source[, transfer_rank_correlation_within,
+    closest_is_best_source_within], intervals}`` of one report row: over (architecture, target) columns, the mean
+    Spearman correlation between the seeds' mean ``d[b, t]`` and mean transfer gain of the other baselines (negative:
+    closer means better transfer), and the share of columns whose closest baseline is the best transfer source.
+    ``*_within`` (suites of several datasets, ``datasets``: task -> dataset): the same over the baselines from the
+    target's own dataset, the task signal (another dataset's network is both far and a poor source, which the
+    figures over every baseline reward). ``intervals``: each figure's seed-resampling range (the matrices' and gains'
+    seeds drawn together; ``None`` with one seed). ``gains``: ``{arch: [seeds, T, T]}``, seeds in the results'
+    order."""
+    several = datasets is not None and len(set(datasets.values())) > 1
+
+    def figures(positions: list[np.ndarray]) -> dict[str, float | None]:
+        chosen = [(result.matrices[p].mean(axis=0), gains[result.arch][p].mean(axis=0), result.tasks)
+                  for result, p in zip(results, positions)]
+        out = _column_figures(chosen)
+        if several:
+            out.update({f"{name}_within": value for name, value in _column_figures(chosen, datasets).items()})
+        return out
+
+    point = figures([np.arange(len(result.seeds)) for result in results])
+    return dict(point, intervals=resampling_range([len(result.seeds) for result in results], figures))
+
+
+def _column_figures(columns: list[tuple[np.ndarray, np.ndarray, list[str]]],
+                    datasets: dict[str, str] | None = None) -> dict[str, float | None]:
+    """``transfer_figures``' two figures of ``(mean distances [T, T], mean gains [T, T], tasks)`` per architecture,
+    the baselines of a column restricted to the target's dataset when ``datasets`` is given; ``None`` where no column
+    has a ranking to compare."""
     correlations, best = [], []
-    for result in results:
-        distances, gain = result.matrices.mean(axis=0), gains[result.arch].mean(axis=0)
-        for t in range(len(result.tasks)):
-            others = [b for b in range(len(result.tasks)) if b != t]
+    for distances, gain, tasks in columns:
+        for t, target in enumerate(tasks):
+            others = [b for b in range(len(tasks)) if b != t and (datasets is None
+                                                                  or datasets[tasks[b]] == datasets[target])]
+            if not others:
+                continue
             correlation = spearman(distances[others, t], gain[others, t])
             if not np.isnan(correlation):
                 correlations.append(correlation)

@@ -44,7 +44,7 @@ from tanas_core.data.tasks import refines
 from tanas_core.distances.matrices import across_architectures, distance_matrices
 from tanas_core.distances.metrics import get_metric
 from tanas_core.distances.transfer import report_transfer_gains, transfer_figures
-from tanas_core.intervals import proportion_interval, spearman
+from tanas_core.intervals import proportion_interval, resampling_range, spearman
 from tanas_core.registry import VIEWS
 from tanas_core.requests import FisherConfig, ValidateRequest
 from tanas_core.training.zoo import epsilon_summary
@@ -139,18 +139,13 @@ def figure_intervals(results: list[DistanceResult], resamples: int = 400, level:
     each figure. Not a confidence interval: with K seeds there are only C(2K-1, K) distinct draws, and with 3 seeds
     the range holds the figure less often than ``level`` says (``bench coverage``). ``None`` with one seed per
     architecture (nothing to resample). ``datasets``: as ``signal_to_noise`` takes it."""
-    if all(len(result.seeds) < 2 for result in results):
-        return dict.fromkeys(VERDICT_FIGURES)
     figure = dict(identity_top1=identity_top1, signal_to_noise=lambda sample: signal_to_noise(sample, datasets))
-    rng, draws = np.random.default_rng(seed), {name: [] for name in VERDICT_FIGURES}
-    for _ in range(resamples):
-        sample = [result.select_seeds(rng.integers(len(result.seeds), size=len(result.seeds))) for result in results]
-        for name in VERDICT_FIGURES:
-            draws[name].append(figure[name](sample))
-    tail = (1 - level) / 2 * 100
-    return {name: None if np.isnan(values).any() else [float(np.percentile(values, tail)),
-                                                       float(np.percentile(values, 100 - tail))]
-            for name, values in draws.items()}
+
+    def figures(positions: list[np.ndarray]) -> dict[str, float]:
+        sample = [result.select_seeds(chosen) for result, chosen in zip(results, positions)]
+        return {name: figure[name](sample) for name in VERDICT_FIGURES}
+
+    return resampling_range([len(result.seeds) for result in results], figures, resamples, level, seed)
 
 
 def _auc(same: list[float], other: list[float]) -> float:
@@ -241,7 +236,8 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
     """The report: ``{suite, archs, seeds, preset, replicates, fisher, fisher_images: {task: images} (the tasks
     holding fewer than M), views, default_metric, metrics: {NAME:
     {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement,
-    identity_top1_unrefined[, transfer_rank_correlation, closest_is_best_source]}}, columns: {NAME:
+    identity_top1_unrefined[, transfer_rank_correlation, closest_is_best_source (and ``*_within`` for a suite of
+    several datasets: ``transfer_figures``)]}}, columns: {NAME:
     identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, tasks, gains: {arch: [T, T]}} | None}``
     (JSON-ready; ``NAME``: ``row_name(view, metric)``)."""
     request.validate(context.workspace)
@@ -252,7 +248,9 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
     gains = report_transfer_gains(request, suite, context.phase("transfer", split, 1.0))
     for name, results in by_row.items():
         if gains is not None:
-            metrics[name].update(transfer_figures(results, gains))
+            figures = transfer_figures(results, gains, datasets)
+            metrics[name]["intervals"].update(figures.pop("intervals"))
+            metrics[name].update(figures)
     report = dict(suite=suite.name, archs=list(request.archs), seeds=request.seeds, preset=request.preset,
                   replicates=request.replicates, fisher=request.fisher.to_dict(),
                   fisher_images=fewer_than_asked(suite.tasks, request.fisher.samples),
