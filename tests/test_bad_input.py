@@ -172,7 +172,8 @@ def test_a_pickle_disguised_as_a_checkpoint_is_refused_and_not_executed(tmp_path
 
     workspace = Workspace(tmp_path / "ws")
     suite = get_suite("mnist4")
-    record, _ = ensure_network(quiet_context(workspace, "cpu"), suite, suite.task("mnist-digit0"), "vgg16", tiny_preset, 0)
+    record, _ = ensure_network(quiet_context(workspace, "cpu"), suite, suite.task("mnist-digit0"), "vgg16",
+                               tiny_preset, 0)
     marker = tmp_path / "pwned"
     checkpoint = workspace.root / record.checkpoint
     torch.save({"weights": _Exploit(marker)}, checkpoint)  # a pickle, as torch.save writes it

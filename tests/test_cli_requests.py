@@ -81,7 +81,8 @@ def test_request_options_default_to_none_so_requests_supply_defaults():
 
 def test_every_option_reaches_the_request():
     request = parse_request(["search", "--target", TARGET, "--arch", "vgg16,resnet18", "--metric", "frechet",
-                             "--seeds", "3", "--sigma", "0.01", "--top", "2", "--baselines", "mnist-digit0,mnist-digit6",
+                             "--seeds", "3", "--sigma", "0.01", "--top", "2",
+                             "--baselines", "mnist-digit0,mnist-digit6",
                              "--preset", "smoke", "--seed", "5", "--space", "standard", "--method", "random",
                              "--budget", "candidates=3,max_seconds=60", *FISHER_OPTIONS])
     closest = ClosestSettings(archs=("vgg16", "resnet18"), seeds=3, metric="frechet", sigma=0.01, workers=2, top=2,

@@ -103,7 +103,8 @@ def test_corrupt_checkpoint_detected_reported_and_rebuilt(workspace, mnist4, tin
 
 
 def test_checkpoint_of_another_architecture_is_refused(workspace, mnist4, tiny_preset):
-    record, _ = ensure_network(quiet_context(workspace, "cpu"), mnist4, mnist4.task("mnist-digit0"), "vgg16", tiny_preset, 0)
+    record, _ = ensure_network(quiet_context(workspace, "cpu"), mnist4, mnist4.task("mnist-digit0"), "vgg16",
+                               tiny_preset, 0)
     record.arch = "resnet18"
     with pytest.raises(ValueError, match="does not fit a resnet18"):
         load_network(workspace, record)

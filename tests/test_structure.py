@@ -1,8 +1,11 @@
 """The code's shape, checked: packages in pipeline order with no import running upward, no import cycle, no function
-over 60 lines, no module over 360 lines, one CLI module per command group, docstrings on public functions."""
+over 60 lines, no module over 360 lines, one CLI module per command group, docstrings on public functions, and the
+linter (``ruff.toml``) clean."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,6 +89,12 @@ def test_no_module_is_longer_than_360_lines():
     long = [f"{path.relative_to(REPO)} ({length} lines)" for path in SOURCES
             if (length := len(path.read_text().splitlines())) > MAX_MODULE_LINES]
     assert not long, "split these by concern:\n" + "\n".join(long)
+
+
+def test_the_linter_finds_nothing():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "tanas_core", "pages", "tests",
+                             "app.py"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"ruff check (ruff.toml):\n{result.stdout}{result.stderr}"
 
 
 def test_the_package_is_one_folder_per_pipeline_stage_and_every_module_has_a_layer():

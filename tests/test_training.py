@@ -110,4 +110,5 @@ def test_the_epsilon_policy_stops_at_epsilon_or_says_why_not(real_data, tiny_pre
         assert rounds[-1] < max(rounds[:-1], default=-1.0) + 0.005
     # the policy and averaging enter the network key only when on: stored networks keep theirs
     assert "max_epochs" not in tiny_preset.to_dict() and replace(tiny_preset, max_epochs=4).to_dict()["max_epochs"] == 4
-    assert get_preset("epsilon-avg").preconditions == "until epsilon = 0.05 (at most 12 epochs), averaged over 1 more epoch(s)"
+    assert get_preset("epsilon-avg").preconditions == ("until epsilon = 0.05 (at most 12 epochs), averaged over 1 "
+                                                       "more epoch(s)")

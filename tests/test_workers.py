@@ -22,8 +22,9 @@ def _kill_self(signal_number: int) -> None:
 
 def test_a_worker_that_always_dies_stops_the_run_naming_the_item_the_signal_and_that_work_is_kept(tmp_path):
     pool = WorkerPool(2, 1, tmp_path)
-    with pytest.raises(TanasError, match=r"(?s)stopped abruptly on _kill_self\(9\): SIGKILL \(signal 9\).*out-of-memory"
-                                         r".*3 times on this item.*finished before is kept.*run the same command again"):
+    with pytest.raises(TanasError, match=r"(?s)stopped abruptly on _kill_self\(9\): SIGKILL \(signal 9\)"
+                                         r".*out-of-memory.*3 times on this item.*finished before is kept"
+                                         r".*run the same command again"):
         list(pool.map(_kill_self, {0: (int(signal.SIGKILL),)}))
     deaths = [json.loads(line) for line in (tmp_path / "deaths.jsonl").read_text().splitlines()]
     assert [d["attempt"] for d in deaths] == [1, 2, 3] and {d["cause"] for d in deaths} == {"SIGKILL (signal 9)"}

@@ -2,9 +2,10 @@
 thread governor on and off, against its fair share.
 
 The job is ``zoo train`` in a subprocess with a throw-away workspace (a fresh process per case, so no case inherits
-another's threads), after one untimed run that brings the data pack into the page cache. A busy process is a Python loop that never sleeps, one per core as a shared lab
-machine or a teacher's laptop has them. Fair share: the job's idle configuration runs one thread per core, so beside
-N busy processes on C cores C + N threads share C cores, and the job's fair slowdown is (C + N) / C.
+another's threads), after one untimed run that brings the data pack into the page cache. A busy process is a
+Python loop that never sleeps, one per core as a shared lab machine or a teacher's laptop has them. Fair share: the
+job's idle configuration runs one thread per core, so beside N busy processes on C cores C + N threads share C cores,
+and the job's fair slowdown is (C + N) / C.
 """
 from __future__ import annotations
 

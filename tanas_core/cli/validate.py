@@ -34,8 +34,8 @@ def register(commands) -> None:
     distance_options(sub, ValidateRequest, metric=False)
     preset_option(sub, ValidateRequest)
     run_options(sub)
-    sub.add_argument("--metrics", default=None,
-                     help=f"comma-separated metrics to report (default: {','.join(ValidateRequest.default('metrics'))})")
+    metrics = ",".join(ValidateRequest.default("metrics"))
+    sub.add_argument("--metrics", default=None, help=f"comma-separated metrics to report (default: {metrics})")
     sub.add_argument("--views", default=None,
                      help=f"comma-separated views to report (default: {','.join(VIEWS)}; probe: the common probe "
                           "network, Task2Vec's design)")

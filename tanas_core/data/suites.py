@@ -37,7 +37,8 @@ class Suite:
         for task in self.tasks:
             if task.name == name:
                 return task
-        raise TanasError(f"suite {self.name!r} has no task {name!r}; its tasks: {', '.join(t.name for t in self.tasks)}")
+        names = ", ".join(t.name for t in self.tasks)
+        raise TanasError(f"suite {self.name!r} has no task {name!r}; its tasks: {names}")
 
 
 def _cifar100_fine(*superclasses: str) -> list[str]:

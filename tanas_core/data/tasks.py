@@ -155,7 +155,8 @@ def _resolve_class(task: str, dataset: str, class_names: tuple[str, ...], value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         if 0 <= int(value) < len(class_names):
             return class_names[int(value)]
-        raise TanasError(f"task {task!r}: class label {value} does not exist in {dataset} (labels 0..{len(class_names) - 1})")
+        raise TanasError(f"task {task!r}: class label {value} does not exist in {dataset} "
+                         f"(labels 0..{len(class_names) - 1})")
     if isinstance(value, str) and value in class_names:
         return value
     if isinstance(value, str):  # "Trouser" for "Trouser", "trouser" too: stored as the dataset spells it

@@ -238,7 +238,8 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
     {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement,
     identity_top1_unrefined[, transfer_rank_correlation, closest_is_best_source (and ``*_within`` for a suite of
     several datasets: ``transfer_figures``)]}}, columns: {NAME:
-    identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, tasks, gains: {arch: [T, T]}} | None}``
+    identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, tasks, gains: {arch: [T, T]}}
+    | None}``
     (JSON-ready; ``NAME``: ``row_name(view, metric)``)."""
     request.validate(context.workspace)
     suite = resolve_suite(request.suite, context.workspace)

@@ -274,7 +274,8 @@ def _per_sample_chunks(model, inputs, targets, kind, selected, batch_size, seed,
             handle.remove()
 
 
-def sample_model_labels(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 128, seed: int = 0) -> torch.Tensor:
+def sample_model_labels(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 128,
+                        seed: int = 0) -> torch.Tensor:
     """The labels ``kind="model"`` draws: ``[M]`` int64, each from the model's softmax, seeded by ``seed``.
 
     Drawn chunk by chunk exactly as the Fisher computation draws them, so a brute-force check can reuse them.

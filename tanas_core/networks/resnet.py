@@ -36,7 +36,8 @@ def resnet18(num_classes: int, in_channels: int = 3, width: float = 1.0) -> Back
     ``width`` multiplies every stage's channel count; at 1.0 with 10 classes it has 11.17 M parameters.
     """
     stem = scaled(64, width)
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem),
+                               nn.ReLU(inplace=True)]
     channels = stem
     for stage, base in enumerate((64, 128, 256, 512)):
         out = scaled(base, width)

@@ -77,8 +77,8 @@ def _coerce(request_type: type, name: str, type_name: str, value, stored: bool =
         if type_name.startswith("float"):
             return float(value)
     except ValueError:
-        raise TanasError(f"{request_type.WHAT}: {name} needs a{'n integer' if type_name.startswith('int') else ' number'}"
-                         f", got {value!r}") from None
+        kind = "an integer" if type_name.startswith("int") else "a number"
+        raise TanasError(f"{request_type.WHAT}: {name} needs {kind}, got {value!r}") from None
     return value
 
 

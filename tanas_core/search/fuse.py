@@ -8,8 +8,9 @@ then alternate (i) alpha frozen: one step on the candidates' weights on a traini
 (ii) weights frozen: one step on alpha, descending L_val(alpha; w, c_bar) on a validation batch of half a training
 batch (equation 18; none during the warm-up, below); until alpha converges (the softmax weights move less than
 ``tolerance`` over ``window`` steps) on a candidate whose validation accuracy over those steps beats the runner-up's
-beyond their noise (``convergence.separated``), or the round's step limit. The winner is argmax alpha (equation 19; Algorithm
-1's "argmin" is a typo of the slides). ``rounds`` rounds, then the winner is trained from scratch by the caller.
+beyond their noise (``convergence.separated``), or the round's step limit. The winner is argmax alpha (equation 19;
+Algorithm 1's "argmin" is a typo of the slides). ``rounds`` rounds, then the winner is trained from scratch by the
+caller.
 
 Two choices, both measured on a constructed case (one candidate crippled to a constant output, see the tests):
 

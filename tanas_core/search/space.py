@@ -138,7 +138,8 @@ class Genotype:
     @classmethod
     def from_dict(cls, payload) -> Genotype:
         if not isinstance(payload, dict):
-            raise TanasError(f"a genotype is a JSON object with normal, reduce and skeleton, got {type(payload).__name__}")
+            raise TanasError("a genotype is a JSON object with normal, reduce and skeleton, got "
+                             f"{type(payload).__name__}")
         missing = {"normal", "reduce"} - set(payload)
         if missing:
             raise TanasError(f"genotype JSON lacks {', '.join(sorted(missing))}")

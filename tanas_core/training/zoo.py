@@ -164,8 +164,8 @@ def train_zoo(request: ZooRequest, context: RunContext) -> list[NetworkRecord]:
     Stored networks are reused; each newly trained one is written as soon as it is done, so an interrupted run
     keeps everything it finished. The context's backend decides where the missing networks train: here (per-step
     progress), in ``request.workers`` local processes (CPU only: small networks use several cores poorly, so
-    processes side by side train a zoo faster; ``bench zoo`` measures it), or one Ray task each; then only finished networks are
-    reported, and this process writes every result. Every network is a ``ZooEvent`` to ``context.emit``.
+    processes side by side train a zoo faster; ``bench zoo`` measures it), or one Ray task each; then only finished
+    networks are reported, and this process writes every result. Every network is a ``ZooEvent`` to ``context.emit``.
     """
     request.validate(context.workspace)
     suite = resolve_suite(request.suite, context.workspace)

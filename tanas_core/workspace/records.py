@@ -1,6 +1,6 @@
 """Typed records of what the workspace holds: zoo networks (rows of the ``networks`` table), task-distance matrices,
-search runs and comparisons (``results`` rows of kind ``search`` and ``comparison``, kept as ``to_payload()`` JSON). Pages and the CLI
-read attributes, never string keys."""
+search runs and comparisons (``results`` rows of kind ``search`` and ``comparison``, kept as ``to_payload()`` JSON).
+Pages and the CLI read attributes, never string keys."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
