@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-PAGES = [st.Page("pages/0_Home.py", title="Home", icon=":material/home:", default=True),
-         st.Page("pages/1_Tasks.py", title="Tasks", icon=":material/extension:"),
-         st.Page("pages/2_Zoo.py", title="Zoo", icon=":material/hub:"),
-         st.Page("pages/3_Distances.py", title="Distances", icon=":material/grid_on:"),
-         st.Page("pages/4_Search.py", title="Search", icon=":material/search:"),
-         st.Page("pages/5_Lesson.py", title="Lesson", icon=":material/school:")]
+PAGES = [st.Page("app_pages/0_Home.py", title="Home", icon=":material/home:", default=True),
+         st.Page("app_pages/1_Tasks.py", title="Tasks", icon=":material/extension:"),
+         st.Page("app_pages/2_Zoo.py", title="Zoo", icon=":material/hub:"),
+         st.Page("app_pages/3_Distances.py", title="Distances", icon=":material/grid_on:"),
+         st.Page("app_pages/4_Search.py", title="Search", icon=":material/search:"),
+         st.Page("app_pages/5_Lesson.py", title="Lesson", icon=":material/school:")]
 
 st.navigation(PAGES).run()

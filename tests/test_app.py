@@ -53,7 +53,7 @@ def test_home_page_lists_trained_networks(real_data):
 
 
 def test_tasks_page_shows_sample_grid_and_suites(real_data):
-    app = AppTest.from_file(str(REPO / "pages" / "1_Tasks.py"), default_timeout=60).run()
+    app = AppTest.from_file(str(REPO / "app_pages" / "1_Tasks.py"), default_timeout=60).run()
     assert not app.exception
     assert app.selectbox[0].value == "mnist"
     assert len(app.image) == 1
@@ -79,7 +79,7 @@ def test_rendering_the_search_page_and_leaving_the_interpreter_exits_cleanly(rea
     """Issue 27: the page's background step measurement (torch work in a thread) is finished before the interpreter
     ends, instead of being torn down mid-operation (exit 134, "terminate called without an active exception")."""
     script = ("from streamlit.testing.v1 import AppTest; import sys; "
-              f"app = AppTest.from_file({str(REPO / 'pages/4_Search.py')!r}, default_timeout=120).run(); "
+              f"app = AppTest.from_file({str(REPO / 'app_pages/4_Search.py')!r}, default_timeout=120).run(); "
               "sys.exit(1 if app.exception else 0)")
     env = dict(os.environ, TANAS_HOME=str(tmp_path / "home"), TANAS_DATA_DIR=str(real_data))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)

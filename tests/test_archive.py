@@ -69,7 +69,7 @@ def test_an_imported_workspace_holds_the_same_results_and_shows_the_same_pages(p
     tables = []
     for space in (source, fresh):
         monkeypatch.setenv("TANAS_HOME", str(space.root))
-        app = AppTest.from_file(str(REPO / "pages/2_Zoo.py"), default_timeout=120).run()
+        app = AppTest.from_file(str(REPO / "app_pages/2_Zoo.py"), default_timeout=120).run()
         assert not app.exception
         tables.append([frame.value.to_json() for frame in app.dataframe])
     assert tables[0] == tables[1] and tables[0]

@@ -4,6 +4,8 @@ twice (one job), waits for the live alpha chart's first points and cancels the s
 a laptop's 1366 px: every table and select box fits, and Home's counts follow a job started elsewhere."""
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import time
 
@@ -139,6 +141,17 @@ def fits(page, where: str, tables: bool = True, open_expanders: bool = False) ->
     assert not layout_problems(found), f"{where} at {LAPTOP['width']} px: {layout_problems(found)}"
 
 
+def choose(page, label: str, value: str) -> None:
+    """Pick ``value`` in the select box labelled ``label`` as a user does: open it, type, click the option."""
+    from playwright.sync_api import expect
+
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.locator("input").click()
+    page.keyboard.type(value)
+    page.get_by_role("option", name=value, exact=True).click()
+    expect(box.locator("input")).to_have_value(value, timeout=WAIT_MS)
+
+
 def test_at_1366_px_tables_fit_and_home_follows_a_job_started_elsewhere(populated_server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -153,10 +166,24 @@ def test_at_1366_px_tables_fit_and_home_follows_a_job_started_elsewhere(populate
         page = browser.new_page(viewport=LAPTOP)
         page.set_default_timeout(90_000)
 
-        page.goto(f"{url}/Distances")
+        page.goto(f"{url}/Distances")  # a link to a page, the first visit of a fresh server
         expect(page.get_by_text("Closest baseline per target").first).to_be_visible(timeout=WAIT_MS)
+        # the app's own navigation, not Streamlit's legacy one of a `pages/` folder (which lists the entry point)
+        navigation = page.locator('[data-testid="stSidebarNav"] a')
+        expect(navigation).to_have_text([re.compile(f"{name}$") for name in  # each link: its icon's name, then its own
+                                         ("Home", "Tasks", "Zoo", "Distances", "Search", "Lesson")])
         expect(page.locator('[data-testid="stDataFrame"] .dvn-scroller').first).to_be_visible(timeout=WAIT_MS)
         fits(page, "Distances", open_expanders=True)
+
+        # a committed report with its transfer figures (wider cells) and transfer matrix fits too
+        report = json.loads((REPO / "docs/results/trial-mnist_new4-epsilon-avg.json").read_text())
+        workspace.put_result("validation", "committed-report", report)
+        page.reload()
+        choose(page, "Suite", report["suite"])
+        choose(page, "Preset", report["preset"])
+        expect(page.get_by_text("What close buys").first).to_be_visible(timeout=WAIT_MS)
+        fits(page, "Distances with a report", open_expanders=True)
+        page.screenshot(path=str(tmp_path / "distances-report-1366.png"), full_page=True)
 
         # Home's counts follow a job that another process (here: this test, a command line would do the same)
         # starts and finishes while the page stays open: no reload

@@ -26,7 +26,7 @@ VALIDATE = "Run the validation report in the background"
 
 
 def distances_page(preset: str, samples: int, head_samples: int, head_weight_decay: float | None = None) -> AppTest:
-    app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "app_pages/3_Distances.py"), default_timeout=120).run()
     by_label(app.selectbox, "Suite").set_value("mnist4")
     by_label(app.selectbox, "Preset").set_value(preset)
     by_label(app.number_input, "M: images per Fisher").set_value(samples)
@@ -96,7 +96,7 @@ def test_distances_page_runs_the_validation_report_of_its_settings_and_then_show
 def test_search_page_budget_inputs_name_their_range_and_an_out_of_range_value_is_an_error(real_data):
     """Issue 13: a value outside the budget's limits is not silently refused by the browser: Start shows an
     ``st.error`` naming the allowed range, and no job starts."""
-    app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "app_pages/4_Search.py"), default_timeout=120).run()
     assert not app.exception
     labels = {"candidates": "FUSE candidates C", "rounds": "FUSE rounds", "epochs_per_round": "epochs per round",
               "random_candidates": "random candidates", "random_epochs": "epochs per random candidate",
@@ -133,7 +133,7 @@ def test_search_page_names_the_task_and_budget_of_the_related_spaces_genotype(re
     run_search(SearchRequest(target=f"mnist4:{nearest['baseline']}", space="standard", preset="smoke", budget=budget,
                              final_training=False), context)
 
-    app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "app_pages/4_Search.py"), default_timeout=120).run()
     by_label(app.selectbox, "Suite").set_value("mnist4").run()
     by_label(app.selectbox, "Preset").set_value("smoke").run()
     assert not app.exception and not app.error, [e.value for e in app.error]
@@ -155,7 +155,7 @@ def custom_task_form(app: AppTest, name: str, groups: str, replace: bool) -> App
 
 
 def test_tasks_page_refuses_to_redefine_a_custom_task_unless_replace_is_ticked(real_data):
-    app = AppTest.from_file(str(REPO / "pages/1_Tasks.py"), default_timeout=60).run()
+    app = AppTest.from_file(str(REPO / "app_pages/1_Tasks.py"), default_timeout=60).run()
     custom_task_form(app, "halves", "0, 1, 2, 3, 4\n5, 6, 7, 8, 9", replace=False)
     assert not app.error and app.success
     original = Workspace().load_tasks()[0].to_dict()
@@ -175,7 +175,7 @@ def test_tasks_page_refuses_to_redefine_a_custom_task_unless_replace_is_ticked(r
 def test_distances_page_offers_every_metric_with_a_label(real_data):
     from tanas_core.requests import METRICS
 
-    app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "app_pages/3_Distances.py"), default_timeout=120).run()
     labels = by_label(app.selectbox, "Metric").options
     assert len(labels) == len(METRICS) and all(label and label != "None" for label in labels), labels
     for metric in METRICS:
@@ -190,7 +190,7 @@ def test_changing_a_setting_keeps_the_nearest_stored_result_visible_with_how_it_
     distance_matrices(DistanceRequest(suite="mnist4", preset="smoke", replicates=1, bootstrap=4,
                                       fisher=FisherConfig(samples=64, head_samples=64)),
                       quiet_context(workspace, "cpu"))
-    app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "app_pages/3_Distances.py"), default_timeout=120).run()
     by_label(app.selectbox, "Suite").set_value("mnist4")
     by_label(app.selectbox, "Preset").set_value("smoke")
     app.run()
@@ -204,7 +204,7 @@ def test_changing_a_setting_keeps_the_nearest_stored_result_visible_with_how_it_
 def test_a_large_search_budget_shows_its_estimated_time_and_needs_a_confirmation(real_data):
     """Issue 13: a 32-candidate x 100-round x 100-epoch budget is not accepted silently: the page estimates its time
     from a measured step and refuses to start it until the confirmation is ticked."""
-    app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=180).run()
+    app = AppTest.from_file(str(REPO / "app_pages/4_Search.py"), default_timeout=180).run()
     for label, value in (("FUSE candidates C", 32), ("FUSE rounds", 100), ("epochs per round", 100.0)):
         by_label(app.number_input, label).set_value(value)
     next(b for b in app.button if b.label == "Start the search").click()
@@ -232,7 +232,7 @@ def test_the_paper_preset_on_a_cpu_says_how_long_it_would_take_and_waits_for_a_c
 
     if resolve_device("auto").type != "cpu":
         pytest.skip("the warning is for CPU machines")
-    app = AppTest.from_file(str(REPO / "pages/2_Zoo.py"), default_timeout=300).run()
+    app = AppTest.from_file(str(REPO / "app_pages/2_Zoo.py"), default_timeout=300).run()
     by_label(app.selectbox, "Suite").set_value("mnist4")
     by_label(app.selectbox, "Preset").set_value("paper")
     next(b for b in app.button if b.label == "Train in the background").click()
@@ -246,7 +246,7 @@ def test_the_paper_preset_on_a_cpu_says_how_long_it_would_take_and_waits_for_a_c
 def test_the_search_form_comes_back_from_its_url_after_a_reload(real_data):
     """Issue 26: the form's choices are in the page's URL; a reload (a new session with that URL) opens the same
     form, and each change rewrites the URL."""
-    app = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "app_pages/4_Search.py"), default_timeout=120).run()
     by_label(app.selectbox, "Suite").set_value("mnist4").run()
     by_label(app.selectbox, "Target task").set_value("mnist-digit6")
     # the budget is a form: its values count once it is submitted (here refused: 500 rounds is out of range)
@@ -258,7 +258,7 @@ def test_the_search_form_comes_back_from_its_url_after_a_reload(real_data):
     assert not app.exception and any("“FUSE rounds” must be in" in e.value for e in app.error)
     url = dict(app.query_params)
     assert url["suite"] in ("mnist4", ["mnist4"]) and "mnist-digit6" in str(url["target"])
-    reloaded = AppTest.from_file(str(REPO / "pages/4_Search.py"), default_timeout=120)
+    reloaded = AppTest.from_file(str(REPO / "app_pages/4_Search.py"), default_timeout=120)
     for key, value in url.items():
         reloaded.query_params[key] = value[0] if isinstance(value, list) else value
     reloaded.run()
@@ -291,7 +291,7 @@ def test_a_second_launch_from_another_tab_says_it_attached_to_the_running_job(re
     tabs = []
     try:
         for _ in range(2):
-            app = AppTest.from_file(str(REPO / "pages/2_Zoo.py"), default_timeout=120).run()
+            app = AppTest.from_file(str(REPO / "app_pages/2_Zoo.py"), default_timeout=120).run()
             by_label(app.selectbox, "Suite").set_value("mnist4")
             by_label(app.selectbox, "Preset").set_value("smoke")
             next(b for b in app.button if b.label == "Train in the background").click()

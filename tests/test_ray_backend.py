@@ -142,7 +142,7 @@ def test_zoo_page_runs_its_job_on_ray_when_chosen_in_the_sidebar(ray_cluster, re
 
     from tanas_core.jobs.runner import get_job, list_jobs
 
-    app = AppTest.from_file(str(REPO / "pages/2_Zoo.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "app_pages/2_Zoo.py"), default_timeout=120).run()
     [choice] = [radio for radio in app.sidebar.radio if radio.label == "Run jobs on"]
     choice.set_value("ray").run()
     assert [box.label for box in app.sidebar.text_input] == ["Ray address"]

@@ -96,7 +96,7 @@ def test_a_registered_metric_is_in_the_distances_page_select_box(toy_metric, rea
 
     from test_pages import by_label
 
-    app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(REPO / "app_pages/3_Distances.py"), default_timeout=120).run()
     select = by_label(app.selectbox, "Metric")
     assert toy_metric.label in select.options, select.options
     select.set_value(TOY)

@@ -169,7 +169,7 @@ def _check_the_lesson(workspace, demo, job, monkeypatch) -> None:
     for step in drawn:
         assert figure_bytes(step.figure, "png").startswith(b"\x89PNG") and b"<svg" in figure_bytes(step.figure, "svg")
     monkeypatch.setenv("TANAS_HOME", str(workspace.root))
-    app = AppTest.from_file(str(REPO / "pages/5_Lesson.py"), default_timeout=180).run()
+    app = AppTest.from_file(str(REPO / "app_pages/5_Lesson.py"), default_timeout=180).run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     for title in [step.title for step in steps][1:]:
         next(b for b in app.button if b.label == "Next step →").click()

@@ -401,7 +401,7 @@ def test_the_distances_page_says_yes_no_or_not_measured_from_the_report(real_dat
     tables, successes, charts = [], [], []
 
     def page_text() -> str:
-        app = AppTest.from_file(str(REPO / "pages/3_Distances.py"), default_timeout=120).run()
+        app = AppTest.from_file(str(REPO / "app_pages/3_Distances.py"), default_timeout=120).run()
         by_label(app.selectbox, "Suite").set_value("mnist4")
         by_label(app.selectbox, "View").set_value("tanas")
         by_label(app.selectbox, "Metric").set_value("frechet")

@@ -12,10 +12,11 @@ from tanas_core.requests import DistanceRequest, SearchBudget, SearchRequest
 from tanas_core.search.nas import run_search
 from tanas_core.workspace.context import quiet_context
 
-APP_PAGES = ("app.py", "pages/1_Tasks.py", "pages/2_Zoo.py", "pages/3_Distances.py", "pages/4_Search.py")
+APP_PAGES = ("app.py", "app_pages/1_Tasks.py", "app_pages/2_Zoo.py", "app_pages/3_Distances.py",
+             "app_pages/4_Search.py")
 # Widget values that point a page at the results the benchmark stored (label -> value).
-_PAGE_SETTINGS = {"pages/3_Distances.py": {"Suite": "mnist4", "Preset": "smoke"},
-                  "pages/4_Search.py": {"Suite": "mnist4", "Preset": "smoke"}}
+_PAGE_SETTINGS = {"app_pages/3_Distances.py": {"Suite": "mnist4", "Preset": "smoke"},
+                  "app_pages/4_Search.py": {"Suite": "mnist4", "Preset": "smoke"}}
 
 
 def populate_for_pages(workspace) -> None:

@@ -75,10 +75,10 @@ demo_runs = list_jobs(workspace, "demo", 1)
 if demo_runs and demo_runs[0].status == "done":
     show_demo_verdict(DemoRequest.from_dict(demo_runs[0].request))
     links = st.columns(4)
-    links[0].page_link("pages/2_Zoo.py", label="The zoo it trained", icon=":material/hub:")
-    links[1].page_link("pages/3_Distances.py", label="Its distance heatmap", icon=":material/grid_on:")
-    links[2].page_link("pages/4_Search.py", label="The FUSE search", icon=":material/search:")
-    links[3].page_link("pages/5_Lesson.py", label="The lesson on its results", icon=":material/school:")
+    links[0].page_link("app_pages/2_Zoo.py", label="The zoo it trained", icon=":material/hub:")
+    links[1].page_link("app_pages/3_Distances.py", label="Its distance heatmap", icon=":material/grid_on:")
+    links[2].page_link("app_pages/4_Search.py", label="The FUSE search", icon=":material/search:")
+    links[3].page_link("app_pages/5_Lesson.py", label="The lesson on its results", icon=":material/school:")
 
 
 st.header("Datasets")
