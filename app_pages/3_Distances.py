@@ -14,7 +14,7 @@ from tanas_core.app.figures import atlas_figure, heatmap_figure
 from tanas_core.data.probe_images import fewer_than_asked
 from tanas_core.data.suites import ALL_SUITE_NAMES, resolve_suite
 from tanas_core.distances.matrices import across_architectures, task_atlas
-from tanas_core.distances.report_table import other_rows, verdict_rows
+from tanas_core.distances.report_table import other_rows, split_half_text, verdict_rows
 from tanas_core.distances.stored import nearest_stored, stored_distances
 from tanas_core.distances.validation import GOALS, latest_validation, rank_agreement, row_name, unsettled, verdict
 from tanas_core.distances.views import reference_text
@@ -247,7 +247,8 @@ def show_transfer(report: dict, row: str) -> None:
                                        closest=False, colorbar="gain", value="gain"), width="stretch",
                         key=f"transfer-{row}")
         st.caption("A valid distance is small where the gain is large: the report's transfer_rank_correlation "
-                   "(negative is good) and closest_is_best_source measure it per row.")
+                   "(negative is good) and closest_is_best_source measure it per row."
+                   + split_half_text(transfer.get("split_half")))
 
 
 request = request_from_widgets()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tanas_core.data.tasks import make_task
-from tanas_core.distances.transfer import transfer_figures
+from tanas_core.distances.report_table import split_half_text
+from tanas_core.distances.transfer import transfer_figures, transfer_split_half
 from tanas_core.distances.validation import validate_distances
 from tanas_core.intervals import spearman
 from tanas_core.requests import FisherConfig, ValidateRequest
@@ -100,6 +101,42 @@ def test_transfer_figures_within_a_dataset_use_only_its_baselines_and_their_rang
     assert single["intervals"] == dict(transfer_rank_correlation=None, closest_is_best_source=None)
 
 
+@pytest.mark.unit
+def test_the_split_half_reference_scores_one_half_of_the_seeds_transfer_ranking_against_the_other():
+    tasks, datasets = ("m1", "m2", "m3", "c1", "c2", "c3"), dict(m1="mnist", m2="mnist", m3="mnist", c1="cifar10",
+                                                                  c2="cifar10", c3="cifar10")
+    rng = np.random.default_rng(3)
+    steady = np.repeat(rng.random((1, 6, 6)), 4, axis=0)  # every seed ranks the sources alike
+    assert transfer_split_half({"vgg16": steady}, list(tasks)) == dict(
+        transfer_rank_correlation=pytest.approx(-1.0), closest_is_best_source=1.0)
+
+    def brute(gains, restrict):  # every split of the seeds into 2 and the rest, every target column
+        correlations, best = [], []
+        for half in [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (0, 4), (1, 4), (2, 4), (3, 4)]:
+            rest = [k for k in range(5) if k not in half]
+            first, second = gains[list(half)].mean(0), gains[rest].mean(0)
+            for t, target in enumerate(tasks):
+                others = [b for b in range(6) if b != t and (not restrict or datasets[tasks[b]] == datasets[target])]
+                correlations.append(_brute_spearman(-first[others, t], second[others, t]))
+                best.append(others[int(np.argmax(first[others, t]))] == others[int(np.argmax(second[others, t]))])
+        return np.mean(correlations), np.mean(best)
+
+    noisy = rng.random((5, 6, 6))
+    split = transfer_split_half({"vgg16": noisy, "resnet18": noisy}, list(tasks), datasets)
+    assert split["transfer_rank_correlation"] == pytest.approx(brute(noisy, False)[0])
+    assert split["closest_is_best_source"] == pytest.approx(brute(noisy, False)[1])
+    assert split["transfer_rank_correlation_within"] == pytest.approx(brute(noisy, True)[0])
+    assert split["closest_is_best_source_within"] == pytest.approx(brute(noisy, True)[1])
+    # independent seeds agree with themselves only by chance
+    assert abs(split["transfer_rank_correlation"]) < 0.3
+    assert transfer_split_half({"vgg16": noisy[:1]}, list(tasks)) is None  # one seed: nothing to split
+    # as the tables and the Distances page say it
+    text = split_half_text(split)
+    assert f"reaches {split['transfer_rank_correlation']:.3f} / {split['closest_is_best_source']:.3f}" in text
+    assert f"within a dataset {split['transfer_rank_correlation_within']:.3f}" in text
+    assert split_half_text(None) == ""
+
+
 def test_a_report_with_transfer_says_how_well_each_rows_distances_predict_it(workspace, tiny_preset):
     for task in (make_task("digits-zero", "digits", [["0"]], other=True),
                  make_task("digits-low-high", "digits", [["0", "1", "2", "3", "4"], ["5", "6", "7", "8", "9"]]),
@@ -112,6 +149,9 @@ def test_a_report_with_transfer_says_how_well_each_rows_distances_predict_it(wor
     report = validate_distances(request, quiet_context(workspace, "cpu"))
     gains = np.asarray(report["transfer"]["gains"]["vgg16"])
     assert report["transfer"]["kind"] == "finetune" and gains.shape == (3, 3)
+    split = report["transfer"]["split_half"]  # 2 seeds: one against the other (tied gains have no ranking: None)
+    assert split["transfer_rank_correlation"] is None or -1 <= split["transfer_rank_correlation"] <= 1
+    assert split["closest_is_best_source"] in (0.0, 1 / 3, 2 / 3, 1.0)
     assert np.all(np.abs(gains) <= 1)  # accuracy differences
     for name in ("frechet", "probe:frechet"):
         figures = report["metrics"][name]

@@ -17,7 +17,7 @@ from tanas_core.cli.common import (
     suite_option,
     workspace,
 )
-from tanas_core.distances.report_table import answer, transfer_cell, with_range
+from tanas_core.distances.report_table import answer, split_half_text, transfer_cell, with_range
 from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled
 from tanas_core.distances.views import REFERENCE_TEXT
 from tanas_core.errors import TanasError
@@ -105,7 +105,8 @@ def transfer_line(report: dict) -> str:
             "of targets whose closest baseline is the best source" + (", each with its seed-resampling range"
                                                                        if ranged else "")
             + ("; this suite has several datasets, so each is also given over the baselines from the target's own "
-               "dataset" if within else "") + ".")
+               "dataset" if within else "") + "." + split_half_text(transfer.get("split_half")))
+
 
 
 def epsilon_lines(report: dict) -> list[str]:

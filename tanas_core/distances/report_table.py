@@ -53,3 +53,16 @@ def other_rows(report: dict) -> list[dict]:
     return [{"row": name, **{header: shown(figures.get(key)) for key, header in OTHER_FIGURES.items()},
              **{header: transfer_cell(figures, key) for key, header in transfer.items()}}
             for name, figures in report["metrics"].items()]
+
+
+def split_half_text(split: dict | None) -> str:
+    """The transfer figures' noise reference in words (``transfer_split_half``), or nothing for a report without it."""
+    if not split:
+        return ""
+    figures = f"{shown(split['transfer_rank_correlation'])} / {shown(split['closest_is_best_source'])}"
+    if "transfer_rank_correlation_within" in split:
+        figures += (f" (within a dataset {shown(split['transfer_rank_correlation_within'])} / "
+                    f"{shown(split['closest_is_best_source_within'])})")
+    return (" Noise reference: one half of the seeds' own transfer ranking, scored against the other half as a "
+            f"distance is, reaches {figures} (half the seeds a side, so a little below what the whole zoo's ranking "
+            "would reach): where it is weak, no distance can score well.")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 
 import numpy as np
 import torch
@@ -172,6 +173,29 @@ def transfer_figures(results: list[DistanceResult], gains: dict[str, np.ndarray]
 
     point = figures([np.arange(len(result.seeds)) for result in results])
     return dict(point, intervals=resampling_range([len(result.seeds) for result in results], figures))
+
+
+def transfer_split_half(gains: dict[str, np.ndarray], tasks: list[str],
+                        datasets: dict[str, str] | None = None) -> dict | None:
+    """The noise reference of the rows' transfer figures: the two figures of a "distance" that is one half of the
+    seeds' transfer ranking (minus its mean gains), scored against the other half's mean gains, averaged over every
+    split of the seeds into ``S // 2`` and the rest (per architecture, ``gains``: ``{arch: [S, T, T]}``, ``tasks`` in
+    their order). How far the ground truth agrees with itself: near -1 and 1 when another zoo would rank the sources
+    alike, near 0 and chance when it would not, where no distance can score well. With ``datasets`` of several
+    datasets, also ``*_within`` (as ``transfer_figures``). ``None`` with fewer than 2 seeds."""
+    columns = []
+    for gain in gains.values():
+        seeds = range(gain.shape[0])
+        if len(seeds) < 2:
+            continue
+        for half in itertools.combinations(seeds, len(seeds) // 2):
+            rest = [k for k in seeds if k not in half]
+            columns.append((-gain[list(half)].mean(axis=0), gain[rest].mean(axis=0), tasks))
+    if not columns:
+        return None
+    several = datasets is not None and len(set(datasets.values())) > 1
+    within = _column_figures(columns, datasets) if several else {}
+    return dict(_column_figures(columns), **{f"{name}_within": value for name, value in within.items()})
 
 
 def _column_figures(columns: list[tuple[np.ndarray, np.ndarray, list[str]]],

@@ -43,7 +43,7 @@ from tanas_core.data.suites import resolve_suite
 from tanas_core.data.tasks import refines
 from tanas_core.distances.matrices import across_architectures, distance_matrices
 from tanas_core.distances.metrics import get_metric
-from tanas_core.distances.transfer import report_transfer_gains, transfer_figures
+from tanas_core.distances.transfer import report_transfer_gains, transfer_figures, transfer_split_half
 from tanas_core.intervals import proportion_interval, resampling_range, spearman
 from tanas_core.registry import VIEWS
 from tanas_core.requests import FisherConfig, ValidateRequest
@@ -238,7 +238,8 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
     {identity_top1, signal_to_noise, same_dataset_auc, closest_stability, logdet_lift, seconds, rank_agreement,
     identity_top1_unrefined[, transfer_rank_correlation, closest_is_best_source (and ``*_within`` for a suite of
     several datasets: ``transfer_figures``)]}}, columns: {NAME:
-    identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, tasks, gains: {arch: [T, T]}}
+    identity_columns(...)}, epsilon: epsilon_summary(...), transfer: {kind, epochs, tasks, gains: {arch: [T, T]},
+    split_half: transfer_split_half(...)}
     | None}``
     (JSON-ready; ``NAME``: ``row_name(view, metric)``)."""
     request.validate(context.workspace)
@@ -261,7 +262,8 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
                   transfer=None if gains is None else dict(
                       kind=request.transfer, epochs=request.transfer_epochs, images=request.transfer_images,
                       tasks=[t.name for t in suite.tasks],
-                      gains={arch: gain.mean(axis=0).tolist() for arch, gain in gains.items()}),
+                      gains={arch: gain.mean(axis=0).tolist() for arch, gain in gains.items()},
+                      split_half=transfer_split_half(gains, [t.name for t in suite.tasks], datasets)),
                   created_at=time.time())
     context.workspace.put_result("validation", config_key(request.to_dict()), report)
     return report
