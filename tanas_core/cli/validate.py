@@ -108,7 +108,6 @@ def transfer_line(report: dict) -> str:
                "dataset" if within else "") + "." + split_half_text(transfer.get("split_half")))
 
 
-
 def epsilon_lines(report: dict) -> list[str]:
     """``["ε-approximations: ...", ""]``: how many of the report's zoo networks meet the source's precondition, per
     dataset (empty for a report that predates the count)."""

@@ -161,15 +161,9 @@ def transfer_figures(results: list[DistanceResult], gains: dict[str, np.ndarray]
     figures over every baseline reward). ``intervals``: each figure's seed-resampling range (the matrices' and gains'
     seeds drawn together; ``None`` with one seed). ``gains``: ``{arch: [seeds, T, T]}``, seeds in the results'
     order."""
-    several = datasets is not None and len(set(datasets.values())) > 1
-
     def figures(positions: list[np.ndarray]) -> dict[str, float | None]:
-        chosen = [(result.matrices[p].mean(axis=0), gains[result.arch][p].mean(axis=0), result.tasks)
-                  for result, p in zip(results, positions)]
-        out = _column_figures(chosen)
-        if several:
-            out.update({f"{name}_within": value for name, value in _column_figures(chosen, datasets).items()})
-        return out
+        return _figures_and_within([(result.matrices[p].mean(axis=0), gains[result.arch][p].mean(axis=0),
+                                     result.tasks) for result, p in zip(results, positions)], datasets)
 
     point = figures([np.arange(len(result.seeds)) for result in results])
     return dict(point, intervals=resampling_range([len(result.seeds) for result in results], figures))
@@ -191,11 +185,17 @@ def transfer_split_half(gains: dict[str, np.ndarray], tasks: list[str],
         for half in itertools.combinations(seeds, len(seeds) // 2):
             rest = [k for k in seeds if k not in half]
             columns.append((-gain[list(half)].mean(axis=0), gain[rest].mean(axis=0), tasks))
-    if not columns:
-        return None
-    several = datasets is not None and len(set(datasets.values())) > 1
-    within = _column_figures(columns, datasets) if several else {}
-    return dict(_column_figures(columns), **{f"{name}_within": value for name, value in within.items()})
+    return _figures_and_within(columns, datasets) if columns else None
+
+
+def _figures_and_within(columns: list[tuple[np.ndarray, np.ndarray, list[str]]],
+                        datasets: dict[str, str] | None) -> dict[str, float | None]:
+    """``_column_figures`` over every baseline and, for a suite of several datasets, over the baselines from each
+    target's own dataset (``*_within``)."""
+    figures = _column_figures(columns)
+    if datasets is not None and len(set(datasets.values())) > 1:
+        figures.update({f"{name}_within": value for name, value in _column_figures(columns, datasets).items()})
+    return figures
 
 
 def _column_figures(columns: list[tuple[np.ndarray, np.ndarray, list[str]]],

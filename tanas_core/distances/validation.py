@@ -261,9 +261,8 @@ def validate_distances(request: ValidateRequest, context: RunContext) -> dict:
                   epsilon=epsilon_summary(_zoo_networks(request, context.workspace), datasets),
                   transfer=None if gains is None else dict(
                       kind=request.transfer, epochs=request.transfer_epochs, images=request.transfer_images,
-                      tasks=[t.name for t in suite.tasks],
-                      gains={arch: gain.mean(axis=0).tolist() for arch, gain in gains.items()},
-                      split_half=transfer_split_half(gains, [t.name for t in suite.tasks], datasets)),
+                      tasks=list(datasets), gains={arch: gain.mean(axis=0).tolist() for arch, gain in gains.items()},
+                      split_half=transfer_split_half(gains, list(datasets), datasets)),
                   created_at=time.time())
     context.workspace.put_result("validation", config_key(request.to_dict()), report)
     return report
