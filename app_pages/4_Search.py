@@ -289,6 +289,8 @@ def show_comparison(request: SearchRequest) -> None:
         st.markdown("**FUSE, related space against each method** (test accuracy, paired over the same seeds; an "
                     "interval reaching 0 is a tie)")
         st.dataframe(pd.DataFrame(paired), hide_index=True, width="stretch")
+    for warning in comparison.control_warnings(stored, space):
+        st.warning(warning)
 
 
 suite, target, preset = target_widgets()

@@ -122,6 +122,49 @@ def test_the_controls_are_the_farthest_baseline_and_a_seeded_draw_outside_the_cl
     assert control_tasks(ranking[:1], 1, 0) == dict(farthest="a", random="a")  # nothing outside the closest
 
 
+def comparison_with_a_control_on_the_related_space(workspace, suite: str = "s", target: str = "t") -> Comparison:
+    """A stored comparison of two repeats: the farthest task's space is the related space in repeat 0 (same
+    genotype, another source name) and not in repeat 1; the random task's differs in repeat 0 and its record for
+    repeat 1 is gone."""
+    import random
+
+    from tanas_core.search.space import related_space, standard_space
+    from tanas_core.workspace.records import SearchRecord
+    from tanas_core.workspace.store import config_key
+
+    mine, other = standard_space().sample_distinct(2, random.Random(0))
+    spaces = {"related-0": related_space([("near", mine)]), "far-0": related_space([("far", mine)]),
+              "random-0": related_space([("drawn", other)]), "related-1": related_space([("near", mine)]),
+              "far-1": related_space([("far", other)])}
+    for run_id, space in spaces.items():
+        workspace.put_result("search", run_id, SearchRecord(
+            run_id=run_id, suite=suite, target=target, method="fuse", space=space.describe(), status="done",
+            preset="demo", budget={}, seed=0).to_payload())
+    labels = {"related": "FUSE, related space", "far": "FUSE, farthest task's space",
+              "random": "FUSE, a random task's space"}
+    rows = [ComparisonRow(method=labels[kind], architecture="cell", test_accuracy=0.9, val_accuracy=0.9,
+                          params_m=0.1, search_seconds=1.0, train_seconds=1.0, train_epochs=1.0, device="cpu",
+                          run_id=f"{kind}-{repeat}", repeat=repeat)
+            for repeat in (0, 1) for kind in labels]
+    result = Comparison(suite=suite, target=target, rows=rows, csv="", closest=[], seconds=0.0, preset="demo",
+                        budget={})
+    workspace.put_result("comparison", config_key(dict(suite=suite, target=target)), result.to_payload())
+    return result
+
+
+def test_a_control_that_searched_the_related_space_itself_is_flagged(workspace):
+    """Two baselines with one stored genotype give one space whatever its source name: a control searching it ties
+    with the related space by construction, and the comparison says so; a control whose record is gone is not
+    compared."""
+    from tanas_core.search.comparison import control_warnings, controls_on_the_related_space
+
+    result = comparison_with_a_control_on_the_related_space(workspace)
+    assert controls_on_the_related_space(result, workspace) == {
+        "FUSE, farthest task's space": (1, 2), "FUSE, a random task's space": (0, 1)}
+    [warning] = control_warnings(result, workspace)
+    assert warning.startswith("FUSE, farthest task's space: the related space itself in 1 of 2")
+
+
 def test_a_distance_interval_is_centred_on_its_estimate_not_on_the_biased_resamples():
     """Resampled Fishers are noisier, so resampled distances sit above their seed's value (here by 0.04, as the
     issue saw: estimate 0.1275, percentile interval 0.131-0.176). The interval removes each seed's resampling bias:

@@ -227,6 +227,20 @@ def test_the_search_estimate_scales_with_the_steps_it_counts(real_data):
     assert second["parts"][-1][1] == pytest.approx(first["parts"][-1][1])  # same final training
 
 
+def test_the_search_page_flags_a_control_that_searched_the_related_space_itself(real_data):
+    from test_intervals import comparison_with_a_control_on_the_related_space
+
+    comparison_with_a_control_on_the_related_space(Workspace(), "mnist4", "mnist-10class")
+    app = AppTest.from_file(str(REPO / "app_pages/4_Search.py"), default_timeout=120).run()
+    by_label(app.selectbox, "Suite").set_value("mnist4").run()
+    by_label(app.selectbox, "Target task").set_value("mnist-10class").run()
+    assert not app.exception
+    warnings = [w.value for w in app.warning if "the related space itself" in w.value]
+    assert warnings == ["FUSE, farthest task's space: the related space itself in 1 of 2 repeat(s) (its baseline's "
+                        "stored genotype is the closest task's), so it ties there by construction and says nothing "
+                        "about relatedness"], [w.value for w in app.warning]
+
+
 def test_the_paper_preset_on_a_cpu_says_how_long_it_would_take_and_waits_for_a_confirmation(real_data):
     from tanas_core.networks.devices import resolve_device
 

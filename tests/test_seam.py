@@ -303,7 +303,8 @@ def test_a_repeated_comparison_runs_end_to_end_with_intervals_and_paired_verdict
     verdicts, the stored table and its CSV."""
     from pathlib import Path
 
-    from tanas_core.search.comparison import compare, latest_comparison
+    from tanas_core.data.suites import resolve_target
+    from tanas_core.search.comparison import compare, controls_on_the_related_space, latest_comparison
 
     request = CompareRequest(target="custom:digits-10class", preset="tiny", repeats=2,
                              budget=dataclasses.replace(TINY_SEARCH, random_candidates=2, random_epochs=0.5),
@@ -319,6 +320,12 @@ def test_a_repeated_comparison_runs_end_to_end_with_intervals_and_paired_verdict
     sources = {row.method: row.closest_task for row in searched}
     assert sources["FUSE, related space"] == closest
     assert sources["FUSE, farthest task's space"] == sources["FUSE, a random task's space"] == other
+    # a control searched the related space itself exactly when its baseline's stored genotype is the closest's
+    stored = {name: nas.best_stored_genotype(digits_workspace, *resolve_target(f"custom:{name}", digits_workspace),
+                                             "tiny")[0] for name in (closest, other)}
+    same = 2 * (stored[closest] == stored[other])
+    assert controls_on_the_related_space(result, digits_workspace) == {
+        "FUSE, farthest task's space": (same, 2), "FUSE, a random task's space": (same, 2)}
     summary = {row["method"]: row for row in result.summary()}
     assert len(summary) == 8 and all(row["repeats"] == 2 for row in summary.values())
     for row in summary.values():

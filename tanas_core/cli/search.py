@@ -87,7 +87,7 @@ def run_search(args) -> int:
 
 def run_compare(args) -> int:
     """Run (or read) the comparison, print its table and write its CSV into ``--out``."""
-    from tanas_core.search.comparison import COMPARISON_COLUMNS, compare, write_csv
+    from tanas_core.search.comparison import COMPARISON_COLUMNS, compare, control_warnings, write_csv
 
     request = compare_request(args)
     result = compare(request, make_context(args, workspace(args), **SearchPrinter().sinks()))
@@ -101,6 +101,8 @@ def run_compare(args) -> int:
     out = out_dir / Path(result.csv).name
     write_csv(rows, out, COMPARISON_COLUMNS)
     print_summary(result)
+    for warning in control_warnings(result, workspace(args)):
+        print(f"note: {warning}")
     print(f"whole comparison: {result.seconds:.1f} s; CSV: {out}")
     return 0
 

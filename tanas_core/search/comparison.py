@@ -15,7 +15,7 @@ from tanas_core.data.suites import Suite, resolve_target
 from tanas_core.data.tasks import Task
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import CompareRequest, SearchRequest
-from tanas_core.search.nas import closest_tasks, run_search
+from tanas_core.search.nas import closest_tasks, get_search, run_search
 from tanas_core.search.space import Genotype
 from tanas_core.training.trainer import get_preset
 from tanas_core.training.zoo import ensure_network
@@ -23,7 +23,8 @@ from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.records import COMPARISON_COLUMNS, Comparison, ComparisonRow
 from tanas_core.workspace.store import Workspace, config_key
 
-__all__ = ["COMPARISON_COLUMNS", "Comparison", "compare", "latest_comparison", "write_csv"]
+__all__ = ["COMPARISON_COLUMNS", "Comparison", "compare", "control_warnings", "controls_on_the_related_space",
+           "latest_comparison", "write_csv"]
 
 COMPARED = (("random", "standard", "random search"), ("fuse", "standard", "FUSE, standard space"),
             ("fuse", "related", "FUSE, related space"))
@@ -104,6 +105,39 @@ def compare(request: CompareRequest, context: RunContext) -> Comparison:
                                                        request=request.to_dict())), result.to_payload())
     context.progress("done", 1.0)
     return result
+
+
+def _space_identity(space: dict | None) -> str | None:
+    """What makes two searched spaces one space (operations, skeleton, wirings, candidates), not whose they are."""
+    if space is None:
+        return None
+    return config_key({name: space.get(name) for name in ("operations", "skeleton", "nodes", "seeds")})
+
+
+def controls_on_the_related_space(result: Comparison, workspace: Workspace) -> dict[str, tuple[int, int]]:
+    """Per control (``CONTROLS`` label): ``(repeats whose searched space is the related space itself, repeats
+    compared)``. Two baselines with the same stored genotype give the same space, and a control searching the
+    related space ties with it by construction: it can credit nothing to relatedness. Repeats whose search records
+    are gone are not compared."""
+    def identity(row) -> str | None:
+        record = get_search(workspace, row.run_id) if row.run_id else None
+        return _space_identity(record.space) if record else None
+
+    related = {row.repeat: identity(row) for row in result.rows if row.method == "FUSE, related space"}
+    out = {}
+    for _, label in CONTROLS:
+        pairs = [(identity(row), related.get(row.repeat)) for row in result.rows if row.method == label]
+        pairs = [(control, own) for control, own in pairs if control is not None and own is not None]
+        out[label] = (sum(control == own for control, own in pairs), len(pairs))
+    return out
+
+
+def control_warnings(result: Comparison, workspace: Workspace) -> list[str]:
+    """One sentence per control that searched the related space itself in some repeat (none: every control is
+    informative), for the CLI and the Search page."""
+    return [f"{label}: the related space itself in {same} of {compared} repeat(s) (its baseline's stored genotype "
+            "is the closest task's), so it ties there by construction and says nothing about relatedness"
+            for label, (same, compared) in controls_on_the_related_space(result, workspace).items() if same]
 
 
 def latest_comparison(workspace: Workspace, suite: str, target: str) -> Comparison | None:
