@@ -26,8 +26,9 @@ from tanas_core.workspace.store import Workspace, config_key
 __all__ = ["COMPARISON_COLUMNS", "Comparison", "compare", "control_warnings", "controls_on_the_related_space",
            "latest_comparison", "write_csv"]
 
+RELATED = "FUSE, related space"
 COMPARED = (("random", "standard", "random search"), ("fuse", "standard", "FUSE, standard space"),
-            ("fuse", "related", "FUSE, related space"))
+            ("fuse", "related", RELATED))
 # The controls: which baseline's space FUSE searches instead of the closest one's.
 CONTROLS = (("farthest", "FUSE, farthest task's space"), ("random", "FUSE, a random task's space"))
 
@@ -107,10 +108,8 @@ def compare(request: CompareRequest, context: RunContext) -> Comparison:
     return result
 
 
-def _space_identity(space: dict | None) -> str | None:
+def _space_identity(space: dict) -> str:
     """What makes two searched spaces one space (operations, skeleton, wirings, candidates), not whose they are."""
-    if space is None:
-        return None
     return config_key({name: space.get(name) for name in ("operations", "skeleton", "nodes", "seeds")})
 
 
@@ -123,7 +122,7 @@ def controls_on_the_related_space(result: Comparison, workspace: Workspace) -> d
         record = get_search(workspace, row.run_id) if row.run_id else None
         return _space_identity(record.space) if record else None
 
-    related = {row.repeat: identity(row) for row in result.rows if row.method == "FUSE, related space"}
+    related = {row.repeat: identity(row) for row in result.rows if row.method == RELATED}
     out = {}
     for _, label in CONTROLS:
         pairs = [(identity(row), related.get(row.repeat)) for row in result.rows if row.method == label]
