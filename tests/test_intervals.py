@@ -122,6 +122,29 @@ def test_the_controls_are_the_farthest_baseline_and_a_seeded_draw_outside_the_cl
     assert control_tasks(ranking[:1], 1, 0) == dict(farthest="a", random="a")  # nothing outside the closest
 
 
+def test_a_control_passes_over_baselines_whose_space_is_the_related_space():
+    """A baseline that gives the related space itself is skipped: the farthest control is the next farthest, the
+    random one the next in the seed's order; each baseline is asked at most once per control, lazily; where every
+    one gives the related space, the controls fall back to the farthest and the first drawn (and are flagged)."""
+    from tanas_core.search.comparison import control_tasks
+
+    ranking = [dict(baseline=name) for name in ("a", "b", "c", "d", "e")]
+    same, asked = {"e", "c"}, []
+
+    def informative(name: str) -> bool:
+        asked.append(name)
+        return name not in same
+
+    for seed in range(30):
+        asked.clear()
+        controls = control_tasks(ranking, 1, seed, informative)
+        assert controls["farthest"] == "d" and controls["random"] in {"b", "d"}
+        assert len(asked) <= 2 + 4 and asked[:2] == ["e", "d"]  # farthest first, stopping at the first that differs
+    assert {control_tasks(ranking, 1, seed, informative)["random"] for seed in range(30)} == {"b", "d"}
+    unseeded = control_tasks(ranking, 1, 7)
+    assert control_tasks(ranking, 1, 7, lambda name: False) == unseeded  # none informative: as if none were asked
+
+
 def comparison_with_a_control_on_the_related_space(workspace, suite: str = "s", target: str = "t") -> Comparison:
     """A stored comparison of two repeats: the farthest task's space is the related space in repeat 0 (same
     genotype, another source name) and not in repeat 1; the random task's differs in repeat 0 and its record for

@@ -3,20 +3,24 @@ on the standard and the related space, each winner trained from scratch and test
 
 Two controls credit a result to relatedness or not: FUSE on the space of the *farthest* baseline and of a *random*
 baseline (drawn, by the repeat's seed, from those outside the closest), built exactly as the related space is. If the
-closest task's space wins only as often as theirs, the win is not the distance's."""
+closest task's space wins only as often as theirs, the win is not the distance's. A baseline whose genotype is the
+closest task's gives the related space itself, which ties by construction, so each control passes over such baselines
+(the next farthest, the next drawn); where every baseline outside the closest is one, the control is flagged
+(``control_warnings``)."""
 from __future__ import annotations
 
 import csv
 import random
 import time
 from pathlib import Path
+from typing import Callable
 
 from tanas_core.data.suites import Suite, resolve_target
 from tanas_core.data.tasks import Task
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.requests import CompareRequest, SearchRequest
-from tanas_core.search.nas import closest_tasks, get_search, run_search
-from tanas_core.search.space import Genotype
+from tanas_core.search.nas import build_space, closest_tasks, get_search, run_search, task_genotype
+from tanas_core.search.space import Genotype, related_space
 from tanas_core.training.trainer import get_preset
 from tanas_core.training.zoo import ensure_network
 from tanas_core.workspace.context import RunContext
@@ -45,11 +49,30 @@ def _hand_designed(request: CompareRequest, context: RunContext, suite: Suite, t
     return rows
 
 
-def control_tasks(ranking: list[dict], top: int, seed: int) -> dict[str, str]:
-    """``{farthest: baseline, random: baseline}`` of a ranking of every allowed baseline (closest first): the last
-    one, and one drawn with ``seed`` from those outside the ``top`` closest (the last one when none is)."""
+def control_tasks(ranking: list[dict], top: int, seed: int,
+                  informative: Callable[[str], bool] = lambda baseline: True) -> dict[str, str]:
+    """``{farthest: baseline, random: baseline}`` of a ranking of every allowed baseline (closest first), both from
+    outside the ``top`` closest (the last one when none is): the farthest, and one drawn with ``seed``, each among
+    the ``informative`` ones where any is (asked lazily, farthest first, then in the seed's order), else as if none
+    were."""
     outside = [row["baseline"] for row in ranking[top:]] or [ranking[-1]["baseline"]]
-    return dict(farthest=ranking[-1]["baseline"], random=random.Random(seed).choice(outside))
+    drawn = random.Random(seed).sample(outside, len(outside))
+    farthest = next((name for name in reversed(outside) if informative(name)), outside[-1])
+    return dict(farthest=farthest, random=next((name for name in drawn if informative(name)), drawn[0]))
+
+
+def _not_the_related_space(request: CompareRequest, context: RunContext, repeat: int) -> Callable[[str], bool]:
+    """Whether a baseline's space differs from repeat ``repeat``'s related space: two baselines with one stored
+    genotype give one space, and a control searching the related space itself ties with it by construction. Each
+    baseline asked gets its genotype (searched when none is stored, as the related space's are)."""
+    search = request.search("related", "fuse", repeat)
+    related = _space_identity(build_space(search, context.phase("related space", 0.0, 0.5)).describe())
+
+    def informative(baseline: str) -> bool:
+        step = context.phase(f"genotype of {baseline}", 0.5, 1.0)
+        return _space_identity(related_space([(baseline, task_genotype(search, step, baseline))]).describe()) != related
+
+    return informative
 
 
 def _searches(request: CompareRequest, controls: dict[str, str], repeat: int) -> list[tuple[str, SearchRequest]]:
@@ -79,10 +102,11 @@ def _searched(request: CompareRequest, context: RunContext, controls: dict[str, 
 def compare(request: CompareRequest, context: RunContext) -> Comparison:
     """The source document's comparison table for ``request.target``, ``request.repeats`` times: VGG-16, ResNet-18,
     DenseNet-121 trained on it (the zoo networks of seeds ``seed``, ``seed + 1``, ...), random search and FUSE on the
-    standard space, FUSE on the related space and, as controls, on the farthest and a random baseline's space (search
-    seeds likewise), each winner trained once and tested. Stored
-    (kind ``comparison``) and exported to ``<workspace>/exports/``; stored parts are reused. ``Comparison.summary``
-    gives means with intervals, ``Comparison.paired`` FUSE-related against every other method."""
+    standard space, FUSE on the related space and, as controls, on the farthest and a random baseline's space whose
+    space is not the related space itself where one is (search seeds likewise), each winner trained once and tested.
+    Stored (kind ``comparison``) and exported to ``<workspace>/exports/``; stored parts are reused.
+    ``Comparison.summary`` gives means with intervals, ``Comparison.paired`` FUSE-related against every other
+    method."""
     workspace = context.workspace
     request.validate(workspace)
     suite, target = resolve_target(request.target, workspace)
@@ -94,8 +118,9 @@ def compare(request: CompareRequest, context: RunContext) -> Comparison:
                                                                for r in range(request.repeats)])
     for repeat, phase in enumerate(repeats):
         rows += _hand_designed(request, phase.phase("hand-designed networks", 0.0, 0.25), suite, target, repeat)
-        rows += _searched(request, phase.phase("searches", 0.25, 1.0),
-                          control_tasks(ranking, request.closest.top, request.seed + repeat), repeat)
+        controls = control_tasks(ranking, request.closest.top, request.seed + repeat,
+                                 _not_the_related_space(request, phase.phase("controls", 0.25, 0.3), repeat))
+        rows += _searched(request, phase.phase("searches", 0.3, 1.0), controls, repeat)
     export = workspace.root / "exports" / f"comparison-{suite.name}-{target.name}.csv"
     export.parent.mkdir(exist_ok=True)
     result = Comparison(suite=suite.name, target=target.name, rows=rows, csv=str(export), closest=nearest,
