@@ -10,6 +10,7 @@ closest task's gives the related space itself, which ties by construction, so ea
 from __future__ import annotations
 
 import csv
+import functools
 import random
 import time
 from pathlib import Path
@@ -64,10 +65,12 @@ def control_tasks(ranking: list[dict], top: int, seed: int,
 def _not_the_related_space(request: CompareRequest, context: RunContext, repeat: int) -> Callable[[str], bool]:
     """Whether a baseline's space differs from repeat ``repeat``'s related space: two baselines with one stored
     genotype give one space, and a control searching the related space itself ties with it by construction. Each
-    baseline asked gets its genotype (searched when none is stored, as the related space's are)."""
+    baseline asked gets its genotype (searched when none is stored, as the related space's are), once: both
+    controls ask, and finding a stored genotype reads every stored search."""
     search = request.search("related", "fuse", repeat)
     related = _space_identity(build_space(search, context.phase("related space", 0.0, 0.5)).describe())
 
+    @functools.cache
     def informative(baseline: str) -> bool:
         step = context.phase(f"genotype of {baseline}", 0.5, 1.0)
         return _space_identity(related_space([(baseline, task_genotype(search, step, baseline))]).describe()) != related
