@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import os
+
+# Set before anything imports torch (libgomp reads it once, when torch loads it). The suite pins torch's threads
+# (``isolated_home``), and on a busy machine a pinned OpenMP thread spins at each parallel region's end while its
+# partner waits for a core, burning the slice the partner needs. A short spin sleeps soon there and keeps the idle
+# speed (``python -m tanas_core bench load --job tests``; docs/results/benchmarks.md).
+from tanas_core.bench.load import SHORT_SPIN, start_busy, stop_busy  # no torch in it
+
+os.environ.setdefault("GOMP_SPINCOUNT", SHORT_SPIN)
+
 from pathlib import Path
 
 import pytest
 
-from tanas_core.bench.load import start_busy, stop_busy
 from tanas_core.data.tasks import SplitSizes
 from tanas_core.training.trainer import PRESETS, Preset
 from tanas_core.workspace.store import Workspace

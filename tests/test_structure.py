@@ -4,6 +4,7 @@ linter (``ruff.toml``) clean."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,24 @@ def test_public_functions_have_docstrings(path):
     missing = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)
                and not node.name.startswith("_") and ast.get_docstring(node) is None]
     assert not missing, f"{path.name}: public functions without a docstring: {missing}"
+
+
+def test_the_suites_openmp_spin_is_set_before_torch_loads():
+    """libgomp reads GOMP_SPINCOUNT once, when torch loads it: conftest must set it before its first torch import
+    (without a caller's own setting), or the suite's pinned threads spin on a busy machine (``bench load --job
+    tests``)."""
+    probe = ("import importlib.abc, os, sys\n"
+             "seen = []\n"
+             "class Watch(importlib.abc.MetaPathFinder):\n"
+             "    def find_spec(self, name, path, target=None):\n"
+             "        if name == 'torch' and not seen:\n"
+             "            seen.append(os.environ.get('GOMP_SPINCOUNT'))\n"
+             "sys.meta_path.insert(0, Watch())\n"
+             "sys.path.insert(0, 'tests')\n"
+             "import conftest\n"
+             "from tanas_core.bench.load import SHORT_SPIN\n"
+             "assert seen == [SHORT_SPIN], seen\n")
+    env = {name: value for name, value in os.environ.items() if name != "GOMP_SPINCOUNT"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -16,7 +16,10 @@ from tanas_core.training.trainer import PRESETS
 
 def register_machine(bench) -> None:
     """Add ``load`` and ``soak`` to the ``bench`` group's subparsers."""
-    load = bench.add_parser("load", help="a zoo job alone and beside busy processes, thread governor on and off")
+    load = bench.add_parser("load", help="a job alone and beside busy processes: the zoo with the thread governor on "
+                                         "and off, or a test selection; libgomp's default spin and a short one")
+    load.add_argument("--job", default="zoo", choices=["zoo", "tests"],
+                      help="zoo: `zoo train` on mnist4 (default); tests: a selection of the test suite")
     load.add_argument("--busy", type=int, default=None, help="busy processes beside the job (default: one per core)")
     load.add_argument("--repeats", type=int, default=3, help="timed runs per case, round-robin (default: 3)")
     load.add_argument("--demo", action="store_true", help="time the demo with its home page open (a real server and "
@@ -37,25 +40,34 @@ def register_machine(bench) -> None:
 
 
 def run_load(args) -> int:
-    """Time the zoo job alone and beside busy processes (governor on and off); print the table and the goal."""
-    from tanas_core.bench.load import GOAL, ZOO, bench_load
+    """Time a job alone and beside busy processes in each of its settings; print the table and the goal."""
+    from tanas_core.bench.load import GOAL, LIBGOMP_DEFAULT_SPIN, SHORT_SPIN, TESTS, ZOO, bench_load
 
     out = Transcript("load")
     busy = args.busy if args.busy is not None else (os.cpu_count() or 1)
     if args.demo:
         return _demo_load(out, busy, args.json)
     with ProgressPrinter() as printer:
-        result = bench_load(busy, args.repeats, printer.on_progress)
-    out.line(f"load benchmark: `python -m tanas_core {' '.join(ZOO)}` in a fresh process and workspace per case, "
-             f"{result['cores']} CPU cores, {busy} busy process(es) (a Python loop each); fair share: "
-             f"(cores + busy) / cores of the job's time alone; seconds: the median of {result['repeats']} runs")
+        result = bench_load(busy, args.repeats, printer.on_progress, args.job)
+    command = f"python -m tanas_core {' '.join(ZOO)}" if args.job == "zoo" else f"pytest -q {' '.join(TESTS)}"
+    out.line(f"load benchmark: `{command}` in a fresh process and workspace per case, {result['cores']} CPU cores, "
+             f"{busy} busy process(es) (a Python loop each); spin: GOMP_SPINCOUNT (libgomp's default "
+             f"{LIBGOMP_DEFAULT_SPIN}); fair share: (cores + busy) / cores of the job's time alone; seconds: the "
+             f"median of {result['repeats']} runs")
     out.table([dict(row, seconds=f"{row['seconds']:.1f}", x_alone=f"{row['x_alone']:.2f}x",
                     fair_share_x=f"{row['fair_share_x']:.2f}x", x_fair_share=f"{row['x_fair_share']:.2f}",
                     within_goal="" if row["within_goal"] is None else ("met" if row["within_goal"] else "NOT met"))
                for row in result["rows"]])
-    rows = {(r["busy_processes"] > 0, r["governor"]): r["seconds"] for r in result["rows"]}
-    out.line(f"alone, governor on / off: {rows[(False, 'on')] / rows[(False, 'off')]:.2f}x (above 1: the governor "
-             f"costs time on an idle machine); goal: beside busy processes within {GOAL}x the fair share")
+    rows = {(r["busy_processes"] > 0, r["governor"], r["spin"]): r["seconds"] for r in result["rows"]}
+    for loaded in (False, True):
+        where = "beside busy processes" if loaded else "alone"
+        default, short = rows[(loaded, "off", LIBGOMP_DEFAULT_SPIN)], rows[(loaded, "off", SHORT_SPIN)]
+        line = f"{where}, governor off, spin {SHORT_SPIN} / default: {short / default:.2f}x"
+        if args.job == "zoo":
+            governed = rows[(loaded, "on", LIBGOMP_DEFAULT_SPIN)]
+            line += f"; governor on / off (default spin): {governed / default:.2f}x"
+        out.line(line + " (below 1: faster)")
+    out.line(f"goal: beside busy processes within {GOAL}x the fair share")
     out.save(args.json)
     return 0
 
