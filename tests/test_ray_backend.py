@@ -23,7 +23,7 @@ from tanas_core.search.space import standard_space
 from tanas_core.training.zoo import train_zoo, verify_checkpoint
 from tanas_core.workspace.backends import LocalBackend, make_backend
 from tanas_core.workspace.context import RunContext, quiet_context
-from tanas_core.workspace.ray_backend import RayBackend
+from tanas_core.workspace.ray_backend import PRIVATE_CLUSTER_ENVIRONMENT, RayBackend
 from tanas_core.workspace.store import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    """A local Ray started by the tests themselves (as a notebook would), with the settings of the private cluster
+    the backend starts."""
+    for name, value in PRIVATE_CLUSTER_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     import ray
 
     if ray.is_initialized():  # an earlier test's job started one in this process
@@ -162,3 +165,16 @@ def test_zoo_page_runs_its_job_on_ray_when_chosen_in_the_sidebar(ray_cluster, re
     assert len(workspace.list_networks(suite="mnist4", preset="smoke")) == 4  # stored by the server process
     app.run()
     assert any("on Ray" in element.value for element in app.success)
+
+
+def test_a_private_ray_runs_its_tasks_at_the_callers_niceness_not_rays_15():
+    """Ray starts workers at nice 15; the private cluster the backend starts runs them as the local backend's
+    processes run, or a busy machine leaves them a small share of its cores."""
+    probe = ("import os\n"
+             "from tanas_core.workspace.ray_backend import RayBackend\n"
+             "print('niceness', [value for _, value in RayBackend(num_cpus=1).map(os.nice, [(0,)])])\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"niceness [{os.nice(0)}]" in done.stdout, done.stdout[-2000:]

@@ -11,6 +11,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 from tanas_core.errors import TanasError
 
+# A private local cluster (started here, read by Ray's processes when they start): no token authentication to set
+# up, and its workers at the niceness of the process that asked for the work. Ray starts workers at nice 15 to keep
+# its own daemons responsive; for a cluster that exists to run this user's job, that leaves its tasks a small share
+# of a machine other processes keep busy (the local backend's workers run at the caller's niceness).
+PRIVATE_CLUSTER_ENVIRONMENT = {"RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0"}
+
 
 @dataclass
 class RayBackend:
@@ -61,8 +67,8 @@ class RayBackend:
 
     def _connect(self, ray) -> None:
         if self.address is None:
-            # A private local cluster: no token authentication to set up, no dashboard.
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            for name, value in PRIVATE_CLUSTER_ENVIRONMENT.items():
+                os.environ.setdefault(name, value)
         else:
             _probe(self.address)
         try:
