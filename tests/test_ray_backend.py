@@ -23,7 +23,7 @@ from tanas_core.search.space import standard_space
 from tanas_core.training.zoo import train_zoo, verify_checkpoint
 from tanas_core.workspace.backends import LocalBackend, make_backend
 from tanas_core.workspace.context import RunContext, quiet_context
-from tanas_core.workspace.ray_backend import PRIVATE_CLUSTER_ENVIRONMENT, RayBackend
+from tanas_core.workspace.ray_backend import RayBackend, use_private_cluster_environment
 from tanas_core.workspace.store import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 def ray_cluster():
     """A local Ray started by the tests themselves (as a notebook would), with the settings of the private cluster
     the backend starts."""
-    for name, value in PRIVATE_CLUSTER_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+    use_private_cluster_environment()
     import ray
 
     if ray.is_initialized():  # an earlier test's job started one in this process

@@ -35,13 +35,11 @@ SETTINGS = {"zoo": [("on", LIBGOMP_DEFAULT_SPIN), ("off", LIBGOMP_DEFAULT_SPIN),
             "tests": [("off", LIBGOMP_DEFAULT_SPIN), ("off", SHORT_SPIN)]}
 
 
-def job_command(job: str, workspace: Path) -> list[str]:
-    """The command line of ``job`` (``"zoo"`` or ``"tests"``), writing into ``workspace`` (the zoo's)."""
+def _job_command(job: str, workspace: Path) -> list[str]:
+    """The command line of ``job`` (a key of ``SETTINGS``), writing into ``workspace`` (the zoo's)."""
     if job == "zoo":
         return [sys.executable, "-m", "tanas_core", "--workspace", str(workspace), *ZOO]
-    if job == "tests":
-        return [sys.executable, "-m", "pytest", "-q", *TESTS]
-    raise ValueError(f"job must be 'zoo' or 'tests', got {job!r}")
+    return [sys.executable, "-m", "pytest", "-q", *TESTS]
 
 
 def _timed_job(job: str, governor: str, spin: str) -> float:
@@ -49,7 +47,7 @@ def _timed_job(job: str, governor: str, spin: str) -> float:
     with tempfile.TemporaryDirectory(prefix="tanas-bench-load-") as home:
         env = dict(os.environ, TANAS_FAIR_THREADS="1" if governor == "on" else "0", GOMP_SPINCOUNT=spin)
         started = time.perf_counter()
-        subprocess.run(job_command(job, Path(home) / "ws"), env=env, check=True, stdout=subprocess.DEVNULL,
+        subprocess.run(_job_command(job, Path(home) / "ws"), env=env, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
         return time.perf_counter() - started
 
@@ -86,6 +84,8 @@ def bench_load(busy: int, repeats: int = 3, on_progress=None, job: str = "zoo") 
     busy processes for each of its ``SETTINGS`` (the cases taken round-robin, so a drift of the machine reaches all
     of them), with each loaded case's slowdown against the same setting alone, its fair share and whether it is
     within ``GOAL`` of it."""
+    if job not in SETTINGS:
+        raise ValueError(f"job must be one of {', '.join(SETTINGS)}, got {job!r}")
     cores = os.cpu_count() or 1
     cases = [(case, count, governor, spin) for case, count in (("alone", 0), ("beside busy processes", busy))
              for governor, spin in SETTINGS[job]]

@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from tanas_core.bench.load import SETTINGS as LOAD_JOBS
 from tanas_core.bench.transcript import Transcript
 from tanas_core.cli.common import ProgressPrinter, json_option
 from tanas_core.data.suites import SUITE_NAMES
@@ -18,7 +19,7 @@ def register_machine(bench) -> None:
     """Add ``load`` and ``soak`` to the ``bench`` group's subparsers."""
     load = bench.add_parser("load", help="a job alone and beside busy processes: the zoo with the thread governor on "
                                          "and off, or a test selection; libgomp's default spin and a short one")
-    load.add_argument("--job", default="zoo", choices=["zoo", "tests"],
+    load.add_argument("--job", default="zoo", choices=list(LOAD_JOBS),
                       help="zoo: `zoo train` on mnist4 (default); tests: a selection of the test suite")
     load.add_argument("--busy", type=int, default=None, help="busy processes beside the job (default: one per core)")
     load.add_argument("--repeats", type=int, default=3, help="timed runs per case, round-robin (default: 3)")

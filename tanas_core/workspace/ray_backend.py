@@ -18,6 +18,13 @@ from tanas_core.errors import TanasError
 PRIVATE_CLUSTER_ENVIRONMENT = {"RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0"}
 
 
+def use_private_cluster_environment() -> None:
+    """Set ``PRIVATE_CLUSTER_ENVIRONMENT`` in this process's environment (a caller's own settings win) before a
+    local Ray starts here: the backend's private cluster, or one a notebook or the tests start themselves."""
+    for name, value in PRIVATE_CLUSTER_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
 @dataclass
 class RayBackend:
     """Runs every piece of work as one Ray task.
@@ -67,8 +74,7 @@ class RayBackend:
 
     def _connect(self, ray) -> None:
         if self.address is None:
-            for name, value in PRIVATE_CLUSTER_ENVIRONMENT.items():
-                os.environ.setdefault(name, value)
+            use_private_cluster_environment()
         else:
             _probe(self.address)
         try:
