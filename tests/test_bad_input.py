@@ -168,7 +168,8 @@ class _Exploit:
 
 
 def test_a_pickle_disguised_as_a_checkpoint_is_refused_and_not_executed(tmp_path, real_data, tiny_preset):
-    from tanas_core.training.zoo import ensure_network, load_network
+    from tanas_core.training.checkpoints import load_network
+    from tanas_core.training.zoo import ensure_network
 
     workspace = Workspace(tmp_path / "ws")
     suite = get_suite("mnist4")

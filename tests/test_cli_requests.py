@@ -90,8 +90,9 @@ def test_every_option_reaches_the_request():
                               fisher=FISHER)
     assert request == SearchRequest(target=TARGET, space="standard", method="random", preset="smoke", seed=5,
                                     budget=SearchBudget(candidates=3, max_seconds=60.0), closest=closest)
-    zoo = parse_request(["zoo", "train", "--suite", "mnist4", "--workers", "2", "--tasks", "mnist-digit0"])
-    assert zoo.workers == 2 and zoo.tasks == ("mnist-digit0",)
+    zoo = parse_request(["zoo", "train", "--suite", "mnist4", "--workers", "2", "--tasks", "mnist-digit0",
+                         "--networks", "both"])
+    assert zoo.workers == 2 and zoo.tasks == ("mnist-digit0",) and zoo.networks == "both"
 
 
 def test_fisher_images_out_of_range_are_explained_not_clipped():

@@ -17,7 +17,8 @@ import pytest
 
 from conftest import REPO
 from tanas_core.requests import ZooRequest
-from tanas_core.training.zoo import train_zoo, verify_checkpoint
+from tanas_core.training.checkpoints import verify_checkpoint
+from tanas_core.training.zoo import train_zoo
 from tanas_core.workspace.context import RunContext, quiet_context
 from tanas_core.workspace.store import Workspace
 

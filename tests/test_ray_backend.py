@@ -20,7 +20,8 @@ from tanas_core.requests import DistanceRequest, FisherConfig, ZooRequest
 from tanas_core.search.fuse import SearchBudget
 from tanas_core.search.random_search import random_search
 from tanas_core.search.space import standard_space
-from tanas_core.training.zoo import train_zoo, verify_checkpoint
+from tanas_core.training.checkpoints import verify_checkpoint
+from tanas_core.training.zoo import train_zoo
 from tanas_core.workspace.backends import LocalBackend, make_backend
 from tanas_core.workspace.context import RunContext, quiet_context
 from tanas_core.workspace.ray_backend import RayBackend, use_private_cluster_environment

@@ -28,7 +28,7 @@ def test_a_small_soak_finishes_every_job_with_no_death_and_every_artifact_intact
         ("second process", "distances")}
     assert result["deaths"] == [] and result["retries"] == 0
     assert result["artifacts"]["checked"] > 8 and result["artifacts"]["bad"] == []
-    assert result["worker_peaks_mb"]["train_zoo_network"] > 100  # a worker holding torch is hundreds of MiB
+    assert result["worker_peaks_mb"]["train_zoo_job"] > 100  # a worker holding torch is hundreds of MiB
     parent = result["parent"]
     assert len(parent["after_round_mb"]) == 1 and parent["samples"] > 0
     assert parent["peak_mb"] > 100 and parent["final_mb"] > 100  # a process holding torch is hundreds of MiB

@@ -9,7 +9,8 @@ import torch
 from tanas_core.data.suites import get_suite
 from tanas_core.requests import DistanceRequest, FisherConfig, ZooRequest
 from tanas_core.training import zoo as zoo_module
-from tanas_core.training.zoo import ensure_network, load_network, network_key, train_zoo, verify_checkpoint
+from tanas_core.training.checkpoints import load_network, verify_checkpoint
+from tanas_core.training.zoo import ensure_network, network_key, train_zoo
 from tanas_core.workspace.context import RunContext, quiet_context
 from tanas_core.workspace.store import CorruptArtifactError, Workspace
 
@@ -154,6 +155,40 @@ def test_parallel_workers_store_every_network_once(workspace, mnist4, tiny_prese
     assert len(stored) == 4 and {r.key for r in stored} == {r.key for r in records}
     for record in stored:
         verify_checkpoint(workspace, record)
+
+
+def test_probe_networks_train_in_the_zoos_worker_processes_as_here_and_the_probe_view_reuses_them(
+        workspace, mnist4, tiny_preset):
+    from tanas_core.distances.matrices import distance_matrices
+    from tanas_core.training.checkpoints import PROBE_TASK
+    from tanas_core.training.probe_network import train_probe_network
+    from tanas_core.training.zoo import ZooEvent
+
+    request = ZooRequest(suite="mnist4", archs=("vgg16",), preset="tiny", tasks=("mnist-digit0",), replicates=1,
+                         workers=2, networks="both")
+    records = train_zoo(request, quiet_context(workspace, "cpu"))
+    assert [(r.task, r.replicate) for r in records] == [("mnist-digit0", 0), ("mnist-digit0", 1), (PROBE_TASK, 0),
+                                                       (PROBE_TASK, 1)]
+    assert {r.task for r in workspace.list_networks()} == {"mnist-digit0"}  # probe networks are results, not rows
+    probe, twin = records[2:]
+    assert workspace.get_result("probe_network", probe.key) is not None and probe.key != twin.key
+    # a worker process runs one torch thread (2 workers, 2 cores): with one thread here, the same weights bit for bit
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = train_probe_network(mnist4, "vgg16", tiny_preset, 0, "cpu").model.state_dict()
+    finally:
+        torch.set_num_threads(threads)
+    stored = verify_checkpoint(workspace, probe)
+    assert stored.keys() == here.keys() and all(torch.equal(stored[name], here[name]) for name in here)
+    assert not torch.equal(verify_checkpoint(workspace, twin)["head.weight"], stored["head.weight"])
+
+    events = []
+    distance_matrices(DistanceRequest(suite="mnist4", archs=("vgg16",), seeds=1, preset="tiny", view="probe",
+                                      fisher=FisherConfig(samples=16, head_samples=32)),
+                      RunContext(workspace, "cpu", on_event=events.append))
+    finished = [(e.task, e.status) for e in events if isinstance(e, ZooEvent) and e.status != "training"]
+    assert finished == [(PROBE_TASK, "reused")]
 
 
 def test_distance_matrices_cached_asymmetric_with_noise_floor(workspace, mnist4, tiny_preset):

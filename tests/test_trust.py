@@ -39,7 +39,8 @@ from tanas_core.intervals import proportion_interval
 from tanas_core.networks import build_network
 from tanas_core.requests import DistanceRequest, FisherConfig, ValidateRequest
 from tanas_core.training import trainer as training
-from tanas_core.training.zoo import data_seed, train_zoo_network
+from tanas_core.training.checkpoints import data_seed
+from tanas_core.training.zoo import train_zoo_network
 from tanas_core.workspace.context import quiet_context
 from tanas_core.workspace.records import DistanceResult
 
@@ -530,7 +531,8 @@ def test_the_fisher_kernels_change_the_layout_not_the_fisher(digits_workspace, t
     # the layouts before channels-last, and before channels-last head features
     PREVIOUS_KERNELS = Kernels(feature_batch=256, channels_last=False, features_channels_last=False)
     CONTIGUOUS_FEATURES = Kernels(features_channels_last=False)
-    from tanas_core.training.zoo import train_zoo, verify_checkpoint
+    from tanas_core.training.checkpoints import verify_checkpoint
+    from tanas_core.training.zoo import train_zoo
 
     suite = resolve_suite("custom", digits_workspace)
     records = train_zoo(ZooRequest(suite="custom", archs=("vgg16", "resnet18", "densenet121"), preset="tiny",

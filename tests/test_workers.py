@@ -11,7 +11,7 @@ import pytest
 
 from tanas_core.errors import TanasError
 from tanas_core.workspace.backends import LocalBackend
-from tanas_core.workspace.worker_pool import WorkerPool, check_memory, describe_item
+from tanas_core.workspace.worker_pool import WorkerPool, bare_main, check_memory, describe_item
 
 
 def _kill_self(signal_number: int) -> None:
@@ -213,7 +213,8 @@ def test_the_old_pools_abrupt_death_was_the_parent_running_out_of_descriptors_no
         pytest.skip("counting open files needs /proc")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    pool.submit(_many_tensors, 1, 0.0).result()  # the worker starts with the usual limit: only the parent is short
+    with bare_main():  # an earlier AppTest may have left a page as __main__, which spawn would re-run in the worker
+        pool.submit(_many_tensors, 1, 0.0).result()  # it starts with the usual limit: only the parent is short
     workers = list(pool._processes.values())
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(len(os.listdir("/proc/self/fd")) + 200, hard), hard))
     try:

@@ -18,8 +18,9 @@ from tanas_core.fisher.matrices import diagonal_fisher, fisher_factor, per_sampl
 from tanas_core.fisher.target import KERNELS, Kernels, compute_target_fisher
 from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import FisherConfig, ZooRequest
+from tanas_core.training.checkpoints import load_network, verify_checkpoint
 from tanas_core.training.trainer import get_preset
-from tanas_core.training.zoo import ensure_network, load_network, train_zoo, verify_checkpoint
+from tanas_core.training.zoo import ensure_network, train_zoo
 from tanas_core.workspace.backends import LocalBackend
 from tanas_core.workspace.context import RunContext, quiet_context
 from tanas_core.workspace.store import Workspace

@@ -27,6 +27,9 @@ def register(commands) -> None:
     train = zoo.add_parser("train", help="train (or reuse) a network per task x architecture x seed")
     zoo_options(train)
     train.add_argument("--tasks", help="comma-separated task names (default: all of the suite)")
+    train.add_argument("--networks", default=None, choices=ZooRequest.CHOICES["networks"],
+                       help=default_help("the tasks' networks, the suite's probe networks (what the probe view and "
+                                         "`validate distances` use), or both", ZooRequest, "networks"))
     train.set_defaults(func=run_train, request=zoo_request)
     listing = zoo.add_parser("list", help="the stored networks")
     listing.add_argument("--suite")
@@ -64,7 +67,7 @@ def zoo_request(args, suite: str | None = None) -> ZooRequest:
     """The ``ZooRequest`` of ``zoo train`` (and ``bench zoo``, which passes its default ``suite``)."""
     return ZooRequest.from_dict(dict(suite=args.suite or suite, archs=args.archs, seeds=args.seeds,
                                      preset=args.preset, tasks=getattr(args, "tasks", None), workers=args.workers,
-                                     replicates=args.replicates))
+                                     replicates=args.replicates, networks=getattr(args, "networks", None)))
 
 
 def zoo_search_request(args) -> ZooSearchRequest:

@@ -35,8 +35,9 @@ from tanas_core.intervals import resampling_range, spearman
 from tanas_core.networks import build_network
 from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import FisherConfig, ValidateRequest, ZooRequest
+from tanas_core.training.checkpoints import load_network
 from tanas_core.training.trainer import Preset, evaluate, fit, get_preset
-from tanas_core.training.zoo import load_network, train_zoo
+from tanas_core.training.zoo import train_zoo
 from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.records import DistanceResult, NetworkRecord
 from tanas_core.workspace.store import config_key

@@ -24,8 +24,6 @@ from tanas_core.data.suites import Suite
 from tanas_core.data.tasks import Task
 from tanas_core.registry import VIEWS
 from tanas_core.requests import DistanceRequest, ZooRequest
-from tanas_core.training.probe_network import probe_networks
-from tanas_core.training.trainer import get_preset
 from tanas_core.training.zoo import train_zoo
 from tanas_core.workspace.context import RunContext
 
@@ -94,22 +92,24 @@ def _retrained_twins(request: DistanceRequest) -> int:
     return request.replicates if request.twin_kind == "retrained" else 0
 
 
+def _networks(request: DistanceRequest, networks: str) -> ZooRequest:
+    """The ``ZooRequest`` of a view's networks (``"tasks"`` or ``"probe"``) for ``request``'s first architecture,
+    with the same-initialisation replicates its reference needs."""
+    return ZooRequest(suite=request.suite, archs=(request.archs[0],), seeds=request.seeds, preset=request.preset,
+                      workers=request.workers, replicates=_retrained_twins(request), networks=networks)
+
+
 def _zoo_networks(request: DistanceRequest, suite: Suite, context: RunContext) -> dict:
     """The zoo networks of every task and seed, with their same-initialisation replicates when retrained twins are
     the reference."""
-    records = train_zoo(ZooRequest(suite=request.suite, archs=(request.archs[0],), seeds=request.seeds,
-                                   preset=request.preset, workers=request.workers,
-                                   replicates=_retrained_twins(request)), context)
-    return {(r.task, r.seed, r.replicate): r for r in records}
+    return {(r.task, r.seed, r.replicate): r for r in train_zoo(_networks(request, "tasks"), context)}
 
 
 def _probe_networks(request: DistanceRequest, suite: Suite, context: RunContext) -> dict:
     """The common probe network of each seed for every task, with its retrained replicates (same initial weights,
     other data) when retrained twins are the reference."""
-    probes = probe_networks(context, suite, request.archs[0], get_preset(request.preset), list(range(request.seeds)),
-                            _retrained_twins(request))
-    return {(task.name, seed, replicate): record for (seed, replicate), record in probes.items()
-            for task in suite.tasks}
+    probes = train_zoo(_networks(request, "probe"), context)
+    return {(task.name, probe.seed, probe.replicate): probe for probe in probes for task in suite.tasks}
 
 
 register_view(View(

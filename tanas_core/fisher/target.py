@@ -32,8 +32,8 @@ from tanas_core.fisher.matrices import FisherFactor, diagonal_fisher, fisher_fac
 from tanas_core.networks import BackboneHeadNet, build_network
 from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import FisherConfig
+from tanas_core.training.checkpoints import data_seed, model_from_state, verify_checkpoint
 from tanas_core.training.trainer import Preset
-from tanas_core.training.zoo import data_seed, model_from_state, verify_checkpoint
 from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.store import NetworkRecord, Workspace, config_key
 

@@ -42,11 +42,12 @@ def every_architecture() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ZooRequest(Request):
-    """Train (or reuse) a network per task x architecture x seed of ``suite`` (``tasks``: a subset)."""
+    """Train (or reuse) a network per task x architecture x seed of ``suite`` (``tasks``: a subset); ``networks``:
+    the tasks' networks, the suite's probe networks (the probe view's common network), or both."""
 
     WHAT: ClassVar[str] = "zoo request"
     LIMITS: ClassVar[dict] = dict(seeds=(1, 20), workers=(1, 64), replicates=(0, 10))
-    CHOICES: ClassVar[dict] = dict(preset=PRESETS)
+    CHOICES: ClassVar[dict] = dict(preset=PRESETS, networks=("tasks", "probe", "both"))
 
     suite: str = ""
     archs: tuple = field(default_factory=every_architecture)
@@ -55,6 +56,7 @@ class ZooRequest(Request):
     tasks: tuple = ()
     workers: int = 1
     replicates: int = 0  # same-initialisation replicates per network (other data seeds): the distances' reference
+    networks: str = "tasks"
 
     def validate(self, workspace=None) -> None:
         super().validate()

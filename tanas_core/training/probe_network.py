@@ -9,8 +9,9 @@ images. ``d[b, t]`` of the probe view compares ``F[P, X_b]`` with ``F[P, X_t]``:
 Within a seed every ``d[b, t]`` of this view compares two Fishers of the one probe network, so its own reference
 compares other draws of a task's data under that network; a retrained probe network (same initial weights, other
 data) is the other reference (``views``). Probe networks are
-stored like zoo networks (safetensors, sha256) but indexed as results of kind ``probe_network``, so the zoo's tables
-list tasks only.
+trained like zoo networks (``train_zoo`` with ``networks="probe"``: reused when stored, fanned out to workers) and
+stored like them (safetensors, sha256), but indexed as results of kind ``probe_network``, so the zoo's tables list
+tasks only.
 """
 from __future__ import annotations
 
@@ -25,13 +26,11 @@ from tanas_core.data.suites import Suite
 from tanas_core.data.tasks import Task, make_splits, make_task
 from tanas_core.networks import build_network, count_parameters
 from tanas_core.networks.devices import resolve_device
+from tanas_core.training.checkpoints import PROBE_TASK, SPLITS_VERSION, data_seed, intact, write_checkpoint
 from tanas_core.training.trainer import Preset, TrainResult, evaluate, fit
-from tanas_core.training.zoo import SPLITS_VERSION, data_seed, intact, write_checkpoint
 from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.records import NetworkRecord
-from tanas_core.workspace.store import ArtifactRef, config_key
-
-PROBE_TASK = "probe: every class"
+from tanas_core.workspace.store import ArtifactRef, Workspace, config_key
 
 
 def broad_tasks(suite: Suite) -> list[Task]:
@@ -83,27 +82,17 @@ def train_probe_network(suite: Suite, arch: str, preset: Preset, seed: int, devi
                        time.perf_counter() - started, str(resolve_device(device)), history)
 
 
-def probe_networks(context: RunContext, suite: Suite, arch: str, preset: Preset, seeds: list[int],
-                   replicates: int = 0) -> dict[tuple[int, int], NetworkRecord]:
-    """``{(seed, replicate): record}`` of the probe networks and ``replicates`` retrained twins of each, trained here
-    when missing or corrupt (each is stored as soon as it is done)."""
-    jobs = [(seed, replicate) for seed in seeds for replicate in range(replicates + 1)]
-    records = {}
-    for index, (seed, replicate) in enumerate(jobs):
-        label = f"probe network / {arch} / seed {seed}" + (f" / replicate {replicate}" if replicate else "")
-        step = context.phase(label, index / len(jobs), (index + 1) / len(jobs))
-        records[(seed, replicate)] = _ensure_probe(step, suite, arch, preset, seed, replicate)
-    return records
-
-
-def _ensure_probe(context: RunContext, suite: Suite, arch: str, preset: Preset, seed: int,
-                  replicate: int) -> NetworkRecord:
-    workspace, key = context.workspace, probe_network_key(suite, arch, preset, seed, replicate)
+def stored_probe_network(workspace: Workspace, key: str) -> tuple[NetworkRecord | None, str]:
+    """``(record, "reused")`` when the probe network of ``key`` is stored and intact; ``(None, "trained" |
+    "rebuilt-corrupt")`` otherwise."""
     stored = workspace.get_result("probe_network", key)
-    record, _ = intact(workspace, NetworkRecord(**stored[0]) if stored is not None else None)
-    if record is not None:
-        return record
-    result = train_probe_network(suite, arch, preset, seed, context.device, context, replicate)
+    return intact(workspace, NetworkRecord(**stored[0]) if stored is not None else None)
+
+
+def store_probe_network(workspace: Workspace, suite: Suite, arch: str, preset: Preset, seed: int,
+                        result: TrainResult, replicate: int = 0) -> NetworkRecord:
+    """Write a trained probe network's checkpoint and index it as a ``probe_network`` result; returns its record."""
+    key = probe_network_key(suite, arch, preset, seed, replicate)
     definition = json.dumps([t.to_dict() for t in broad_tasks(suite)])
     record = write_checkpoint(workspace, key, suite, PROBE_TASK, definition, arch, preset, seed, result, replicate)
     workspace.put_result("probe_network", key, asdict(record), ArtifactRef(record.checkpoint, record.sha256))

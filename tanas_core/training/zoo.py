@@ -7,31 +7,31 @@ changing any of them trains a new one.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from tanas_core.data.suites import CUSTOM_SUITE, SUITE_NAMES, Suite, resolve_suite
+from tanas_core.data.suites import Suite, resolve_suite
 from tanas_core.data.tasks import Task, make_splits
-from tanas_core.errors import TanasError
-from tanas_core.networks import BackboneHeadNet, build_network
-from tanas_core.requests import ZooRequest, parse_archs
+from tanas_core.requests import ZooRequest
+from tanas_core.training.checkpoints import (
+    PROBE_TASK,
+    SPLITS_VERSION,
+    data_seed,
+    intact,
+    verify_checkpoint,
+    write_checkpoint,
+)
+from tanas_core.training.probe_network import (
+    probe_network_key,
+    store_probe_network,
+    stored_probe_network,
+    train_probe_network,
+)
 from tanas_core.training.trainer import Preset, TrainResult, get_preset, train_network
 from tanas_core.workspace.context import RunContext
-from tanas_core.workspace.store import ArtifactRef, CorruptArtifactError, NetworkRecord, Workspace, config_key
-
-# Training pools without the held-out probe images (``tasks.probe_mask``): networks trained before had other data.
-SPLITS_VERSION = "probe-v2"  # v2: 20 % probe share (v1: 10 %)
-REPLICATE_SEED_STRIDE = 1000
-
-
-def data_seed(seed: int, replicate: int = 0) -> int:
-    """The data seed (training subsample and batch order) of a zoo network: ``seed`` itself, or for replicate
-    ``r >= 1`` of seed ``s``, ``s + 1000 r``: the same initial weights (``seed``), other data."""
-    return seed + REPLICATE_SEED_STRIDE * replicate
+from tanas_core.workspace.store import CorruptArtifactError, NetworkRecord, Workspace, config_key
 
 
 def network_key(suite: Suite, task: Task, arch: str, preset: Preset, seed: int, replicate: int = 0) -> str:
@@ -59,6 +59,51 @@ class ZooEvent:
     replicate: int = 0
 
 
+@dataclass(frozen=True)
+class ZooJob:
+    """One network of a zoo run: ``task``'s network, or (``task`` None) the suite's probe network (``probe_network``),
+    for ``arch``, initial weights ``seed`` and data seed ``data_seed(seed, replicate)``."""
+
+    task: Task | None
+    arch: str
+    seed: int
+    replicate: int = 0
+
+    @property
+    def task_name(self) -> str:
+        """The task name its record carries."""
+        return self.task.name if self.task is not None else PROBE_TASK
+
+    @property
+    def name(self) -> str:
+        """``task / arch / seed s[ / replicate r]``: progress lines and worker reports name a job by it."""
+        return f"{self.task_name} / {self.arch} / seed {self.seed}" + (f" / replicate {self.replicate}"
+                                                                        if self.replicate else "")
+
+    def stored(self, workspace: Workspace, suite: Suite, preset: Preset) -> tuple[NetworkRecord | None, str]:
+        """``(record, "reused")`` when stored and intact; ``(None, "trained" | "rebuilt-corrupt")`` otherwise."""
+        if self.task is None:
+            return stored_probe_network(workspace, probe_network_key(suite, self.arch, preset, self.seed,
+                                                                     self.replicate))
+        return intact(workspace, workspace.find_network(network_key(suite, self.task, self.arch, preset, self.seed,
+                                                                    self.replicate)))
+
+    def store(self, workspace: Workspace, suite: Suite, preset: Preset, result: TrainResult) -> NetworkRecord:
+        """Write the trained network and index it (a zoo row, or a ``probe_network`` result)."""
+        if self.task is None:
+            return store_probe_network(workspace, suite, self.arch, preset, self.seed, result, self.replicate)
+        return store_network(workspace, suite, self.task, self.arch, preset, self.seed, result, self.replicate)
+
+
+def train_zoo_job(suite: Suite, job: ZooJob, preset: Preset, device: str = "auto",
+              context: RunContext | None = None) -> TrainResult:
+    """Train ``job``'s network without touching any workspace (so it can run in a worker process or a Ray task);
+    the model comes back on the CPU."""
+    if job.task is None:
+        return train_probe_network(suite, job.arch, preset, job.seed, device, context, job.replicate)
+    return train_zoo_network(suite, job.task, job.arch, preset, job.seed, device, context, job.replicate)
+
+
 def ensure_network(context: RunContext, suite: Suite, task: Task, arch: str, preset: Preset,
                    seed: int, replicate: int = 0) -> tuple[NetworkRecord, str]:
     """The zoo network for this configuration: reused when stored and intact, trained here (and stored) otherwise.
@@ -66,30 +111,15 @@ def ensure_network(context: RunContext, suite: Suite, task: Task, arch: str, pre
     Returns ``(record, status)`` with status ``"reused"``, ``"trained"`` or ``"rebuilt-corrupt"`` (the stored
     checkpoint failed its sha256 check, so it was trained again and replaced).
     """
-    workspace = context.workspace
-    key = network_key(suite, task, arch, preset, seed, replicate)
-    existing, status = _stored_network(workspace, key)
+    return _ensure(context, suite, ZooJob(task, arch, seed, replicate), preset)
+
+
+def _ensure(context: RunContext, suite: Suite, job: ZooJob, preset: Preset) -> tuple[NetworkRecord, str]:
+    existing, status = job.stored(context.workspace, suite, preset)
     if existing is not None:
         return existing, status
-    result = train_zoo_network(suite, task, arch, preset, seed, context.device, context, replicate)
-    return store_network(workspace, suite, task, arch, preset, seed, result, replicate), status
-
-
-def _stored_network(workspace: Workspace, key: str) -> tuple[NetworkRecord | None, str]:
-    """``(record, "reused")`` when stored and intact; ``(None, "trained" | "rebuilt-corrupt")`` otherwise."""
-    return intact(workspace, workspace.find_network(key))
-
-
-def intact(workspace: Workspace, existing: NetworkRecord | None) -> tuple[NetworkRecord | None, str]:
-    """``(existing, "reused")`` when its checkpoint passes its sha256 check; ``(None, "trained")`` when there is
-    none, ``(None, "rebuilt-corrupt")`` when it is damaged (the caller trains it again)."""
-    if existing is None:
-        return None, "trained"
-    try:
-        verify_checkpoint(workspace, existing)
-        return existing, "reused"
-    except CorruptArtifactError:
-        return None, "rebuilt-corrupt"
+    result = train_zoo_job(suite, job, preset, context.device, context)
+    return job.store(context.workspace, suite, preset, result), status
 
 
 def train_zoo_network(suite: Suite, task: Task, arch: str, preset: Preset, seed: int, device: str = "auto",
@@ -113,53 +143,19 @@ def store_network(workspace: Workspace, suite: Suite, task: Task, arch: str, pre
     return record
 
 
-def write_checkpoint(workspace: Workspace, key: str, suite: Suite, task_name: str, task_definition: str, arch: str,
-                     preset: Preset, seed: int, result: TrainResult, replicate: int = 0,
-                     **metadata: str) -> NetworkRecord:
-    """Write ``result``'s weights as the safetensors checkpoint of ``key`` and return its ``NetworkRecord`` (not
-    indexed: the caller stores it, as a zoo row or as another result)."""
-    metadata = dict(arch=arch, config=json.dumps(result.model.config), key=key, **metadata)
-    ref = workspace.write_tensors("networks", key, result.model.state_dict(), metadata)
-    return NetworkRecord(
-        key=key, suite=suite.name, task=task_name, task_definition=task_definition, arch=arch,
-        width=float(preset.widths[arch]), in_channels=suite.spec.channels,
-        num_classes=result.model.head.out_features, preset=preset.name, seed=seed,
-        test_accuracy=result.test_accuracy, val_accuracy=result.val_accuracy, epsilon=preset.epsilon,
-        params=result.params, seconds=result.seconds, device=result.device, checkpoint=ref.path, sha256=ref.sha256,
-        history=result.history, created_at=time.time(), replicate=replicate, stopped=result.stopped)
-
-
-def verify_checkpoint(workspace: Workspace, record: NetworkRecord) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors; ``CorruptArtifactError`` (naming the fix) when missing or failing its sha256."""
-    try:
-        return workspace.read_tensors(ArtifactRef(record.checkpoint, record.sha256))
-    except CorruptArtifactError as error:
-        raise CorruptArtifactError(
-            f"{error}. Fix: `python -m tanas_core zoo train --suite {record.suite} --archs {record.arch} "
-            f"--seeds {record.seed + 1} --preset {record.preset}` retrains and replaces it") from None
-
-
-def load_network(workspace: Workspace, record: NetworkRecord, device: str | torch.device = "cpu") -> BackboneHeadNet:
-    """The trained model of ``record`` in eval mode; ``CorruptArtifactError`` when its checkpoint is damaged."""
-    return model_from_state(record, verify_checkpoint(workspace, record), device)
-
-
-def model_from_state(record: NetworkRecord, state: dict[str, torch.Tensor],
-                     device: str | torch.device = "cpu") -> BackboneHeadNet:
-    """``record``'s architecture with the weights ``state``, in eval mode; ``ValueError`` when they do not fit."""
-    model = build_network(record.arch, record.num_classes, record.in_channels, record.width)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise TanasError(f"checkpoint {record.checkpoint} does not fit a {record.arch} of width {record.width} "
-                         f"with {record.num_classes} outputs: {str(error).splitlines()[0]}") from error
-    return model.to(device).eval()
+def zoo_jobs(request: ZooRequest, suite: Suite) -> list[ZooJob]:
+    """The networks ``request`` asks for, in (seed, task, architecture, replicate) order; the suite's probe networks
+    (``request.networks`` "probe" or "both") come after each seed's task networks."""
+    tasks = [suite.task(name) for name in request.tasks] if request.tasks else list(suite.tasks)
+    kinds = dict(tasks=tasks, probe=[None], both=tasks + [None])[request.networks]
+    return [ZooJob(task, arch, seed, replicate) for seed in range(request.seeds) for task in kinds
+            for arch in request.archs for replicate in range(request.replicates + 1)]
 
 
 def train_zoo(request: ZooRequest, context: RunContext) -> list[NetworkRecord]:
     """Ensure a network for every task x architecture x seed of ``request.suite`` (``request.tasks`` restricts the
-    tasks), and ``request.replicates`` same-initialisation replicates of each; returns their records in (seed,
-    task, architecture, replicate) order.
+    tasks; ``request.networks`` adds or picks the suite's probe networks), and ``request.replicates``
+    same-initialisation replicates of each; returns their records in ``zoo_jobs`` order.
 
     Stored networks are reused; each newly trained one is written as soon as it is done, so an interrupted run
     keeps everything it finished. The context's backend decides where the missing networks train: here (per-step
@@ -170,58 +166,52 @@ def train_zoo(request: ZooRequest, context: RunContext) -> list[NetworkRecord]:
     request.validate(context.workspace)
     suite = resolve_suite(request.suite, context.workspace)
     preset = get_preset(request.preset)
-    chosen = [suite.task(name) for name in request.tasks] if request.tasks else list(suite.tasks)
-    jobs = [(task, arch, seed, replicate) for seed in range(request.seeds) for task in chosen
-            for arch in request.archs for replicate in range(request.replicates + 1)]
+    jobs = zoo_jobs(request, suite)
     backend = context.backend.training(request.workers, context.device)
 
     def emit(index, status, record=None):
-        task, arch, seed, replicate = jobs[index]
-        context.emit(ZooEvent(index, len(jobs), suite.name, task.name, arch, seed, status, record, replicate))
+        job = jobs[index]
+        context.emit(ZooEvent(index, len(jobs), suite.name, job.task_name, job.arch, job.seed, status, record,
+                              job.replicate))
 
     if not backend.in_process:
         return _train_fanout(context.with_backend(backend), suite, jobs, preset, emit)
     records = []
-    for index, (task, arch, seed, replicate) in enumerate(jobs):
+    for index, job in enumerate(jobs):
         emit(index, "training")
-        step = context.phase(_label(task, arch, seed, replicate), index / len(jobs), (index + 1) / len(jobs))
-        record, status = ensure_network(step, suite, task, arch, preset, seed, replicate)
+        step = context.phase(job.name, index / len(jobs), (index + 1) / len(jobs))
+        record, status = _ensure(step, suite, job, preset)
         step.progress(status, 1.0)
         emit(index, status, record=record)
         records.append(record)
     return records
 
 
-def _label(task: Task, arch: str, seed: int, replicate: int) -> str:
-    return f"{task.name} / {arch} / seed {seed}" + (f" / replicate {replicate}" if replicate else "")
-
-
-def _train_fanout(context: RunContext, suite, jobs, preset, emit) -> list[NetworkRecord]:
+def _train_fanout(context: RunContext, suite: Suite, jobs: list[ZooJob], preset: Preset,
+                  emit) -> list[NetworkRecord]:
     """Stored networks are reused here; the missing ones train through ``context.backend.map`` and are stored by
     this process as each arrives."""
     workspace, backend = context.workspace, context.backend
     records: list[NetworkRecord | None] = [None] * len(jobs)
     statuses, missing = {}, []
-    for index, (task, arch, seed, replicate) in enumerate(jobs):
-        record, statuses[index] = _stored_network(workspace, network_key(suite, task, arch, preset, seed, replicate))
+    for index, job in enumerate(jobs):
+        record, statuses[index] = job.stored(workspace, suite, preset)
         if record is not None:
             records[index] = record
             emit(index, "reused", record=record)
         else:
             missing.append(index)
-    # Longest first (DenseNet, then ResNet, then VGG) so the last network to finish is a short one.
+    # Longest first (DenseNet, then ResNet, then VGG; a probe network before a task's) so the last to finish is short.
     cost = {"densenet121": 0, "resnet18": 1, "vgg16": 2}
-    missing.sort(key=lambda i: cost.get(jobs[i][1], 3))
+    missing.sort(key=lambda i: (cost.get(jobs[i].arch, 3), jobs[i].task is not None))
     work_device = backend.worker_device(context.device)
-    items = [(suite, task, arch, preset, seed, work_device, None, replicate)
-             for task, arch, seed, replicate in (jobs[i] for i in missing)]
+    items = [(suite, jobs[i], preset, work_device) for i in missing]
     for index in missing:
         emit(index, "training")
-    for done, (position, result) in enumerate(backend.map(train_zoo_network, items, check=context.check), 1):
+    for done, (position, result) in enumerate(backend.map(train_zoo_job, items, check=context.check), 1):
         index = missing[position]
-        task, arch, seed, replicate = jobs[index]
-        records[index] = store_network(workspace, suite, task, arch, preset, seed, result, replicate)
-        context.progress(f"{done}/{len(missing)} trained: {_label(task, arch, seed, replicate)}", done / len(missing))
+        records[index] = jobs[index].store(workspace, suite, preset, result)
+        context.progress(f"{done}/{len(missing)} trained: {jobs[index].name}", done / len(missing))
         emit(index, statuses[index], record=records[index])
     return [r for r in records if r is not None]
 
@@ -259,8 +249,3 @@ def epsilon_summary(records: list[NetworkRecord], datasets: dict[str, str]) -> d
                                        mean_accuracy=float(np.mean([r.test_accuracy for r in group])),
                                        stopped=dict(Counter(r.stopped.split(":")[0] for r in group if r.stopped)))
                             for name, group in sorted(by_dataset.items())})
-
-
-__all__ = ["CUSTOM_SUITE", "SUITE_NAMES", "ZooEvent", "ensure_network", "epsilon_summary", "intact", "load_network",
-           "model_from_state", "network_key", "parse_archs", "resolve_suite", "store_network", "train_zoo",
-           "train_zoo_network", "verify_checkpoint", "write_checkpoint", "zoo_table"]
