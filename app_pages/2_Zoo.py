@@ -11,8 +11,9 @@ from tanas_core.jobs.estimates import zoo_network_estimate
 from tanas_core.networks import ARCHITECTURES
 from tanas_core.networks.devices import resolve_device
 from tanas_core.requests import DistanceSettings, ZooRequest
+from tanas_core.training.probe_network import list_probe_networks
 from tanas_core.training.trainer import PRESETS
-from tanas_core.training.zoo import zoo_table
+from tanas_core.training.zoo import zoo_jobs, zoo_table
 
 space = ui.page_header("Zoo of learned tasks", "An ε-approximation network per task × architecture × seed: its "
                        "Fisher information on a target's data is what task distances compare.")
@@ -24,8 +25,8 @@ def check_preset_cost(request: ZooRequest, confirmed: bool) -> None:
         return
     with st.spinner("Measuring a full-width training step on this CPU..."):
         costs = {arch: zoo_network_estimate("paper", arch, request.suite, workspace=space) for arch in request.archs}
-    hours = sum(cost["seconds"] for cost in costs.values()) / 3600 * request.seeds * len(
-        resolve_suite(request.suite, space).tasks)
+    per_arch = len(zoo_jobs(request, resolve_suite(request.suite, space))) / len(request.archs)
+    hours = sum(cost["seconds"] for cost in costs.values()) / 3600 * per_arch
     details = ", ".join(f"{arch}: {cost['seconds'] / 3600:.1f} h per network ({cost['steps']:.0f} steps × "
                         f"{cost['step_s']:.2f} s)" for arch, cost in costs.items())
     message = (f"The paper preset is sized for a GPU. On this CPU: {details}; this zoo ≈ {hours:,.0f} hours.")
@@ -53,10 +54,15 @@ with st.form("train"):
     presets = list(PRESETS)
     preset = columns[3].selectbox("Preset", presets, index=ui.index_of(presets, ZooRequest.default("preset")),
                                   help=ui.preset_help())
+    kinds = list(ZooRequest.CHOICES["networks"])
+    networks = st.selectbox("Networks", kinds, index=ui.index_of(kinds, ZooRequest.default("networks")),
+                            help="tasks: one network per task (the TA-NAS view compares these); probe: the suite's "
+                                 "common probe network per architecture and seed (the probe view's, trained on "
+                                 "every class of the suite's datasets); both")
     confirmed = st.checkbox("Train with the paper preset on this machine even if it takes hours", value=False)
     pressed = st.form_submit_button("Train in the background")
     ui.attempt("zoo", pressed, lambda: train(ZooRequest(suite=suite, archs=tuple(archs), seeds=int(seeds),
-                                                         preset=preset), confirmed))
+                                                         preset=preset, networks=networks), confirmed))
 
 ui.job_panel(space, ("zoo", "demo"), "Training jobs (and demo runs, which train the demo zoo)")
 
@@ -72,3 +78,14 @@ else:
         st.warning(f"{len(missing)} network(s) miss their ε target (test accuracy < 1 − ε).")
     st.dataframe(table, hide_index=True, width="stretch")
     ui.download_csv(table, "zoo.csv")
+
+probes = list_probe_networks(space)
+if probes:
+    st.subheader("Probe networks")
+    st.caption("The probe view's common network per architecture and seed (replicates: its retrained twins), "
+               "trained on every class of the suite's datasets at once: its accuracy is over all those classes "
+               "(e.g. 20 for ld8), so it is not comparable with a task network's, and its ε status uses the "
+               "preset's ε all the same.")
+    probe_table = pd.DataFrame(zoo_table(probes))
+    st.dataframe(probe_table, hide_index=True, width="stretch")
+    ui.download_csv(probe_table, "probe-networks.csv", label="Download the probe networks as CSV")

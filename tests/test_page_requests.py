@@ -319,3 +319,27 @@ def test_a_second_launch_from_another_tab_says_it_attached_to_the_running_job(re
     assert any(f"Started zoo job {jobs[0].id}" in text for text in tabs[0]), tabs[0]
     assert any("attached to job" in text and jobs[0].id in text for text in tabs[1]), tabs[1]
     wait_for(Workspace(), jobs[0].id)
+
+
+def test_the_zoo_page_trains_probe_networks_and_lists_them_apart_from_the_tasks_networks(real_data):
+    from tanas_core.training.checkpoints import PROBE_TASK
+
+    app = AppTest.from_file(str(REPO / "app_pages/2_Zoo.py"), default_timeout=120).run()
+    by_label(app.selectbox, "Suite").set_value("mnist4")
+    by_label(app.selectbox, "Preset").set_value("smoke")
+    by_label(app.multiselect, "Architectures").set_value(["vgg16"])
+    by_label(app.selectbox, "Networks").set_value("probe")
+    next(b for b in app.button if b.label == "Train in the background").click()
+    app.run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    [job] = list_jobs(Workspace(), "zoo")
+    assert job.request["networks"] == "probe" and job.request["archs"] == ["vgg16"]
+    wait_for(Workspace(), job.id)
+    assert get_job(Workspace(), job.id).status == "done", get_job(Workspace(), job.id).error
+    app = AppTest.from_file(str(REPO / "app_pages/2_Zoo.py"), default_timeout=120).run()
+    assert not app.exception
+    assert "Probe networks" in [header.value for header in app.subheader]
+    assert Workspace().list_networks() == []  # a probe network is not a task's zoo network
+    [probes] = [frame.value for frame in app.dataframe]
+    assert list(probes["task"]) == [PROBE_TASK] and list(probes["arch"]) == ["vgg16"]
+    assert list(probes["replicate"]) == [0]

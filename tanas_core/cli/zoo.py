@@ -88,17 +88,24 @@ def run_train(args) -> int:
     missing = [r for r in records if not r.is_epsilon_approximation]
     if missing:
         print(f"{len(missing)} miss the epsilon target (test accuracy < 1 - {missing[0].epsilon}): "
-              + ", ".join(f"{r.task}/{r.arch}/s{r.seed} {r.test_accuracy:.3f}"
+              + ", ".join(f"{r.task}/{r.arch}/s{r.seed}" + (f"/r{r.replicate}" if r.replicate else "")
+                          + f" {r.test_accuracy:.3f}"
                           + (f" ({r.stopped.split(':')[0]})" if r.stopped else "") for r in missing))
     return 0
 
 
 def run_list(args) -> int:
-    """The stored networks as a table (``--verify``: with each checkpoint's sha256 check)."""
+    """The stored networks as a table, then the probe networks (``--verify``: with each checkpoint's sha256 check)."""
+    from tanas_core.training.probe_network import list_probe_networks
     from tanas_core.training.zoo import zoo_table
 
     space = workspace(args)
-    print_table(zoo_table(space.list_networks(args.suite, args.preset), space if args.verify else None))
+    check = space if args.verify else None
+    print_table(zoo_table(space.list_networks(args.suite, args.preset), check))
+    probes = [r for r in list_probe_networks(space, args.suite) if args.preset in (None, r.preset)]
+    if probes:
+        print("\nprobe networks (the probe view's; accuracy over every class of the suite's datasets):")
+        print_table(zoo_table(probes, check))
     return 0
 
 

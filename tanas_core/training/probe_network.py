@@ -89,6 +89,13 @@ def stored_probe_network(workspace: Workspace, key: str) -> tuple[NetworkRecord 
     return intact(workspace, NetworkRecord(**stored[0]) if stored is not None else None)
 
 
+def list_probe_networks(workspace: Workspace, suite: str | None = None) -> list[NetworkRecord]:
+    """The stored probe networks (of ``suite``) by suite, preset, architecture, seed and replicate."""
+    records = [NetworkRecord(**payload) for payload in workspace.list_results("probe_network")]
+    return sorted((r for r in records if suite is None or r.suite == suite),
+                  key=lambda r: (r.suite, r.preset, r.arch, r.seed, r.replicate))
+
+
 def store_probe_network(workspace: Workspace, suite: Suite, arch: str, preset: Preset, seed: int,
                         result: TrainResult, replicate: int = 0) -> NetworkRecord:
     """Write a trained probe network's checkpoint and index it as a ``probe_network`` result; returns its record."""

@@ -217,10 +217,11 @@ def _train_fanout(context: RunContext, suite: Suite, jobs: list[ZooJob], preset:
 
 
 def zoo_table(records: list[NetworkRecord], workspace: Workspace | None = None) -> list[dict]:
-    """Rows for display: task, architecture, seed, accuracies, params, seconds, device, epsilon status, integrity."""
+    """Rows for display: task, architecture, seed, replicate, accuracies, params, seconds, device, epsilon status,
+    integrity."""
     rows = []
     for r in records:
-        row = dict(suite=r.suite, task=r.task, arch=r.arch, seed=r.seed, preset=r.preset,
+        row = dict(suite=r.suite, task=r.task, arch=r.arch, seed=r.seed, replicate=r.replicate, preset=r.preset,
                    test_accuracy=round(r.test_accuracy, 4), val_accuracy=round(r.val_accuracy, 4),
                    params=r.params, seconds=round(r.seconds, 1), device=r.device,
                    epsilon_ok=r.is_epsilon_approximation, epsilon=r.epsilon, stopped=r.stopped)
