@@ -96,7 +96,7 @@ class ZooJob:
 
 
 def train_zoo_job(suite: Suite, job: ZooJob, preset: Preset, device: str = "auto",
-              context: RunContext | None = None) -> TrainResult:
+                  context: RunContext | None = None) -> TrainResult:
     """Train ``job``'s network without touching any workspace (so it can run in a worker process or a Ray task);
     the model comes back on the CPU."""
     if job.task is None:
