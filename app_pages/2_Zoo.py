@@ -44,6 +44,18 @@ def train(request: ZooRequest, confirmed: bool) -> None:
     ui.submit(space, "zoo", request)
 
 
+def show_networks(table: pd.DataFrame, records: list, file_name: str) -> None:
+    """``table`` without its device and ε columns, which fit a laptop's width only with the ε named below it; the
+    CSV holds every column."""
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_order=[c for c in table.columns if c not in ("device", "epsilon")])
+    epsilons = sorted({(r.preset, r.epsilon) for r in records})
+    st.caption("epsilon_ok: test accuracy ≥ 1 − ε, with ε of each preset: "
+               + ", ".join(f"{preset} {epsilon:g}" for preset, epsilon in epsilons)
+               + "; the CSV has every column (the device too).")
+    ui.download_csv(table, file_name, label=f"Download {file_name}")
+
+
 with st.form("train"):
     columns = st.columns(4)
     suite = columns[0].selectbox("Suite", list(ALL_SUITE_NAMES))
@@ -76,8 +88,7 @@ else:
     missing = [r for r in networks if not r.is_epsilon_approximation]
     if missing:
         st.warning(f"{len(missing)} network(s) miss their ε target (test accuracy < 1 − ε).")
-    st.dataframe(table, hide_index=True, width="stretch")
-    ui.download_csv(table, "zoo.csv")
+    show_networks(table, networks, "zoo.csv")
 
 probes = list_probe_networks(space)
 if probes:
@@ -86,6 +97,4 @@ if probes:
                "trained on every class of the suite's datasets at once: its accuracy is over all those classes "
                "(e.g. 20 for ld8), so it is not comparable with a task network's, and its ε status uses the "
                "preset's ε all the same.")
-    probe_table = pd.DataFrame(zoo_table(probes))
-    st.dataframe(probe_table, hide_index=True, width="stretch")
-    ui.download_csv(probe_table, "probe-networks.csv", label="Download the probe networks as CSV")
+    show_networks(pd.DataFrame(zoo_table(probes)), probes, "probe-networks.csv")
