@@ -29,6 +29,7 @@ from tanas_core.distances.validation import (
     identity_columns,
     identity_top1,
     metric_report,
+    row_name,
     same_dataset_auc,
     signal_to_noise,
     validate_distances,
@@ -620,3 +621,35 @@ def test_a_result_stored_before_a_setting_existed_differs_only_in_what_really_di
     _, differences = nearest_stored(digits_workspace, request.replace(
         fisher=FisherConfig(samples=24, head_samples=48, head_weight_decay=1e-2)), "vgg16")
     assert differences == ["fisher.head_weight_decay 0.0001 (asked: 0.01)"]
+
+
+@pytest.mark.unit
+def test_the_reports_progress_scale_gives_each_row_the_fishers_it_is_first_to_compute(tmp_path):
+    """Equal phases gave the first of 20 rows 5 % of the scale while it computed most of the report's Fishers (the
+    CLI showed 5 % after 30 min of a 60 min report and promised 10 hours)."""
+    from tanas_core.workspace.context import RunContext
+    from tanas_core.workspace.store import Workspace
+
+    request = ValidateRequest(suite="ld8", archs=("vgg16", "resnet18"), seeds=5, replicates=2,
+                              metrics=("logdet", "frechet"), views=("tanas", "probe"))
+    costs = dict(zip((row_name(*row) for row in request.rows()), request.row_costs(8)))
+    seeds, tasks, twins = 5, 8, 2
+    # TA-NAS: the first row computes each network's Fisher on every task and its retrained twins'; the redraw row
+    # adds its redraw twins; the other metric reads them all (its distances only)
+    assert costs["logdet"] == seeds * tasks * tasks + seeds * tasks * twins + seeds
+    assert costs["logdet@redraw"] == seeds * tasks * twins + seeds
+    assert costs["frechet"] == costs["frechet@redraw"] == seeds
+    # probe: one Fisher per task and seed under the probe network, its redraws; then the retrained probes' Fishers
+    assert costs["probe:logdet"] == seeds * tasks * (1 + twins) + seeds
+    assert costs["probe:logdet@retrained"] == seeds * tasks * twins + seeds
+    assert costs["probe:frechet"] == costs["probe:frechet@retrained"] == seeds
+    assert request.fishers_needed(8) == 2 * (sum(costs.values()) - seeds * len(costs))
+
+    seen = []
+    context = RunContext(Workspace(tmp_path), on_progress=lambda message, fraction: seen.append(fraction))
+    first, second = context.step_phases(["first", "second"], [3, 1])
+    first.progress("half", 0.5)
+    second.progress("started", 0.0)
+    assert seen == [0.375, 0.75]
+    with pytest.raises(ValueError, match="one non-negative weight per label"):
+        context.step_phases(["a", "b"], [1])

@@ -278,7 +278,8 @@ def _rows(request: ValidateRequest, suite, datasets: dict[str, str], context: Ru
 
     metrics, columns, tanas, by_row = {}, {}, {}, {}
     rows = request.rows()
-    for (view, metric, reference), phase in zip(rows, context.step_phases([row_name(*row) for row in rows])):
+    phases = context.step_phases([row_name(*row) for row in rows], request.row_costs(len(suite.tasks)))
+    for (view, metric, reference), phase in zip(rows, phases):
         started = time.perf_counter()
         results = distance_matrices(request.distance_request(metric, view, reference), phase)
         if view == "tanas":

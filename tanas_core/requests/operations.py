@@ -289,13 +289,25 @@ class ValidateRequest(DistanceSettings):
     def fishers_needed(self, tasks: int) -> int:
         """The Fisher matrices of the report with ``tasks`` tasks, every view, reference and architecture (the
         metrics share them; stored ones are reused)."""
-        counts = {}
+        return len(self.archs) * sum(self._first_needed(tasks))
+
+    def row_costs(self, tasks: int) -> list[int]:
+        """Per row of ``rows()``, its expected cost in Fishers per architecture (the progress scale's weights): the
+        Fishers it is the first to need plus ``seeds`` for its distances."""
+        return [fishers + self.seeds for fishers in self._first_needed(tasks)]
+
+    def _first_needed(self, tasks: int) -> list[int]:
+        """Per row, the Fishers per architecture it is the first to need: a view's first row computes the networks'
+        Fishers and its twins', the view's first row under the other reference only those twins; later rows read
+        them."""
+        fishers, seen = [], set()
         for view, metric, reference in self.rows():
             request = self.distance_request(metric, view, reference)
-            counts[(view, request.twin_kind)] = request.fisher_count(tasks)
-        shared = {view: VIEWS[view].fishers_per_network(tasks) * self.seeds * tasks for view, _ in counts}
-        twins = sum(count - shared[view] for (view, _), count in counts.items())
-        return len(self.archs) * (sum(shared.values()) + twins)
+            shared = VIEWS[view].fishers_per_network(tasks) * self.seeds * tasks
+            fishers.append((0 if view in seen else shared)
+                           + (0 if (view, request.twin_kind) in seen else request.fisher_count(tasks) - shared))
+            seen |= {view, (view, request.twin_kind)}
+        return fishers
 
     def distance_request(self, metric: str, view: str = "tanas", reference: str = "view") -> DistanceRequest:
         """The distance computation of one metric in one view under one reference."""

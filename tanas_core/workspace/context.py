@@ -123,10 +123,15 @@ class RunContext:
         return self._child(_start=self._start + width * start, _end=self._start + width * end,
                            _label=f"{self._label} › {label}" if self._label else label)
 
-    def step_phases(self, labels: list[str]) -> list[RunContext]:
-        """Equal consecutive phases, one per label."""
-        count = max(1, len(labels))
-        return [self.phase(label, index / count, (index + 1) / count) for index, label in enumerate(labels)]
+    def step_phases(self, labels: list[str], weights: list[float] | None = None) -> list[RunContext]:
+        """Consecutive phases, one per label, each as wide as its share of ``weights`` (expected costs; ``None``:
+        equal phases)."""
+        weights = [1.0] * len(labels) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(labels) or any(w < 0 for w in weights):
+            raise ValueError(f"step_phases needs one non-negative weight per label, got {weights} for {labels}")
+        total = sum(weights) or 1.0
+        edges = [sum(weights[:index]) / total for index in range(len(labels) + 1)]
+        return [self.phase(label, edges[index], min(1.0, edges[index + 1])) for index, label in enumerate(labels)]
 
     @property
     def overall_fraction(self) -> float:
