@@ -23,10 +23,9 @@ from tanas_core.distances.stored import stored_distances
 from tanas_core.distances.validation import latest_validation, row_name, verdict
 from tanas_core.fisher.target import FisherSource, fisher_segments, stored_fisher
 from tanas_core.requests import DemoRequest
-from tanas_core.training.probe_network import probe_network_key
+from tanas_core.training.probe_network import find_probe_network, probe_network_key
 from tanas_core.training.trainer import get_preset
 from tanas_core.workspace.context import quiet_context
-from tanas_core.workspace.records import NetworkRecord
 from tanas_core.workspace.store import Workspace
 
 
@@ -96,10 +95,9 @@ def _probe_fishers(workspace: Workspace, request: DemoRequest, suite, preset, fi
     """The probe network's stored Fisher diagonals on the two tasks' images (seed 0, draw 0) and the parameter
     tensor sizes they concatenate; ``None`` when the demo has not stored them."""
     distances = request.distances()
-    stored = workspace.get_result("probe_network", probe_network_key(suite, request.archs[0], preset, 0))
-    if stored is None:
+    record = find_probe_network(workspace, probe_network_key(suite, request.archs[0], preset, 0))
+    if record is None:
         return None
-    record = NetworkRecord(**stored[0])
     source = FisherSource(quiet_context(workspace, "cpu"), suite, preset, "diagonal", distances.fisher)
     diagonals = [stored_fisher(workspace, source.key(record, suite.task(name))) for name in (first, second)]
     if any(diagonal is None for diagonal in diagonals):

@@ -102,7 +102,7 @@ def run_list(args) -> int:
     space = workspace(args)
     check = space if args.verify else None
     print_table(zoo_table(space.list_networks(args.suite, args.preset), check))
-    probes = [r for r in list_probe_networks(space, args.suite) if args.preset in (None, r.preset)]
+    probes = list_probe_networks(space, args.suite, args.preset)
     if probes:
         print("\nprobe networks (the probe view's; accuracy over every class of the suite's datasets):")
         print_table(zoo_table(probes, check))

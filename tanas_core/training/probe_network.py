@@ -26,7 +26,7 @@ from tanas_core.data.suites import Suite
 from tanas_core.data.tasks import Task, make_splits, make_task
 from tanas_core.networks import build_network, count_parameters
 from tanas_core.networks.devices import resolve_device
-from tanas_core.training.checkpoints import PROBE_TASK, SPLITS_VERSION, data_seed, intact, write_checkpoint
+from tanas_core.training.checkpoints import PROBE_TASK, SPLITS_VERSION, data_seed, write_checkpoint
 from tanas_core.training.trainer import Preset, TrainResult, evaluate, fit
 from tanas_core.workspace.context import RunContext
 from tanas_core.workspace.records import NetworkRecord
@@ -82,17 +82,19 @@ def train_probe_network(suite: Suite, arch: str, preset: Preset, seed: int, devi
                        time.perf_counter() - started, str(resolve_device(device)), history)
 
 
-def stored_probe_network(workspace: Workspace, key: str) -> tuple[NetworkRecord | None, str]:
-    """``(record, "reused")`` when the probe network of ``key`` is stored and intact; ``(None, "trained" |
-    "rebuilt-corrupt")`` otherwise."""
+def find_probe_network(workspace: Workspace, key: str) -> NetworkRecord | None:
+    """The stored record of the probe network of ``key`` (its checkpoint unchecked), or ``None``: the probe
+    networks' ``Workspace.find_network``."""
     stored = workspace.get_result("probe_network", key)
-    return intact(workspace, NetworkRecord(**stored[0]) if stored is not None else None)
+    return NetworkRecord(**stored[0]) if stored is not None else None
 
 
-def list_probe_networks(workspace: Workspace, suite: str | None = None) -> list[NetworkRecord]:
-    """The stored probe networks (of ``suite``) by suite, preset, architecture, seed and replicate."""
+def list_probe_networks(workspace: Workspace, suite: str | None = None,
+                        preset: str | None = None) -> list[NetworkRecord]:
+    """The stored probe networks (of ``suite`` and ``preset``) by suite, preset, architecture, seed and replicate:
+    the probe networks' ``Workspace.list_networks``."""
     records = [NetworkRecord(**payload) for payload in workspace.list_results("probe_network")]
-    return sorted((r for r in records if suite is None or r.suite == suite),
+    return sorted((r for r in records if suite in (None, r.suite) and preset in (None, r.preset)),
                   key=lambda r: (r.suite, r.preset, r.arch, r.seed, r.replicate))
 
 

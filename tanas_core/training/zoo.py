@@ -24,9 +24,9 @@ from tanas_core.training.checkpoints import (
     write_checkpoint,
 )
 from tanas_core.training.probe_network import (
+    find_probe_network,
     probe_network_key,
     store_probe_network,
-    stored_probe_network,
     train_probe_network,
 )
 from tanas_core.training.trainer import Preset, TrainResult, get_preset, train_network
@@ -83,10 +83,11 @@ class ZooJob:
     def stored(self, workspace: Workspace, suite: Suite, preset: Preset) -> tuple[NetworkRecord | None, str]:
         """``(record, "reused")`` when stored and intact; ``(None, "trained" | "rebuilt-corrupt")`` otherwise."""
         if self.task is None:
-            return stored_probe_network(workspace, probe_network_key(suite, self.arch, preset, self.seed,
-                                                                     self.replicate))
-        return intact(workspace, workspace.find_network(network_key(suite, self.task, self.arch, preset, self.seed,
-                                                                    self.replicate)))
+            found = find_probe_network(workspace, probe_network_key(suite, self.arch, preset, self.seed,
+                                                                    self.replicate))
+        else:
+            found = workspace.find_network(network_key(suite, self.task, self.arch, preset, self.seed, self.replicate))
+        return intact(workspace, found)
 
     def store(self, workspace: Workspace, suite: Suite, preset: Preset, result: TrainResult) -> NetworkRecord:
         """Write the trained network and index it (a zoo row, or a ``probe_network`` result)."""
