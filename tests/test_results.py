@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -78,7 +79,8 @@ def test_the_curve_table_has_a_line_per_report_and_row_with_what_each_preset_tra
     table = curve_markdown([_report(), averaged])
     lines = [line for line in table.splitlines()[2:]]
     assert len(lines) == 3  # the probe row is not a row of the source's view: left out
-    assert lines[0].startswith("| `ld8` | `demo` | 3 epochs | 2/3 | 0.900 | refit (0.3) | frechet | retrained | "
+    assert lines[0].startswith("| `ld8` | `demo` | 3 epochs (densenet121: 2) on 2,000 training images | 2/3 | 0.900 | "
+                               "refit (0.3) | frechet | retrained | "
                                "0.549 [0.50, 0.60]")
     assert lines[0].endswith("| no |")
     assert "until epsilon = 0.05 (at most 12 epochs), averaged over 1 more epoch(s)" in lines[1]
@@ -86,6 +88,36 @@ def test_the_curve_table_has_a_line_per_report_and_row_with_what_each_preset_tra
     path = tmp_path / "report.json"
     path.write_text(json.dumps(averaged))
     assert main(["validate", "curve", str(path)]) == 0 and capsys.readouterr().out == curve_markdown([averaged])
+
+
+@pytest.mark.unit
+def test_the_curve_fits_each_rows_trend_against_the_training_budget_and_says_what_budget_its_goal_needs():
+    from tanas_core.distances.curve import budget_trend, images_seen
+    from tanas_core.training.trainer import get_preset
+
+    demo = _report()
+    longer = dict(_report(), preset="long")
+    longer["metrics"] = {name: dict(figures, signal_to_noise=figures["signal_to_noise"] + 1.0, identity_top1=0.5)
+                         for name, figures in demo["metrics"].items()}
+    policy = dict(_report(), preset="epsilon-avg")  # epochs differ per network: no fixed budget
+    assert images_seen(get_preset("demo"), ["vgg16", "resnet18"]) == 6000
+    assert images_seen(get_preset("long-avg"), ["vgg16", "densenet121"]) == 8000 * 9
+    assert images_seen(get_preset("epsilon-avg"), ["vgg16"]) is None
+    [trend] = budget_trend([demo, policy, longer])  # only the source's rows: probe:frechet is left out
+    assert (trend["row"], trend["twins"], trend["averaged"], trend["budgets"]) == ("frechet", "retrained", False,
+                                                                                   [6000, 64000])
+    noise = trend["figures"]["signal_to_noise"]
+    per_tenfold = 1.0 / np.log10(64000 / 6000)
+    assert noise["values"] == [1.16, 2.16] and noise["per_tenfold"] == pytest.approx(per_tenfold)
+    assert noise["goal"] == pytest.approx(np.log10(64000) + (3.0 - 2.16) / per_tenfold)  # where the line meets 3
+    assert trend["figures"]["identity_top1"]["goal"] == "never"  # 0.549 -> 0.5: the line falls
+    met = dict(longer, metrics={"frechet": dict(longer["metrics"]["frechet"], signal_to_noise=3.5)})
+    assert budget_trend([demo, met])[0]["figures"]["signal_to_noise"]["goal"] == "met"
+    assert budget_trend([demo, policy]) == []  # one fixed budget: no trend
+    table = curve_markdown([demo, longer])
+    assert "| `ld8` | frechet | retrained | no | 6,000 → 64,000 | 0.549 → 0.500 | -0.048 | never (the line falls) | " \
+           "1.160 → 2.160 | +0.973 | ~10^5.7 images (10^0.9 x the largest) |" in table
+    assert "Trend" not in curve_markdown([demo, policy])
 
 
 def _curve_files() -> list:

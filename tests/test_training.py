@@ -112,3 +112,9 @@ def test_the_epsilon_policy_stops_at_epsilon_or_says_why_not(real_data, tiny_pre
     assert "max_epochs" not in tiny_preset.to_dict() and replace(tiny_preset, max_epochs=4).to_dict()["max_epochs"] == 4
     assert get_preset("epsilon-avg").preconditions == ("until epsilon = 0.05 (at most 12 epochs), averaged over 1 "
                                                        "more epoch(s)")
+    # what the curve's "trained for" says: the schedule, the training images, then the preconditions
+    assert get_preset("epsilon-avg").budget == ("rounds of 3 epochs on 2,000 training images, until epsilon = 0.05 "
+                                                "(at most 12 epochs), averaged over 1 more epoch(s)")
+    assert get_preset("long-avg").budget == ("8 epochs (densenet121: 6) on 8,000 training images, averaged over 2 "
+                                             "more epoch(s)")
+    assert replace(tiny_preset, epochs=1, arch_epochs={}).budget.startswith("1 epoch on ")

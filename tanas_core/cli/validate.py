@@ -17,6 +17,7 @@ from tanas_core.cli.common import (
     suite_option,
     workspace,
 )
+from tanas_core.distances.curve import budget_trend
 from tanas_core.distances.report_table import answer, split_half_text, transfer_cell, with_range
 from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled
 from tanas_core.distances.views import REFERENCE_TEXT
@@ -61,7 +62,8 @@ def register(commands) -> None:
     table.add_argument("--out", default=None, help="write the Markdown here instead of printing it")
     table.set_defaults(func=run_table)
     curve = group.add_parser("curve", help="reports of one suite across presets as one table: how far training "
-                                           "budget, epsilon and averaging take each row (docs/results/)")
+                                           "budget, epsilon and averaging take each row, and each row's trend "
+                                           "against the training budget (docs/results/)")
     curve.add_argument("reports", nargs="+", help="report JSON files, in the order of the table")
     curve.set_defaults(func=run_curve)
 
@@ -137,7 +139,7 @@ def read_report(name: str) -> dict:
 
 def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "logdet")) -> str:
     """Reports of one view across presets as one Markdown table, a line per (report, row): the preset, what it trains
-    for (``Preset.preconditions``), the share of its networks that are epsilon-approximations and their mean test
+    for (``Preset.budget``), the share of its networks that are epsilon-approximations and their mean test
     accuracy, then the row's verdict figures with their seed-resampling ranges and its answer. The curve of the
     source's preconditions: how far training budget, epsilon and averaging take a row."""
     lines = ["| suite | preset | trained for | ε met | mean accuracy | head (penalty) | row | twins | "
@@ -146,7 +148,7 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
         summary = report.get("epsilon") or {}
         accuracy = [group["mean_accuracy"] for group in summary.get("by_dataset", {}).values()]
         preset = PRESETS[report["preset"]] if report["preset"] in PRESETS else None
-        trained = (preset.preconditions or f"{preset.epochs} epochs") if preset else "?"
+        trained = preset.budget if preset else "?"
         fisher = report.get("fisher", {})
         head = f"{fisher.get('head', '?')} ({fisher.get('head_weight_decay', float('nan')):g})"
         for row in [name for name in report["metrics"] if name.split("@")[0] in rows]:
@@ -155,7 +157,41 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
                          f"{summary.get('met', 0)}/{summary.get('networks', 0)} | "
                          f"{np.mean(accuracy) if accuracy else float('nan'):.3f} | {head} | {row.split('@')[0]} | "
                          f"{row_reference(row)} | " + " | ".join(cells) + f" | {answer(report, row)} |")
+    return "\n".join(lines) + "\n" + trend_markdown(budget_trend(reports, rows))
+
+
+def trend_markdown(trends: list[dict]) -> str:
+    """``curve.budget_trend`` as a paragraph and a Markdown table (nothing when no row has two budgets): each
+    verdict figure at each budget, its fitted change per tenfold budget, and the budget its line would need."""
+    if not trends:
+        return ""
+    names = {"identity_top1": "identity test", "signal_to_noise": "signal / noise"}
+    lines = ["", "**Trend** (`curve.budget_trend`): each figure against log10 of the training images one network "
+             "sees (as its preset asks; the epsilon policy's reports have no fixed budget and are left out), fitted "
+             "per row, twins and averaging; with two budgets, the line through them. Read it with the ranges above: "
+             "a trend from two or three points is a direction, not a law.", "",
+             "| suite | row | twins | averaged | training images | " + " | ".join(
+                 f"{label} | per 10x | goal {GOALS[key]:g} at" for key, label in names.items()) + " |",
+             "| --- " * 11 + "|"]
+    for trend in trends:
+        cells = []
+        for key in names:
+            figure = trend["figures"][key]
+            cells += [" → ".join("n/a" if v is None else f"{v:.3f}" for v in figure["values"]),
+                      "n/a" if figure["per_tenfold"] is None else f"{round(figure['per_tenfold'], 3) + 0.0:+.3f}",
+                      _goal_budget(figure["goal"], trend["budgets"][-1])]
+        lines.append(f"| `{trend['suite']}` | {trend['row']} | {trend['twins']} | "
+                     f"{'yes' if trend['averaged'] else 'no'} | "
+                     + " → ".join(f"{budget:,.0f}" for budget in trend["budgets"]) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _goal_budget(goal, largest: float) -> str:
+    if goal is None:
+        return "n/a"
+    if goal in ("met", "never"):
+        return {"met": "met", "never": "never (the line falls)"}[goal]
+    return f"~10^{goal:.1f} images (10^{goal - np.log10(largest):.1f} x the largest)"
 
 
 def run_curve(args) -> int:
