@@ -114,9 +114,11 @@ def test_the_curve_fits_each_rows_trend_against_the_training_budget_and_says_wha
     met = dict(longer, metrics={"frechet": dict(longer["metrics"]["frechet"], signal_to_noise=3.5)})
     assert budget_trend([demo, met])[0]["figures"]["signal_to_noise"]["goal"] == "met"
     assert budget_trend([demo, policy]) == []  # one fixed budget: no trend
+    other_head = dict(longer, fisher=dict(demo["fisher"], head_weight_decay=1e-4))
+    assert budget_trend([demo, other_head]) == []  # other Fisher settings: another line, of one budget
     table = curve_markdown([demo, longer])
-    assert "| `ld8` | frechet | retrained | no | 6,000 → 64,000 | 0.549 → 0.500 | -0.048 | never (the line falls) | " \
-           "1.160 → 2.160 | +0.973 | ~10^5.7 images (10^0.9 x the largest) |" in table
+    assert ("| `ld8` | refit (0.3), M = 800 | frechet | retrained | no | 6,000 → 64,000 | 0.549 → 0.500 | -0.048 | "
+            "never (the line falls) | 1.160 → 2.160 | +0.973 | ~10^5.7 images (10^0.9 x the largest) |") in table
     assert "Trend" not in curve_markdown([demo, policy])
 
 

@@ -17,7 +17,7 @@ from tanas_core.cli.common import (
     suite_option,
     workspace,
 )
-from tanas_core.distances.curve import budget_trend
+from tanas_core.distances.curve import budget_trend, head_settings
 from tanas_core.distances.report_table import answer, split_half_text, transfer_cell, with_range
 from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled
 from tanas_core.distances.views import REFERENCE_TEXT
@@ -149,8 +149,7 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
         accuracy = [group["mean_accuracy"] for group in summary.get("by_dataset", {}).values()]
         preset = PRESETS[report["preset"]] if report["preset"] in PRESETS else None
         trained = preset.budget if preset else "?"
-        fisher = report.get("fisher", {})
-        head = f"{fisher.get('head', '?')} ({fisher.get('head_weight_decay', float('nan')):g})"
+        head = head_settings(report)
         for row in [name for name in report["metrics"] if name.split("@")[0] in rows]:
             cells = [with_range(report["metrics"][row], key) for key in VERDICT_FIGURES]
             lines.append(f"| `{report['suite']}` | `{report['preset']}` | {trained} | "
@@ -170,9 +169,9 @@ def trend_markdown(trends: list[dict]) -> str:
              "sees (as its preset asks; the epsilon policy's reports have no fixed budget and are left out), fitted "
              "per row, twins and averaging; with two budgets, the line through them. Read it with the ranges above: "
              "a trend from two or three points is a direction, not a law.", "",
-             "| suite | row | twins | averaged | training images | " + " | ".join(
+             "| suite | Fisher | row | twins | averaged | training images | " + " | ".join(
                  f"{label} | per 10x | goal {GOALS[key]:g} at" for key, label in names.items()) + " |",
-             "| --- " * 11 + "|"]
+             "| --- " * 12 + "|"]
     for trend in trends:
         cells = []
         for key in names:
@@ -180,7 +179,7 @@ def trend_markdown(trends: list[dict]) -> str:
             cells += [" → ".join("n/a" if v is None else f"{v:.3f}" for v in figure["values"]),
                       "n/a" if figure["per_tenfold"] is None else f"{round(figure['per_tenfold'], 3) + 0.0:+.3f}",
                       _goal_budget(figure["goal"], trend["budgets"][-1])]
-        lines.append(f"| `{trend['suite']}` | {trend['row']} | {trend['twins']} | "
+        lines.append(f"| `{trend['suite']}` | {trend['head']} | {trend['row']} | {trend['twins']} | "
                      f"{'yes' if trend['averaged'] else 'no'} | "
                      + " → ".join(f"{budget:,.0f}" for budget in trend["budgets"]) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

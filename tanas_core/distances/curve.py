@@ -24,9 +24,10 @@ def images_seen(preset, archs) -> float | None:
 
 
 def budget_trend(reports: list[dict], rows: tuple[str, ...] = ("frechet", "logdet")) -> list[dict]:
-    """One entry per (suite, row, reference, averaged) with reports at two or more budgets:
-    ``{suite, row, twins, averaged, budgets: [images, ...] ascending, figures: {figure: {values, per_tenfold,
-    goal}}}``. ``per_tenfold``: the fitted change of the figure per tenfold budget; ``goal``: ``"met"`` (at the
+    """One entry per (suite, head, row, reference, averaged) with reports at two or more budgets: ``{suite, head,
+    row, twins, averaged, budgets: [images, ...] ascending, figures: {figure: {values, per_tenfold, goal}}}``;
+    ``head``: the refitted head's settings and M as ``head (penalty), M`` (reports of other Fisher settings are other
+    lines). ``per_tenfold``: the fitted change of the figure per tenfold budget; ``goal``: ``"met"`` (at the
     largest budget), ``"never"`` (the line does not rise toward it) or log10 of the budget at which the fitted line
     meets the figure's goal (``GOALS``); ``None`` where a report lacks the figure."""
     groups: dict[tuple, dict[float, dict]] = {}
@@ -37,17 +38,30 @@ def budget_trend(reports: list[dict], rows: tuple[str, ...] = ("frechet", "logde
             continue
         for row, figures in report["metrics"].items():
             if row.split("@")[0] in rows:
-                key = (report["suite"], row.split("@")[0], row_reference(row), preset.averaging_epochs > 0)
+                key = (report["suite"], fisher_settings(report), row.split("@")[0], row_reference(row),
+                       preset.averaging_epochs > 0)
                 groups.setdefault(key, {})[budget] = figures
     trends = []
-    for (suite, row, twins, averaged), by_budget in groups.items():
+    for (suite, head, row, twins, averaged), by_budget in groups.items():
         if len(by_budget) < 2:
             continue
         budgets = sorted(by_budget)
         figures = {name: _trend([by_budget[b].get(name) for b in budgets], budgets, GOALS[name])
                    for name in VERDICT_FIGURES}
-        trends.append(dict(suite=suite, row=row, twins=twins, averaged=averaged, budgets=budgets, figures=figures))
+        trends.append(dict(suite=suite, head=head, row=row, twins=twins, averaged=averaged, budgets=budgets,
+                           figures=figures))
     return trends
+
+
+def head_settings(report: dict) -> str:
+    """A report's head as its tables name it: the head and the penalty of its fit, ``"refit (0.3)"``."""
+    fisher = report.get("fisher", {})
+    return f"{fisher.get('head', '?')} ({fisher.get('head_weight_decay', float('nan')):g})"
+
+
+def fisher_settings(report: dict) -> str:
+    """A report's Fisher settings as its tables name them: ``"refit (0.3), M = 800"``."""
+    return f"{head_settings(report)}, M = {report.get('fisher', {}).get('samples', '?')}"
 
 
 def _trend(values: list, budgets: list[float], goal: float) -> dict:
