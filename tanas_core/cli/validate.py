@@ -17,12 +17,12 @@ from tanas_core.cli.common import (
     suite_option,
     workspace,
 )
-from tanas_core.distances.curve import budget_trend, head_settings
-from tanas_core.distances.report_table import answer, split_half_text, transfer_cell, with_range
+from tanas_core.distances.curve import budget_trend, head_settings, report_preset
+from tanas_core.distances.report_table import VERDICT_HEADERS, answer, split_half_text, transfer_cell, with_range
 from tanas_core.distances.validation import GOALS, VERDICT_FIGURES, row_reference, row_view, unsettled
 from tanas_core.distances.views import REFERENCE_TEXT
 from tanas_core.errors import TanasError
-from tanas_core.registry import PRESETS, VIEWS
+from tanas_core.registry import VIEWS
 from tanas_core.requests import ValidateRequest
 
 
@@ -147,7 +147,7 @@ def curve_markdown(reports: list[dict], rows: tuple[str, ...] = ("frechet", "log
     for report in reports:
         summary = report.get("epsilon") or {}
         accuracy = [group["mean_accuracy"] for group in summary.get("by_dataset", {}).values()]
-        preset = PRESETS[report["preset"]] if report["preset"] in PRESETS else None
+        preset = report_preset(report)
         trained = preset.budget if preset else "?"
         head = head_settings(report)
         for row in [name for name in report["metrics"] if name.split("@")[0] in rows]:
@@ -164,17 +164,16 @@ def trend_markdown(trends: list[dict]) -> str:
     verdict figure at each budget, its fitted change per tenfold budget, and the budget its line would need."""
     if not trends:
         return ""
-    names = {"identity_top1": "identity test", "signal_to_noise": "signal / noise"}
     lines = ["", "**Trend** (`curve.budget_trend`): each figure against log10 of the training images one network "
              "sees (as its preset asks; the epsilon policy's reports have no fixed budget and are left out), fitted "
              "per row, twins and averaging; with two budgets, the line through them. Read it with the ranges above: "
              "a trend from two or three points is a direction, not a law.", "",
              "| suite | Fisher | row | twins | averaged | training images | " + " | ".join(
-                 f"{label} | per 10x | goal {GOALS[key]:g} at" for key, label in names.items()) + " |",
+                 f"{label} | per 10x | goal {GOALS[key]:g} at" for key, label in VERDICT_HEADERS.items()) + " |",
              "| --- " * 12 + "|"]
     for trend in trends:
         cells = []
-        for key in names:
+        for key in VERDICT_HEADERS:
             figure = trend["figures"][key]
             cells += [" → ".join("n/a" if v is None else f"{v:.3f}" for v in figure["values"]),
                       "n/a" if figure["per_tenfold"] is None else f"{round(figure['per_tenfold'], 3) + 0.0:+.3f}",
@@ -188,8 +187,10 @@ def trend_markdown(trends: list[dict]) -> str:
 def _goal_budget(goal, largest: float) -> str:
     if goal is None:
         return "n/a"
-    if goal in ("met", "never"):
-        return {"met": "met", "never": "never (the line falls)"}[goal]
+    if goal == "met":
+        return "met"
+    if goal == "never":
+        return "never (the line falls)"
     return f"~10^{goal:.1f} images (10^{goal - np.log10(largest):.1f} x the largest)"
 
 

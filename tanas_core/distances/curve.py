@@ -23,6 +23,11 @@ def images_seen(preset, archs) -> float | None:
     return preset.sizes.train * float(np.mean([preset.epochs_for(arch) + preset.averaging_epochs for arch in archs]))
 
 
+def report_preset(report: dict):
+    """The registered ``Preset`` a report's zoo was trained with, or ``None`` for a preset no longer registered."""
+    return PRESETS[report["preset"]] if report["preset"] in PRESETS else None
+
+
 def budget_trend(reports: list[dict], rows: tuple[str, ...] = ("frechet", "logdet")) -> list[dict]:
     """One entry per (suite, head, row, reference, averaged) with reports at two or more budgets: ``{suite, head,
     row, twins, averaged, budgets: [images, ...] ascending, figures: {figure: {values, per_tenfold, goal}}}``;
@@ -32,14 +37,14 @@ def budget_trend(reports: list[dict], rows: tuple[str, ...] = ("frechet", "logde
     meets the figure's goal (``GOALS``); ``None`` where a report lacks the figure."""
     groups: dict[tuple, dict[float, dict]] = {}
     for report in reports:
-        preset = PRESETS[report["preset"]] if report["preset"] in PRESETS else None
+        preset = report_preset(report)
         budget = images_seen(preset, report["archs"]) if preset else None
         if budget is None:
             continue
         for row, figures in report["metrics"].items():
-            if row.split("@")[0] in rows:
-                key = (report["suite"], fisher_settings(report), row.split("@")[0], row_reference(row),
-                       preset.averaging_epochs > 0)
+            base = row.split("@")[0]
+            if base in rows:
+                key = (report["suite"], fisher_settings(report), base, row_reference(row), preset.averaging_epochs > 0)
                 groups.setdefault(key, {})[budget] = figures
     trends = []
     for (suite, head, row, twins, averaged), by_budget in groups.items():
