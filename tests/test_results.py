@@ -114,6 +114,13 @@ def test_the_curve_fits_each_rows_trend_against_the_training_budget_and_says_wha
     met = dict(longer, metrics={"frechet": dict(longer["metrics"]["frechet"], signal_to_noise=3.5)})
     assert budget_trend([demo, met])[0]["figures"]["signal_to_noise"]["goal"] == "met"
     assert budget_trend([demo, policy]) == []  # one fixed budget: no trend
+    assert budget_trend([demo, dict(demo)]) == []  # two zoos at one budget: still no trend
+    another_zoo = dict(demo, metrics={"frechet": dict(demo["metrics"]["frechet"], signal_to_noise=1.36)})
+    [both] = budget_trend([demo, longer, another_zoo])  # two reports at the demo's budget: two points of the line
+    assert both["budgets"] == [6000, 6000, 64000]
+    assert both["figures"]["signal_to_noise"]["values"] == [1.16, 1.36, 2.16]
+    assert both["figures"]["signal_to_noise"]["per_tenfold"] == pytest.approx(
+        np.polyfit(np.log10([6000, 6000, 64000]), [1.16, 1.36, 2.16], 1)[0])
     other_head = dict(longer, fisher=dict(demo["fisher"], head_weight_decay=1e-4))
     assert budget_trend([demo, other_head]) == []  # other Fisher settings: another line, of one budget
     table = curve_markdown([demo, longer])

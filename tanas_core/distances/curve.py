@@ -34,8 +34,9 @@ def budget_trend(reports: list[dict], rows: tuple[str, ...] = ("frechet", "logde
     ``head``: the refitted head's settings and M as ``head (penalty), M`` (reports of other Fisher settings are other
     lines). ``per_tenfold``: the fitted change of the figure per tenfold budget; ``goal``: ``"met"`` (at the
     largest budget), ``"never"`` (the line does not rise toward it) or log10 of the budget at which the fitted line
-    meets the figure's goal (``GOALS``); ``None`` where a report lacks the figure."""
-    groups: dict[tuple, dict[float, dict]] = {}
+    meets the figure's goal (``GOALS``); ``None`` where a report lacks the figure. Reports at one budget (another
+    zoo of the same preset) are each a point of the line, never one dropped for the other."""
+    groups: dict[tuple, list[tuple[float, dict]]] = {}
     for report in reports:
         preset = report_preset(report)
         budget = images_seen(preset, report["archs"]) if preset else None
@@ -45,13 +46,14 @@ def budget_trend(reports: list[dict], rows: tuple[str, ...] = ("frechet", "logde
             base = row.split("@")[0]
             if base in rows:
                 key = (report["suite"], fisher_settings(report), base, row_reference(row), preset.averaging_epochs > 0)
-                groups.setdefault(key, {})[budget] = figures
+                groups.setdefault(key, []).append((budget, figures))
     trends = []
-    for (suite, head, row, twins, averaged), by_budget in groups.items():
-        if len(by_budget) < 2:
+    for (suite, head, row, twins, averaged), points in groups.items():
+        if len({budget for budget, _ in points}) < 2:
             continue
-        budgets = sorted(by_budget)
-        figures = {name: _trend([by_budget[b].get(name) for b in budgets], budgets, GOALS[name])
+        points = sorted(points, key=lambda point: point[0])  # stable: reports at one budget keep their order
+        budgets = [budget for budget, _ in points]
+        figures = {name: _trend([measured.get(name) for _, measured in points], budgets, GOALS[name])
                    for name in VERDICT_FIGURES}
         trends.append(dict(suite=suite, head=head, row=row, twins=twins, averaged=averaged, budgets=budgets,
                            figures=figures))
@@ -74,7 +76,7 @@ def _trend(values: list, budgets: list[float], goal: float) -> dict:
     if any(value is None for value in values):
         return dict(values=values, per_tenfold=None, goal=None)
     slope, intercept = np.polyfit(np.log10(budgets), np.asarray(values, dtype=float), 1)
-    if values[-1] >= goal:
+    if values[-1] >= goal:  # the last report at the largest budget
         reached = "met"
     elif slope <= 0:
         reached = "never"
