@@ -17,6 +17,7 @@ from tanas_core.requests import (
     DemoRequest,
     DistanceRequest,
     FisherConfig,
+    MeasurementSettings,
     SearchBudget,
     SearchRequest,
     ValidateRequest,
@@ -109,6 +110,24 @@ def test_a_fisher_setting_added_later_keeps_the_stored_keys_at_the_value_they_we
     assert FisherConfig.from_stored(FisherConfig().to_dict()) == FisherConfig()
     with pytest.raises(TanasError, match="head_weight_decay must be in"):
         FisherConfig(head_weight_decay=-1.0).validate()
+
+
+def test_a_report_holds_only_what_it_uses_and_reads_a_stored_request_that_held_one_distances_settings():
+    # a report's metrics, views and references say which distances it computes: it has no single metric, view or
+    # reference of its own, and a job stored while it held them (ignored) still reads, as the same report
+    shared = {f.name for f in dataclasses.fields(MeasurementSettings)}
+    assert shared <= {f.name for f in dataclasses.fields(ValidateRequest)}
+    assert not {"metric", "view", "reference"} & {f.name for f in dataclasses.fields(ValidateRequest)}
+    request = ValidateRequest(suite="mnist4", seeds=3, fisher=FisherConfig(samples=256))
+    stored = dict(request.to_dict(), metric="logdet", view="tanas", reference="retrained")
+    assert ValidateRequest.from_dict(stored) == request
+    with pytest.raises(TanasError, match="unknown field"):
+        DistanceRequest.from_dict(dict(DistanceRequest(suite="mnist4").to_dict(), metrics=["logdet"]))
+    row = request.distance_request("logdet", "tanas", "redraw")
+    assert (row.metric, row.view, row.reference, row.seeds, row.fisher) == ("logdet", "tanas", "redraw", 3,
+                                                                            request.fisher)
+    judged = ValidateRequest.judging(DistanceRequest(suite="mnist4", seeds=4, metric="logdet", view="tanas"))
+    assert judged.seeds == 4 and judged.metrics == ValidateRequest().metrics
 
 
 # ---------------------------------------------------------------------------------------------- jobs

@@ -12,7 +12,16 @@ import pandas as pd
 
 from tanas_core.data.suites import ALL_SUITE_NAMES
 from tanas_core.errors import TanasError
-from tanas_core.requests import HEADS, METRICS, REFERENCES, VIEWS, DistanceSettings, FisherConfig, Request, SearchBudget
+from tanas_core.requests import (
+    HEADS,
+    METRICS,
+    REFERENCES,
+    VIEWS,
+    FisherConfig,
+    MeasurementSettings,
+    Request,
+    SearchBudget,
+)
 from tanas_core.search.fuse import decision_text
 from tanas_core.training.trainer import PRESETS
 from tanas_core.workspace.backends import BACKENDS
@@ -104,9 +113,9 @@ def parse_budget(text: str | None) -> SearchBudget:
     return SearchBudget.from_dict(changes)
 
 
-def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettings], metric: bool = True) -> None:
-    """The distance settings (``DistanceSettings`` / ``ClosestSettings`` fields and the Fisher's; ``metric``: with
-    ``--metric``)."""
+def distance_options(sub: argparse.ArgumentParser, settings: type[MeasurementSettings], metric: bool = True) -> None:
+    """The distance settings (``MeasurementSettings`` fields and the Fisher's; ``metric``: with ``--metric``,
+    ``--view`` and ``--reference``, the ``DistanceSettings`` of one distance)."""
     sub.add_argument("--arch", "--archs", dest="arch", default=None,
                      help=default_help("architecture(s), comma-separated", settings, "archs"))
     if metric:
@@ -148,14 +157,19 @@ def distance_options(sub: argparse.ArgumentParser, settings: type[DistanceSettin
                                      settings, "workers"))
 
 
-def distance_settings(args) -> dict:
-    """The ``DistanceSettings`` fields given on the command line (``None`` for the ones left to defaults)."""
+def measurement_settings(args) -> dict:
+    """The ``MeasurementSettings`` fields given on the command line (``None`` for the ones left to defaults)."""
     fisher = dict(samples=args.samples, head_samples=args.head_samples, head=args.head,
                   projection_dim=args.projection_dim, head_weight_decay=args.head_weight_decay)
-    return dict(archs=args.arch, metric=getattr(args, "metric", None), view=getattr(args, "view", None),
-                reference=getattr(args, "reference", None),
-                seeds=args.seeds, sigma=args.sigma, workers=args.workers, replicates=args.replicates,
-                bootstrap=args.bootstrap, fisher={k: v for k, v in fisher.items() if v is not None})
+    return dict(archs=args.arch, seeds=args.seeds, sigma=args.sigma, workers=args.workers,
+                replicates=args.replicates, bootstrap=args.bootstrap,
+                fisher={k: v for k, v in fisher.items() if v is not None})
+
+
+def distance_settings(args) -> dict:
+    """The ``DistanceSettings`` fields given on the command line (``None`` for the ones left to defaults)."""
+    return dict(measurement_settings(args), metric=getattr(args, "metric", None), view=getattr(args, "view", None),
+                reference=getattr(args, "reference", None))
 
 
 def closest_settings(args) -> dict:

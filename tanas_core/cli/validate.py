@@ -9,8 +9,8 @@ import numpy as np
 from tanas_core.cli.common import (
     ProgressPrinter,
     distance_options,
-    distance_settings,
     make_context,
+    measurement_settings,
     preset_option,
     print_table,
     run_options,
@@ -214,10 +214,9 @@ def run_table(args) -> int:
 
 def validate_request(args) -> ValidateRequest:
     """The ``ValidateRequest`` of ``validate distances`` (``--metrics`` lists the metrics to report)."""
-    settings = {k: v for k, v in distance_settings(args).items() if k not in ("metric", "view", "reference")}
-    return ValidateRequest.from_dict(dict(settings, suite=args.suite, preset=args.preset, metrics=args.metrics,
-                                          views=args.views, references=args.references, transfer=args.transfer,
-                                          transfer_epochs=args.transfer_epochs,
+    return ValidateRequest.from_dict(dict(measurement_settings(args), suite=args.suite, preset=args.preset,
+                                          metrics=args.metrics, views=args.views, references=args.references,
+                                          transfer=args.transfer, transfer_epochs=args.transfer_epochs,
                                           transfer_images=args.transfer_images))
 
 

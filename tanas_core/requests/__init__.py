@@ -18,6 +18,7 @@ from tanas_core.requests.base import (
                                       WEIGHT_STEPS,
                                       DistanceSettings,
                                       FisherConfig,
+                                      MeasurementSettings,
                                       Request,
                                       SearchBudget,
                                       parse_archs,
@@ -37,6 +38,7 @@ from tanas_core.requests.operations import (
 
 __all__ = ["CUSTOM_SUITE", "HEADS", "METHODS", "METRICS", "MIXTURES", "PARAMS", "REFERENCES", "SPACES", "VIEWS",
            "WEIGHT_STEPS",
-           "DistanceSettings", "FisherConfig", "Request", "SearchBudget", "parse_archs", "parse_names", "split_target",
+           "DistanceSettings", "FisherConfig", "MeasurementSettings", "Request", "SearchBudget", "parse_archs",
+           "parse_names", "split_target",
            "ClosestSettings", "CompareRequest", "DemoRequest", "DistanceRequest", "SearchRequest", "ValidateRequest",
            "ZooRequest", "ZooSearchRequest"]

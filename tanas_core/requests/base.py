@@ -92,6 +92,9 @@ class Request:
     # Fields added after records were first stored -> the value the records stored before them ran with (a record
     # without the field is read so, whatever today's default is).
     ADDED_AT: ClassVar[dict] = {}
+    # Fields an earlier version had and this one dropped (they never changed what ran): a stored request that
+    # still has them (a job to relaunch) is read without them.
+    RETIRED: ClassVar[tuple] = ()
 
     @classmethod
     def from_dict(cls, params: dict | None):
@@ -99,11 +102,12 @@ class Request:
         if params is not None and not isinstance(params, dict):
             raise TanasError(f"{cls.WHAT}: expected a JSON object, got {type(params).__name__}")
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(params or {}) - set(known))
+        params = {name: value for name, value in (params or {}).items() if name not in cls.RETIRED}
+        unknown = sorted(set(params) - set(known))
         if unknown:
             raise TanasError(f"{cls.WHAT}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
         values = {name: _coerce(cls, name, str(known[name].type), value)
-                  for name, value in (params or {}).items() if value is not None}
+                  for name, value in params.items() if value is not None}
         try:
             request = cls(**values)
         except TypeError as error:
@@ -269,28 +273,21 @@ class SearchBudget(Request):
 
 
 @dataclass(frozen=True)
-class DistanceSettings(Request):
-    """How task distances are computed: architectures (matrices averaged over them), ``seeds`` zoo seeds 0..K-1,
-    the ``metric`` (eq. 5 ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``, or the extensions
-    ``logdet-scaled``, ``frechet-sorted``, ``frechet-mass``), ``sigma`` (log-det only), the Fisher settings,
-    ``workers`` (local processes that train missing zoo networks and compute Fishers), ``replicates`` (K
-    replicates per task and seed, the view's ``reference``, whose distance to the task is the reference ``r[t]``),
-    ``bootstrap`` (resamples of the probe images), the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the
-    common probe network) and the ``reference`` its twins come from (``REFERENCES``)."""
+class MeasurementSettings(Request):
+    """What every distance of one measurement shares, whichever metric, view and reference: architectures
+    (matrices averaged over them), ``seeds`` zoo seeds 0..K-1, ``sigma`` (log-det only), the Fisher settings,
+    ``workers`` (local processes that train missing zoo networks and compute Fishers), ``replicates`` (K replicates
+    per task and seed, the twins whose distance to the task is the reference ``r[t]``) and ``bootstrap`` (resamples
+    of the probe images). A report over many metrics and views (``ValidateRequest``) holds these; one distance
+    (``DistanceSettings``) adds its metric, view and reference."""
 
     WHAT: ClassVar[str] = "distance settings"
     LIMITS: ClassVar[dict] = dict(seeds=(1, 20), sigma=(1e-12, 1e6), workers=(1, 64), replicates=(0, 10),
                                   bootstrap=(0, 1000))
-    CHOICES: ClassVar[dict] = dict(metric=METRICS, view=VIEWS, reference=REFERENCES)
     NESTED: ClassVar[dict] = dict(fisher=FisherConfig)
-    ADDED_AT: ClassVar[dict] = dict(reference="view")
 
     archs: tuple = ("vgg16",)
     seeds: int = 1
-    # The row the validate-distances reports of ld8 and mnist4 support best by their own rule (identity test, then
-    # signal/noise; docs/results/history.md): Frechet eq. 8 in the common-probe view. The source's TA-NAS
-    # view stays one choice away (``view="tanas"``).
-    metric: str = "frechet"
     sigma: float = 1e-3
     fisher: FisherConfig = field(default_factory=FisherConfig)
     workers: int = 1
@@ -298,6 +295,30 @@ class DistanceSettings(Request):
     replicates: int = 2
     # Bootstrap samples over the probe images (diagonal metrics): intervals, rank frequency, paired differences.
     bootstrap: int = 40
+
+    def validate(self) -> None:
+        super().validate()
+        parse_archs(self.archs)
+
+    def measurement(self) -> dict:
+        """The ``MeasurementSettings`` fields of this object (to build another request from them)."""
+        return {f.name: getattr(self, f.name) for f in fields(MeasurementSettings)}
+
+
+@dataclass(frozen=True)
+class DistanceSettings(MeasurementSettings):
+    """How one kind of task distance is computed: the shared ``MeasurementSettings``, the ``metric`` (eq. 5
+    ``logdet``, eq. 8 ``frechet``, eq. 7 ``frechet-full``, or the extensions ``logdet-scaled``, ``frechet-sorted``,
+    ``frechet-mass``), the ``view`` (``VIEWS``: the source's TA-NAS matrices, or the common probe network) and the
+    ``reference`` its twins come from (``REFERENCES``)."""
+
+    CHOICES: ClassVar[dict] = dict(metric=METRICS, view=VIEWS, reference=REFERENCES)
+    ADDED_AT: ClassVar[dict] = dict(reference="view")
+
+    # The row the validate-distances reports of ld8 and mnist4 support best by their own rule (identity test, then
+    # signal/noise; docs/results/history.md): Frechet eq. 8 in the common-probe view. The source's TA-NAS
+    # view stays one choice away (``view="tanas"``).
+    metric: str = "frechet"
     view: str = "probe"
     reference: str = "view"
 
@@ -308,7 +329,6 @@ class DistanceSettings(Request):
 
     def validate(self) -> None:
         super().validate()
-        parse_archs(self.archs)
         if self.view == "probe" and self.fisher.params != "backbone":
             raise TanasError(f"{self.WHAT}: the common-probe view compares Fishers of heads refitted to different "
                              "tasks, so it needs Fisher params 'backbone' (the head differs per task); got "

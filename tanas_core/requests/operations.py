@@ -26,6 +26,7 @@ from tanas_core.requests.base import (
     REFERENCES,
     SPACES,
     DistanceSettings,
+    MeasurementSettings,
     Request,
     SearchBudget,
     parse_archs,
@@ -225,8 +226,7 @@ class DemoRequest(Request):
         view's own twins, on ``verdict_seeds`` seeds (the distances' seed and more), no transfer; the Distances
         page opens with its verdict."""
         distances = self.distances()
-        settings = {name: value for name, value in distances.settings().items()
-                    if name not in ("metric", "view", "reference", "seeds")}
+        settings = {name: value for name, value in distances.measurement().items() if name != "seeds"}
         return ValidateRequest(suite=self.suite, preset=self.preset, seeds=self.verdict_seeds,
                                metrics=(distances.metric,), views=(distances.view,), references=("view",),
                                **settings)
@@ -238,9 +238,10 @@ class DemoRequest(Request):
 
 
 @dataclass(frozen=True)
-class ValidateRequest(DistanceSettings):
-    """``validate distances``: the distance settings (``metric`` unused: every metric of ``metrics`` is reported,
-    by default every registered metric whose ``in_report`` is set) on ``suite``'s zoo of ``preset``, in ``views``.
+class ValidateRequest(MeasurementSettings):
+    """``validate distances``: every metric of ``metrics`` (by default every registered metric whose ``in_report``
+    is set) in each of ``views`` under each of ``references``, with the shared measurement settings, on ``suite``'s
+    zoo of ``preset``.
     ``transfer``: also measure how well each zoo network transfers to every other task (``"linear"``: a linear head
     on its frozen features; ``"finetune"``: a fitted head, then ``transfer_epochs`` epochs of training on
     ``transfer_images`` images; ``"none"``) and
@@ -249,8 +250,10 @@ class ValidateRequest(DistanceSettings):
     WHAT: ClassVar[str] = "validation request"
     LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, replicates=(1, 10), transfer_epochs=(0.01, 100.0),
                                   transfer_images=(2, 65536))
-    CHOICES: ClassVar[dict] = dict(DistanceSettings.CHOICES, transfer=("none", "linear", "finetune"))
-    ADDED_AT: ClassVar[dict] = dict(DistanceSettings.ADDED_AT, references=("view",))
+    CHOICES: ClassVar[dict] = dict(transfer=("none", "linear", "finetune"))
+    ADDED_AT: ClassVar[dict] = dict(references=("view",))
+    # Held (and ignored) while the report inherited one distance's settings: metrics, views and references say it.
+    RETIRED: ClassVar[tuple] = ("metric", "view", "reference")
 
     archs: tuple = field(default_factory=every_architecture)
     # 5 seeds: with 3 a seed-resampling range has 10 distinct draws and held the figure in 68 % of simulated zoos
@@ -282,9 +285,7 @@ class ValidateRequest(DistanceSettings):
     def judging(cls, request: DistanceRequest) -> ValidateRequest:
         """The report that judges ``request``'s settings (the Distances page offers to run it): the same suite,
         preset, architectures, seeds, replicates and Fisher settings, every metric in every view."""
-        settings = {name: value for name, value in request.settings().items()
-                    if name not in ("metric", "view", "reference")}
-        return cls(suite=request.suite, preset=request.preset, **settings)
+        return cls(suite=request.suite, preset=request.preset, **request.measurement())
 
     def fishers_needed(self, tasks: int) -> int:
         """The Fisher matrices of the report with ``tasks`` tasks, every view, reference and architecture (the
@@ -311,8 +312,8 @@ class ValidateRequest(DistanceSettings):
 
     def distance_request(self, metric: str, view: str = "tanas", reference: str = "view") -> DistanceRequest:
         """The distance computation of one metric in one view under one reference."""
-        return DistanceRequest(suite=self.suite, preset=self.preset, **dict(self.settings(), metric=metric,
-                                                                           view=view, reference=reference))
+        return DistanceRequest(suite=self.suite, preset=self.preset, metric=metric, view=view, reference=reference,
+                               **self.measurement())
 
     def rows(self) -> list[tuple[str, str, str]]:
         """``(view, metric, reference)`` of every report row: views in registration order (the TA-NAS view first:
