@@ -651,5 +651,10 @@ def test_the_reports_progress_scale_gives_each_row_the_fishers_it_is_first_to_co
     first.progress("half", 0.5)
     second.progress("started", 0.0)
     assert seen == [0.375, 0.75]
+    seen.clear()  # every weight 0 (nothing expected to cost anything): equal phases, not zero-wide ones
+    _, late = RunContext(Workspace(tmp_path), on_progress=lambda message, f: seen.append(f)).step_phases(
+        ["a", "b"], [0, 0])
+    late.progress("half", 0.5)
+    assert seen == [0.75]
     with pytest.raises(ValueError, match="one non-negative weight per label"):
         context.step_phases(["a", "b"], [1])

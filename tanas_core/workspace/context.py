@@ -124,11 +124,13 @@ class RunContext:
                            _label=f"{self._label} › {label}" if self._label else label)
 
     def step_phases(self, labels: list[str], weights: list[float] | None = None) -> list[RunContext]:
-        """Consecutive phases, one per label, each as wide as its share of ``weights`` (expected costs; ``None``:
-        equal phases)."""
+        """Consecutive phases, one per label, each as wide as its share of ``weights`` (expected costs; ``None``, or
+        every weight 0: equal phases, so progress still moves through them)."""
         weights = [1.0] * len(labels) if weights is None else [float(w) for w in weights]
         if len(weights) != len(labels) or any(w < 0 for w in weights):
             raise ValueError(f"step_phases needs one non-negative weight per label, got {weights} for {labels}")
+        if not any(weights):
+            weights = [1.0] * len(labels)
         total = sum(weights) or 1.0
         edges = [sum(weights[:index]) / total for index in range(len(labels) + 1)]
         return [self.phase(label, edges[index], min(1.0, edges[index + 1])) for index, label in enumerate(labels)]
