@@ -248,7 +248,7 @@ class ValidateRequest(MeasurementSettings):
     how well each row's distances predict it."""
 
     WHAT: ClassVar[str] = "validation request"
-    LIMITS: ClassVar[dict] = dict(DistanceSettings.LIMITS, replicates=(1, 10), transfer_epochs=(0.01, 100.0),
+    LIMITS: ClassVar[dict] = dict(MeasurementSettings.LIMITS, replicates=(1, 10), transfer_epochs=(0.01, 100.0),
                                   transfer_images=(2, 65536))
     CHOICES: ClassVar[dict] = dict(transfer=("none", "linear", "finetune"))
     ADDED_AT: ClassVar[dict] = dict(references=("view",))
