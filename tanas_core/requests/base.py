@@ -125,6 +125,11 @@ class Request:
                   for name, value in (params or {}).items() if name in known and value is not None}
         return cls(**{**cls.ADDED_AT, **stored})
 
+    def values_of(self, request_type: type[Request]) -> dict:
+        """This object's values of ``request_type``'s fields (a base class of its own): the part of it another
+        request is built from."""
+        return {f.name: getattr(self, f.name) for f in fields(request_type)}
+
     def to_dict(self) -> dict:
         """JSON-ready: nested requests as objects, tuples as lists, float fields as floats."""
         out = {}
@@ -302,7 +307,7 @@ class MeasurementSettings(Request):
 
     def measurement(self) -> dict:
         """The ``MeasurementSettings`` fields of this object (to build another request from them)."""
-        return {f.name: getattr(self, f.name) for f in fields(MeasurementSettings)}
+        return self.values_of(MeasurementSettings)
 
 
 @dataclass(frozen=True)
@@ -336,7 +341,7 @@ class DistanceSettings(MeasurementSettings):
 
     def settings(self) -> dict:
         """The ``DistanceSettings`` fields of this object (to build another request from them)."""
-        return {f.name: getattr(self, f.name) for f in fields(DistanceSettings)}
+        return self.values_of(DistanceSettings)
 
     def fisher_count(self, tasks: int) -> int:
         """Distinct Fishers one architecture needs with ``tasks`` tasks (progress, cost notes): the view's Fishers

@@ -226,10 +226,9 @@ class DemoRequest(Request):
         view's own twins, on ``verdict_seeds`` seeds (the distances' seed and more), no transfer; the Distances
         page opens with its verdict."""
         distances = self.distances()
-        settings = {name: value for name, value in distances.measurement().items() if name != "seeds"}
-        return ValidateRequest(suite=self.suite, preset=self.preset, seeds=self.verdict_seeds,
-                               metrics=(distances.metric,), views=(distances.view,), references=("view",),
-                               **settings)
+        return ValidateRequest(suite=self.suite, preset=self.preset, metrics=(distances.metric,),
+                               views=(distances.view,), references=("view",),
+                               **dict(distances.measurement(), seeds=self.verdict_seeds))
 
     def search(self) -> SearchRequest:
         return SearchRequest(target=f"{self.suite}:{self.target}", space="related", method="fuse",
