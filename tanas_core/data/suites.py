@@ -137,6 +137,43 @@ def _held_out_suites() -> dict[str, Suite]:
     )}
 
 
+def _held_out_round2() -> dict[str, Suite]:
+    """The second freeze (issue 25): suites of new groupings, defined in the same commit as the one setting changed
+    since the first (the report's default architecture, ResNet-18, docs/results/fair-trial.md), so no setting was
+    chosen on them. Every task holds M = 800 held-out probe images and test images."""
+    t, other = make_task, dict(other=True)
+    note = ("Held out, second freeze: defined with the report's default architecture ResNet-18; no setting was chosen "
+            "on it.")
+    return {suite.name: suite for suite in (
+        Suite("mnist_r2", "Held out (second freeze): 4 new groupings of MNIST", (
+            t("mnist-3-5-8-else", "mnist", [["3"], ["5"], ["8"]], description="4-class: 3, 5, 8 and anything else",
+              **other),
+            t("mnist-digit1", "mnist", [["1"]], labels=["digit 1"], description="detect digit 1", **other),
+            t("mnist-thirds", "mnist", [["0", "1", "2"], ["3", "4", "5"], ["6", "7", "8", "9"]],
+              labels=["0-2", "3-5", "6-9"], description="3-class: digits 0-2, 3-5, 6-9"),
+            t("mnist-4-9", "mnist", [["4"], ["9"]], description="2-class: 4 vs 9")), note),
+        Suite("fashion_r2", "Held out (second freeze): 4 new groupings of Fashion-MNIST", (
+            t("fashion-upper-lower-feet-else", "fashion_mnist",
+              [["T-shirt/top", "Pullover", "Coat", "Shirt"], ["Trouser"], ["Sandal", "Sneaker", "Ankle boot"]],
+              labels=["upper body", "legs", "feet"], description="4-class: upper body, legs, feet and anything else",
+              **other),
+            t("fashion-bag", "fashion_mnist", [["Bag"]], labels=["bag"], description="detect bag", **other),
+            t("fashion-shirt-tshirt-else", "fashion_mnist", [["Shirt"], ["T-shirt/top"]],
+              description="3-class: shirt, T-shirt/top and anything else", **other),
+            t("fashion-sneaker-sandal-boot", "fashion_mnist", [["Sneaker"], ["Sandal"], ["Ankle boot"]],
+              description="3-class: sneaker, sandal, ankle boot")), note),
+        Suite("cifar10_r2", "Held out (second freeze): 4 new groupings of CIFAR-10", (
+            t("cifar10-bird-cat-deer-dog", "cifar10", [["bird"], ["cat"], ["deer"], ["dog"]],
+              description="4-class: bird, cat, deer, dog"),
+            t("cifar10-airplane-ship-truck-else", "cifar10", [["airplane"], ["ship"], ["truck"]],
+              description="4-class: airplane, ship, truck and anything else", **other),
+            t("cifar10-pets", "cifar10", [["cat", "dog"]], labels=["pet"], description="detect pets (cat, dog)",
+              **other),
+            t("cifar10-wheels", "cifar10", [["automobile", "truck"]], labels=["on wheels"],
+              description="detect what drives on wheels (automobile, truck)", **other)), note),
+    )}
+
+
 # Four groups of ten Quick, Draw! categories: the universe of the quickdraw6 suite (its "anything else" is the rest of
 # these forty, so every task sees the same drawings).
 QUICKDRAW_GROUPS = dict(
@@ -181,7 +218,9 @@ SUITES.register("quickdraw", _quickdraw_suite)
 # quickdraw6 has a factory of its own: it reads its category names from the Quick, Draw! pack, and the other
 # held-out suites must load without that pack.
 _HELD_OUT = {**{name: (lambda name=name: _held_out_suites()[name])
-                for name in ("fashion4", "cifar10_new4", "mnist_new4")}, "quickdraw6": _quickdraw6}
+                for name in ("fashion4", "cifar10_new4", "mnist_new4")}, "quickdraw6": _quickdraw6,
+             **{name: (lambda name=name: _held_out_round2()[name])
+                for name in ("mnist_r2", "fashion_r2", "cifar10_r2")}}
 HELD_OUT_SUITES = tuple(_HELD_OUT)
 for _name, _factory in _HELD_OUT.items():
     SUITES.register(_name, _factory)
