@@ -24,7 +24,7 @@ from tanas_core.training.checkpoints import verify_checkpoint
 from tanas_core.training.zoo import train_zoo
 from tanas_core.workspace.backends import LocalBackend, make_backend
 from tanas_core.workspace.context import RunContext, quiet_context
-from tanas_core.workspace.ray_backend import RayBackend, use_private_cluster_environment
+from tanas_core.workspace.ray_backend import RayBackend, start_local_ray, use_private_cluster_environment
 from tanas_core.workspace.store import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def ray_cluster():
 
     if ray.is_initialized():  # an earlier test's job started one in this process
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -128,6 +128,37 @@ def test_backend_choice_errors_are_clear():
     with pytest.raises(ValueError, match="cpus_per_task"):
         RayBackend(cpus_per_task=0)
     assert isinstance(make_backend("local", workers=2), LocalBackend)
+
+
+class _SlowStartingRay:
+    """A stand-in for the ``ray`` module whose node startup times out ``timeouts`` times, as Ray's does when its
+    raylet takes more than its fixed 30 s on a busy machine (a real timeout cannot be produced on demand)."""
+
+    def __init__(self, timeouts: int, error: str = "The current node timed out during startup. This could happen"):
+        self.timeouts, self.error, self.calls = timeouts, error, []
+
+    def init(self, **options):
+        self.calls.append(("init", options))
+        if self.timeouts:
+            self.timeouts -= 1
+            raise Exception(self.error)  # what Ray raises
+
+    def shutdown(self):
+        self.calls.append(("shutdown", None))
+
+
+@pytest.mark.unit
+def test_a_local_ray_start_that_times_out_is_retried_then_refused_clearly():
+    ray = _SlowStartingRay(timeouts=2)
+    start_local_ray(ray, num_cpus=2)
+    assert [name for name, _ in ray.calls] == ["init", "shutdown", "init", "shutdown", "init"]
+    assert all(options == {"num_cpus": 2} for name, options in ray.calls if name == "init")
+    with pytest.raises(ValueError, match="did not start: its node timed out 3 times") as caught:
+        start_local_ray(_SlowStartingRay(timeouts=3), num_cpus=2)
+    assert isinstance(caught.value, TanasError)
+    with pytest.raises(Exception, match="port in use"):  # any other failure is not retried
+        start_local_ray(other := _SlowStartingRay(timeouts=1, error="port in use"))
+    assert [name for name, _ in other.calls] == ["init"]
 
 
 def test_cli_reports_an_unreachable_ray_cluster(tmp_path):

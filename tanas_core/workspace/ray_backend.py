@@ -25,6 +25,29 @@ def use_private_cluster_environment() -> None:
         os.environ.setdefault(name, value)
 
 
+# Ray waits a fixed 30 s for a new node's raylet to register and then gives up with a bare Exception; on a machine
+# other processes keep busy the raylet can take longer, and a second start then usually succeeds.
+LOCAL_START_ATTEMPTS = 3
+_STARTUP_TIMEOUT = "timed out during startup"
+
+
+def start_local_ray(ray, attempts: int = LOCAL_START_ATTEMPTS, **init_options) -> None:
+    """``ray.init(**init_options)`` for a cluster started on this machine, tried up to ``attempts`` times when Ray's
+    node startup times out (anything else is raised at once); the last timeout is raised as a ``TanasError`` that
+    says the machine is too busy."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**init_options)
+            return
+        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception for this timeout
+            if _STARTUP_TIMEOUT not in str(error):
+                raise
+            ray.shutdown()  # the half-started node's processes
+            if attempt == attempts:
+                raise TanasError(f"a local Ray did not start: its node timed out {attempts} times (the machine is "
+                                 "busy). Try again when it is quieter, or use the local backend") from error
+
+
 @dataclass
 class RayBackend:
     """Runs every piece of work as one Ray task.
@@ -77,10 +100,13 @@ class RayBackend:
             use_private_cluster_environment()
         else:
             _probe(self.address)
+        options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                       runtime_env={"py_modules": [_PACKAGE], "env_vars": _passed_environment()})
         try:
-            ray.init(address=self.address, num_cpus=self.num_cpus if self.address is None else None,
-                     include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     runtime_env={"py_modules": [_PACKAGE], "env_vars": _passed_environment()})
+            if self.address is None:
+                start_local_ray(ray, num_cpus=self.num_cpus, **options)
+            else:
+                ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise TanasError(f"cannot connect to the Ray cluster at {self.address!r}: {error}. Check the address "
                              "(`ray status` on the head node), or leave it empty to start a local Ray") from None
