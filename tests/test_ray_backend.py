@@ -156,6 +156,9 @@ def test_a_local_ray_start_that_times_out_is_retried_then_refused_clearly():
     with pytest.raises(ValueError, match="did not start: its node timed out 3 times") as caught:
         start_local_ray(_SlowStartingRay(timeouts=3), num_cpus=2)
     assert isinstance(caught.value, TanasError)
+    with pytest.raises(ValueError, match="did not start: its node timed out 3 times") as caught:
+        RayBackend()._connect(_SlowStartingRay(timeouts=3))  # the backend's own start says the same
+    assert "cannot connect" not in str(caught.value)
     with pytest.raises(Exception, match="port in use"):  # any other failure is not retried
         start_local_ray(other := _SlowStartingRay(timeouts=1, error="port in use"))
     assert [name for name, _ in other.calls] == ["init"]

@@ -212,15 +212,18 @@ def _quickdraw6() -> Suite:
         "on it. Needs the quickdraw345 pack.")
 
 
-for _name in ("ld8", "mnist4", "cifar10_4", "cifar100_4"):
-    SUITES.register(_name, lambda name=_name: _builtin_suites()[name])
+def _factories(build, *names: str) -> dict:
+    """``{name: factory}`` for suites that ``build()`` returns together (each factory builds them and picks one)."""
+    return {name: (lambda name=name: build()[name]) for name in names}
+
+
+for _name, _factory in _factories(_builtin_suites, "ld8", "mnist4", "cifar10_4", "cifar100_4").items():
+    SUITES.register(_name, _factory)
 SUITES.register("quickdraw", _quickdraw_suite)
 # quickdraw6 has a factory of its own: it reads its category names from the Quick, Draw! pack, and the other
 # held-out suites must load without that pack.
-_HELD_OUT = {**{name: (lambda name=name: _held_out_suites()[name])
-                for name in ("fashion4", "cifar10_new4", "mnist_new4")}, "quickdraw6": _quickdraw6,
-             **{name: (lambda name=name: _held_out_round2()[name])
-                for name in ("mnist_r2", "fashion_r2", "cifar10_r2")}}
+_HELD_OUT = {**_factories(_held_out_suites, "fashion4", "cifar10_new4", "mnist_new4"), "quickdraw6": _quickdraw6,
+             **_factories(_held_out_round2, "mnist_r2", "fashion_r2", "cifar10_r2")}
 HELD_OUT_SUITES = tuple(_HELD_OUT)
 for _name, _factory in _HELD_OUT.items():
     SUITES.register(_name, _factory)

@@ -107,6 +107,8 @@ class RayBackend:
                 start_local_ray(ray, num_cpus=self.num_cpus, **options)
             else:
                 ray.init(address=self.address, **options)
+        except TanasError:  # already says what went wrong (a local start that kept timing out)
+            raise
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise TanasError(f"cannot connect to the Ray cluster at {self.address!r}: {error}. Check the address "
                              "(`ray status` on the head node), or leave it empty to start a local Ray") from None
